@@ -1,0 +1,112 @@
+//! The `database` actor: owns the view of the database's health. It probes PostgreSQL on a
+//! schedule (a query and the migration state), publishes `overseer_database_up`, and logs
+//! outages once per transition instead of once per failed call.
+//!
+//! Rehydration: its first probe; it is `running` once the database has answered.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::db::{migrations, Db, DbError};
+use crate::supervisor::Lifeline;
+use crate::telemetry::names;
+
+pub const NAME: &str = "database";
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    PendingMigrations,
+    Down(String),
+}
+
+/// Probes the database: it answers a query and has no pending migration.
+pub async fn probe(db: &Db) -> Health {
+    let result = db
+        .run(|conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            migrations::has_pending(conn)
+        })
+        .await;
+    match result {
+        Ok(false) => Health::Up,
+        Ok(true) => Health::PendingMigrations,
+        Err(DbError::Unavailable(e)) => Health::Down(e),
+        Err(e) => Health::Down(e.to_string()),
+    }
+}
+
+pub struct DatabaseActor {
+    db: Db,
+    lifeline: Lifeline,
+    last: Option<Health>,
+    probing: bool,
+}
+
+impl DatabaseActor {
+    pub fn new(db: Db, lifeline: Lifeline) -> Self {
+        Self {
+            db,
+            lifeline,
+            last: None,
+            probing: false,
+        }
+    }
+
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        let db = self.db.clone();
+        let started = Instant::now();
+        ctx.spawn(
+            async move { probe(&db).await }
+                .into_actor(self)
+                .map(move |health, act, _| {
+                    act.probing = false;
+                    metrics::histogram!(names::DATABASE_PROBE_DURATION)
+                        .record(started.elapsed().as_secs_f64());
+                    act.record(health);
+                }),
+        );
+    }
+
+    fn record(&mut self, health: Health) {
+        let up = !matches!(health, Health::Down(_));
+        metrics::gauge!(names::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+        let was_up = self.last.as_ref().map(|h| !matches!(h, Health::Down(_)));
+        match (was_up, &health) {
+            (Some(false), _) if up => {
+                tracing::info!("database reachable again");
+                self.lifeline.ready();
+            }
+            (None, _) if up => self.lifeline.ready(),
+            (None | Some(true), Health::Down(e)) => {
+                tracing::error!(error = %e, "database unreachable");
+            }
+            _ => {}
+        }
+        if health == Health::PendingMigrations && self.last != Some(Health::PendingMigrations) {
+            tracing::warn!("database has pending migrations: run `overseer migrate run`");
+        }
+        self.last = Some(health);
+    }
+}
+
+impl Actor for DatabaseActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("actor", name = NAME).entered();
+        // Rehydrate: nothing from a previous incarnation is kept; the first probe decides.
+        self.probe(ctx);
+        ctx.run_interval(PROBE_INTERVAL, |act, ctx| act.probe(ctx));
+    }
+}
+
+crate::supervised_actor!(DatabaseActor);

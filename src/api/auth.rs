@@ -1,0 +1,263 @@
+//! Bearer-token authentication and role checks.
+//!
+//! Tokens are configured as SHA-256 hashes; a presented token is hashed and compared in
+//! constant time against every configured hash (no early exit). The token itself is never
+//! stored, logged or echoed.
+
+use std::future::{ready, Ready};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::config::TokenConfig;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Reads, and changes jobs and quotas.
+    Operator,
+    /// Everything, including actors and flags.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}`: expected viewer, operator or admin"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// A new random token (`ovs_` + 64 hex digits) and its SHA-256 (hex) for the configuration.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("ovs_{}", hex::encode(bytes));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+struct Entry {
+    name: String,
+    role: Role,
+    hash: [u8; 32],
+}
+
+/// The accepted tokens.
+#[derive(Default)]
+pub struct TokenSet {
+    entries: Vec<Entry>,
+}
+
+impl TokenSet {
+    pub fn from_config(tokens: &[TokenConfig]) -> Self {
+        let mut set = Self::default();
+        for t in tokens {
+            set.add_hash(&t.name, t.role, &t.sha256);
+        }
+        set
+    }
+
+    pub fn add_hash(&mut self, name: &str, role: Role, sha256_hex: &str) {
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(sha256_hex, &mut hash).is_ok() {
+            self.entries.push(Entry {
+                name: name.to_string(),
+                role,
+                hash,
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+        let digest = Sha256::digest(presented.as_bytes());
+        let mut found: Option<&Entry> = None;
+        for entry in &self.entries {
+            if bool::from(entry.hash.ct_eq(digest.as_slice())) {
+                found = Some(entry);
+            }
+        }
+        found.map(|e| Caller {
+            name: e.name.clone(),
+            role: e.role,
+        })
+    }
+}
+
+/// Reads `<state_dir>/admin.token`, creating it (mode 0600) with a new admin token if it
+/// does not exist. Returns the token's hash; the token itself stays in the file.
+pub fn bootstrap_admin_token(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(hash_token(text.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (token, hash) = new_token();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            writeln!(f, "{token}")?;
+            Ok(hash)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The authenticated caller of an `/api/v1` request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// 403 unless the caller's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {role} role; token `{}` has {}",
+                self.name, self.role
+            )))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError::unauthorized("missing bearer token")),
+        )
+    }
+}
+
+/// Middleware on `/api/v1`: 401 unless a configured token is presented.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    match authenticate(&req) {
+        Ok(caller) => {
+            tracing::Span::current().record("caller", caller.name.as_str());
+            req.extensions_mut().insert(caller);
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body)
+        }
+        // A response, not an Err: outer middleware (metrics, request id) see it like any other.
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
+fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
+    let tokens = req
+        .app_data::<web::Data<TokenSet>>()
+        .ok_or_else(ApiError::internal)?;
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match presented {
+        None => Err(ApiError::unauthorized(
+            "missing `Authorization: Bearer <token>` header",
+        )),
+        Some(token) => tokens
+            .authenticate(token)
+            .ok_or_else(|| ApiError::unauthorized("invalid token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_authenticate_by_hash_only() {
+        let (token, hash) = new_token();
+        assert!(token.starts_with("ovs_") && token.len() == 68);
+        assert_eq!(hash.len(), 64);
+        let mut set = TokenSet::default();
+        set.add_hash("ops", Role::Operator, &hash);
+        let caller = set.authenticate(&token).unwrap();
+        assert_eq!(caller.role, Role::Operator);
+        assert!(set.authenticate("ovs_wrong").is_none());
+        assert!(set.authenticate(&hash).is_none(), "the hash is not a token");
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let c = Caller {
+            name: "x".into(),
+            role: Role::Operator,
+        };
+        assert!(c.require(Role::Viewer).is_ok());
+        assert!(c.require(Role::Operator).is_ok());
+        assert_eq!(c.require(Role::Admin).unwrap_err().status.as_u16(), 403);
+        assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn bootstrap_token_file_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        let h1 = bootstrap_admin_token(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let h2 = bootstrap_admin_token(&path).unwrap();
+        assert_eq!(h1, h2);
+        let token = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(hash_token(token.trim()), h1);
+    }
+}

@@ -1,0 +1,153 @@
+//! The admin HTTP API (actix-web): one file per resource, one error type, bearer auth on
+//! `/api/v1`, request ids, metrics per route, and an OpenAPI document generated from the
+//! handlers themselves (utoipa-actix-web collects every `service(...)`).
+//!
+//! **Invariant:** handlers reach actors only through typed messages (to the supervisor);
+//! they touch PostgreSQL only through `Db::run`.
+
+pub mod actors;
+pub mod auth;
+pub mod error;
+pub mod flags;
+pub mod health;
+pub mod metrics_mw;
+pub mod nodes;
+pub mod openapi;
+pub mod request_id;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::{scope, AppExt};
+
+use self::auth::TokenSet;
+use self::error::ApiError;
+use crate::config::Config;
+use crate::db::Db;
+use crate::supervisor::Supervisor;
+
+/// What handlers share (as `web::Data<ApiState>`).
+pub struct ApiState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub supervisor: Addr<Supervisor>,
+    pub prometheus: PrometheusHandle,
+    pub openapi: Arc<String>,
+}
+
+/// Registers every route; used both to serve and to build the OpenAPI document, so the
+/// document cannot miss a route registered here.
+fn routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::UtoipaApp<T>
+where
+    T: actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+{
+    app.service(health::health)
+        .service(health::ready)
+        .service(health::metrics)
+        .service(
+            scope("/api/v1")
+                .wrap(from_fn(auth::middleware))
+                .service(openapi::openapi_json)
+                .service(flags::list)
+                .service(actors::list)
+                .service(actors::crash)
+                .service(nodes::list),
+        )
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = routes(App::new().into_utoipa_app()).split_for_parts();
+    openapi::finish(doc)
+}
+
+fn json_error(
+    body_limit: usize,
+) -> impl Fn(JsonPayloadError, &actix_web::HttpRequest) -> actix_web::Error + Clone {
+    move |err, _| {
+        let api = match &err {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::payload_too_large(body_limit)
+            }
+            JsonPayloadError::ContentType => ApiError::new(
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(e) if e.is_data() => {
+                ApiError::unprocessable(format!("invalid request body: {e}"))
+            }
+            other => ApiError::bad_request(format!("malformed JSON body: {other}")),
+        };
+        api.into()
+    }
+}
+
+/// Binds the admin API and returns the server (not yet awaited) and its bound addresses.
+pub fn server(
+    state: ApiState,
+    tokens: TokenSet,
+    bind: SocketAddr,
+) -> std::io::Result<(Server, Vec<SocketAddr>)> {
+    let config = state.config.clone();
+    let body_limit = config.server.body_limit;
+    let state = web::Data::new(state);
+    let tokens = web::Data::new(tokens);
+    let mut http = HttpServer::new(move || {
+        let app = App::new()
+            .app_data(state.clone())
+            .app_data(tokens.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(body_limit)
+                    .error_handler(json_error(body_limit)),
+            )
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(web::PathConfig::default().error_handler(|e: PathError, _| {
+                ApiError::not_found(format!("bad path parameter: {e}")).into()
+            }))
+            .app_data(
+                web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+                    ApiError::bad_request(format!("bad query parameter: {e}")).into()
+                }),
+            )
+            .into_utoipa_app();
+        routes(app)
+            .map(|app| {
+                app.default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such route"))
+                }))
+                .wrap(from_fn(metrics_mw::middleware))
+                .wrap(TracingLogger::<request_id::RequestSpan>::new())
+                .wrap(from_fn(request_id::middleware))
+            })
+            .into_app()
+    })
+    .disable_signals()
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1));
+    if config.server.workers > 0 {
+        http = http.workers(config.server.workers);
+    } else {
+        http = http.workers(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(4),
+        );
+    }
+    let http = http.bind(bind)?;
+    let addrs = http.addrs();
+    Ok((http.run(), addrs))
+}

@@ -1,0 +1,285 @@
+//! Builds and runs the whole application from a [`Config`]: the database (managed cluster or
+//! URL), migrations, the supervisor and its children, the admin API, systemd notifications,
+//! and the orderly shutdown. `main` calls [`serve`]; the integration tests run the same binary.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{signal, SignalKind};
+use uuid::Uuid;
+
+use crate::actors::{self, Deps};
+use crate::api::{self, auth::TokenSet, ApiState};
+use crate::config::Config;
+use crate::db::cluster::{ClusterError, ClusterOptions, ManagedCluster};
+use crate::db::url::DatabaseUrl;
+use crate::db::{migrations, nodes, Db, DbError};
+use crate::supervisor::{Escalation, Ping, Shutdown, Supervisor};
+use crate::telemetry;
+
+/// Exit codes of `overseer serve` (documented in the README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const CONFIG: i32 = 2;
+    /// The supervisor gave up (restart intensity exceeded): systemd restarts the process.
+    pub const MELTDOWN: i32 = 70;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state directory {0} is in use by another overseer process (its lock file is held)")]
+    StateDirLocked(PathBuf),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error("binding the admin API to {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Use a temporary managed cluster deleted at exit (ignored when a URL is configured).
+    pub ephemeral: bool,
+}
+
+/// Holds the state directory for this process's lifetime (released by the kernel even on
+/// `kill -9`, so a crashed overseer never blocks the next one).
+struct StateLock(#[allow(dead_code)] Flock<File>);
+
+fn lock_state_dir(config: &Config) -> Result<StateLock, AppError> {
+    let dir = &config.state_dir;
+    std::fs::create_dir_all(dir).map_err(|source| AppError::StateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join("overseer.lock");
+    let file = File::create(&path).map_err(|source| AppError::StateDir {
+        path: path.clone(),
+        source,
+    })?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map(StateLock)
+        .map_err(|_| AppError::StateDirLocked(dir.clone()))
+}
+
+/// Runs `overseer serve` to completion; returns the process exit code.
+pub fn serve(config: Config, opts: ServeOptions) -> Result<i32, AppError> {
+    let started = std::time::Instant::now();
+    let flags = config.flag_map();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        flags = ?flags,
+        "overseer starting"
+    );
+    if !config.flags.anti_detection {
+        tracing::info!("flag anti_detection is off: browser sessions will not hide automation");
+    }
+    if !config.flags.zombie_detection {
+        tracing::warn!("flag zombie_detection is off: stuck runs will not be rescued");
+    }
+
+    let configured_url = config.database_url();
+    let _lock = lock_state_dir(&config)?;
+    let mut cluster = match &configured_url {
+        Some(_) => None,
+        None => {
+            let opts = if opts.ephemeral {
+                ClusterOptions::ephemeral()
+            } else {
+                ClusterOptions::persistent(&config.state_dir)
+            };
+            Some(ManagedCluster::start(&opts)?)
+        }
+    };
+    let url: DatabaseUrl = match (&configured_url, &cluster) {
+        (Some(url), _) => url.clone(),
+        (None, Some(c)) => c.url(),
+        (None, None) => unreachable!("a cluster is started when no URL is configured"),
+    };
+    tracing::info!(database = %url, managed = cluster.is_some(), "database selected");
+
+    let result = run_with_database(config, url, cluster.is_some(), started);
+    if let Some(c) = cluster.as_mut() {
+        match c.stop() {
+            Ok(()) => tracing::info!("managed PostgreSQL cluster stopped"),
+            Err(e) => tracing::error!(error = %e, "stopping the managed PostgreSQL cluster failed"),
+        }
+    }
+    result
+}
+
+fn run_with_database(
+    config: Config,
+    url: DatabaseUrl,
+    managed: bool,
+    started: std::time::Instant,
+) -> Result<i32, AppError> {
+    let db = Db::new(
+        &url,
+        config.database.pool_size,
+        config.database.connect_timeout,
+    );
+    if config.database.migrate_on_start {
+        let applied = migrations::run_pending(&mut *db.get_blocking()?)?;
+        if !applied.is_empty() {
+            tracing::info!(applied = ?applied, "migrations applied");
+        }
+    }
+
+    let mut tokens = TokenSet::from_config(&config.auth.tokens);
+    if tokens.is_empty() && managed {
+        let path = config.state_path("admin.token");
+        let hash =
+            api::auth::bootstrap_admin_token(&path).map_err(|source| AppError::StateDir {
+                path: path.clone(),
+                source,
+            })?;
+        tokens.add_hash("bootstrap-admin", api::auth::Role::Admin, &hash);
+        tracing::info!(path = %path.display(), "admin token file (mode 0600) in use; no tokens configured");
+    } else if tokens.is_empty() {
+        tracing::warn!("no API tokens configured: every /api/v1 request will get 401");
+    }
+
+    let system = actix_rt::System::new();
+    system
+        .block_on(run(Arc::new(config), db, tokens, started))
+        .map_err(|e| AppError::Runtime(e.to_string()))?
+}
+
+async fn run(
+    config: Arc<Config>,
+    db: Db,
+    tokens: TokenSet,
+    started: std::time::Instant,
+) -> Result<Result<i32, AppError>, std::io::Error> {
+    let prometheus = telemetry::prometheus();
+    {
+        let handle = prometheus.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+
+    let node_id = Uuid::new_v4();
+    let deps = Deps {
+        config: config.clone(),
+        db: db.clone(),
+        node_id,
+    };
+    let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = Supervisor::new(
+        config.supervisor.clone(),
+        actors::children(&deps),
+        Some(escalate_tx),
+    )
+    .start();
+
+    let openapi = serde_json::to_string(&api::openapi_document()).unwrap_or_else(|_| "{}".into());
+    let state = ApiState {
+        config: config.clone(),
+        db: db.clone(),
+        supervisor: supervisor.clone(),
+        prometheus,
+        openapi: Arc::new(openapi),
+    };
+    let bind = config.bind_addr();
+    let (server, addrs) = match api::server(state, tokens, bind) {
+        Ok(s) => s,
+        Err(source) => return Ok(Err(AppError::Bind { addr: bind, source })),
+    };
+    for addr in &addrs {
+        tracing::info!(addr = %addr, "admin API listening");
+    }
+    let server_handle = server.handle();
+    let server_task = actix_rt::spawn(server);
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(
+        node_id = %node_id,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "overseer started"
+    );
+    spawn_watchdog(supervisor.clone());
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let exit_on_meltdown = config.supervisor.exit_on_meltdown;
+    let code = loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break exit::OK; }
+            _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break exit::OK; }
+            Some(Escalation::Meltdown { actor }) = escalate_rx.recv() => {
+                if exit_on_meltdown {
+                    tracing::error!(actor, "exiting after supervisor meltdown (supervisor.exit_on_meltdown)");
+                    break exit::MELTDOWN;
+                }
+                tracing::error!(actor, "supervisor meltdown; staying up, not ready (exit_on_meltdown = false)");
+            }
+        }
+    };
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // 1. Stop accepting HTTP; in-flight requests get up to shutdown_timeout.
+    server_handle.stop(true).await;
+    let _ = server_task.await;
+    // 2. Actors, in reverse start order.
+    let timeout = config.server.shutdown_timeout;
+    if supervisor.send(Shutdown { timeout }).await.is_err() {
+        tracing::warn!("supervisor was gone before shutdown");
+    }
+    // 3. Tell the other nodes we left on purpose.
+    if let Err(e) = db.run(move |c| nodes::mark_stopped(c, node_id)).await {
+        tracing::warn!(error = %e, "could not mark this node stopped");
+    }
+    actix_rt::System::current().stop();
+    tracing::info!(exit_code = code, "overseer stopped");
+    Ok(Ok(code))
+}
+
+/// Sends WATCHDOG=1 at half the systemd watchdog interval, only after a round trip through
+/// the supervisor's mailbox succeeded (a wedged supervisor or a meltdown stops the pings).
+fn spawn_watchdog(supervisor: Addr<Supervisor>) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    tracing::info!(
+        period_ms = period.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            match tokio::time::timeout(period, supervisor.send(Ping)).await {
+                Ok(Ok(true)) => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+                other => {
+                    tracing::warn!(result = ?other.map(|r| r.ok()), "watchdog: supervisor round trip failed")
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,733 @@
+//! Configuration: layered loading, validation, and the effective view printed by
+//! `overseer config check`.
+//!
+//! Layers (later wins): the compiled-in `config/default.toml`, then the file named by
+//! `--config` / `OVERSEER_CONFIG`, then the aliases `DATABASE_URL` and `ANTI_DETECTION_ENABLED`,
+//! then `OVERSEER__SECTION__KEY` environment variables (the canonical spelling wins over an
+//! alias). Every error names the key, the layer it came from (file path or environment
+//! variable) and what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::db::url::DatabaseUrl;
+
+/// The compiled-in defaults: the same file users read in `config/default.toml`.
+pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
+
+const ENV_PREFIX: &str = "OVERSEER__";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub flags: Flags,
+    pub supervisor: SupervisorConfig,
+    pub node: NodeConfig,
+    pub auth: AuthConfig,
+    pub debug: DebugConfig,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Raw as configured; [`Config::database_url`] is the parsed, normalised form.
+    #[serde(default, skip_serializing)]
+    pub url: Option<String>,
+    pub pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url.as_deref().map(|u| match DatabaseUrl::parse(u) {
+            Ok(url) => url.redacted(),
+            Err(_) => "<invalid>".to_string(),
+        });
+        f.debug_struct("DatabaseConfig")
+            .field("url", &url)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Feature flags: one place, each overridable by environment, read-only over the API.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flags {
+    pub anti_detection: bool,
+    pub zombie_detection: bool,
+    pub notifications: bool,
+    pub quota_enforcement: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    pub exit_on_meltdown: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: crate::api::auth::Role,
+    /// Hex SHA-256 of the token. Shown shortened by `config check`.
+    #[serde(serialize_with = "shorten_hash")]
+    pub sha256: String,
+}
+
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shorten_hash<S: serde::Serializer>(hash: &str, s: S) -> Result<S::Ok, S::Error> {
+    let head: String = hash.chars().take(8).collect();
+    s.serialize_str(&format!("{head}…"))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    pub fault_injection: bool,
+}
+
+/// Where a configuration value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Defaults,
+    File(PathBuf),
+    Env(String),
+    Unknown,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Defaults => f.write_str("built-in defaults"),
+            Origin::File(p) => write!(f, "file {}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::Unknown => f.write_str("unknown source"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("configuration key `{key}` (from {origin}): {expected}")]
+    Key {
+        key: String,
+        origin: Origin,
+        expected: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where to read configuration from. `env` is passed in (not read globally) so that tests
+/// and `main` use the same code without touching the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The sources of a real run: `--config` (or `OVERSEER_CONFIG`) and the process env.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = file.or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "OVERSEER_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Self { file, env }
+    }
+}
+
+/// A provider for one named layer (defaults, a group of environment variables), so that
+/// errors can name where a value came from.
+struct EnvLayer {
+    name: String,
+    dict: Dict,
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [head, rest @ ..] => {
+            let entry = dict
+                .entry(head.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+fn parse_env_value(raw: &str) -> Value {
+    raw.parse::<Value>()
+        .unwrap_or_else(|_| Value::from(raw.to_string()))
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// A loaded configuration and the layers it came from.
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Which layer supplied `key` (dotted path), for error messages.
+    pub fn origin(&self, key: &str) -> Origin {
+        origin_of(&self.figment, key)
+    }
+}
+
+const DEFAULTS_NAME: &str = "built-in defaults";
+const ENV_NAME: &str = "environment";
+
+fn origin_of(figment: &Figment, key: &str) -> Origin {
+    match figment.find_metadata(key) {
+        Some(meta) => origin_from_metadata(meta, key),
+        None => Origin::Unknown,
+    }
+}
+
+fn origin_from_metadata(meta: &Metadata, key: &str) -> Origin {
+    if let Some(figment::Source::File(path)) = &meta.source {
+        return Origin::File(path.clone());
+    }
+    if meta.name == DEFAULTS_NAME {
+        return Origin::Defaults;
+    }
+    if meta.name == ENV_NAME {
+        return Origin::Env(format!(
+            "{ENV_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        ));
+    }
+    if let Some(var) = meta.name.strip_prefix("environment variable ") {
+        return Origin::Env(var.to_string());
+    }
+    Origin::Unknown
+}
+
+pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let defaults = Toml::string(DEFAULTS_TOML)
+        .data()
+        .ok()
+        .and_then(|mut m| m.remove(&Profile::Default))
+        .ok_or_else(|| ConfigError::Other("the built-in defaults do not parse".into()))?;
+    let mut figment = Figment::new().merge(EnvLayer {
+        name: DEFAULTS_NAME.into(),
+        dict: defaults,
+    });
+
+    if let Some(path) = &sources.file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            message: format!("cannot be read: {e}"),
+        })?;
+        // Report syntax errors here, with the path, rather than as figment's generic message.
+        text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+            path: path.clone(),
+            message: format!("is not valid TOML: {}", e.message()),
+        })?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+
+    for (key, value) in &sources.env {
+        match key.as_str() {
+            "DATABASE_URL" if !value.trim().is_empty() => {
+                let mut dict = Dict::new();
+                insert_path(
+                    &mut dict,
+                    &["database".into(), "url".into()],
+                    Value::from(value.clone()),
+                );
+                figment = figment.merge(EnvLayer {
+                    name: "environment variable DATABASE_URL".into(),
+                    dict,
+                });
+            }
+            "ANTI_DETECTION_ENABLED" => {
+                let flag = parse_bool(value).ok_or_else(|| ConfigError::Key {
+                    key: "flags.anti_detection".into(),
+                    origin: Origin::Env(key.clone()),
+                    expected: "a boolean (true/false, 1/0, yes/no, on/off)".into(),
+                })?;
+                let mut dict = Dict::new();
+                insert_path(
+                    &mut dict,
+                    &["flags".into(), "anti_detection".into()],
+                    Value::from(flag),
+                );
+                figment = figment.merge(EnvLayer {
+                    name: "environment variable ANTI_DETECTION_ENABLED".into(),
+                    dict,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    let mut env_dict = Dict::new();
+    for (key, value) in &sources.env {
+        if let Some(rest) = key.strip_prefix(ENV_PREFIX) {
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError::Key {
+                    key: path.join("."),
+                    origin: Origin::Env(key.clone()),
+                    expected: "a variable name of the form OVERSEER__SECTION__KEY".into(),
+                });
+            }
+            insert_path(&mut env_dict, &path, parse_env_value(value));
+        }
+    }
+    figment = figment.merge(EnvLayer {
+        name: ENV_NAME.into(),
+        dict: env_dict,
+    });
+
+    let config: Config = figment
+        .extract_lossy()
+        .map_err(|e| from_figment_error(&figment, e))?;
+    let loaded = Loaded { config, figment };
+    loaded.validate()?;
+    Ok(loaded)
+}
+
+fn from_figment_error(figment: &Figment, err: figment::Error) -> ConfigError {
+    let key = err.path.join(".");
+    let origin = match &err.metadata {
+        Some(meta) => origin_from_metadata(meta, &key),
+        None => origin_of(figment, &key),
+    };
+    let expected = match &err.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            format!("unknown key `{field}` (config/default.toml lists every setting)")
+        }
+        figment::error::Kind::MissingField(field) => format!("missing key `{field}`"),
+        other => {
+            let text = other.to_string();
+            if text.contains("duration") || text.contains("humantime") {
+                format!("{text} (write durations like \"250ms\", \"5s\", \"2m\")")
+            } else {
+                text
+            }
+        }
+    };
+    let field = match &err.kind {
+        figment::error::Kind::UnknownField(field, _) => Some(field.to_string()),
+        figment::error::Kind::MissingField(field) => Some(field.to_string()),
+        _ => None,
+    };
+    let key = match field {
+        Some(field) if key.is_empty() => field,
+        Some(field) if err.path.last() != Some(&field) => format!("{key}.{field}"),
+        _ => key,
+    };
+    let origin = if origin == Origin::Unknown {
+        // An unknown key under a section: find who supplied the section.
+        origin_of(figment, &key)
+    } else {
+        origin
+    };
+    ConfigError::Key {
+        key,
+        origin,
+        expected,
+    }
+}
+
+impl Loaded {
+    fn bad(&self, key: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            key: key.to_string(),
+            origin: self.origin(key),
+            expected: expected.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        if let Some(url) = &c.database.url {
+            DatabaseUrl::parse(url)
+                .map_err(|e| self.bad("database.url", format!("the URL {e}")))?;
+        }
+        if c.database.pool_size == 0 || c.database.pool_size > 1000 {
+            return Err(self.bad("database.pool_size", "a number from 1 to 1000"));
+        }
+        if c.database.connect_timeout.is_zero() {
+            return Err(self.bad("database.connect_timeout", "a duration above zero"));
+        }
+        c.server.bind.parse::<SocketAddr>().map_err(|_| {
+            self.bad(
+                "server.bind",
+                "an IP address and port, like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            )
+        })?;
+        if c.server.body_limit < 1024 {
+            return Err(self.bad("server.body_limit", "at least 1024 bytes"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&c.log.level).map_err(|e| {
+            self.bad(
+                "log.level",
+                format!("a tracing filter such as \"info\" ({e})"),
+            )
+        })?;
+        let s = &c.supervisor;
+        if s.restart_window.is_zero() {
+            return Err(self.bad("supervisor.restart_window", "a duration above zero"));
+        }
+        if s.backoff_initial.is_zero() {
+            return Err(self.bad("supervisor.backoff_initial", "a duration above zero"));
+        }
+        if s.backoff_max < s.backoff_initial {
+            return Err(self.bad(
+                "supervisor.backoff_max",
+                "a duration at least supervisor.backoff_initial",
+            ));
+        }
+        if c.node.heartbeat_interval < Duration::from_millis(100) {
+            return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, token) in c.auth.tokens.iter().enumerate() {
+            let key = format!("auth.tokens.{i}");
+            if token.name.trim().is_empty() {
+                return Err(self.bad(&format!("{key}.name"), "a non-empty name"));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err(self.bad(&format!("{key}.name"), "a name no other token uses"));
+            }
+            if token.sha256.len() != 64 || !token.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(self.bad(
+                    &format!("{key}.sha256"),
+                    "64 hex digits (the SHA-256 printed by `overseer token new`)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The configured database URL, normalised. `None`: use the managed cluster.
+    pub fn database_url(&self) -> Option<DatabaseUrl> {
+        self.database
+            .url
+            .as_deref()
+            .and_then(|u| DatabaseUrl::parse(u).ok())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.server
+            .bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The effective configuration as TOML, secrets redacted (for `overseer config check`).
+    pub fn effective_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render configuration: {e}\n"),
+        };
+        if let (Some(db), Some(url)) = (
+            value.get_mut("database").and_then(|d| d.as_table_mut()),
+            self.database_url(),
+        ) {
+            db.insert("url".into(), toml::Value::String(url.redacted()));
+        }
+        toml::to_string_pretty(&value).unwrap_or_default()
+    }
+
+    pub fn state_path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.state_dir.join(rel)
+    }
+
+    /// The flags as a name → value map (for logs and the API).
+    pub fn flag_map(&self) -> BTreeMap<&'static str, bool> {
+        let f = &self.flags;
+        BTreeMap::from([
+            ("anti_detection", f.anti_detection),
+            ("zombie_detection", f.zombie_detection),
+            ("notifications", f.notifications),
+            ("quota_enforcement", f.quota_enforcement),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_with(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut tmp = None;
+        let file = file.map(|text| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let p = f.path().to_path_buf();
+            tmp = Some(f);
+            p
+        });
+        load(&Sources {
+            file,
+            env: env(vars),
+        })
+        .map(|l| l.config)
+    }
+
+    #[test]
+    fn defaults_load_and_match_documented_values() {
+        let c = load_with(None, &[]).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.state_dir, PathBuf::from("./var"));
+        assert!(c.database.url.is_none());
+        assert_eq!(c.supervisor.max_restarts, 5);
+        assert_eq!(c.supervisor.restart_window, Duration::from_secs(60));
+        assert_eq!(c.supervisor.backoff_initial, Duration::from_millis(100));
+        assert_eq!(c.supervisor.backoff_max, Duration::from_secs(5));
+        assert!(c.flags.anti_detection && c.flags.quota_enforcement);
+        assert!(!c.debug.fault_injection);
+        assert_eq!(c.server.body_limit, 64 * 1024);
+    }
+
+    #[test]
+    fn layering_file_then_env_then_aliases() {
+        let file =
+            "[server]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n[flags]\nnotifications = false\n";
+        let c = load_with(
+            Some(file),
+            &[
+                ("OVERSEER__SERVER__BIND", "127.0.0.1:9100"),
+                ("OVERSEER__FLAGS__ZOMBIE_DETECTION", "false"),
+                ("ANTI_DETECTION_ENABLED", "0"),
+                ("DATABASE_URL", "postgresql+psycopg2://u:pw@h/db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:9100", "env beats file");
+        assert_eq!(c.server.workers, 3, "file beats defaults");
+        assert!(!c.flags.notifications);
+        assert!(!c.flags.zombie_detection);
+        assert!(!c.flags.anti_detection);
+        assert_eq!(c.database_url().unwrap().expose(), "postgresql://u:pw@h/db");
+    }
+
+    #[test]
+    fn canonical_env_key_beats_alias() {
+        let c = load_with(None, &[("DATABASE_URL", "postgres://a@h/one")]).unwrap();
+        assert_eq!(c.database_url().unwrap().database(), "one");
+        let c = load_with(
+            None,
+            &[
+                ("DATABASE_URL", "postgres://a@h/one"),
+                ("OVERSEER__DATABASE__URL", "postgres://a@h/two"),
+                ("ANTI_DETECTION_ENABLED", "false"),
+                ("OVERSEER__FLAGS__ANTI_DETECTION", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database_url().unwrap().database(), "two");
+        assert!(c.flags.anti_detection);
+    }
+
+    fn key_error(file: Option<&str>, vars: &[(&str, &str)]) -> (String, Origin, String) {
+        match load_with(file, vars) {
+            Err(ConfigError::Key {
+                key,
+                origin,
+                expected,
+            }) => (key, origin, expected),
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_errors_name_key_variable_and_expectation() {
+        let (key, origin, expected) = key_error(None, &[("OVERSEER__SERVER__BIND", "nowhere")]);
+        assert_eq!(key, "server.bind");
+        assert_eq!(origin, Origin::Env("OVERSEER__SERVER__BIND".into()));
+        assert!(expected.contains("IP address and port"), "{expected}");
+
+        let (key, origin, expected) = key_error(None, &[("OVERSEER__DATABASE__POOL_SIZE", "lots")]);
+        assert_eq!(key, "database.pool_size");
+        assert_eq!(origin, Origin::Env("OVERSEER__DATABASE__POOL_SIZE".into()));
+        assert!(
+            expected.contains("u32") || expected.contains("integer"),
+            "{expected}"
+        );
+
+        let (key, origin, _) = key_error(None, &[("DATABASE_URL", "sqlite:///x.db")]);
+        assert_eq!(key, "database.url");
+        assert_eq!(origin, Origin::Env("DATABASE_URL".into()));
+
+        let (key, origin, _) = key_error(None, &[("ANTI_DETECTION_ENABLED", "maybe")]);
+        assert_eq!(key, "flags.anti_detection");
+        assert_eq!(origin, Origin::Env("ANTI_DETECTION_ENABLED".into()));
+
+        let (key, _, expected) = key_error(None, &[("OVERSEER__SUPERVISOR__BACKOFF_MAX", "soon")]);
+        assert_eq!(key, "supervisor.backoff_max");
+        assert!(expected.contains("5s"), "{expected}");
+    }
+
+    #[test]
+    fn file_errors_name_key_and_file() {
+        let (key, origin, expected) = key_error(Some("[server]\nbnid = \"x\"\n"), &[]);
+        assert_eq!(key, "server.bnid");
+        assert!(matches!(origin, Origin::File(_)), "{origin:?}");
+        assert!(expected.contains("unknown key"), "{expected}");
+
+        let (key, origin, _) = key_error(Some("[database]\npool_size = 0\n"), &[]);
+        assert_eq!(key, "database.pool_size");
+        assert!(matches!(origin, Origin::File(_)));
+
+        let (key, _, expected) = key_error(
+            Some("[[auth.tokens]]\nname = \"x\"\nrole = \"root\"\nsha256 = \"00\"\n"),
+            &[],
+        );
+        assert!(key.starts_with("auth.tokens"), "{key}");
+        assert!(expected.contains("viewer"), "{expected}");
+
+        let (key, _, expected) = key_error(
+            Some("[[auth.tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"00\"\n"),
+            &[],
+        );
+        assert_eq!(key, "auth.tokens.0.sha256");
+        assert!(expected.contains("64 hex"), "{expected}");
+
+        let (key, _, _) = key_error(Some("[log]\nformat = \"xml\"\n"), &[]);
+        assert_eq!(key, "log.format");
+
+        match load_with(Some("this is = = not toml"), &[]) {
+            Err(ConfigError::File { message, .. }) => assert!(message.contains("TOML")),
+            other => panic!("{other:?}"),
+        }
+        match load(&Sources {
+            file: Some("/nonexistent/overseer.toml".into()),
+            env: vec![],
+        }) {
+            Err(ConfigError::File { path, .. }) => {
+                assert_eq!(path, PathBuf::from("/nonexistent/overseer.toml"))
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("loaded a missing file"),
+        }
+    }
+
+    #[test]
+    fn effective_view_redacts_secrets() {
+        let c = load_with(
+            Some("[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"aaaaaaaabbbbbbbbccccccccddddddddeeeeeeeeffffffff0000000011111111\"\n"),
+            &[("DATABASE_URL", "postgres://app:topsecret@db/prod")],
+        )
+        .unwrap();
+        let shown = c.effective_toml();
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(shown.contains("postgresql://app:***@db/prod"), "{shown}");
+        assert!(!shown.contains("ffffffff0000000011111111"), "{shown}");
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

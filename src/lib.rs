@@ -1,0 +1,13 @@
+//! overseer: a supervised, PostgreSQL-backed scheduler daemon. See docs/ARCHITECTURE.md.
+//!
+//! Floors, from the top: `cli` → `app` → `api` → `supervisor` → `actors` → `db`,
+//! `telemetry`, `config`. Imports only point down.
+
+pub mod actors;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod supervisor;
+pub mod telemetry;

@@ -1,0 +1,67 @@
+//! Every metric overseer publishes: one list, conventional Prometheus names (`overseer_`
+//! prefix, base units, `_total` counters), each described in [`describe_all`].
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+pub const BUILD_INFO: &str = "overseer_build_info";
+pub const HTTP_REQUESTS: &str = "overseer_http_requests_total";
+pub const HTTP_DURATION: &str = "overseer_http_request_duration_seconds";
+pub const ACTOR_UP: &str = "overseer_actor_up";
+pub const ACTOR_RESTARTS: &str = "overseer_actor_restarts_total";
+pub const SUPERVISOR_MELTDOWN: &str = "overseer_supervisor_meltdown";
+pub const DATABASE_UP: &str = "overseer_database_up";
+pub const DATABASE_PROBE_DURATION: &str = "overseer_database_probe_duration_seconds";
+pub const NODE_HEARTBEATS: &str = "overseer_node_heartbeats_total";
+pub const NODE_HEARTBEAT_FAILURES: &str = "overseer_node_heartbeat_failures_total";
+pub const EVENTS: &str = "overseer_events_total";
+
+/// Histogram buckets in seconds, from 1 ms to 10 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub fn describe_all() {
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels carry the overseer version."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Admin API requests by method, route template and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Admin API request duration by method and route template."
+    );
+    describe_gauge!(
+        ACTOR_UP,
+        "1 when the supervised actor is running (rehydrated), 0 otherwise."
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        "Restarts of a supervised actor after a panic or an error exit."
+    );
+    describe_gauge!(
+        SUPERVISOR_MELTDOWN,
+        "1 once the restart intensity was exceeded and the supervisor gave up."
+    );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 when the last database probe answered, 0 when it failed."
+    );
+    describe_histogram!(
+        DATABASE_PROBE_DURATION,
+        Unit::Seconds,
+        "Duration of the database actor's liveness probe."
+    );
+    describe_counter!(
+        NODE_HEARTBEATS,
+        "Successful refreshes of this node's last_seen."
+    );
+    describe_counter!(
+        NODE_HEARTBEAT_FAILURES,
+        "Failed refreshes of this node's last_seen (database unreachable)."
+    );
+    describe_counter!(EVENTS, "Events emitted, by event name.");
+}
