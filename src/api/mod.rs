@@ -109,6 +109,7 @@ pub fn server(
         let app = App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
+            .app_data(request_id::BodyLimit(body_limit))
             .app_data(
                 web::JsonConfig::default()
                     .limit(body_limit)

@@ -6,7 +6,7 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use tracing::Span;
@@ -27,6 +27,10 @@ pub fn current() -> String {
 
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The configured request body limit (`server.body_limit`), as app data.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
 
 fn sane(id: &str) -> bool {
     !id.is_empty()
@@ -50,10 +54,25 @@ pub async fn middleware(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let res = REQUEST_ID.scope(id.clone(), next.call(req)).await;
-    let mut res = match res {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(e) => return Err(e),
+    let limit = req
+        .app_data::<BodyLimit>()
+        .map(|l| l.0)
+        .unwrap_or(usize::MAX);
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut res = if declared.is_some_and(|n| n > limit) {
+        // Refused before any handler or extractor reads a byte of it.
+        let body = REQUEST_ID.sync_scope(id.clone(), || ApiError::payload_too_large(limit).body());
+        let response = HttpResponse::PayloadTooLarge().json(body);
+        req.into_response(response)
+    } else {
+        REQUEST_ID
+            .scope(id.clone(), next.call(req))
+            .await?
+            .map_into_boxed_body()
     };
     let status = res.status();
     let is_json = res
