@@ -256,13 +256,24 @@ async fn run(
     Ok(Ok(code))
 }
 
+/// The systemd watchdog interval, as `sd_watchdog_enabled(3)` reads it: `WATCHDOG_USEC`, and
+/// `WATCHDOG_PID` when set must be ours.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then_some(usec)
+}
+
 /// Sends WATCHDOG=1 at half the systemd watchdog interval, only after a round trip through
 /// the supervisor's mailbox succeeded (a wedged supervisor or a meltdown stops the pings).
 fn spawn_watchdog(supervisor: Addr<Supervisor>) {
-    let mut usec = 0u64;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+    let Some(usec) = watchdog_usec() else {
         return;
-    }
+    };
     let period = Duration::from_micros(usec / 2);
     tracing::info!(
         period_ms = period.as_millis() as u64,

@@ -275,3 +275,39 @@ fn ephemeral_cluster_is_deleted_at_exit() {
     assert_eq!(o.wait_exit(T).code(), Some(0));
     assert!(!dir.exists(), "ephemeral cluster directory removed");
 }
+
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let db = TestDb::new();
+    let (mut spawn, tmp) = Spawn::with_db(&db);
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    spawn
+        .env
+        .push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
+    // A 400 ms watchdog: overseer must ping every 200 ms.
+    spawn.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+    let mut o = spawn.start_with_tmp(Some(tmp));
+
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = sock
+            .recv(&mut buf)
+            .expect("a notification before the timeout");
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    o.signal(Signal::SIGTERM);
+    let stopping = wait_for("STOPPING=1", T, || {
+        let m = next();
+        (m == "STOPPING=1").then_some(m)
+    });
+    assert_eq!(stopping, "STOPPING=1");
+    assert_eq!(o.wait_exit(T).code(), Some(0));
+}

@@ -1,0 +1,177 @@
+//! The command line: migrations (up, down, up leaves the same schema), `config check`,
+//! `token new`, `--version`.
+
+mod common;
+
+use common::*;
+
+fn schema_dump(db: &TestDb) -> String {
+    let pg_dump = cluster().cluster.bin_dir().join("pg_dump");
+    let out = std::process::Command::new(pg_dump)
+        .args(["--schema-only", "--no-owner", "--no-privileges", "-d"])
+        .arg(db.url.expose())
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // pg_dump's \restrict / \unrestrict lines carry a random key per dump.
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn migrations_up_down_up_leave_an_identical_schema() {
+    let db = TestDb::new();
+    let env = [("DATABASE_URL", db.url.expose())];
+
+    let (code, out, err) = run_cli(&["migrate", "status"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().all(|l| l.starts_with("pending ")), "{out}");
+    let versions = out.lines().count();
+    assert!(versions >= 1);
+
+    let (code, out, err) = run_cli(&["migrate", "run"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("applied ")).count(),
+        versions
+    );
+    let first = schema_dump(&db);
+    assert!(first.contains("CREATE TABLE public.nodes"), "{first}");
+
+    // Down all the way, then up again.
+    for _ in 0..versions {
+        let (code, out, err) = run_cli(&["migrate", "revert"], &env);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("reverted "), "{out}");
+    }
+    let empty = schema_dump(&db);
+    assert!(!empty.contains("public.nodes"), "down.sql drops everything");
+    let (code, _, err) = run_cli(&["migrate", "run"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(schema_dump(&db), first, "up, down, up changed the schema");
+
+    let (code, out, _) = run_cli(&["migrate", "status"], &env);
+    assert_eq!(code, 0);
+    assert!(out.lines().all(|l| l.starts_with("applied ")), "{out}");
+    let (_, out, _) = run_cli(&["migrate", "run"], &env);
+    assert_eq!(out.trim(), "no pending migrations");
+}
+
+#[test]
+fn config_check_prints_the_effective_config_redacted_or_exits_2() {
+    let (code, out, err) = run_cli(
+        &["config", "check"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgresql+asyncpg://app:s3cr3t-pw@db.example:5432/jobs",
+            ),
+            ("OVERSEER__SERVER__BIND", "127.0.0.1:9999"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bind = \"127.0.0.1:9999\""), "{out}");
+    assert!(
+        out.contains("postgresql://app:***@db.example:5432/jobs"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t-pw") && !err.contains("s3cr3t-pw"));
+
+    // Each error path: exit 2, the key, the source, what was expected; no secret echoed.
+    let cases: &[(&[(&str, &str)], &[&str])] = &[
+        (
+            &[("OVERSEER__SERVER__BIND", "everywhere")],
+            &[
+                "server.bind",
+                "OVERSEER__SERVER__BIND",
+                "IP address and port",
+            ],
+        ),
+        (
+            &[("DATABASE_URL", "sqlite:///jobs.sqlite")],
+            &["database.url", "DATABASE_URL", "postgresql+psycopg2://"],
+        ),
+        (
+            &[("DATABASE_URL", "mysql://root:hunter2@h/db")],
+            &["database.url", "DATABASE_URL", "`mysql`"],
+        ),
+        (
+            &[("OVERSEER__SUPERVISOR__MAX_RESTARTS", "-1")],
+            &[
+                "supervisor.max_restarts",
+                "OVERSEER__SUPERVISOR__MAX_RESTARTS",
+            ],
+        ),
+        (&[("OVERSEER__NOPE__KEY", "1")], &["nope", "unknown key"]),
+        (
+            &[("ANTI_DETECTION_ENABLED", "perhaps")],
+            &["flags.anti_detection", "ANTI_DETECTION_ENABLED", "boolean"],
+        ),
+    ];
+    for (env, needles) in cases {
+        let (code, out, err) = run_cli(&["config", "check"], env);
+        assert_eq!(code, 2, "{env:?}: {out}{err}");
+        for n in *needles {
+            assert!(err.contains(n), "{env:?}: {n:?} not in {err}");
+        }
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    // A file: the key and the file's path; OVERSEER_CONFIG works like --config.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nbody_limit = \"big\"\n").unwrap();
+    let (code, _, err) = run_cli(
+        &["config", "check"],
+        &[("OVERSEER_CONFIG", path.to_str().unwrap())],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("server.body_limit"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+    let (code, _, err) = run_cli(
+        &["--config", "/nonexistent/overseer.toml", "config", "check"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/overseer.toml"), "{err}");
+
+    // serve refuses to start on a bad configuration, with the same exit code.
+    let (code, _, err) = run_cli(&["serve"], &[("OVERSEER__SERVER__BIND", "nowhere")]);
+    assert_eq!(code, 2, "{err}");
+
+    // The shipped example configuration is valid.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml");
+    let (code, out, err) = run_cli(&["--config", example, "config", "check"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("format = \"json\""), "{out}");
+}
+
+#[test]
+fn token_new_prints_a_token_once_and_its_config_entry() {
+    let (code, out, err) = run_cli(&["token", "new", "--role", "operator", "--name", "ci"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim();
+    assert!(token.starts_with("ovs_"), "{out}");
+    let hash = overseer::api::auth::hash_token(token);
+    assert!(err.contains(&format!("sha256 = \"{hash}\"")), "{err}");
+    assert!(err.contains("role = \"operator\""), "{err}");
+    assert!(!err.contains(token), "the token is printed once, on stdout");
+
+    let (code, _, err) = run_cli(&["token", "new", "--role", "root"], &[]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, _) = run_cli(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("overseer {}", env!("CARGO_PKG_VERSION"))
+    );
+}
