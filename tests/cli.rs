@@ -86,7 +86,8 @@ fn config_check_prints_the_effective_config_redacted_or_exits_2() {
     assert!(!out.contains("s3cr3t-pw") && !err.contains("s3cr3t-pw"));
 
     // Each error path: exit 2, the key, the source, what was expected; no secret echoed.
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Env, &[&str])] = &[
         (
             &[("OVERSEER__SERVER__BIND", "everywhere")],
             &[
