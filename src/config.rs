@@ -35,8 +35,50 @@ pub struct Config {
     pub flags: Flags,
     pub supervisor: SupervisorConfig,
     pub node: NodeConfig,
+    pub scheduler: SchedulerConfig,
+    pub runs: RunsConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
+    /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
+    #[serde(default)]
+    pub jobs: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run the scheduler and executor on this node.
+    pub enabled: bool,
+    /// The longest the scheduler sleeps between two looks at the tables.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Jobs fired per transaction.
+    pub batch_size: u32,
+    /// Runs executing at once on this node.
+    pub max_concurrency: u32,
+    /// How often in-flight runs refresh `heartbeat_at`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Largest stored run output, in bytes (larger outputs are truncated).
+    pub max_output_bytes: usize,
+    /// Extra declarative job files: every `*.toml` in this directory (each `[[jobs]]`).
+    #[serde(default)]
+    pub jobs_dir: Option<PathBuf>,
+    pub defaults: crate::jobs::policy::PolicyDefaults,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Terminal runs older than this are pruned (succeeded, missed, cancelled).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Failed, timed-out and zombie runs (dead letters) are kept this long.
+    #[serde(with = "humantime_serde")]
+    pub failed_retention: Duration,
+    /// How often the pruning runs (on one node at a time).
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -480,6 +522,31 @@ impl Loaded {
                 "supervisor.backoff_max",
                 "a duration at least supervisor.backoff_initial",
             ));
+        }
+        let sc = &c.scheduler;
+        if sc.poll_interval < Duration::from_millis(10) || sc.poll_interval > Duration::from_secs(60) {
+            return Err(self.bad("scheduler.poll_interval", "a duration from 10ms to 60s"));
+        }
+        if sc.batch_size == 0 || sc.batch_size > 10_000 {
+            return Err(self.bad("scheduler.batch_size", "a number from 1 to 10000"));
+        }
+        if sc.max_concurrency == 0 || sc.max_concurrency > 100_000 {
+            return Err(self.bad("scheduler.max_concurrency", "a number from 1 to 100000"));
+        }
+        if sc.heartbeat_interval < Duration::from_millis(100) {
+            return Err(self.bad("scheduler.heartbeat_interval", "at least 100ms"));
+        }
+        if sc.defaults.retry_delays.is_empty() {
+            return Err(self.bad("scheduler.defaults.retry_delays", "at least one duration"));
+        }
+        if sc.defaults.priority > 9 {
+            return Err(self.bad("scheduler.defaults.priority", "a number from 0 to 9"));
+        }
+        if c.runs.retention.is_zero() || c.runs.failed_retention.is_zero() {
+            return Err(self.bad("runs.retention", "durations above zero"));
+        }
+        if c.runs.prune_interval < Duration::from_secs(1) {
+            return Err(self.bad("runs.prune_interval", "at least 1s"));
         }
         if c.node.heartbeat_interval < Duration::from_millis(100) {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));

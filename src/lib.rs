@@ -9,5 +9,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod jobs;
 pub mod supervisor;
 pub mod telemetry;

@@ -7,8 +7,10 @@
 //! returned as [`DbError::Panicked`].
 
 pub mod cluster;
+pub mod jobs;
 pub mod migrations;
 pub mod nodes;
+pub mod runs;
 pub mod schema;
 pub mod url;
 
@@ -31,6 +33,9 @@ pub enum DbError {
     Unavailable(String),
     #[error("not found")]
     NotFound,
+    /// A unique constraint refused the row (e.g. a duplicate job name).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Query(DieselError),
     #[error("database call panicked: {0}")]
@@ -47,6 +52,9 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => DbError::Unavailable(info.message().to_string()),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                DbError::Conflict(info.constraint_name().unwrap_or("unique").to_string())
+            }
             other => DbError::Query(other),
         }
     }

@@ -12,3 +12,58 @@ diesel::table! {
         stopped_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    jobs (id) {
+        id -> Uuid,
+        name -> Text,
+        kind -> Text,
+        payload -> Jsonb,
+        schedule -> Jsonb,
+        policy -> Jsonb,
+        state -> Text,
+        next_fire_at -> Nullable<Timestamptz>,
+        priority -> Int2,
+        overlap -> Text,
+        tags -> Array<Text>,
+        metadata -> Jsonb,
+        source -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        job_id -> Uuid,
+        fire_at -> Timestamptz,
+        attempt -> Int4,
+        state -> Text,
+        node_id -> Nullable<Uuid>,
+        priority -> Int2,
+        covers -> Int4,
+        queued_at -> Timestamptz,
+        due_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        error_kind -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        output -> Nullable<Jsonb>,
+        lateness_ms -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        request_hash -> Text,
+        status -> Int2,
+        response -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(runs -> jobs (job_id));
+diesel::allow_tables_to_appear_in_same_query!(jobs, runs, nodes, idempotency_keys);

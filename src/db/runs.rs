@@ -1,0 +1,449 @@
+//! The `runs` table: the execution history. Claims (pending → running) and completions
+//! (running → terminal) are single set-based statements; completions are **fenced**: only
+//! the node that holds the run, while it is still `running`, can record its result.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{
+    Array, BigInt, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::jobs::Job;
+use super::schema::runs;
+use super::DbError;
+use crate::jobs::plan::PlannedRun;
+use crate::jobs::policy::{Policy, PolicyDefaults};
+use crate::jobs::run_state::RunState;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema, QueryableByName)]
+#[diesel(table_name = runs)]
+pub struct Run {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    /// The scheduled time this run belongs to.
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub state: String,
+    pub node_id: Option<Uuid>,
+    pub priority: i16,
+    /// How many fires this run stands for (a missed run can cover several).
+    pub covers: i32,
+    pub queued_at: DateTime<Utc>,
+    /// Earliest start (retries wait for their delay).
+    pub due_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// started_at − due_at, in milliseconds.
+    pub lateness_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = runs)]
+pub struct NewRun {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub state: String,
+    pub priority: i16,
+    pub covers: i32,
+    pub queued_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+impl NewRun {
+    pub fn planned(job: &Job, r: &PlannedRun, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            job_id: job.id,
+            fire_at: r.fire_at,
+            attempt: r.attempt,
+            state: r.state.as_str().to_string(),
+            priority: job.priority,
+            covers: r.covers,
+            queued_at: now,
+            due_at: r.due_at,
+            finished_at: r.state.is_terminal().then_some(now),
+            error_kind: r.error_kind.map(str::to_string),
+            error_message: r.error_message.clone(),
+        }
+    }
+
+    pub fn pending(job_id: Uuid, priority: i16, fire_at: DateTime<Utc>, attempt: i32, due_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            job_id,
+            fire_at,
+            attempt,
+            state: RunState::Pending.as_str().to_string(),
+            priority,
+            covers: 1,
+            queued_at: now,
+            due_at,
+            finished_at: None,
+            error_kind: None,
+            error_message: None,
+        }
+    }
+}
+
+/// A run handed to an executor, with what it needs from its job.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub job_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub fire_at: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    pub attempt: i32,
+    #[diesel(sql_type = Int2)]
+    pub priority: i16,
+    #[diesel(sql_type = Text)]
+    pub job_name: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: Value,
+    #[diesel(sql_type = Jsonb)]
+    pub policy: Value,
+    #[diesel(sql_type = Jsonb)]
+    pub metadata: Value,
+    #[diesel(sql_type = BigInt)]
+    pub lateness_ms: i64,
+}
+
+/// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
+/// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
+/// job's run waits while another run of the job is running.
+pub fn claim(conn: &mut PgConnection, node: Uuid, now: DateTime<Utc>, limit: i64) -> Result<Vec<Claimed>, DbError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "WITH picked AS ( \
+           SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id \
+           WHERE r.state = 'pending' AND r.due_at <= $2 \
+             AND (j.overlap <> 'queue' OR NOT EXISTS ( \
+                   SELECT 1 FROM runs x WHERE x.job_id = r.job_id AND x.state = 'running')) \
+           ORDER BY r.priority DESC, r.due_at \
+           LIMIT $3 \
+           FOR UPDATE OF r SKIP LOCKED \
+         ), claimed AS ( \
+           UPDATE runs SET state = 'running', node_id = $1, started_at = $2, heartbeat_at = $2, \
+                  lateness_ms = GREATEST(0, (EXTRACT(EPOCH FROM ($2 - runs.due_at)) * 1000)::bigint) \
+           FROM picked WHERE runs.id = picked.id \
+           RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.lateness_ms \
+         ) \
+         SELECT c.id, c.job_id, c.fire_at, c.attempt, c.priority, c.lateness_ms, \
+                j.name AS job_name, j.kind, j.payload, j.policy, j.metadata \
+         FROM claimed c JOIN jobs j ON j.id = c.job_id",
+    )
+    .bind::<SqlUuid, _>(node)
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?)
+}
+
+/// The result of one execution, reported by the executor.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub run_id: Uuid,
+    pub state: RunState,
+    pub output: Option<Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// What recording a batch of completions decided (for the event path, after commit).
+#[derive(Debug, Clone)]
+pub enum CompletionEvent {
+    Executed { job: String, run_id: Uuid, attempt: i32 },
+    Error { job: String, run_id: Uuid, attempt: i32, kind: String, message: String },
+    RetryScheduled { job: String, run_id: Uuid, next_attempt: i32, delay_ms: i64 },
+    Failed { job: String, run_id: Uuid, attempt: i32 },
+    /// Refused by the fence: the run was no longer ours or no longer running.
+    Refused { run_id: Uuid },
+}
+
+#[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    job_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    fire_at: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    attempt: i32,
+    #[diesel(sql_type = Int2)]
+    priority: i16,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Text)]
+    job_name: String,
+    #[diesel(sql_type = Jsonb)]
+    policy: Value,
+}
+
+/// Records a batch of results in one transaction: a fenced update of every run, then the
+/// next attempt of each failed run that has a retry left.
+pub fn complete(
+    conn: &mut PgConnection,
+    node: Uuid,
+    results: &[Completion],
+    now: DateTime<Utc>,
+    defaults: &PolicyDefaults,
+) -> Result<Vec<CompletionEvent>, DbError> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = results.iter().map(|r| r.run_id).collect();
+    let states: Vec<String> = results.iter().map(|r| r.state.as_str().to_string()).collect();
+    let outputs: Vec<Option<Value>> = results.iter().map(|r| r.output.clone()).collect();
+    let kinds: Vec<Option<String>> = results.iter().map(|r| r.error_kind.clone()).collect();
+    let messages: Vec<Option<String>> = results.iter().map(|r| r.error_message.clone()).collect();
+    conn.transaction::<_, DbError, _>(|conn| {
+        let recorded: Vec<Recorded> = diesel::sql_query(
+            "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5) AS v(id, state, output, ek, em)), \
+             done AS ( \
+               UPDATE runs SET state = v.state, finished_at = $6, output = v.output, \
+                      error_kind = v.ek, error_message = v.em \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&states)
+        .bind::<Array<Nullable<Jsonb>>, _>(&outputs)
+        .bind::<Array<Nullable<Text>>, _>(&kinds)
+        .bind::<Array<Nullable<Text>>, _>(&messages)
+        .bind::<Timestamptz, _>(now)
+        .bind::<SqlUuid, _>(node)
+        .load(conn)?;
+
+        let mut events = Vec::with_capacity(results.len());
+        let mut retries = Vec::new();
+        for r in &recorded {
+            if r.state == RunState::Succeeded.as_str() {
+                events.push(CompletionEvent::Executed {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                });
+                continue;
+            }
+            let result = results.iter().find(|c| c.run_id == r.id);
+            events.push(CompletionEvent::Error {
+                job: r.job_name.clone(),
+                run_id: r.id,
+                attempt: r.attempt,
+                kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
+                message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+            });
+            let policy = Policy::from_stored(&r.policy, defaults);
+            match policy.next_attempt_after(r.attempt as u32) {
+                Some(delay) => {
+                    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                    retries.push(NewRun::pending(r.job_id, r.priority, r.fire_at, r.attempt + 1, now + delay, now));
+                    events.push(CompletionEvent::RetryScheduled {
+                        job: r.job_name.clone(),
+                        run_id: r.id,
+                        next_attempt: r.attempt + 1,
+                        delay_ms: delay.num_milliseconds(),
+                    });
+                }
+                None => events.push(CompletionEvent::Failed {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                }),
+            }
+        }
+        for id in &ids {
+            if !recorded.iter().any(|r| r.id == *id) {
+                events.push(CompletionEvent::Refused { run_id: *id });
+            }
+        }
+        if !retries.is_empty() {
+            diesel::insert_into(runs::table)
+                .values(&retries)
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+        }
+        Ok(events)
+    })
+}
+
+/// Refreshes `heartbeat_at` of this node's in-flight runs.
+pub fn heartbeat(conn: &mut PgConnection, node: Uuid, ids: &[Uuid], now: DateTime<Utc>) -> Result<usize, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::id.eq_any(ids))
+            .filter(runs::state.eq("running"))
+            .filter(runs::node_id.eq(node)),
+    )
+    .set(runs::heartbeat_at.eq(now))
+    .execute(conn)?)
+}
+
+pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<Run, DbError> {
+    Ok(runs::table.find(id).select(Run::as_select()).first(conn)?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub job_id: Option<Uuid>,
+    pub state: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset: runs strictly before (queued_at, id), newest first.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Run>, DbError> {
+    let mut q = runs::table.select(Run::as_select()).into_boxed();
+    if let Some(j) = f.job_id {
+        q = q.filter(runs::job_id.eq(j));
+    }
+    if let Some(s) = &f.state {
+        q = q.filter(runs::state.eq(s.clone()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(runs::queued_at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(runs::queued_at.lt(t));
+    }
+    if let Some((t, id)) = f.before {
+        q = q.filter(
+            runs::queued_at
+                .lt(t)
+                .or(runs::queued_at.eq(t).and(runs::id.lt(id))),
+        );
+    }
+    Ok(q.order((runs::queued_at.desc(), runs::id.desc())).limit(limit).load(conn)?)
+}
+
+/// A run now (`trigger`): a fire at `now`, attempt 1.
+pub fn trigger(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>) -> Result<Run, DbError> {
+    let new = NewRun::pending(job.id, job.priority, now, 1, now, now);
+    Ok(diesel::insert_into(runs::table)
+        .values(&new)
+        .returning(Run::as_returning())
+        .get_result(conn)?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    #[error("only a failed or timed-out run can be requeued (this one is {0})")]
+    NotDead(String),
+    #[error("a newer attempt of this fire exists (attempt {0})")]
+    Superseded(i32),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for RequeueError {
+    fn from(e: diesel::result::Error) -> Self {
+        RequeueError::Db(e.into())
+    }
+}
+
+/// Requeues a dead letter: a new attempt of the same fire, due now.
+pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<Run, RequeueError> {
+    conn.transaction::<_, RequeueError, _>(|conn| {
+        let run: Run = runs::table
+            .find(id)
+            .select(Run::as_select())
+            .for_update()
+            .first(conn)
+            .map_err(DbError::from)?;
+        if !["failed", "timed_out", "zombie", "missed"].contains(&run.state.as_str()) {
+            return Err(RequeueError::NotDead(run.state));
+        }
+        let latest: i32 = runs::table
+            .filter(runs::job_id.eq(run.job_id))
+            .filter(runs::fire_at.eq(run.fire_at))
+            .select(diesel::dsl::max(runs::attempt))
+            .first::<Option<i32>>(conn)
+            .map_err(DbError::from)?
+            .unwrap_or(run.attempt);
+        if latest != run.attempt {
+            return Err(RequeueError::Superseded(latest));
+        }
+        let new = NewRun::pending(run.job_id, run.priority, run.fire_at, run.attempt + 1, now, now);
+        Ok(diesel::insert_into(runs::table)
+            .values(&new)
+            .returning(Run::as_returning())
+            .get_result(conn)
+            .map_err(DbError::from)?)
+    })
+}
+
+/// Cancels a job's pending and deferred runs (the job was cancelled).
+pub fn cancel_pending(conn: &mut PgConnection, job_id: Uuid, now: DateTime<Utc>) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::job_id.eq(job_id))
+            .filter(runs::state.eq_any(["pending", "deferred"])),
+    )
+    .set((
+        runs::state.eq("cancelled"),
+        runs::finished_at.eq(now),
+        runs::error_kind.eq("job_cancelled"),
+    ))
+    .execute(conn)?)
+}
+
+/// Deletes terminal runs older than their retention, `batch` rows at a time; returns the
+/// number deleted.
+pub fn prune(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    retention: chrono::Duration,
+    failed_retention: chrono::Duration,
+    batch: i64,
+) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM runs WHERE id IN ( \
+           SELECT id FROM runs WHERE \
+             (state IN ('succeeded', 'missed', 'cancelled') AND finished_at < $1) \
+             OR (state IN ('failed', 'timed_out', 'zombie') AND finished_at < $2) \
+           LIMIT $3)",
+    )
+    .bind::<Timestamptz, _>(now - retention)
+    .bind::<Timestamptz, _>(now - failed_retention)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)?)
+}
+
+/// The earliest due time of a pending run (the scheduler sleeps until then).
+pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
+    Ok(runs::table
+        .filter(runs::state.eq("pending"))
+        .select(diesel::dsl::min(runs::due_at))
+        .first::<Option<DateTime<Utc>>>(conn)?)
+}
+
+pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, DbError> {
+    Ok(runs::table
+        .filter(runs::state.eq(state.as_str()))
+        .count()
+        .get_result(conn)?)
+}

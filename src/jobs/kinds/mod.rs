@@ -1,0 +1,74 @@
+//! Job kinds: what a run does. Each kind is one module implementing [`JobKind`] and one line
+//! in [`registry`]; the scheduler and executor know nothing about any particular kind.
+
+pub mod http;
+pub mod noop;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::validate::Problems;
+
+/// What a running job can know about itself.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: Uuid,
+    pub job_id: Uuid,
+    pub job_name: String,
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub metadata: Value,
+    pub http: reqwest::Client,
+}
+
+/// Why a run failed. `kind` is a stable snake_case word stored in `runs.error_kind`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct RunError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl RunError {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub trait JobKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Checks a payload; problems are reported under `path` (normally "payload").
+    fn validate(&self, payload: &Value, path: &str, problems: &mut Problems);
+    /// Runs once. The future runs on the executor's event loop: no blocking calls.
+    fn execute(&self, ctx: RunContext, payload: Value) -> LocalBoxFuture<'static, Result<Value, RunError>>;
+}
+
+pub type Registry = BTreeMap<&'static str, Box<dyn JobKind>>;
+
+/// Every job kind, by name.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let kinds: Vec<Box<dyn JobKind>> = vec![Box::new(noop::Noop), Box::new(http::Http)];
+        kinds.into_iter().map(|k| (k.name(), k)).collect()
+    })
+}
+
+/// Rejects fields a kind does not know (a typo must not be silently ignored).
+pub fn known_fields(payload: &Value, path: &str, allowed: &[&str], p: &mut Problems) {
+    if let Some(obj) = payload.as_object() {
+        for key in obj.keys() {
+            if !allowed.contains(&key.as_str()) {
+                p.add(&format!("{path}.{key}"), "unknown field");
+            }
+        }
+    }
+}

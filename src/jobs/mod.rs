@@ -1,0 +1,316 @@
+//! Jobs as pure data and logic: definitions and their validation, schedules, policies, fire
+//! planning, run states and job kinds. Nothing here knows about actors, HTTP or diesel.
+
+pub mod kinds;
+pub mod plan;
+pub mod policy;
+pub mod run_state;
+pub mod schedule;
+pub mod validate;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use self::policy::{Policy, PolicyDefaults};
+use self::schedule::Schedule;
+use self::validate::{FieldError, Problems};
+
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+pub const MAX_TAGS: usize = 32;
+
+/// `[a-z0-9][a-z0-9._-]{0,127}`
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+}
+
+fn valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._:-".contains(c))
+}
+
+/// A validated job definition (from the API or from `[[jobs]]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct JobDef {
+    pub name: String,
+    pub kind: String,
+    pub payload: Value,
+    pub schedule: Schedule,
+    pub policy: Policy,
+    pub tags: Vec<String>,
+    pub metadata: Value,
+    pub paused: bool,
+}
+
+const FIELDS: &[&str] = &[
+    "name", "kind", "payload", "schedule", "policy", "tags", "metadata", "paused",
+];
+
+fn check_tags(v: Option<&Value>, p: &mut Problems) -> Vec<String> {
+    let Some(v) = v else { return Vec::new() };
+    let Some(items) = v.as_array() else {
+        p.add("tags", "expected a list of strings");
+        return Vec::new();
+    };
+    if items.len() > MAX_TAGS {
+        p.add("tags", format!("at most {MAX_TAGS} tags"));
+    }
+    let mut out = Vec::new();
+    for (i, t) in items.iter().enumerate() {
+        match t.as_str() {
+            Some(s) if valid_tag(s) => out.push(s.to_string()),
+            _ => p.add(&format!("tags[{i}]"), "expected a tag like `linkedin` ([a-z0-9][a-z0-9._:-]{0,63})"),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn check_metadata(v: Option<&Value>, p: &mut Problems) -> Value {
+    match v {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(m @ Value::Object(_)) => {
+            let size = m.to_string().len();
+            if size > MAX_METADATA_BYTES {
+                p.add("metadata", format!("{size} bytes; at most {MAX_METADATA_BYTES}"));
+            }
+            m.clone()
+        }
+        Some(_) => {
+            p.add("metadata", "expected an object");
+            Value::Object(Default::default())
+        }
+    }
+}
+
+fn check_kind_payload(kind: Option<&str>, payload: &Value, p: &mut Problems) {
+    match kind {
+        None => p.add("kind", "required"),
+        Some(k) => match kinds::registry().get(k) {
+            Some(kind) => kind.validate(payload, "payload", p),
+            None => p.add(
+                "kind",
+                format!(
+                    "unknown kind `{k}`; known: {}",
+                    kinds::registry().keys().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+        },
+    }
+}
+
+impl JobDef {
+    /// Parses and validates a whole definition; every problem is reported with its path.
+    pub fn parse(v: &Value, defaults: &PolicyDefaults, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let mut p = Problems::default();
+        let Some(obj) = v.as_object() else {
+            p.add("", "expected a JSON object");
+            return Err(p.into_vec());
+        };
+        for key in obj.keys() {
+            if !FIELDS.contains(&key.as_str()) {
+                p.add(key, "unknown field");
+            }
+        }
+        let name = match obj.get("name").and_then(Value::as_str) {
+            Some(n) if valid_name(n) => n.to_string(),
+            Some(_) => {
+                p.add("name", "expected [a-z0-9][a-z0-9._-]{0,127}");
+                String::new()
+            }
+            None => {
+                p.add("name", "required");
+                String::new()
+            }
+        };
+        let kind = obj.get("kind").and_then(Value::as_str);
+        if obj.get("kind").is_some() && kind.is_none() {
+            p.add("kind", "expected a string");
+        }
+        let payload = obj.get("payload").cloned().unwrap_or(Value::Object(Default::default()));
+        check_kind_payload(kind, &payload, &mut p);
+        let schedule = match obj.get("schedule") {
+            Some(s) => Schedule::parse(s, "schedule", now, &mut p),
+            None => {
+                p.add("schedule", "required: one of `at`, `every` or `cron`");
+                None
+            }
+        };
+        let policy = Policy::from_defaults(defaults).merge(
+            obj.get("policy").unwrap_or(&Value::Null),
+            "policy",
+            &mut p,
+        );
+        let tags = check_tags(obj.get("tags"), &mut p);
+        let metadata = check_metadata(obj.get("metadata"), &mut p);
+        let paused = match obj.get("paused") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                p.add("paused", "expected true or false");
+                false
+            }
+        };
+        match schedule {
+            Some(schedule) if p.is_empty() => Ok(JobDef {
+                name,
+                kind: kind.unwrap_or_default().to_string(),
+                payload,
+                schedule,
+                policy,
+                tags,
+                metadata,
+                paused,
+            }),
+            _ => Err(p.into_vec()),
+        }
+    }
+
+    /// Applies a PATCH document over this definition (`kind` and `name` are fixed).
+    pub fn patch(mut self, v: &Value, defaults: &PolicyDefaults, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let mut p = Problems::default();
+        let Some(obj) = v.as_object() else {
+            p.add("", "expected a JSON object");
+            return Err(p.into_vec());
+        };
+        for key in obj.keys() {
+            match key.as_str() {
+                "payload" | "schedule" | "policy" | "tags" | "metadata" => {}
+                "name" | "kind" => p.add(key, "cannot be changed; create a new job instead"),
+                other => p.add(other, "unknown field"),
+            }
+        }
+        if let Some(payload) = obj.get("payload") {
+            check_kind_payload(Some(&self.kind), payload, &mut p);
+            self.payload = payload.clone();
+        }
+        if let Some(s) = obj.get("schedule") {
+            if let Some(schedule) = Schedule::parse(s, "schedule", now, &mut p) {
+                self.schedule = schedule;
+            }
+        }
+        if let Some(policy) = obj.get("policy") {
+            self.policy = self.policy.merge(policy, "policy", &mut p);
+        }
+        if obj.contains_key("tags") {
+            self.tags = check_tags(obj.get("tags"), &mut p);
+        }
+        if obj.contains_key("metadata") {
+            self.metadata = check_metadata(obj.get("metadata"), &mut p);
+        }
+        let _ = defaults;
+        if p.is_empty() {
+            Ok(self)
+        } else {
+            Err(p.into_vec())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn defaults() -> PolicyDefaults {
+        PolicyDefaults {
+            misfire_grace: std::time::Duration::from_secs(60),
+            catch_up: policy::CatchUp::Latest,
+            max_catch_up: 100,
+            max_retries: 3,
+            retry_delays: vec![std::time::Duration::from_secs(60)],
+            timeout: std::time::Duration::ZERO,
+            overlap: policy::Overlap::Skip,
+            priority: 5,
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "daily-report", "linkedin.follow_up.2", "0abc"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "Daily", "-x", "a b", "é", &"a".repeat(129)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_with_its_path() {
+        let errs = JobDef::parse(
+            &json!({
+                "name": "Bad Name",
+                "kind": "http",
+                "payload": {"url": "ftp://x", "method": "PUT", "extra": 1},
+                "schedule": {"cron": "99 * * * *", "timezone": "Nowhere/City"},
+                "policy": {"priority": 12},
+                "tags": ["ok", "NOT OK"],
+                "metadata": {"blob": "x".repeat(9000)},
+                "surprise": true
+            }),
+            &defaults(),
+            Utc::now(),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "name",
+            "payload.url",
+            "payload.method",
+            "payload.extra",
+            "schedule.cron",
+            "schedule.timezone",
+            "policy.priority",
+            "tags[1]",
+            "metadata",
+            "surprise",
+        ] {
+            assert!(paths.contains(&want), "{want} not in {paths:?}");
+        }
+        let errs = JobDef::parse(
+            &json!({"name": "x", "kind": "teleport", "schedule": {"every": "1s"}}),
+            &defaults(),
+            Utc::now(),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].path, "kind");
+        assert!(errs[0].message.contains("noop"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_good_definition_parses() {
+        let def = JobDef::parse(
+            &json!({
+                "name": "status-check",
+                "kind": "http",
+                "payload": {"url": "https://example.test/health", "expect_status": [200, 204]},
+                "schedule": {"cron": "*/5 * * * *", "timezone": "Europe/Berlin"},
+                "policy": {"max_retries": 1, "retry_delays": ["10s"]},
+                "tags": ["ops", "ops"],
+                "metadata": {"owner": "me"}
+            }),
+            &defaults(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(def.tags, ["ops"]);
+        assert_eq!(def.policy.max_retries, 1);
+        let patched = def
+            .patch(&json!({"policy": {"priority": 9}}), &defaults(), Utc::now())
+            .unwrap();
+        assert_eq!(patched.policy.priority, 9);
+        assert_eq!(patched.policy.max_retries, 1, "patch merges over the job's policy");
+        assert!(patched
+            .patch(&json!({"kind": "noop"}), &defaults(), Utc::now())
+            .is_err());
+    }
+}
