@@ -29,14 +29,19 @@ fn start(state: &Path) -> Running {
         .expect("spawn overseer");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("overseer exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("overseer exited before listening")
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "admin API listening" {
             break v["addr"].as_str().unwrap().to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
     let url = format!("http://{addr}/ready");
     loop {
         if let Ok(r) = agent.get(&url).call() {
@@ -100,5 +105,8 @@ fn main() {
     println!("serve → /ready = 200 on the embedded default (release build)");
     report("cold: empty state dir (initdb + start)", cold);
     report("warm: cluster stopped (pg_ctl start)", warm_stopped);
-    report("warm: cluster left running by kill -9 (reuse)", warm_running);
+    report(
+        "warm: cluster left running by kill -9 (reuse)",
+        warm_running,
+    );
 }

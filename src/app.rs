@@ -79,7 +79,11 @@ fn lock_state_dir(config: &Config) -> Result<StateLock, AppError> {
 }
 
 /// Runs `overseer serve` to completion; returns the process exit code.
-pub fn serve(config: Config, opts: ServeOptions) -> Result<i32, AppError> {
+pub fn serve(
+    config: Config,
+    declarative: Vec<crate::jobs::JobDef>,
+    opts: ServeOptions,
+) -> Result<i32, AppError> {
     let started = std::time::Instant::now();
     let flags = config.flag_map();
     tracing::info!(
@@ -114,7 +118,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<i32, AppError> {
     };
     tracing::info!(database = %url, managed = cluster.is_some(), "database selected");
 
-    let result = run_with_database(config, url, cluster.is_some(), started);
+    let result = run_with_database(config, &declarative, url, cluster.is_some(), started);
     if let Some(c) = cluster.as_mut() {
         match c.stop() {
             Ok(()) => tracing::info!("managed PostgreSQL cluster stopped"),
@@ -124,8 +128,45 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<i32, AppError> {
     result
 }
 
+/// Upserts `[[jobs]]` by name (they become `source = config`) and pauses declarative jobs
+/// that left the configuration (never deletes them).
+fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), AppError> {
+    use crate::db::jobs as db_jobs;
+    let mut conn = db.get_blocking()?;
+    let now = chrono::Utc::now();
+    for def in defs {
+        let stored = match db_jobs::find_by_name(&mut conn, &def.name)? {
+            Some(job) => {
+                let job = db_jobs::update_def(&mut conn, &job, def, now)?;
+                let state = match (def.paused, job.state.as_str()) {
+                    (true, "active") => "paused",
+                    (false, "paused") => "active",
+                    (_, s) => s,
+                };
+                db_jobs::mark_config(&mut conn, job.id, state, now)?
+            }
+            None => match db_jobs::insert(&mut conn, def, "config", now) {
+                Ok(job) => job,
+                // Another node inserted it a moment ago: take its row.
+                Err(DbError::Conflict(_)) => {
+                    let job = db_jobs::find(&mut conn, &def.name)?;
+                    db_jobs::update_def(&mut conn, &job, def, now)?
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        tracing::info!(job = %stored.name, state = %stored.state, "declarative job upserted");
+    }
+    let keep: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    for name in db_jobs::pause_config_jobs_except(&mut conn, &keep, now)? {
+        tracing::warn!(job = %name, "declarative job no longer in the configuration: paused (not deleted)");
+    }
+    Ok(())
+}
+
 fn run_with_database(
     config: Config,
+    declarative: &[crate::jobs::JobDef],
     url: DatabaseUrl,
     managed: bool,
     started: std::time::Instant,
@@ -141,6 +182,8 @@ fn run_with_database(
             tracing::info!(applied = ?applied, "migrations applied");
         }
     }
+
+    upsert_declarative_jobs(&db, declarative)?;
 
     let mut tokens = TokenSet::from_config(&config.auth.tokens);
     if tokens.is_empty() && managed {
@@ -181,10 +224,12 @@ async fn run(
     }
 
     let node_id = Uuid::new_v4();
+    let directory = crate::actors::directory::Directory::default();
     let deps = Deps {
         config: config.clone(),
         db: db.clone(),
         node_id,
+        directory: directory.clone(),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(
@@ -199,6 +244,7 @@ async fn run(
         config: config.clone(),
         db: db.clone(),
         supervisor: supervisor.clone(),
+        directory,
         prometheus,
         openapi: Arc::new(openapi),
     };

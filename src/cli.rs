@@ -77,14 +77,15 @@ pub enum TokenAction {
     },
 }
 
+fn load(file: Option<PathBuf>) -> Result<config::Loaded, i32> {
+    config::load(&Sources::from_process(file)).map_err(|e| {
+        eprintln!("overseer: invalid configuration: {e}");
+        exit::CONFIG
+    })
+}
+
 fn load_config(file: Option<PathBuf>) -> Result<Config, i32> {
-    match config::load(&Sources::from_process(file)) {
-        Ok(loaded) => Ok(loaded.config),
-        Err(e) => {
-            eprintln!("overseer: invalid configuration: {e}");
-            Err(exit::CONFIG)
-        }
-    }
+    load(file).map(|l| l.config)
 }
 
 /// Parses arguments, runs the command, returns the exit code.
@@ -113,12 +114,18 @@ pub fn main() -> i32 {
             Err(code) => code,
         },
         Command::Serve { ephemeral } => {
-            let config = match load_config(cli.config) {
+            let (config, jobs) = match load(cli.config).and_then(|l| {
+                let jobs = l.declarative_jobs().map_err(|e| {
+                    eprintln!("overseer: invalid configuration: {e}");
+                    exit::CONFIG
+                })?;
+                Ok((l.config, jobs))
+            }) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             telemetry::init_logging(&config.log);
-            match app::serve(config, ServeOptions { ephemeral }) {
+            match app::serve(config, jobs, ServeOptions { ephemeral }) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!(error = %e, "overseer failed");

@@ -524,7 +524,9 @@ impl Loaded {
             ));
         }
         let sc = &c.scheduler;
-        if sc.poll_interval < Duration::from_millis(10) || sc.poll_interval > Duration::from_secs(60) {
+        if sc.poll_interval < Duration::from_millis(10)
+            || sc.poll_interval > Duration::from_secs(60)
+        {
             return Err(self.bad("scheduler.poll_interval", "a duration from 10ms to 60s"));
         }
         if sc.batch_size == 0 || sc.batch_size > 10_000 {
@@ -548,6 +550,7 @@ impl Loaded {
         if c.runs.prune_interval < Duration::from_secs(1) {
             return Err(self.bad("runs.prune_interval", "at least 1s"));
         }
+        self.declarative_jobs()?;
         if c.node.heartbeat_interval < Duration::from_millis(100) {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }
@@ -568,6 +571,83 @@ impl Loaded {
             }
         }
         Ok(())
+    }
+}
+
+impl Loaded {
+    /// The declarative jobs: `[[jobs]]` of the configuration, then every `*.toml` in
+    /// `scheduler.jobs_dir` (sorted by file name), validated. Names must be unique.
+    pub fn declarative_jobs(&self) -> Result<Vec<crate::jobs::JobDef>, ConfigError> {
+        let now = chrono::Utc::now();
+        let defaults = &self.config.scheduler.defaults;
+        let mut defs = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        let mut check = |value: &serde_json::Value, key: String, origin: Origin| {
+            let def = crate::jobs::JobDef::parse(value, defaults, now).map_err(|errs| {
+                ConfigError::Key {
+                    key: format!("{key}.{}", errs[0].path),
+                    origin: origin.clone(),
+                    expected: errs
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                }
+            })?;
+            if !names.insert(def.name.clone()) {
+                return Err(ConfigError::Key {
+                    key: format!("{key}.name"),
+                    origin,
+                    expected: format!(
+                        "a name no other declarative job uses (`{}` is taken)",
+                        def.name
+                    ),
+                });
+            }
+            defs.push(def);
+            Ok(())
+        };
+        for (i, job) in self.config.jobs.iter().enumerate() {
+            check(job, format!("jobs.{i}"), self.origin(&format!("jobs.{i}")))?;
+        }
+        if let Some(dir) = &self.config.scheduler.jobs_dir {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| self.bad("scheduler.jobs_dir", format!("a readable directory ({e})")))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            for path in files {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: format!("cannot be read: {e}"),
+                })?;
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::File {
+                            path: path.clone(),
+                            message: format!("is not valid TOML: {}", e.message()),
+                        })?;
+                let jobs = serde_json::to_value(
+                    table
+                        .get("jobs")
+                        .cloned()
+                        .unwrap_or(toml::Value::Array(vec![])),
+                )
+                .unwrap_or_default();
+                let Some(list) = jobs.as_array() else {
+                    return Err(ConfigError::File {
+                        path,
+                        message: "expected [[jobs]] tables".into(),
+                    });
+                };
+                for (i, job) in list.iter().enumerate() {
+                    check(job, format!("jobs.{i}"), Origin::File(path.clone()))?;
+                }
+            }
+        }
+        Ok(defs)
     }
 }
 

@@ -2,12 +2,16 @@
 //! supervisor's child list is assembled, in start order.
 
 pub mod database;
+pub mod directory;
+pub mod executor;
 pub mod node;
+pub mod scheduler;
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use self::directory::Directory;
 use crate::config::Config;
 use crate::db::Db;
 use crate::supervisor::{ChildSpec, Restart};
@@ -19,17 +23,39 @@ pub struct Deps {
     pub db: Db,
     /// This process's id in the `nodes` table; stable across actor restarts.
     pub node_id: Uuid,
+    /// Current addresses of the actors that others message.
+    pub directory: Directory,
 }
 
-/// The children, in start order (the supervisor stops them in reverse).
+/// The children, in start order (the supervisor stops them in reverse: the scheduler stops
+/// handing out work before the executor drains).
 pub fn children(deps: &Deps) -> Vec<ChildSpec> {
+    let mut specs = Vec::new();
     let d = deps.clone();
-    let database = ChildSpec::new(database::NAME, Restart::Permanent, move |lifeline| {
-        database::DatabaseActor::new(d.db.clone(), lifeline)
-    });
+    specs.push(ChildSpec::new(
+        database::NAME,
+        Restart::Permanent,
+        move |lifeline| database::DatabaseActor::new(d.db.clone(), lifeline),
+    ));
     let d = deps.clone();
-    let node = ChildSpec::new(node::NAME, Restart::Permanent, move |lifeline| {
-        node::NodeActor::new(&d, lifeline)
-    });
-    vec![database, node]
+    specs.push(ChildSpec::new(
+        node::NAME,
+        Restart::Permanent,
+        move |lifeline| node::NodeActor::new(&d, lifeline),
+    ));
+    if deps.config.scheduler.enabled {
+        let d = deps.clone();
+        specs.push(ChildSpec::new(
+            executor::NAME,
+            Restart::Permanent,
+            move |lifeline| executor::Executor::new(&d, lifeline),
+        ));
+        let d = deps.clone();
+        specs.push(ChildSpec::new(
+            scheduler::NAME,
+            Restart::Permanent,
+            move |lifeline| scheduler::Scheduler::new(&d, lifeline),
+        ));
+    }
+    specs
 }

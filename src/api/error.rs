@@ -12,12 +12,15 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::jobs::validate::FieldError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For 422: every bad field with its JSON path.
+    pub fields: Vec<FieldError>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,6 +34,9 @@ pub struct ErrorDetail {
     pub code: String,
     pub message: String,
     pub request_id: String,
+    /// Present on validation errors: each bad field with its JSON path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -39,7 +45,28 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            fields: Vec::new(),
         }
+    }
+
+    /// 422 listing every bad field.
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => format!("invalid field `{}`: {}", one.path, one.message),
+            many => format!("{} invalid fields", many.len()),
+        };
+        Self {
+            fields,
+            ..Self::unprocessable(message)
+        }
+    }
+
+    /// 422 for one bad field.
+    pub fn invalid_field(path: &str, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError {
+            path: path.to_string(),
+            message: message.into(),
+        }])
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -88,6 +115,7 @@ impl ApiError {
                 code: self.code.to_string(),
                 message: self.message.clone(),
                 request_id: super::request_id::current(),
+                fields: self.fields.clone(),
             },
         }
     }
@@ -119,6 +147,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::NotFound => ApiError::not_found("no such resource"),
             DbError::Unavailable(_) => ApiError::unavailable("the database is unavailable"),
+            DbError::Conflict(what) => ApiError::conflict(format!("already exists ({what})")),
             other => {
                 tracing::error!(error = %other, "database error");
                 ApiError::internal()

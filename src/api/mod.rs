@@ -10,10 +10,12 @@ pub mod auth;
 pub mod error;
 pub mod flags;
 pub mod health;
+pub mod jobs;
 pub mod metrics_mw;
 pub mod nodes;
 pub mod openapi;
 pub mod request_id;
+pub mod runs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub db: Db,
     pub supervisor: Addr<Supervisor>,
+    /// Where the scheduler is now (to wake it when a job is created or triggered here).
+    pub directory: crate::actors::directory::Directory,
     pub prometheus: PrometheusHandle,
     pub openapi: Arc<String>,
 }
@@ -63,7 +67,18 @@ where
                 .service(flags::list)
                 .service(actors::list)
                 .service(actors::crash)
-                .service(nodes::list),
+                .service(nodes::list)
+                .service(jobs::create)
+                .service(jobs::list)
+                .service(jobs::get_one)
+                .service(jobs::update)
+                .service(jobs::cancel)
+                .service(jobs::pause)
+                .service(jobs::resume)
+                .service(jobs::trigger)
+                .service(runs::list)
+                .service(runs::get_one)
+                .service(runs::requeue),
         )
 }
 

@@ -84,7 +84,12 @@ struct NewJob<'a> {
     updated_at: DateTime<Utc>,
 }
 
-pub fn insert(conn: &mut PgConnection, def: &JobDef, source: &str, now: DateTime<Utc>) -> Result<Job, DbError> {
+pub fn insert(
+    conn: &mut PgConnection,
+    def: &JobDef,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Job, DbError> {
     let next = def.schedule.first_at_or_after(now);
     let state = if def.paused {
         "paused"
@@ -116,7 +121,12 @@ pub fn insert(conn: &mut PgConnection, def: &JobDef, source: &str, now: DateTime
 }
 
 /// Replaces a job's definition. The next fire is recomputed only when the schedule changed.
-pub fn update_def(conn: &mut PgConnection, job: &Job, def: &JobDef, now: DateTime<Utc>) -> Result<Job, DbError> {
+pub fn update_def(
+    conn: &mut PgConnection,
+    job: &Job,
+    def: &JobDef,
+    now: DateTime<Utc>,
+) -> Result<Job, DbError> {
     let schedule = def.schedule.to_json();
     let next = if schedule != job.schedule {
         def.schedule.first_at_or_after(now)
@@ -183,7 +193,10 @@ pub fn list(conn: &mut PgConnection, f: &JobFilter, limit: i64) -> Result<Vec<Jo
         q = q.filter(jobs::tags.contains(vec![t.clone()]));
     }
     if let Some(prefix) = &f.name_prefix {
-        let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         q = q.filter(jobs::name.like(format!("{escaped}%")));
     }
     if let Some(after) = &f.after_name {
@@ -192,15 +205,41 @@ pub fn list(conn: &mut PgConnection, f: &JobFilter, limit: i64) -> Result<Vec<Jo
     Ok(q.order(jobs::name.asc()).limit(limit).load(conn)?)
 }
 
-pub fn set_state(conn: &mut PgConnection, id: Uuid, state: &str, now: DateTime<Utc>) -> Result<Job, DbError> {
+pub fn set_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<Job, DbError> {
     Ok(diesel::update(jobs::table.find(id))
         .set((jobs::state.eq(state), jobs::updated_at.eq(now)))
         .returning(Job::as_returning())
         .get_result(conn)?)
 }
 
+/// Marks a job as declarative (`source = config`) in the given state.
+pub fn mark_config(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<Job, DbError> {
+    Ok(diesel::update(jobs::table.find(id))
+        .set((
+            jobs::source.eq("config"),
+            jobs::state.eq(state),
+            jobs::updated_at.eq(now),
+        ))
+        .returning(Job::as_returning())
+        .get_result(conn)?)
+}
+
 /// Declarative jobs no longer in the configuration: paused (never deleted). Returns their names.
-pub fn pause_config_jobs_except(conn: &mut PgConnection, keep: &[String], now: DateTime<Utc>) -> Result<Vec<String>, DbError> {
+pub fn pause_config_jobs_except(
+    conn: &mut PgConnection,
+    keep: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, DbError> {
     Ok(diesel::update(
         jobs::table
             .filter(jobs::source.eq("config"))
@@ -215,8 +254,16 @@ pub fn pause_config_jobs_except(conn: &mut PgConnection, keep: &[String], now: D
 /// Something the fire step decided that the event path must hear about (after commit).
 #[derive(Debug, Clone)]
 pub enum FireEvent {
-    Missed { job: String, job_id: Uuid, covers: i32 },
-    Failed { job: String, job_id: Uuid, reason: String },
+    Missed {
+        job: String,
+        job_id: Uuid,
+        covers: i32,
+    },
+    Failed {
+        job: String,
+        job_id: Uuid,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -272,13 +319,21 @@ pub fn fire_due(
                 upd_state.push("paused".to_string());
                 continue;
             };
-            let Some(due_at) = job.next_fire_at else { continue };
+            let Some(due_at) = job.next_fire_at else {
+                continue;
+            };
             let FirePlan {
                 runs: planned,
                 next_fire_at,
                 missed,
                 failed,
-            } = plan::plan(&def.schedule, &def.policy, due_at, now, busy.contains(&job.id));
+            } = plan::plan(
+                &def.schedule,
+                &def.policy,
+                due_at,
+                now,
+                busy.contains(&job.id),
+            );
             for r in planned {
                 new_runs.push(NewRun::planned(job, &r, now));
             }
@@ -298,7 +353,14 @@ pub fn fire_due(
             }
             upd_ids.push(job.id);
             upd_next.push(next_fire_at);
-            upd_state.push(if next_fire_at.is_some() { "active" } else { "completed" }.to_string());
+            upd_state.push(
+                if next_fire_at.is_some() {
+                    "active"
+                } else {
+                    "completed"
+                }
+                .to_string(),
+            );
         }
         for chunk in new_runs.chunks(1000) {
             out.runs += diesel::insert_into(runs::table)

@@ -80,7 +80,14 @@ impl NewRun {
         }
     }
 
-    pub fn pending(job_id: Uuid, priority: i16, fire_at: DateTime<Utc>, attempt: i32, due_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+    pub fn pending(
+        job_id: Uuid,
+        priority: i16,
+        fire_at: DateTime<Utc>,
+        attempt: i32,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             id: Uuid::new_v4(),
             job_id,
@@ -128,7 +135,12 @@ pub struct Claimed {
 /// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
 /// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
 /// job's run waits while another run of the job is running.
-pub fn claim(conn: &mut PgConnection, node: Uuid, now: DateTime<Utc>, limit: i64) -> Result<Vec<Claimed>, DbError> {
+pub fn claim(
+    conn: &mut PgConnection,
+    node: Uuid,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Claimed>, DbError> {
     if limit <= 0 {
         return Ok(Vec::new());
     }
@@ -170,10 +182,29 @@ pub struct Completion {
 /// What recording a batch of completions decided (for the event path, after commit).
 #[derive(Debug, Clone)]
 pub enum CompletionEvent {
-    Executed { job: String, run_id: Uuid, attempt: i32 },
-    Error { job: String, run_id: Uuid, attempt: i32, kind: String, message: String },
-    RetryScheduled { job: String, run_id: Uuid, next_attempt: i32, delay_ms: i64 },
-    Failed { job: String, run_id: Uuid, attempt: i32 },
+    Executed {
+        job: String,
+        run_id: Uuid,
+        attempt: i32,
+    },
+    Error {
+        job: String,
+        run_id: Uuid,
+        attempt: i32,
+        kind: String,
+        message: String,
+    },
+    RetryScheduled {
+        job: String,
+        run_id: Uuid,
+        next_attempt: i32,
+        delay_ms: i64,
+    },
+    Failed {
+        job: String,
+        run_id: Uuid,
+        attempt: i32,
+    },
     /// Refused by the fence: the run was no longer ours or no longer running.
     Refused { run_id: Uuid },
 }
@@ -211,7 +242,10 @@ pub fn complete(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = results.iter().map(|r| r.run_id).collect();
-    let states: Vec<String> = results.iter().map(|r| r.state.as_str().to_string()).collect();
+    let states: Vec<String> = results
+        .iter()
+        .map(|r| r.state.as_str().to_string())
+        .collect();
     let outputs: Vec<Option<Value>> = results.iter().map(|r| r.output.clone()).collect();
     let kinds: Vec<Option<String>> = results.iter().map(|r| r.error_kind.clone()).collect();
     let messages: Vec<Option<String>> = results.iter().map(|r| r.error_message.clone()).collect();
@@ -288,7 +322,12 @@ pub fn complete(
 }
 
 /// Refreshes `heartbeat_at` of this node's in-flight runs.
-pub fn heartbeat(conn: &mut PgConnection, node: Uuid, ids: &[Uuid], now: DateTime<Utc>) -> Result<usize, DbError> {
+pub fn heartbeat(
+    conn: &mut PgConnection,
+    node: Uuid,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -337,7 +376,9 @@ pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Ru
                 .or(runs::queued_at.eq(t).and(runs::id.lt(id))),
         );
     }
-    Ok(q.order((runs::queued_at.desc(), runs::id.desc())).limit(limit).load(conn)?)
+    Ok(q.order((runs::queued_at.desc(), runs::id.desc()))
+        .limit(limit)
+        .load(conn)?)
 }
 
 /// A run now (`trigger`): a fire at `now`, attempt 1.
@@ -387,7 +428,14 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
         if latest != run.attempt {
             return Err(RequeueError::Superseded(latest));
         }
-        let new = NewRun::pending(run.job_id, run.priority, run.fire_at, run.attempt + 1, now, now);
+        let new = NewRun::pending(
+            run.job_id,
+            run.priority,
+            run.fire_at,
+            run.attempt + 1,
+            now,
+            now,
+        );
         Ok(diesel::insert_into(runs::table)
             .values(&new)
             .returning(Run::as_returning())
@@ -397,7 +445,11 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
 }
 
 /// Cancels a job's pending and deferred runs (the job was cancelled).
-pub fn cancel_pending(conn: &mut PgConnection, job_id: Uuid, now: DateTime<Utc>) -> Result<usize, DbError> {
+pub fn cancel_pending(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
     Ok(diesel::update(
         runs::table
             .filter(runs::job_id.eq(job_id))

@@ -67,7 +67,10 @@ fn check_tags(v: Option<&Value>, p: &mut Problems) -> Vec<String> {
     for (i, t) in items.iter().enumerate() {
         match t.as_str() {
             Some(s) if valid_tag(s) => out.push(s.to_string()),
-            _ => p.add(&format!("tags[{i}]"), "expected a tag like `linkedin` ([a-z0-9][a-z0-9._:-]{0,63})"),
+            _ => p.add(
+                &format!("tags[{i}]"),
+                "expected a tag like `linkedin` ([a-z0-9][a-z0-9._:-]{0,63})",
+            ),
         }
     }
     out.sort();
@@ -81,7 +84,10 @@ fn check_metadata(v: Option<&Value>, p: &mut Problems) -> Value {
         Some(m @ Value::Object(_)) => {
             let size = m.to_string().len();
             if size > MAX_METADATA_BYTES {
-                p.add("metadata", format!("{size} bytes; at most {MAX_METADATA_BYTES}"));
+                p.add(
+                    "metadata",
+                    format!("{size} bytes; at most {MAX_METADATA_BYTES}"),
+                );
             }
             m.clone()
         }
@@ -101,7 +107,11 @@ fn check_kind_payload(kind: Option<&str>, payload: &Value, p: &mut Problems) {
                 "kind",
                 format!(
                     "unknown kind `{k}`; known: {}",
-                    kinds::registry().keys().copied().collect::<Vec<_>>().join(", ")
+                    kinds::registry()
+                        .keys()
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ),
         },
@@ -110,7 +120,11 @@ fn check_kind_payload(kind: Option<&str>, payload: &Value, p: &mut Problems) {
 
 impl JobDef {
     /// Parses and validates a whole definition; every problem is reported with its path.
-    pub fn parse(v: &Value, defaults: &PolicyDefaults, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub fn parse(
+        v: &Value,
+        defaults: &PolicyDefaults,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut p = Problems::default();
         let Some(obj) = v.as_object() else {
             p.add("", "expected a JSON object");
@@ -136,7 +150,10 @@ impl JobDef {
         if obj.get("kind").is_some() && kind.is_none() {
             p.add("kind", "expected a string");
         }
-        let payload = obj.get("payload").cloned().unwrap_or(Value::Object(Default::default()));
+        let payload = obj
+            .get("payload")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         check_kind_payload(kind, &payload, &mut p);
         let schedule = match obj.get("schedule") {
             Some(s) => Schedule::parse(s, "schedule", now, &mut p),
@@ -176,7 +193,12 @@ impl JobDef {
     }
 
     /// Applies a PATCH document over this definition (`kind` and `name` are fixed).
-    pub fn patch(mut self, v: &Value, defaults: &PolicyDefaults, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub fn patch(
+        mut self,
+        v: &Value,
+        defaults: &PolicyDefaults,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut p = Problems::default();
         let Some(obj) = v.as_object() else {
             p.add("", "expected a JSON object");
@@ -308,7 +330,10 @@ mod tests {
             .patch(&json!({"policy": {"priority": 9}}), &defaults(), Utc::now())
             .unwrap();
         assert_eq!(patched.policy.priority, 9);
-        assert_eq!(patched.policy.max_retries, 1, "patch merges over the job's policy");
+        assert_eq!(
+            patched.policy.max_retries, 1,
+            "patch merges over the job's policy"
+        );
         assert!(patched
             .patch(&json!({"kind": "noop"}), &defaults(), Utc::now())
             .is_err());

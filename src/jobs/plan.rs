@@ -206,12 +206,20 @@ mod tests {
             false,
         );
         assert_eq!(p.missed, 59);
-        let missed: Vec<_> = p.runs.iter().filter(|r| r.state == RunState::Missed).collect();
+        let missed: Vec<_> = p
+            .runs
+            .iter()
+            .filter(|r| r.state == RunState::Missed)
+            .collect();
         assert_eq!(missed.len(), 1);
         assert_eq!(missed[0].covers, 59);
         assert_eq!(missed[0].fire_at, t("2026-01-01T00:59:00Z"));
         // The on-time 01:00 fire runs; no separate catch-up is needed.
-        let pending: Vec<_> = p.runs.iter().filter(|r| r.state == RunState::Pending).collect();
+        let pending: Vec<_> = p
+            .runs
+            .iter()
+            .filter(|r| r.state == RunState::Pending)
+            .collect();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].fire_at, t("2026-01-01T01:00:00Z"));
         assert_eq!(p.next_fire_at, Some(t("2026-01-01T01:01:00Z")));
@@ -241,7 +249,13 @@ mod tests {
         let mut skip = policy();
         skip.catch_up = CatchUp::Skip;
         let at = Schedule::At(t("2026-01-01T00:00:00Z"));
-        let p = plan(&at, &skip, t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z"), false);
+        let p = plan(
+            &at,
+            &skip,
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T01:00:00Z"),
+            false,
+        );
         assert_eq!(p.runs.len(), 1);
         assert_eq!(p.runs[0].state, RunState::Missed);
 
@@ -256,7 +270,11 @@ mod tests {
             false,
         );
         // 10 fires: 00:01…00:10; 00:10 on time, 9 late, keep 3 late.
-        let missed: Vec<_> = p.runs.iter().filter(|r| r.state == RunState::Missed).collect();
+        let missed: Vec<_> = p
+            .runs
+            .iter()
+            .filter(|r| r.state == RunState::Missed)
+            .collect();
         assert_eq!(missed.len(), 3);
         assert_eq!(missed.iter().map(|r| r.covers).sum::<i32>(), 9);
         let retries = p.runs.iter().filter(|r| r.attempt == 2).count();

@@ -135,7 +135,10 @@ impl Policy {
                     None
                 }
                 None => {
-                    p.add(&format!("{path}.{key}"), "expected a duration string like \"60s\"");
+                    p.add(
+                        &format!("{path}.{key}"),
+                        "expected a duration string like \"60s\"",
+                    );
                     None
                 }
             }
@@ -144,7 +147,10 @@ impl Policy {
             match v.as_u64() {
                 Some(n) if n <= max => Some(n),
                 _ => {
-                    p.add(&format!("{path}.{key}"), format!("expected an integer from 0 to {max}"));
+                    p.add(
+                        &format!("{path}.{key}"),
+                        format!("expected an integer from 0 to {max}"),
+                    );
                     None
                 }
             }
@@ -214,7 +220,10 @@ impl Policy {
     /// The stored form (every field explicit).
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("misfire_grace".into(), json!(format_duration(self.misfire_grace)));
+        m.insert(
+            "misfire_grace".into(),
+            json!(format_duration(self.misfire_grace)),
+        );
         m.insert("catch_up".into(), json!(self.catch_up));
         m.insert("max_catch_up".into(), json!(self.max_catch_up));
         m.insert("max_retries".into(), json!(self.max_retries));
@@ -228,7 +237,9 @@ impl Policy {
         );
         m.insert(
             "timeout".into(),
-            self.timeout.map(|d| json!(format_duration(d))).unwrap_or(Value::Null),
+            self.timeout
+                .map(|d| json!(format_duration(d)))
+                .unwrap_or(Value::Null),
         );
         m.insert("overlap".into(), json!(self.overlap));
         m.insert("priority".into(), json!(self.priority));

@@ -15,9 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Pending,
@@ -72,12 +70,12 @@ impl RunState {
     /// The transition table.
     pub fn can_become(self, next: RunState) -> bool {
         use RunState::*;
-        match (self, next) {
-            (Pending, Running | Missed | Deferred | Cancelled) => true,
-            (Deferred, Pending | Cancelled) => true,
-            (Running, Succeeded | Failed | TimedOut | Zombie | Cancelled) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Pending, Running | Missed | Deferred | Cancelled)
+                | (Deferred, Pending | Cancelled)
+                | (Running, Succeeded | Failed | TimedOut | Zombie | Cancelled)
+        )
     }
 }
 
@@ -109,7 +107,10 @@ mod tests {
         assert!(Running.can_become(TimedOut));
         assert!(Running.can_become(Zombie));
         assert!(Deferred.can_become(Pending));
-        assert!(!Pending.can_become(Succeeded), "a run must start before it succeeds");
+        assert!(
+            !Pending.can_become(Succeeded),
+            "a run must start before it succeeds"
+        );
         assert!(!Running.can_become(Pending));
         for s in [Pending, Running, Deferred] {
             assert!(s.can_become(Cancelled), "{s} can be cancelled");

@@ -43,7 +43,10 @@ impl Schedule {
     /// schedules given without a start. Errors go to `problems` with their JSON path.
     pub fn parse(value: &Value, path: &str, now: DateTime<Utc>, p: &mut Problems) -> Option<Self> {
         let Some(obj) = value.as_object() else {
-            p.add(path, "expected an object with one of `at`, `every` or `cron`");
+            p.add(
+                path,
+                "expected an object with one of `at`, `every` or `cron`",
+            );
             return None;
         };
         let has = |k: &str| obj.contains_key(k);
@@ -101,7 +104,10 @@ impl Schedule {
                 Some(s) => match DateTime::parse_from_rfc3339(&s) {
                     Ok(t) => t.with_timezone(&Utc),
                     Err(_) => {
-                        p.add(&format!("{path}.start"), "expected an RFC 3339 time with an offset");
+                        p.add(
+                            &format!("{path}.start"),
+                            "expected an RFC 3339 time with an offset",
+                        );
                         return None;
                     }
                 },
@@ -131,14 +137,20 @@ impl Schedule {
             match croner::parser::CronParser::new().parse(&expr) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    p.add(&format!("{path}.cron"), format!("invalid cron expression: {e}"));
+                    p.add(
+                        &format!("{path}.cron"),
+                        format!("invalid cron expression: {e}"),
+                    );
                     None
                 }
             }
         };
         let (cron, tz) = (cron?, tz?);
         // An expression that never fires (e.g. 30 February) is a mistake, not a schedule.
-        if cron.find_next_occurrence(&now.with_timezone(&tz), false).is_err() {
+        if cron
+            .find_next_occurrence(&now.with_timezone(&tz), false)
+            .is_err()
+        {
             p.add(&format!("{path}.cron"), "this expression never fires");
             return None;
         }
@@ -223,7 +235,11 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         match Schedule::parse(&v, "schedule", now, &mut p) {
             Some(s) if p.is_empty() => Ok(s),
-            _ => Err(p.into_vec().into_iter().map(|f| (f.path, f.message)).collect()),
+            _ => Err(p
+                .into_vec()
+                .into_iter()
+                .map(|f| (f.path, f.message))
+                .collect()),
         }
     }
 
@@ -268,11 +284,17 @@ mod tests {
             Some(utc("2026-01-01T00:00:00Z"))
         );
         assert_eq!(
-            s.fires_between(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T00:10:00Z"), 100).len(),
+            s.fires_between(
+                utc("2026-01-01T00:00:00Z"),
+                utc("2026-01-01T00:10:00Z"),
+                100
+            )
+            .len(),
             6
         );
         assert_eq!(
-            s.fires_between(utc("2026-01-01T00:00:00Z"), utc("2026-01-02T00:00:00Z"), 10).len(),
+            s.fires_between(utc("2026-01-01T00:00:00Z"), utc("2026-01-02T00:00:00Z"), 10)
+                .len(),
             10,
             "capped"
         );
@@ -287,13 +309,22 @@ mod tests {
         );
         // Last day of the month.
         let last = parse(json!({"cron": "0 12 L * *"})).unwrap();
-        assert_eq!(next_n(&last, "2026-02-01T00:00:00Z", 1), ["2026-02-28T12:00:00+00:00"]);
+        assert_eq!(
+            next_n(&last, "2026-02-01T00:00:00Z", 1),
+            ["2026-02-28T12:00:00+00:00"]
+        );
         // Second Monday.
         let nth = parse(json!({"cron": "0 9 * * MON#2"})).unwrap();
-        assert_eq!(next_n(&nth, "2026-03-01T00:00:00Z", 1), ["2026-03-09T09:00:00+00:00"]);
+        assert_eq!(
+            next_n(&nth, "2026-03-01T00:00:00Z", 1),
+            ["2026-03-09T09:00:00+00:00"]
+        );
         // Closest weekday to the 1st (2026-08-01 is a Saturday → Monday 3rd).
         let w = parse(json!({"cron": "0 9 1W * *"})).unwrap();
-        assert_eq!(next_n(&w, "2026-07-31T00:00:00Z", 1), ["2026-08-03T09:00:00+00:00"]);
+        assert_eq!(
+            next_n(&w, "2026-07-31T00:00:00Z", 1),
+            ["2026-08-03T09:00:00+00:00"]
+        );
         // Six fields: seconds.
         let six = parse(json!({"cron": "*/20 * * * * *"})).unwrap();
         assert_eq!(
@@ -349,7 +380,10 @@ mod tests {
         let cases = [
             (json!({"cron": "61 * * * *"}), "schedule.cron"),
             (json!({"cron": "* * *"}), "schedule.cron"),
-            (json!({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}), "schedule.timezone"),
+            (
+                json!({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}),
+                "schedule.timezone",
+            ),
             (json!({"every": "500ms"}), "schedule.every"),
             (json!({"every": "often"}), "schedule.every"),
             (json!({"at": "tomorrow"}), "schedule.at"),

@@ -18,6 +18,32 @@ pub enum Event<'a> {
         max_restarts: u32,
         window: Duration,
     },
+    /// A run succeeded.
+    JobExecuted {
+        job: &'a str,
+        run_id: uuid::Uuid,
+        attempt: i32,
+    },
+    /// A run failed or timed out (a retry may follow).
+    JobError {
+        job: &'a str,
+        run_id: uuid::Uuid,
+        attempt: i32,
+        kind: &'a str,
+        message: &'a str,
+    },
+    /// Fires later than misfire_grace were recorded as missed.
+    JobMissed { job: &'a str, covers: i32 },
+    JobRetryScheduled {
+        job: &'a str,
+        run_id: uuid::Uuid,
+        next_attempt: i32,
+        delay_ms: i64,
+    },
+    /// Retries exhausted: the run is a dead letter.
+    JobFailed { job: &'a str, reason: &'a str },
+    /// A late result was refused by the fence (the attempt was no longer current).
+    RunRefused { run_id: uuid::Uuid },
 }
 
 impl Event<'_> {
@@ -26,6 +52,12 @@ impl Event<'_> {
         match self {
             Event::ActorRestarted { .. } => "actor.restarted",
             Event::SupervisorMeltdown { .. } => "supervisor.meltdown",
+            Event::JobExecuted { .. } => "job.executed",
+            Event::JobError { .. } => "job.error",
+            Event::JobMissed { .. } => "job.missed",
+            Event::JobRetryScheduled { .. } => "job.retry_scheduled",
+            Event::JobFailed { .. } => "job.failed",
+            Event::RunRefused { .. } => "run.refused",
         }
     }
 }
@@ -63,6 +95,49 @@ pub fn emit(event: Event<'_>) {
                 window_s = window.as_secs(),
                 "supervisor meltdown: restart intensity exceeded; not restarting"
             );
+        }
+        Event::JobExecuted {
+            job,
+            run_id,
+            attempt,
+        } => {
+            tracing::debug!(event = name, job, %run_id, attempt, "run succeeded");
+        }
+        Event::JobError {
+            job,
+            run_id,
+            attempt,
+            kind,
+            message,
+        } => {
+            tracing::warn!(event = name, job, %run_id, attempt, error_kind = kind, error = message, "run failed");
+        }
+        Event::JobMissed { job, covers } => {
+            tracing::warn!(
+                event = name,
+                job,
+                covers,
+                "fires missed (later than misfire_grace)"
+            );
+        }
+        Event::JobRetryScheduled {
+            job,
+            run_id,
+            next_attempt,
+            delay_ms,
+        } => {
+            tracing::info!(event = name, job, %run_id, next_attempt, delay_ms, "retry scheduled");
+        }
+        Event::JobFailed { job, reason } => {
+            tracing::error!(
+                event = name,
+                job,
+                reason,
+                "job failed: retries exhausted (dead letter)"
+            );
+        }
+        Event::RunRefused { run_id } => {
+            tracing::warn!(event = name, %run_id, "late result refused: the attempt is no longer current");
         }
     }
 }

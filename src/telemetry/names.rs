@@ -14,6 +14,15 @@ pub const DATABASE_PROBE_DURATION: &str = "overseer_database_probe_duration_seco
 pub const NODE_HEARTBEATS: &str = "overseer_node_heartbeats_total";
 pub const NODE_HEARTBEAT_FAILURES: &str = "overseer_node_heartbeat_failures_total";
 pub const EVENTS: &str = "overseer_events_total";
+pub const JOBS_FIRED: &str = "overseer_scheduler_jobs_fired_total";
+pub const RUNS_CREATED: &str = "overseer_scheduler_runs_created_total";
+pub const RUNS_DISPATCHED: &str = "overseer_scheduler_runs_dispatched_total";
+pub const SCHEDULER_TICK_DURATION: &str = "overseer_scheduler_tick_duration_seconds";
+pub const RUNS_FINISHED: &str = "overseer_runs_finished_total";
+pub const RUN_DURATION: &str = "overseer_run_duration_seconds";
+pub const RUN_LATENESS: &str = "overseer_run_lateness_seconds";
+pub const EXECUTOR_IN_FLIGHT: &str = "overseer_executor_in_flight";
+pub const RUNS_PRUNED: &str = "overseer_runs_pruned_total";
 
 /// Histogram buckets in seconds, from 1 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -64,4 +73,34 @@ pub fn describe_all() {
         "Failed refreshes of this node's last_seen (database unreachable)."
     );
     describe_counter!(EVENTS, "Events emitted, by event name.");
+    describe_counter!(JOBS_FIRED, "Due jobs whose fire was planned by this node.");
+    describe_counter!(
+        RUNS_CREATED,
+        "Runs recorded by the fire step (pending, missed, skipped)."
+    );
+    describe_counter!(
+        RUNS_DISPATCHED,
+        "Runs claimed by this node and handed to its executor."
+    );
+    describe_histogram!(
+        SCHEDULER_TICK_DURATION,
+        Unit::Seconds,
+        "Duration of one scheduler tick (fire + dispatch)."
+    );
+    describe_counter!(
+        RUNS_FINISHED,
+        "Runs finished on this node, by kind and final state."
+    );
+    describe_histogram!(
+        RUN_DURATION,
+        Unit::Seconds,
+        "Execution time of runs, by kind."
+    );
+    describe_histogram!(
+        RUN_LATENESS,
+        Unit::Seconds,
+        "Start time minus due time of dispatched runs."
+    );
+    describe_gauge!(EXECUTOR_IN_FLIGHT, "Runs executing on this node now.");
+    describe_counter!(RUNS_PRUNED, "Terminal runs deleted by history retention.");
 }

@@ -19,7 +19,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Http;
 
 fn method(payload: &Value) -> &str {
-    payload.get("method").and_then(Value::as_str).unwrap_or("GET")
+    payload
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("GET")
 }
 
 impl JobKind for Http {
@@ -35,12 +38,26 @@ impl JobKind for Http {
         known_fields(
             payload,
             path,
-            &["url", "method", "headers", "body", "timeout", "expect_status"],
+            &[
+                "url",
+                "method",
+                "headers",
+                "body",
+                "timeout",
+                "expect_status",
+            ],
             p,
         );
-        match payload.get("url").and_then(Value::as_str).map(url::Url::parse) {
+        match payload
+            .get("url")
+            .and_then(Value::as_str)
+            .map(url::Url::parse)
+        {
             Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Some(_) => p.add(&format!("{path}.url"), "expected an http:// or https:// URL"),
+            Some(_) => p.add(
+                &format!("{path}.url"),
+                "expected an http:// or https:// URL",
+            ),
             None => p.add(&format!("{path}.url"), "required: the URL to request"),
         }
         if !["GET", "POST", "HEAD"].contains(&method(payload)) {
@@ -55,37 +72,62 @@ impl JobKind for Http {
                             .as_str()
                             .is_some_and(|s| reqwest::header::HeaderValue::from_str(s).is_ok());
                         if !name_ok || !value_ok {
-                            p.add(&format!("{path}.headers.{k}"), "expected a valid header name and string value");
+                            p.add(
+                                &format!("{path}.headers.{k}"),
+                                "expected a valid header name and string value",
+                            );
                         }
                     }
                 }
-                None => p.add(&format!("{path}.headers"), "expected an object of header: value"),
+                None => p.add(
+                    &format!("{path}.headers"),
+                    "expected an object of header: value",
+                ),
             }
         }
         if let Some(b) = payload.get("body") {
             if !(b.is_string() || b.is_object() || b.is_array()) {
-                p.add(&format!("{path}.body"), "expected a string or a JSON object/array");
+                p.add(
+                    &format!("{path}.body"),
+                    "expected a string or a JSON object/array",
+                );
             }
         }
         if let Some(t) = payload.get("timeout") {
             match t.as_str().map(parse_duration) {
                 Some(Ok(d)) if !d.is_zero() && d <= Duration::from_secs(3600) => {}
-                _ => p.add(&format!("{path}.timeout"), "expected a duration from 1ms to 1h, like \"10s\""),
+                _ => p.add(
+                    &format!("{path}.timeout"),
+                    "expected a duration from 1ms to 1h, like \"10s\"",
+                ),
             }
         }
         if let Some(e) = payload.get("expect_status") {
             let ok = e.as_array().is_some_and(|a| {
-                !a.is_empty() && a.iter().all(|s| s.as_u64().is_some_and(|n| (100..600).contains(&n)))
+                !a.is_empty()
+                    && a.iter()
+                        .all(|s| s.as_u64().is_some_and(|n| (100..600).contains(&n)))
             });
             if !ok {
-                p.add(&format!("{path}.expect_status"), "expected a list of HTTP statuses (100-599)");
+                p.add(
+                    &format!("{path}.expect_status"),
+                    "expected a list of HTTP statuses (100-599)",
+                );
             }
         }
     }
 
-    fn execute(&self, ctx: RunContext, payload: Value) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+    fn execute(
+        &self,
+        ctx: RunContext,
+        payload: Value,
+    ) -> LocalBoxFuture<'static, Result<Value, RunError>> {
         Box::pin(async move {
-            let url = payload.get("url").and_then(Value::as_str).unwrap_or_default().to_string();
+            let url = payload
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let method = reqwest::Method::from_bytes(method(&payload).as_bytes())
                 .unwrap_or(reqwest::Method::GET);
             let timeout = payload
@@ -93,14 +135,10 @@ impl JobKind for Http {
                 .and_then(Value::as_str)
                 .and_then(|s| parse_duration(s).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
-            let mut req = ctx
-                .http
-                .request(method, &url)
-                .timeout(timeout)
-                .header(
-                    "Idempotency-Key",
-                    format!("{}:{}", ctx.job_id, ctx.fire_at.to_rfc3339()),
-                );
+            let mut req = ctx.http.request(method, &url).timeout(timeout).header(
+                "Idempotency-Key",
+                format!("{}:{}", ctx.job_id, ctx.fire_at.to_rfc3339()),
+            );
             if let Some(headers) = payload.get("headers").and_then(Value::as_object) {
                 for (k, v) in headers {
                     if let Some(v) = v.as_str() {
@@ -115,14 +153,19 @@ impl JobKind for Http {
             }
             let started = Instant::now();
             let res = req.send().await.map_err(|e| {
-                let kind = if e.is_timeout() { "http_timeout" } else { "http_error" };
+                let kind = if e.is_timeout() {
+                    "http_timeout"
+                } else {
+                    "http_error"
+                };
                 // Without the URL: it may carry credentials or tokens in its query.
                 RunError::new(kind, e.without_url().to_string())
             })?;
             let status = res.status().as_u16();
             let bytes = res.bytes().await.unwrap_or_default();
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let excerpt = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+            let excerpt =
+                String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
             let expected = match payload.get("expect_status").and_then(Value::as_array) {
                 Some(list) => list.iter().any(|s| s.as_u64() == Some(status as u64)),
                 None => (200..300).contains(&status),
@@ -136,7 +179,10 @@ impl JobKind for Http {
             if expected {
                 Ok(output)
             } else {
-                Err(RunError::new("unexpected_status", format!("status {status} is not expected")))
+                Err(RunError::new(
+                    "unexpected_status",
+                    format!("status {status} is not expected"),
+                ))
             }
         })
     }

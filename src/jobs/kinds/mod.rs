@@ -48,7 +48,11 @@ pub trait JobKind: Send + Sync {
     /// Checks a payload; problems are reported under `path` (normally "payload").
     fn validate(&self, payload: &Value, path: &str, problems: &mut Problems);
     /// Runs once. The future runs on the executor's event loop: no blocking calls.
-    fn execute(&self, ctx: RunContext, payload: Value) -> LocalBoxFuture<'static, Result<Value, RunError>>;
+    fn execute(
+        &self,
+        ctx: RunContext,
+        payload: Value,
+    ) -> LocalBoxFuture<'static, Result<Value, RunError>>;
 }
 
 pub type Registry = BTreeMap<&'static str, Box<dyn JobKind>>;

@@ -26,7 +26,10 @@ impl JobKind for Noop {
         known_fields(payload, path, &["sleep_ms", "fail"], p);
         if let Some(v) = payload.get("sleep_ms") {
             if !v.as_u64().is_some_and(|n| n <= MAX_SLEEP_MS) {
-                p.add(&format!("{path}.sleep_ms"), format!("expected an integer from 0 to {MAX_SLEEP_MS}"));
+                p.add(
+                    &format!("{path}.sleep_ms"),
+                    format!("expected an integer from 0 to {MAX_SLEEP_MS}"),
+                );
             }
         }
         if let Some(v) = payload.get("fail") {
@@ -36,15 +39,25 @@ impl JobKind for Noop {
         }
     }
 
-    fn execute(&self, ctx: RunContext, payload: Value) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+    fn execute(
+        &self,
+        ctx: RunContext,
+        payload: Value,
+    ) -> LocalBoxFuture<'static, Result<Value, RunError>> {
         let sleep = payload.get("sleep_ms").and_then(Value::as_u64).unwrap_or(0);
-        let fail = payload.get("fail").and_then(Value::as_bool).unwrap_or(false);
+        let fail = payload
+            .get("fail")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Box::pin(async move {
             if sleep > 0 {
                 tokio::time::sleep(Duration::from_millis(sleep)).await;
             }
             if fail {
-                return Err(RunError::new("noop_failure", "failed on request (payload.fail)"));
+                return Err(RunError::new(
+                    "noop_failure",
+                    "failed on request (payload.fail)",
+                ));
             }
             Ok(json!({ "attempt": ctx.attempt }))
         })

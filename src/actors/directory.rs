@@ -1,0 +1,50 @@
+//! The current address of each actor that others message. An actor writes its address here
+//! when it (re)starts; senders read it at send time, so a restarted actor is found again.
+//! A missing entry means "restarting": the sender tries again later.
+
+use std::sync::{Arc, RwLock};
+
+use actix::Addr;
+
+use super::executor::Executor;
+use super::scheduler::Scheduler;
+
+#[derive(Clone, Default)]
+pub struct Directory {
+    inner: Arc<RwLock<Entries>>,
+}
+
+#[derive(Default)]
+struct Entries {
+    scheduler: Option<Addr<Scheduler>>,
+    executor: Option<Addr<Executor>>,
+}
+
+impl Directory {
+    pub fn scheduler(&self) -> Option<Addr<Scheduler>> {
+        self.inner
+            .read()
+            .ok()?
+            .scheduler
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn executor(&self) -> Option<Addr<Executor>> {
+        self.inner
+            .read()
+            .ok()?
+            .executor
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_scheduler(&self, addr: Addr<Scheduler>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.scheduler = Some(addr);
+        }
+    }
+    pub fn set_executor(&self, addr: Addr<Executor>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.executor = Some(addr);
+        }
+    }
+}

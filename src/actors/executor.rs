@@ -1,0 +1,395 @@
+//! The `executor` actor: runs what the scheduler hands it (`Execute`), at most
+//! `scheduler.max_concurrency` at once, each under its job's timeout, and records results in
+//! batches (one fenced statement per batch). It refreshes the heartbeat of its in-flight runs
+//! and wakes the scheduler when slots free up.
+//!
+//! A panic inside a job kind fails that run (`error_kind = panic`), not the actor. If the
+//! actor itself dies, its in-flight runs stay `running` in the table: the zombie detector
+//! rescues them (nothing in memory is authoritative).
+//!
+//! Shutdown: no new runs; in-flight runs finish (up to the supervisor's shutdown timeout);
+//! results are flushed; then the actor stops.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::FutureExt;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::scheduler::Wake;
+use super::Deps;
+use crate::db::runs::{self, Claimed, Completion, CompletionEvent};
+use crate::jobs::kinds::{self, RunContext, RunError};
+use crate::jobs::policy::Policy;
+use crate::jobs::run_state::RunState;
+use crate::supervisor::{panic_message, Crash, Lifeline, StopChild};
+use crate::telemetry::events::{self, Event};
+use crate::telemetry::names;
+
+pub const NAME: &str = "executor";
+/// Results are written when this many are waiting, or after FLUSH_DELAY.
+const FLUSH_BATCH: usize = 256;
+const FLUSH_DELAY: Duration = Duration::from_millis(5);
+const FLUSH_RETRY: Duration = Duration::from_secs(1);
+
+/// Free execution slots.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Capacity;
+
+/// Runs to execute (already claimed for this node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Execute(pub Vec<Claimed>);
+
+struct InFlight {
+    kind: String,
+}
+
+pub struct Executor {
+    deps: Deps,
+    lifeline: Lifeline,
+    http: reqwest::Client,
+    in_flight: HashMap<Uuid, InFlight>,
+    done: Vec<Completion>,
+    flush_timer: Option<SpawnHandle>,
+    flushing: bool,
+    draining: bool,
+}
+
+impl Executor {
+    pub fn new(deps: &Deps, lifeline: Lifeline) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("overseer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            deps: deps.clone(),
+            lifeline,
+            http,
+            in_flight: HashMap::new(),
+            done: Vec::new(),
+            flush_timer: None,
+            flushing: false,
+            draining: false,
+        }
+    }
+
+    fn max(&self) -> usize {
+        self.deps.config.scheduler.max_concurrency as usize
+    }
+
+    fn start_run(&mut self, run: Claimed, ctx: &mut Context<Self>) {
+        let defaults = &self.deps.config.scheduler.defaults;
+        let policy = Policy::from_stored(&run.policy, defaults);
+        let run_id = run.id;
+        let kind_name = run.kind.clone();
+        self.in_flight.insert(
+            run_id,
+            InFlight {
+                kind: kind_name.clone(),
+            },
+        );
+        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
+        let rctx = RunContext {
+            run_id,
+            job_id: run.job_id,
+            job_name: run.job_name.clone(),
+            fire_at: run.fire_at,
+            attempt: run.attempt,
+            metadata: run.metadata.clone(),
+            http: self.http.clone(),
+        };
+        let started = Instant::now();
+        let fut = async move {
+            let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
+                return Err(RunError::new(
+                    "unknown_kind",
+                    format!("no job kind `{kind_name}` in this build"),
+                ));
+            };
+            let work = AssertUnwindSafe(kind.execute(rctx, run.payload)).catch_unwind();
+            let outcome = match policy.timeout {
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(RunError::new(
+                            "timeout",
+                            format!(
+                                "exceeded the timeout of {}",
+                                crate::jobs::schedule::format_duration(limit)
+                            ),
+                        ))
+                    }
+                },
+                None => work.await,
+            };
+            match outcome {
+                Ok(result) => result,
+                Err(panic) => Err(RunError::new("panic", panic_message(&*panic))),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            let kind = act
+                .in_flight
+                .remove(&run_id)
+                .map(|f| f.kind)
+                .unwrap_or_default();
+            metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(act.in_flight.len() as f64);
+            metrics::histogram!(names::RUN_DURATION, "kind" => kind.clone())
+                .record(started.elapsed().as_secs_f64());
+            let completion = match result {
+                Ok(output) => Completion {
+                    run_id,
+                    state: RunState::Succeeded,
+                    output: Some(act.bounded(output)),
+                    error_kind: None,
+                    error_message: None,
+                },
+                Err(e) => Completion {
+                    run_id,
+                    state: if e.kind == "timeout" {
+                        RunState::TimedOut
+                    } else {
+                        RunState::Failed
+                    },
+                    output: None,
+                    error_kind: Some(e.kind.to_string()),
+                    error_message: Some(truncate(&e.message, 2000)),
+                },
+            };
+            metrics::counter!(names::RUNS_FINISHED, "kind" => kind, "state" => completion.state.as_str())
+                .increment(1);
+            act.done.push(completion);
+            act.schedule_flush(ctx);
+        }));
+    }
+
+    /// Caps a run's output at `scheduler.max_output_bytes`.
+    fn bounded(&self, output: Value) -> Value {
+        let max = self.deps.config.scheduler.max_output_bytes;
+        let text = output.to_string();
+        if text.len() <= max {
+            output
+        } else {
+            json!({
+                "truncated": true,
+                "bytes": text.len(),
+                "excerpt": truncate(&text, max.saturating_sub(100)),
+            })
+        }
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.done.len() >= FLUSH_BATCH || self.draining {
+            if let Some(t) = self.flush_timer.take() {
+                ctx.cancel_future(t);
+            }
+            self.flush(ctx);
+        } else if self.flush_timer.is_none() {
+            self.flush_timer = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
+                act.flush_timer = None;
+                act.flush(ctx);
+            }));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.done.is_empty() {
+            self.maybe_finish_drain(ctx);
+            return;
+        }
+        self.flushing = true;
+        let batch = std::mem::take(&mut self.done);
+        let db = self.deps.db.clone();
+        let node = self.deps.node_id;
+        let defaults = self.deps.config.scheduler.defaults.clone();
+        let kept = batch.clone();
+        ctx.spawn(
+            async move { db.run(move |c| runs::complete(c, node, &batch, Utc::now(), &defaults)).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.flushing = false;
+                    match res {
+                        Ok(evs) => {
+                            emit_completion_events(&evs);
+                            if let Some(s) = act.deps.directory.scheduler() {
+                                s.do_send(Wake);
+                            }
+                            if !act.done.is_empty() {
+                                act.schedule_flush(ctx);
+                            }
+                            act.maybe_finish_drain(ctx);
+                        }
+                        Err(e) => {
+                            tracing::warn!(actor = NAME, error = %e, results = kept.len(), "recording run results failed; retrying");
+                            let mut again = kept;
+                            again.append(&mut act.done);
+                            act.done = again;
+                            ctx.run_later(FLUSH_RETRY, |act, ctx| act.flush(ctx));
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = self.in_flight.keys().copied().collect();
+        let db = self.deps.db.clone();
+        let node = self.deps.node_id;
+        ctx.spawn(
+            async move {
+                db.run(move |c| runs::heartbeat(c, node, &ids, Utc::now()))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, _, _| {
+                if let Err(e) = res {
+                    tracing::warn!(actor = NAME, error = %e, "run heartbeat failed");
+                }
+            }),
+        );
+    }
+
+    fn maybe_finish_drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining && self.in_flight.is_empty() && self.done.is_empty() && !self.flushing {
+            ctx.stop();
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn emit_completion_events(evs: &[CompletionEvent]) {
+    for e in evs {
+        match e {
+            CompletionEvent::Executed {
+                job,
+                run_id,
+                attempt,
+            } => events::emit(Event::JobExecuted {
+                job,
+                run_id: *run_id,
+                attempt: *attempt,
+            }),
+            CompletionEvent::Error {
+                job,
+                run_id,
+                attempt,
+                kind,
+                message,
+            } => events::emit(Event::JobError {
+                job,
+                run_id: *run_id,
+                attempt: *attempt,
+                kind,
+                message,
+            }),
+            CompletionEvent::RetryScheduled {
+                job,
+                run_id,
+                next_attempt,
+                delay_ms,
+            } => events::emit(Event::JobRetryScheduled {
+                job,
+                run_id: *run_id,
+                next_attempt: *next_attempt,
+                delay_ms: *delay_ms,
+            }),
+            CompletionEvent::Failed { job, .. } => events::emit(Event::JobFailed {
+                job,
+                reason: "retries exhausted",
+            }),
+            CompletionEvent::Refused { run_id } => {
+                events::emit(Event::RunRefused { run_id: *run_id })
+            }
+        }
+    }
+}
+
+impl Actor for Executor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Rehydrate: an executor holds nothing across incarnations. Runs a previous
+        // incarnation left `running` are the zombie detector's to rescue.
+        self.deps.directory.set_executor(ctx.address());
+        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(0.0);
+        let every = self.deps.config.scheduler.heartbeat_interval;
+        ctx.run_interval(every, |act, ctx| act.heartbeat(ctx));
+        tracing::info!(actor = NAME, max_concurrency = self.max(), "executor ready");
+        self.lifeline.ready();
+        if let Some(s) = self.deps.directory.scheduler() {
+            s.do_send(Wake);
+        }
+    }
+}
+
+impl Handler<Capacity> for Executor {
+    type Result = usize;
+    fn handle(&mut self, _: Capacity, _: &mut Self::Context) -> usize {
+        if self.draining {
+            return 0;
+        }
+        self.max().saturating_sub(self.in_flight.len())
+    }
+}
+
+impl Handler<Execute> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) {
+        for run in msg.0 {
+            if self.draining {
+                // Claimed but not started: give it back as a failure with a retry (fenced).
+                self.done.push(Completion {
+                    run_id: run.id,
+                    state: RunState::Failed,
+                    output: None,
+                    error_kind: Some("shutdown".into()),
+                    error_message: Some("the node was shutting down".into()),
+                });
+                continue;
+            }
+            self.start_run(run, ctx);
+        }
+        self.schedule_flush(ctx);
+    }
+}
+
+impl Handler<Crash> for Executor {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
+        panic!("fault injection: Executor crashed on request");
+    }
+}
+
+impl Handler<StopChild> for Executor {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+        self.draining = true;
+        if !self.in_flight.is_empty() {
+            tracing::info!(
+                actor = NAME,
+                in_flight = self.in_flight.len(),
+                "waiting for in-flight runs"
+            );
+        }
+        self.flush(ctx);
+    }
+}

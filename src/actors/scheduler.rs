@@ -1,0 +1,245 @@
+//! The `scheduler` actor: turns due jobs into runs and hands due runs to the executor.
+//!
+//! One tick = fire (lock due jobs with `SKIP LOCKED`, plan, record runs, move next_fire_at;
+//! repeated while full batches come back) + dispatch (ask the executor for free slots, claim
+//! that many pending runs, send them in one `Execute` message). Between ticks it sleeps until
+//! the next known fire or pending due time, at most `scheduler.poll_interval`, and wakes at
+//! once on [`Wake`] (a job created or triggered here, executor slots freed).
+//!
+//! Rehydration: nothing is kept between incarnations; it reads the counts of pending and
+//! running runs and the next due time from the tables, then ticks.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::executor::{Capacity, Execute};
+use super::Deps;
+use crate::db::jobs::{self, FireEvent};
+use crate::db::runs;
+use crate::jobs::run_state::RunState;
+use crate::supervisor::Lifeline;
+use crate::telemetry::events::{self, Event};
+use crate::telemetry::names;
+
+pub const NAME: &str = "scheduler";
+/// Fire transactions per tick at most (then dispatch, then tick again at once).
+const MAX_FIRE_ROUNDS: usize = 20;
+const REHYDRATE_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    deps: Deps,
+    lifeline: Lifeline,
+    ticking: bool,
+    again: bool,
+    timer: Option<SpawnHandle>,
+}
+
+/// Look at the tables now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+struct TickResult {
+    fired_jobs: usize,
+    runs_created: usize,
+    events: Vec<FireEvent>,
+    dispatched: usize,
+    capacity: usize,
+    more_due: bool,
+    sleep: Duration,
+}
+
+impl Scheduler {
+    pub fn new(deps: &Deps, lifeline: Lifeline) -> Self {
+        Self {
+            deps: deps.clone(),
+            lifeline,
+            ticking: false,
+            again: false,
+            timer: None,
+        }
+    }
+
+    fn rehydrate(&mut self, ctx: &mut Context<Self>) {
+        let db = self.deps.db.clone();
+        ctx.spawn(
+            async move {
+                db.run(|c| {
+                    Ok((
+                        runs::count_in_state(c, RunState::Pending)?,
+                        runs::count_in_state(c, RunState::Running)?,
+                        jobs::next_due(c)?,
+                    ))
+                })
+                .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok((pending, running, next_due)) => {
+                    tracing::info!(
+                        actor = NAME,
+                        pending,
+                        running,
+                        next_due = ?next_due,
+                        "scheduler rehydrated from the tables"
+                    );
+                    act.lifeline.ready();
+                    act.tick(ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(actor = NAME, error = %e, "scheduler rehydration failed; retrying");
+                    ctx.run_later(REHYDRATE_RETRY, |act, ctx| act.rehydrate(ctx));
+                }
+            }),
+        );
+    }
+
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.timer = Some(ctx.run_later(after, |act, ctx| {
+            act.timer = None;
+            act.tick(ctx);
+        }));
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.ticking {
+            self.again = true;
+            return;
+        }
+        self.ticking = true;
+        self.again = false;
+        let db = self.deps.db.clone();
+        let cfg = self.deps.config.scheduler.clone();
+        let node = self.deps.node_id;
+        let executor = self.deps.directory.executor();
+        let started = Instant::now();
+        let fut = async move {
+            let batch = cfg.batch_size as i64;
+            let defaults = cfg.defaults.clone();
+            let (mut fired_jobs, mut runs_created, mut events) = (0, 0, Vec::new());
+            let mut more_due = false;
+            for round in 0..MAX_FIRE_ROUNDS {
+                let defaults = defaults.clone();
+                let out = db
+                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults))
+                    .await?;
+                fired_jobs += out.jobs;
+                runs_created += out.runs;
+                events.extend(out.events);
+                if (out.jobs as i64) < batch {
+                    break;
+                }
+                more_due = round + 1 == MAX_FIRE_ROUNDS;
+            }
+            let capacity = match &executor {
+                Some(ex) => ex.send(Capacity).await.unwrap_or(0),
+                None => 0,
+            };
+            let mut dispatched = 0;
+            if capacity > 0 {
+                let claimed = db
+                    .run(move |c| runs::claim(c, node, Utc::now(), capacity as i64))
+                    .await?;
+                dispatched = claimed.len();
+                if let (Some(ex), false) = (&executor, claimed.is_empty()) {
+                    for run in &claimed {
+                        metrics::histogram!(names::RUN_LATENESS)
+                            .record(run.lateness_ms as f64 / 1000.0);
+                    }
+                    ex.do_send(Execute(claimed));
+                }
+            }
+            let (next_job, next_run) = db
+                .run(|c| Ok((jobs::next_due(c)?, runs::next_pending_due(c)?)))
+                .await?;
+            let now = Utc::now();
+            // Pending runs already due were either just dispatched, wait for a free slot
+            // (the executor wakes us), or wait behind a queued run: none is a reason to spin.
+            let next = [next_job, next_run.filter(|t| *t > now)]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = match next {
+                Some(t) if t <= now => Duration::ZERO,
+                Some(t) => (t - now).to_std().unwrap_or(cfg.poll_interval),
+                None => cfg.poll_interval,
+            }
+            .min(cfg.poll_interval);
+            Ok::<_, crate::db::DbError>(TickResult {
+                fired_jobs,
+                runs_created,
+                events,
+                dispatched,
+                capacity,
+                more_due,
+                sleep,
+            })
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.ticking = false;
+            metrics::histogram!(names::SCHEDULER_TICK_DURATION)
+                .record(started.elapsed().as_secs_f64());
+            let poll = act.deps.config.scheduler.poll_interval;
+            let sleep = match res {
+                Ok(r) => {
+                    metrics::counter!(names::JOBS_FIRED).increment(r.fired_jobs as u64);
+                    metrics::counter!(names::RUNS_CREATED).increment(r.runs_created as u64);
+                    metrics::counter!(names::RUNS_DISPATCHED).increment(r.dispatched as u64);
+                    for e in &r.events {
+                        match e {
+                            FireEvent::Missed { job, covers, .. } => {
+                                events::emit(Event::JobMissed {
+                                    job,
+                                    covers: *covers,
+                                })
+                            }
+                            FireEvent::Failed { job, reason, .. } => {
+                                events::emit(Event::JobFailed { job, reason })
+                            }
+                        }
+                    }
+                    // Full dispatch or full fire rounds: more work is waiting now. A run
+                    // that could not get a slot waits for the executor's Wake.
+                    let slots_full = r.capacity > 0 && r.dispatched == r.capacity;
+                    if r.more_due || slots_full || act.again {
+                        Duration::ZERO
+                    } else {
+                        r.sleep
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(actor = NAME, error = %e, "scheduler tick failed");
+                    poll
+                }
+            };
+            act.schedule_tick(ctx, sleep);
+        }));
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.deps.directory.set_scheduler(ctx.address());
+        self.rehydrate(ctx);
+    }
+}
+
+impl Handler<Wake> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        if self.ticking {
+            self.again = true;
+        } else {
+            self.schedule_tick(ctx, Duration::ZERO);
+        }
+    }
+}
+
+crate::supervised_actor!(Scheduler);

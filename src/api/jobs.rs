@@ -1,0 +1,358 @@
+//! `/api/v1/jobs`: create (idempotent with `Idempotency-Key`), list (keyset pagination),
+//! read, change, cancel, pause, resume, trigger. Operators change; viewers read.
+
+use actix_web::http::StatusCode;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ErrorBody};
+use super::ApiState;
+use crate::actors::scheduler::Wake;
+use crate::db::jobs::{self as db_jobs, Job, JobFilter};
+use crate::db::runs::{self as db_runs, Run};
+use crate::db::schema::idempotency_keys;
+use crate::db::DbError;
+use crate::jobs::JobDef;
+
+pub const MAX_LIMIT: i64 = 1000;
+pub const DEFAULT_LIMIT: i64 = 100;
+
+fn wake(state: &ApiState) {
+    if let Some(s) = state.directory.scheduler() {
+        s.do_send(Wake);
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobPage {
+    pub items: Vec<Job>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// active, paused, completed or cancelled
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub tag: Option<String>,
+    pub name_prefix: Option<String>,
+    /// 1 to 1000 (default 100)
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_field(
+            "limit",
+            format!("expected 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// Create a job. 201 with the job; 409 when the name is taken; 422 lists every bad field.
+/// With `Idempotency-Key`, a retried identical request returns the first answer.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])),
+    request_body(content = Object, description = "name, kind, payload, schedule ({at}|{every,start?}|{cron,timezone?}), policy, tags, metadata, paused"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes retries of this request safe")),
+    responses(
+        (status = 201, body = Job),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "duplicate name, or key reused for another request"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+))]
+#[post("/jobs")]
+pub async fn create(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let body = body.into_inner();
+    let now = Utc::now();
+    let def =
+        JobDef::parse(&body, &state.config.scheduler.defaults, now).map_err(ApiError::invalid)?;
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 characters",
+        ));
+    }
+    let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    let scoped_key = key.map(|k| format!("{}:{k}", caller.name));
+    let result = state
+        .db
+        .run(move |c| {
+            c.transaction::<_, DbError, _>(|c| {
+                if let Some(k) = &scoped_key {
+                    // Serialise concurrent retries of the same key.
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind::<diesel::sql_types::Text, _>(k)
+                        .execute(c)?;
+                    let seen: Option<(String, i16, Value)> = idempotency_keys::table
+                        .find(k)
+                        .select((
+                            idempotency_keys::request_hash,
+                            idempotency_keys::status,
+                            idempotency_keys::response,
+                        ))
+                        .first(c)
+                        .optional()?;
+                    if let Some((hash, status, response)) = seen {
+                        return Ok(Err((hash == request_hash, status, response)));
+                    }
+                }
+                let job = db_jobs::insert(c, &def, "api", now)?;
+                if let Some(k) = &scoped_key {
+                    diesel::insert_into(idempotency_keys::table)
+                        .values((
+                            idempotency_keys::key.eq(k),
+                            idempotency_keys::request_hash.eq(&request_hash),
+                            idempotency_keys::status.eq(201i16),
+                            idempotency_keys::response
+                                .eq(serde_json::to_value(&job).unwrap_or_default()),
+                        ))
+                        .execute(c)?;
+                }
+                Ok(Ok(job))
+            })
+        })
+        .await;
+    match result {
+        Ok(Ok(job)) => {
+            wake(&state);
+            Ok(HttpResponse::Created().json(job))
+        }
+        Ok(Err((true, status, response))) => Ok(HttpResponse::build(
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::CREATED),
+        )
+        .insert_header(("Idempotency-Replayed", "true"))
+        .json(response)),
+        Ok(Err((false, _, _))) => Err(ApiError::conflict(
+            "this Idempotency-Key was used for a different request",
+        )),
+        Err(DbError::Conflict(_)) => Err(ApiError::conflict("a job with this name already exists")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// List jobs, ordered by name, with keyset pagination.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(JobQuery), responses(
+    (status = 200, body = JobPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+))]
+#[get("/jobs")]
+pub async fn list(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    q: web::Query<JobQuery>,
+) -> Result<web::Json<JobPage>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let q = q.into_inner();
+    let limit = check_limit(q.limit)?;
+    if let Some(s) = &q.state {
+        if !["active", "paused", "completed", "cancelled"].contains(&s.as_str()) {
+            return Err(ApiError::invalid_field(
+                "state",
+                "expected active, paused, completed or cancelled",
+            ));
+        }
+    }
+    let after_name = match &q.cursor {
+        None => None,
+        Some(c) => Some(
+            hex::decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("cursor", "not a cursor from a previous page")
+                })?,
+        ),
+    };
+    let filter = JobFilter {
+        state: q.state,
+        kind: q.kind,
+        tag: q.tag,
+        name_prefix: q.name_prefix,
+        after_name,
+    };
+    let mut items = state
+        .db
+        .run(move |c| db_jobs::list(c, &filter, limit + 1))
+        .await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|j| hex::encode(j.name.as_bytes()))
+    } else {
+        None
+    };
+    Ok(web::Json(JobPage { items, next_cursor }))
+}
+
+async fn load(state: &ApiState, key: String) -> Result<Job, ApiError> {
+    state
+        .db
+        .run(move |c| db_jobs::find(c, &key))
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such job"),
+            e => e.into(),
+        })
+}
+
+/// One job, by id or name.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/jobs/{key}")]
+pub async fn get_one(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<web::Json<Job>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(web::Json(load(&state, key.into_inner()).await?))
+}
+
+/// Change a job's payload, schedule, policy (merged), tags or metadata.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    request_body(content = Object, description = "any of payload, schedule, policy, tags, metadata"),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/jobs/{key}")]
+pub async fn update(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<web::Json<Job>, ApiError> {
+    caller.require(Role::Operator)?;
+    let job = load(&state, key.into_inner()).await?;
+    let defaults = state.config.scheduler.defaults.clone();
+    let now = Utc::now();
+    let def = job
+        .def(&defaults)
+        .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
+        .patch(&body, &defaults, now)
+        .map_err(ApiError::invalid)?;
+    let updated = state
+        .db
+        .run(move |c| db_jobs::update_def(c, &job, &def, now))
+        .await?;
+    wake(&state);
+    Ok(web::Json(updated))
+}
+
+/// Cancel a job: it never fires again and its pending runs are cancelled. History stays.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/jobs/{key}")]
+pub async fn cancel(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<web::Json<Job>, ApiError> {
+    caller.require(Role::Operator)?;
+    let job = load(&state, key.into_inner()).await?;
+    let now = Utc::now();
+    let job = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                db_runs::cancel_pending(c, job.id, now)?;
+                db_jobs::set_state(c, job.id, "cancelled", now)
+            })
+        })
+        .await?;
+    Ok(web::Json(job))
+}
+
+async fn transition(
+    state: &ApiState,
+    key: String,
+    from: &'static str,
+    to: &'static str,
+) -> Result<Job, ApiError> {
+    let job = load(state, key).await?;
+    if job.state != from {
+        return Err(ApiError::conflict(format!(
+            "the job is {}, not {from}",
+            job.state
+        )));
+    }
+    let now = Utc::now();
+    let job = state
+        .db
+        .run(move |c| db_jobs::set_state(c, job.id, to, now))
+        .await?;
+    wake(state);
+    Ok(job)
+}
+
+/// Pause an active job. Fires while paused are recorded as missed when it resumes.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/jobs/{key}/pause")]
+pub async fn pause(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<web::Json<Job>, ApiError> {
+    caller.require(Role::Operator)?;
+    Ok(web::Json(
+        transition(&state, key.into_inner(), "active", "paused").await?,
+    ))
+}
+
+/// Resume a paused job.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/jobs/{key}/resume")]
+pub async fn resume(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<web::Json<Job>, ApiError> {
+    caller.require(Role::Operator)?;
+    Ok(web::Json(
+        transition(&state, key.into_inner(), "paused", "active").await?,
+    ))
+}
+
+/// Run a job now (a fire at the current time), whatever its schedule.
+#[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
+    responses((status = 201, body = Run), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/jobs/{key}/trigger")]
+pub async fn trigger(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let job = load(&state, key.into_inner()).await?;
+    if job.state == "cancelled" {
+        return Err(ApiError::conflict("the job is cancelled"));
+    }
+    let run = state
+        .db
+        .run(move |c| db_runs::trigger(c, &job, Utc::now()))
+        .await?;
+    wake(&state);
+    Ok(HttpResponse::Created().json(run))
+}

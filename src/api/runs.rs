@@ -1,0 +1,171 @@
+//! `/api/v1/runs`: the execution history, one run, and requeueing a dead letter.
+
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ErrorBody};
+use super::jobs::check_limit;
+use super::ApiState;
+use crate::actors::scheduler::Wake;
+use crate::db::jobs as db_jobs;
+use crate::db::runs::{self as db_runs, RequeueError, Run, RunFilter};
+use crate::db::DbError;
+use crate::jobs::run_state::RunState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub items: Vec<Run>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// job id or name
+    pub job: Option<String>,
+    /// pending, running, succeeded, failed, timed_out, missed, zombie, cancelled, deferred
+    pub state: Option<String>,
+    /// queued at or after (RFC 3339)
+    pub since: Option<String>,
+    /// queued before (RFC 3339)
+    pub until: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::invalid_field(field, "expected an RFC 3339 time"))
+        })
+        .transpose()
+}
+
+fn encode_cursor(run: &Run) -> String {
+    hex::encode(format!("{}|{}", run.queued_at.to_rfc3339(), run.id))
+}
+
+fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
+    let (t, id) = text.split_once('|')?;
+    Some((
+        DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+/// Runs, newest first, with keyset pagination.
+#[utoipa::path(tag = "runs", security(("bearer" = [])), params(RunQuery), responses(
+    (status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+#[get("/runs")]
+pub async fn list(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    q: web::Query<RunQuery>,
+) -> Result<web::Json<RunPage>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let q = q.into_inner();
+    let limit = check_limit(q.limit)?;
+    if let Some(s) = &q.state {
+        if RunState::parse(s).is_none() {
+            return Err(ApiError::invalid_field("state", "not a run state"));
+        }
+    }
+    let since = time("since", &q.since)?;
+    let until = time("until", &q.until)?;
+    let before = match &q.cursor {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::invalid_field("cursor", "not a cursor from a previous page")
+        })?),
+    };
+    let job_key = q.job.clone();
+    let state_filter = q.state.clone();
+    let mut items = state
+        .db
+        .run(move |c| {
+            let job_id = match &job_key {
+                Some(k) => Some(db_jobs::find(c, k)?.id),
+                None => None,
+            };
+            let filter = RunFilter {
+                job_id,
+                state: state_filter,
+                since,
+                until,
+                before,
+            };
+            db_runs::list(c, &filter, limit + 1)
+        })
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such job"),
+            e => e.into(),
+        })?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(web::Json(RunPage { items, next_cursor }))
+}
+
+/// One run.
+#[utoipa::path(tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "run id")),
+    responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/runs/{id}")]
+pub async fn get_one(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Run>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = id.into_inner();
+    let run = state
+        .db
+        .run(move |c| db_runs::get(c, id))
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such run"),
+            e => e.into(),
+        })?;
+    Ok(web::Json(run))
+}
+
+/// Requeue a dead letter (a failed, timed-out, zombie or missed run that is its fire's
+/// latest attempt): a new attempt, due now.
+#[utoipa::path(tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "run id")),
+    responses((status = 201, body = Run), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/runs/{id}/requeue")]
+pub async fn requeue(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Operator)?;
+    let id = id.into_inner();
+    let run = state
+        .db
+        .run(move |c| Ok(db_runs::requeue(c, id, Utc::now())))
+        .await?;
+    match run {
+        Ok(run) => {
+            if let Some(s) = state.directory.scheduler() {
+                s.do_send(Wake);
+            }
+            Ok(HttpResponse::Created().json(run))
+        }
+        Err(RequeueError::Db(DbError::NotFound)) => Err(ApiError::not_found("no such run")),
+        Err(RequeueError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}
