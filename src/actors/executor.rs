@@ -58,6 +58,8 @@ pub struct Executor {
     done: Vec<Completion>,
     flush_timer: Option<SpawnHandle>,
     flushing: bool,
+    /// Results being written now: their runs still hold their slots.
+    recording: usize,
     draining: bool,
 }
 
@@ -75,6 +77,7 @@ impl Executor {
             done: Vec::new(),
             flush_timer: None,
             flushing: false,
+            recording: 0,
             draining: false,
         }
     }
@@ -205,6 +208,7 @@ impl Executor {
         }
         self.flushing = true;
         let batch = std::mem::take(&mut self.done);
+        self.recording = batch.len();
         let db = self.deps.db.clone();
         let node = self.deps.node_id;
         let defaults = self.deps.config.scheduler.defaults.clone();
@@ -214,6 +218,7 @@ impl Executor {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.flushing = false;
+                    act.recording = 0;
                     match res {
                         Ok(evs) => {
                             emit_completion_events(&evs);
@@ -347,7 +352,10 @@ impl Handler<Capacity> for Executor {
         if self.draining {
             return 0;
         }
-        self.max().saturating_sub(self.in_flight.len())
+        // A run holds its slot until its result is recorded, so at most max_concurrency of
+        // this node's runs are `running` in the table at any time.
+        self.max()
+            .saturating_sub(self.in_flight.len() + self.done.len() + self.recording)
     }
 }
 

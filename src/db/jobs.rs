@@ -90,7 +90,7 @@ pub fn insert(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Job, DbError> {
-    let next = def.schedule.first_at_or_after(now);
+    let next = def.schedule.initial_fire(now);
     let state = if def.paused {
         "paused"
     } else if next.is_none() {
@@ -129,7 +129,7 @@ pub fn update_def(
 ) -> Result<Job, DbError> {
     let schedule = def.schedule.to_json();
     let next = if schedule != job.schedule {
-        def.schedule.first_at_or_after(now)
+        def.schedule.initial_fire(now)
     } else {
         job.next_fire_at
     };

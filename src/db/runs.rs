@@ -134,7 +134,8 @@ pub struct Claimed {
 
 /// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
 /// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
-/// job's run waits while another run of the job is running.
+/// job's run waits while another run of the job is running, and only its oldest pending run
+/// is eligible (so one claim never starts two of them).
 pub fn claim(
     conn: &mut PgConnection,
     node: Uuid,
@@ -148,8 +149,10 @@ pub fn claim(
         "WITH picked AS ( \
            SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id \
            WHERE r.state = 'pending' AND r.due_at <= $2 \
-             AND (j.overlap <> 'queue' OR NOT EXISTS ( \
-                   SELECT 1 FROM runs x WHERE x.job_id = r.job_id AND x.state = 'running')) \
+             AND (j.overlap <> 'queue' OR ( \
+                   NOT EXISTS (SELECT 1 FROM runs x WHERE x.job_id = r.job_id AND x.state = 'running') \
+                   AND r.id = (SELECT y.id FROM runs y WHERE y.job_id = r.job_id AND y.state = 'pending' \
+                               ORDER BY y.due_at, y.fire_at, y.attempt LIMIT 1))) \
            ORDER BY r.priority DESC, r.due_at \
            LIMIT $3 \
            FOR UPDATE OF r SKIP LOCKED \

@@ -198,9 +198,19 @@ impl Schedule {
         }
     }
 
-    /// The first fire at or after `t` (the first `next_fire_at` of a new job).
+    /// The first fire at or after `t`.
     pub fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.next_after(t - chrono::Duration::milliseconds(1))
+    }
+
+    /// The first `next_fire_at` of a job created (or rescheduled) at `now`. A recurring
+    /// schedule starts from now (its past is not a backlog); a one-off `at` in the past is
+    /// overdue and fires at once (missed or late, per misfire_grace).
+    pub fn initial_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::At(at) => Some(*at),
+            _ => self.first_at_or_after(now),
+        }
     }
 
     /// How many fires lie in `(after, until]`, counting at most `cap`; and the last of them.

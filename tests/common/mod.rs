@@ -16,6 +16,8 @@ use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use overseer::db::url::DatabaseUrl;
 use serde_json::Value;
 
+pub mod sink;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_overseer");
 
 /// Polls `cond` until it returns `Some`, failing the test with `what` after `timeout`.

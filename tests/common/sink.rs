@@ -1,0 +1,125 @@
+//! An HTTP receiver on 127.0.0.1 that the `http` job kind calls: it counts requests per
+//! `Idempotency-Key` (one key per job fire), and can answer with a chosen status or hang.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct State {
+    by_key: Mutex<HashMap<String, usize>>,
+    total: AtomicUsize,
+    status: AtomicU16,
+    hang: AtomicBool,
+    stop: AtomicBool,
+}
+
+pub struct Sink {
+    pub url: String,
+    state: Arc<State>,
+}
+
+impl Sink {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let state = Arc::new(State::default());
+        state.status.store(200, Ordering::SeqCst);
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || serve(conn, &s));
+            }
+        });
+        Self { url, state }
+    }
+
+    /// Answers every later request with `status`.
+    pub fn respond_with(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Never answers later requests (until `unhang`).
+    pub fn hang(&self, on: bool) {
+        self.state.hang.store(on, Ordering::SeqCst);
+    }
+
+    pub fn total(&self) -> usize {
+        self.state.total.load(Ordering::SeqCst)
+    }
+
+    /// Requests per Idempotency-Key.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.state.by_key.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        self.state.hang.store(false, Ordering::SeqCst);
+        // Unblock accept().
+        let _ = TcpStream::connect(
+            self.url
+                .trim_start_matches("http://")
+                .trim_end_matches("/hook"),
+        );
+    }
+}
+
+fn serve(conn: TcpStream, s: &State) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut key = None;
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "idempotency-key" => key = Some(value.trim().to_string()),
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        while s.hang.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.total.fetch_add(1, Ordering::SeqCst);
+        if let Some(k) = key {
+            *s.by_key.lock().unwrap().entry(k).or_default() += 1;
+        }
+        let status = s.status.load(Ordering::SeqCst);
+        let reply = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+        );
+        let mut w = &conn;
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

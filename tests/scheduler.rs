@@ -1,0 +1,617 @@
+//! The scheduler end to end: the jobs API and its validation, execution of `noop` and
+//! `http` jobs, retries and dead letters, misfires and catch-up, timeouts, overlap,
+//! declarative jobs, restarts, and exactly-once across processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::sink::Sink;
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+fn op(o: &Overseer) -> Option<&str> {
+    Some(o.tokens.operator.as_str())
+}
+
+fn create(o: &Overseer, body: Value) -> Value {
+    let a = o.post("/api/v1/jobs", op(o), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "create {body}: {}", a.text);
+    a.json()
+}
+
+fn runs_of(o: &Overseer, job: &str) -> Vec<Value> {
+    let a = o.get(&format!("/api/v1/runs?job={job}&limit=1000"), op(o));
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json()["items"].as_array().unwrap().clone()
+}
+
+fn wait_runs(o: &Overseer, job: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    wait_for(what, T, || {
+        let runs = runs_of(o, job);
+        pred(&runs).then_some(runs)
+    })
+}
+
+fn count(runs: &[Value], state: &str) -> usize {
+    runs.iter().filter(|r| r["state"] == state).count()
+}
+
+fn ago(secs: i64) -> String {
+    (Utc::now() - chrono::Duration::seconds(secs)).to_rfc3339()
+}
+
+fn start(db: &TestDb, extra: &str) -> Overseer {
+    let (spawn, tmp) = Spawn::with_db(db);
+    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    o
+}
+
+#[test]
+fn the_jobs_api_validates_every_field_and_never_answers_500() {
+    let db = TestDb::new();
+    let o = start(&db, "");
+    let cases: Vec<(Value, &[&str])> = vec![
+        (
+            json!({"name": "a", "kind": "noop", "schedule": {"cron": "0 25 * * *"}}),
+            &["schedule.cron"],
+        ),
+        (
+            json!({"name": "a", "kind": "noop", "schedule": {"cron": "0 9 * * *", "timezone": "Europe/Nowhere"}}),
+            &["schedule.timezone"],
+        ),
+        (
+            json!({"name": "a", "kind": "noop", "schedule": {"every": "999ms"}}),
+            &["schedule.every"],
+        ),
+        (
+            json!({"name": "a", "kind": "fax", "schedule": {"every": "1m"}}),
+            &["kind"],
+        ),
+        (
+            json!({"name": "a", "kind": "http", "payload": {"url": 42}, "schedule": {"every": "1m"}}),
+            &["payload.url"],
+        ),
+        (
+            json!({"name": "a", "kind": "noop", "schedule": {"every": "1m"}, "metadata": {"x": "y".repeat(9000)}}),
+            &["metadata"],
+        ),
+        (json!({"name": "A!", "kind": "noop"}), &["name", "schedule"]),
+        (
+            json!({"name": "a", "kind": "noop", "schedule": {"at": "soon"}, "policy": {"overlap": "maybe", "max_retries": -1}}),
+            &["schedule.at", "policy.overlap", "policy.max_retries"],
+        ),
+        (json!([1, 2, 3]), &[""]),
+    ];
+    for (body, paths) in cases {
+        let a = o.post("/api/v1/jobs", op(&o), Some(&body.to_string()));
+        assert_eq!(a.status, 422, "{body}: {}", a.text);
+        let err = a.json();
+        assert_eq!(err["error"]["code"], "validation_failed");
+        let got: Vec<String> = err["error"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect();
+        for p in paths {
+            assert!(got.iter().any(|g| g == p), "{body}: {p} not in {got:?}");
+        }
+    }
+    // Malformed JSON is a 400, a wrong content type 415, never a 500.
+    let a = o.post("/api/v1/jobs", op(&o), Some("{not json"));
+    assert_eq!(a.status, 400, "{}", a.text);
+    let a = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        op(&o),
+        &[("Content-Type", "text/plain")],
+        None,
+    );
+    assert!(a.status == 415 || a.status == 400, "{}", a.text);
+
+    // Duplicates: 409. Idempotency-Key: the retry gets the first answer, once.
+    let body = json!({"name": "report", "kind": "noop", "schedule": {"cron": "0 9 * * MON-FRI", "timezone": "Europe/Berlin"}, "tags": ["daily"]});
+    let first = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        op(&o),
+        &[("Idempotency-Key", "k-1")],
+        Some(&body.to_string()),
+    );
+    assert_eq!(first.status, 201);
+    let again = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        op(&o),
+        &[("Idempotency-Key", "k-1")],
+        Some(&body.to_string()),
+    );
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    let other = json!({"name": "report2", "kind": "noop", "schedule": {"every": "1h"}});
+    let reused = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        op(&o),
+        &[("Idempotency-Key", "k-1")],
+        Some(&other.to_string()),
+    );
+    assert_eq!(reused.status, 409, "{}", reused.text);
+    let dup = o.post("/api/v1/jobs", op(&o), Some(&body.to_string()));
+    assert_eq!(dup.status, 409);
+    assert_eq!(dup.json()["error"]["code"], "conflict");
+
+    // Reads by name and by id; unknown → 404.
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        o.get("/api/v1/jobs/report", op(&o)).json()["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        o.get(&format!("/api/v1/jobs/{id}"), op(&o)).json()["name"],
+        "report"
+    );
+    assert_eq!(o.get("/api/v1/jobs/nope", op(&o)).status, 404);
+
+    // Pagination and filters.
+    for i in 0..25 {
+        create(
+            &o,
+            json!({"name": format!("bulk-{i:02}"), "kind": "noop", "schedule": {"every": "1h"}, "tags": [if i % 2 == 0 { "even" } else { "odd" }], "paused": true}),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/jobs?name_prefix=bulk-&limit=10&cursor={c}"),
+            None => "/api/v1/jobs?name_prefix=bulk-&limit=10".to_string(),
+        };
+        let page = o.get(&path, op(&o)).json();
+        for j in page["items"].as_array().unwrap() {
+            seen.push(j["name"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+    let evens = o
+        .get("/api/v1/jobs?tag=even&state=paused&limit=1000", op(&o))
+        .json();
+    assert_eq!(evens["items"].as_array().unwrap().len(), 13);
+    assert_eq!(o.get("/api/v1/jobs?limit=1001", op(&o)).status, 422);
+    assert_eq!(o.get("/api/v1/jobs?state=sleeping", op(&o)).status, 422);
+    assert_eq!(o.get("/api/v1/jobs?cursor=zz", op(&o)).status, 422);
+    assert_eq!(o.get("/api/v1/runs?state=sleeping", op(&o)).status, 422);
+    assert_eq!(o.get("/api/v1/runs?since=yesterday", op(&o)).status, 422);
+    assert_eq!(o.get("/api/v1/runs/not-a-uuid", op(&o)).status, 404);
+
+    // PATCH merges the policy; name and kind are fixed.
+    let a = request(
+        "PATCH",
+        &o.url("/api/v1/jobs/report"),
+        op(&o),
+        &[],
+        Some(r#"{"policy": {"priority": 9}}"#),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["priority"], 9);
+    let a = request(
+        "PATCH",
+        &o.url("/api/v1/jobs/report"),
+        op(&o),
+        &[],
+        Some(r#"{"kind": "http"}"#),
+    );
+    assert_eq!(a.status, 422);
+    // Pause/resume state machine, cancel.
+    assert_eq!(
+        o.post("/api/v1/jobs/report/resume", op(&o), None).status,
+        409
+    );
+    assert_eq!(
+        o.post("/api/v1/jobs/report/pause", op(&o), None).json()["state"],
+        "paused"
+    );
+    assert_eq!(
+        o.post("/api/v1/jobs/report/resume", op(&o), None).json()["state"],
+        "active"
+    );
+    let a = request("DELETE", &o.url("/api/v1/jobs/report"), op(&o), &[], None);
+    assert_eq!(a.json()["state"], "cancelled");
+    assert_eq!(
+        o.post("/api/v1/jobs/report/trigger", op(&o), None).status,
+        409
+    );
+    assert!(!o.logs.text().contains("\"status\":500"));
+}
+
+#[test]
+fn http_jobs_run_retry_and_end_as_dead_letters_that_can_be_requeued() {
+    let db = TestDb::new();
+    let o = start(&db, "");
+    let sink = Sink::start();
+    let job = create(
+        &o,
+        json!({
+            "name": "status-check", "kind": "http",
+            "payload": {"url": sink.url, "headers": {"x-probe": "1"}},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+        }),
+    );
+    let runs = wait_runs(&o, "status-check", "a succeeded run", |r| {
+        count(r, "succeeded") == 1
+    });
+    let run = &runs[0];
+    assert_eq!(run["output"]["status"], 200);
+    assert_eq!(run["output"]["body_excerpt"], "ok");
+    let key = format!(
+        "{}:{}",
+        job["id"].as_str().unwrap(),
+        run["fire_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .to_rfc3339()
+    );
+    assert_eq!(
+        sink.counts().get(&key),
+        Some(&1),
+        "idempotency key {key} in {:?}",
+        sink.counts()
+    );
+    assert_eq!(
+        o.get("/api/v1/jobs/status-check", op(&o)).json()["state"],
+        "completed"
+    );
+
+    // Failing: 2 retries 1 s apart, then a dead letter; events in the logs.
+    sink.respond_with(503);
+    create(
+        &o,
+        json!({
+            "name": "flaky", "kind": "http", "payload": {"url": sink.url},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "policy": {"max_retries": 2, "retry_delays": ["1s"]},
+        }),
+    );
+    let runs = wait_runs(&o, "flaky", "three failed attempts", |r| {
+        count(r, "failed") == 3
+    });
+    let mut attempts: Vec<i64> = runs
+        .iter()
+        .map(|r| r["attempt"].as_i64().unwrap())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert!(runs.iter().all(|r| r["error_kind"] == "unexpected_status"));
+    let by_attempt: HashMap<i64, &Value> = runs
+        .iter()
+        .map(|r| (r["attempt"].as_i64().unwrap(), r))
+        .collect();
+    let t = |a: i64, f: &str| {
+        by_attempt[&a][f]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    };
+    assert!(
+        t(2, "due_at") - t(1, "finished_at") >= chrono::Duration::milliseconds(990),
+        "retry delay respected"
+    );
+    assert_eq!(
+        t(1, "fire_at"),
+        t(3, "fire_at"),
+        "retries keep the fire they belong to"
+    );
+    o.logs.wait_json("job.failed", T, |v| {
+        v["event"] == "job.failed" && v["job"] == "flaky"
+    });
+    o.logs.wait_json("job.retry_scheduled", T, |v| {
+        v["event"] == "job.retry_scheduled"
+    });
+    let dead = o
+        .get("/api/v1/runs?job=flaky&state=failed&limit=1", op(&o))
+        .json()["items"][0]
+        .clone();
+    assert_eq!(dead["attempt"], 3, "the newest is listed first");
+
+    // Requeue the dead letter once the receiver is healthy; an older attempt is refused.
+    sink.respond_with(200);
+    let older = runs.iter().find(|r| r["attempt"] == 1).unwrap();
+    let a = o.post(
+        &format!("/api/v1/runs/{}/requeue", older["id"].as_str().unwrap()),
+        op(&o),
+        None,
+    );
+    assert_eq!(a.status, 409, "{}", a.text);
+    let a = o.post(
+        &format!("/api/v1/runs/{}/requeue", dead["id"].as_str().unwrap()),
+        op(&o),
+        None,
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json()["attempt"], 4);
+    wait_runs(&o, "flaky", "the requeued attempt succeeds", |r| {
+        count(r, "succeeded") == 1
+    });
+    let a = o.get(
+        &format!("/api/v1/runs/{}", dead["id"].as_str().unwrap()),
+        Some(&o.tokens.viewer),
+    );
+    assert_eq!(a.json()["state"], "failed", "history is kept");
+    let metrics = o.get("/metrics", None).text;
+    assert!(
+        metrics.contains("overseer_runs_finished_total{kind=\"http\",state=\"failed\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn misfires_are_recorded_and_caught_up_per_policy() {
+    let db = TestDb::new();
+    let o = start(&db, "");
+    // Two minutes late with a 60 s grace: missed, then caught up as attempt 2, now.
+    create(
+        &o,
+        json!({"name": "late", "kind": "noop", "schedule": {"at": ago(120)}}),
+    );
+    let runs = wait_runs(&o, "late", "missed + caught up", |r| {
+        count(r, "missed") == 1 && count(r, "succeeded") == 1
+    });
+    let missed = runs.iter().find(|r| r["state"] == "missed").unwrap();
+    assert_eq!(
+        (missed["attempt"].as_i64(), missed["error_kind"].as_str()),
+        (Some(1), Some("misfire"))
+    );
+    let caught = runs.iter().find(|r| r["state"] == "succeeded").unwrap();
+    assert_eq!(caught["attempt"], 2);
+    o.logs.wait_json("job.missed", T, |v| {
+        v["event"] == "job.missed" && v["job"] == "late"
+    });
+
+    // Late but inside the grace: it just runs, with its lateness recorded.
+    create(
+        &o,
+        json!({"name": "tardy", "kind": "noop", "schedule": {"at": ago(10)}}),
+    );
+    let runs = wait_runs(&o, "tardy", "one run", |r| count(r, "succeeded") == 1);
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0]["lateness_ms"].as_i64().unwrap() >= 10_000,
+        "{}",
+        runs[0]
+    );
+
+    // catch_up = skip: recorded, not run.
+    create(
+        &o,
+        json!({"name": "skipper", "kind": "noop", "schedule": {"at": ago(300)}, "policy": {"catch_up": "skip"}}),
+    );
+    let runs = wait_runs(&o, "skipper", "a miss", |r| count(r, "missed") == 1);
+    assert_eq!(runs.len(), 1);
+
+    // No retries left: a miss is a failure.
+    create(
+        &o,
+        json!({"name": "strict", "kind": "noop", "schedule": {"at": ago(300)}, "policy": {"max_retries": 0}}),
+    );
+    wait_runs(&o, "strict", "a miss", |r| count(r, "missed") == 1);
+    o.logs.wait_json("job.failed for the miss", T, |v| {
+        v["event"] == "job.failed" && v["job"] == "strict"
+    });
+
+    // A recurring job paused through ten fires (its clock moved back by ten minutes, in the
+    // table): on resume the misses are one run covering them, and catch_up = latest runs once.
+    let job = create(
+        &o,
+        json!({"name": "minutely", "kind": "noop", "schedule": {"cron": "* * * * *"},
+        "policy": {"misfire_grace": "5s"}}),
+    );
+    assert_eq!(
+        o.post("/api/v1/jobs/minutely/pause", op(&o), None).status,
+        200
+    );
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "UPDATE jobs SET next_fire_at = next_fire_at - interval '10 minutes' WHERE id = '{}'",
+            job["id"].as_str().unwrap()
+        ))
+        .execute(&mut db.conn())
+        .unwrap();
+    }
+    assert_eq!(
+        o.post("/api/v1/jobs/minutely/resume", op(&o), None).status,
+        200
+    );
+    let runs = wait_runs(&o, "minutely", "the backlog handled", |r| {
+        count(r, "missed") == 1 && count(r, "succeeded") >= 1
+    });
+    let missed = runs.iter().find(|r| r["state"] == "missed").unwrap();
+    assert!(missed["covers"].as_i64().unwrap() >= 9, "{missed}");
+    assert_eq!(
+        count(&runs, "succeeded"),
+        1,
+        "one catch-up run for all the misses"
+    );
+    assert_eq!(
+        o.get("/api/v1/jobs/minutely", op(&o)).json()["state"],
+        "active"
+    );
+}
+
+#[test]
+fn timeouts_and_overlap_policies() {
+    let db = TestDb::new();
+    let o = start(&db, "");
+    create(
+        &o,
+        json!({"name": "slow", "kind": "noop", "payload": {"sleep_ms": 5000},
+        "schedule": {"at": Utc::now().to_rfc3339()},
+        "policy": {"timeout": "200ms", "max_retries": 1, "retry_delays": ["1s"]}}),
+    );
+    let runs = wait_runs(&o, "slow", "two timed-out attempts", |r| {
+        count(r, "timed_out") == 2
+    });
+    assert!(runs.iter().all(|r| r["error_kind"] == "timeout"));
+
+    // A 2.5 s run fired every second.
+    let body = |name: &str, overlap: &str| {
+        json!({"name": name, "kind": "noop", "payload": {"sleep_ms": 2500},
+        "schedule": {"every": "1s"}, "policy": {"overlap": overlap, "max_retries": 0}})
+    };
+    create(&o, body("ov-skip", "skip"));
+    create(&o, body("ov-queue", "queue"));
+    create(&o, body("ov-allow", "allow"));
+    let skip = wait_runs(&o, "ov-skip", "skips", |r| {
+        count(r, "cancelled") >= 2 && count(r, "succeeded") >= 1
+    });
+    assert!(skip
+        .iter()
+        .filter(|r| r["state"] == "cancelled")
+        .all(|r| r["error_kind"] == "overlap"));
+    let parse = |r: &Value, f: &str| r[f].as_str().map(|s| s.parse::<DateTime<Utc>>().unwrap());
+    let overlapping = |runs: &[Value]| {
+        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = runs
+            .iter()
+            .filter_map(|r| Some((parse(r, "started_at")?, parse(r, "finished_at")?)))
+            .collect();
+        spans
+            .iter()
+            .enumerate()
+            .any(|(i, a)| spans.iter().skip(i + 1).any(|b| a.0 < b.1 && b.0 < a.1))
+    };
+    let queue = wait_runs(&o, "ov-queue", "queued runs done", |r| {
+        count(r, "succeeded") >= 3
+    });
+    assert!(!overlapping(&queue), "queue runs one at a time");
+    assert_eq!(count(&queue, "cancelled"), 0, "queue skips nothing");
+    let allow = wait_runs(&o, "ov-allow", "parallel runs", |r| {
+        count(r, "succeeded") >= 3
+    });
+    assert!(overlapping(&allow), "allow runs alongside");
+    for name in ["ov-skip", "ov-queue", "ov-allow"] {
+        o.post(&format!("/api/v1/jobs/{name}/pause"), op(&o), None);
+    }
+}
+
+#[test]
+fn declarative_jobs_are_upserted_and_paused_when_removed() {
+    let db = TestDb::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let jobs_dir = tmp.path().join("jobs.d");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    std::fs::write(
+        jobs_dir.join("10-extra.toml"),
+        "[[jobs]]\nname = \"from-dir\"\nkind = \"noop\"\nschedule = { cron = \"0 9 * * *\", timezone = \"America/New_York\" }\n",
+    )
+    .unwrap();
+    let conf = format!(
+        "[scheduler]\njobs_dir = \"{}\"\n[[jobs]]\nname = \"hourly-report\"\nkind = \"noop\"\nschedule = {{ cron = \"@hourly\" }}\ntags = [\"ops\"]\n",
+        jobs_dir.display()
+    );
+    let spawn_with = |extra: &str| {
+        let mut s = Spawn::with_db(&db).0;
+        s.state_dir = tmp.path().join("state");
+        s.toml(extra).start()
+    };
+    let o = spawn_with(&conf);
+    o.wait_ready(T);
+    let j = o.get("/api/v1/jobs/hourly-report", op(&o)).json();
+    assert_eq!(
+        (j["source"].as_str(), j["state"].as_str()),
+        (Some("config"), Some("active"))
+    );
+    assert_eq!(
+        o.get("/api/v1/jobs/from-dir", op(&o)).json()["schedule"]["timezone"],
+        "America/New_York"
+    );
+    drop(o);
+
+    // Changed in place: updated, same id.
+    let conf2 = conf.replace("@hourly", "@daily");
+    let o = spawn_with(&conf2);
+    let j2 = o.get("/api/v1/jobs/hourly-report", op(&o)).json();
+    assert_eq!(j2["id"], j["id"]);
+    assert_eq!(j2["schedule"]["cron"], "@daily");
+    drop(o);
+
+    // Removed: paused, not deleted, with a log line.
+    std::fs::remove_file(jobs_dir.join("10-extra.toml")).unwrap();
+    let o = spawn_with(&format!(
+        "[scheduler]\njobs_dir = \"{}\"\n",
+        jobs_dir.display()
+    ));
+    assert_eq!(
+        o.get("/api/v1/jobs/hourly-report", op(&o)).json()["state"],
+        "paused"
+    );
+    assert_eq!(
+        o.get("/api/v1/jobs/from-dir", op(&o)).json()["state"],
+        "paused"
+    );
+    o.logs.wait_json("paused log", T, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no longer in the configuration"))
+    });
+
+    // A bad declarative job stops start-up with the key and the file.
+    std::fs::write(
+        jobs_dir.join("20-bad.toml"),
+        "[[jobs]]\nname = \"x\"\nkind = \"noop\"\nschedule = { every = \"1ms\" }\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(
+        &["config", "check"],
+        &[("OVERSEER__SCHEDULER__JOBS_DIR", jobs_dir.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("schedule.every") && err.contains("20-bad.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jobs_survive_restarts_and_kill_9() {
+    let db = TestDb::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = || {
+        let mut s = Spawn::with_db(&db).0;
+        s.state_dir = tmp.path().join("state");
+        s.start()
+    };
+    let o = spawn();
+    o.wait_ready(T);
+    create(
+        &o,
+        json!({"name": "heartbeat", "kind": "noop", "schedule": {"every": "1s"}}),
+    );
+    wait_runs(&o, "heartbeat", "first run", |r| count(r, "succeeded") >= 1);
+    o.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(o);
+    let o = spawn();
+    o.wait_ready(T);
+    let before = count(&runs_of(&o, "heartbeat"), "succeeded");
+    wait_runs(&o, "heartbeat", "runs after the restart", |r| {
+        count(r, "succeeded") >= before + 2
+    });
+    o.logs.wait_json("rehydrated", T, |v| {
+        v["message"] == "scheduler rehydrated from the tables"
+    });
+}

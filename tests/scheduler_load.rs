@@ -1,0 +1,141 @@
+//! The scheduler under load and crashes: several processes on one database, and `kill -9`
+//! in the middle of 1,000 fires. A binary of its own so that it does not share the machine
+//! with the other scheduler tests.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::sink::Sink;
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn start(db: &TestDb, extra: &str) -> Overseer {
+    let (spawn, tmp) = Spawn::with_db(db);
+    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    o
+}
+
+/// Inserts `n` http jobs due now (straight into the table, for speed).
+fn insert_due_http_jobs(db: &TestDb, n: usize, url: &str) {
+    use diesel::RunQueryDsl;
+    let mut c = db.conn();
+    diesel::sql_query(format!(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'sink-' || g, 'http', \
+                jsonb_build_object('url', '{url}'), \
+                jsonb_build_object('kind', 'at', 'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                '{{\"max_retries\": 0, \"misfire_grace\": \"1h\"}}'::jsonb, now() \
+         FROM generate_series(1, {n}) AS g"
+    ))
+    .execute(&mut c)
+    .unwrap();
+}
+
+#[test]
+fn three_processes_share_ten_thousand_fires_with_zero_double_executions() {
+    let db = TestDb::migrated();
+    let sink = Sink::start();
+    insert_due_http_jobs(&db, 10_000, &sink.url);
+    let nodes: Vec<Overseer> = (0..3)
+        .map(|_| start(&db, "[scheduler]\nmax_concurrency = 64\nbatch_size = 500"))
+        .collect();
+    wait_for("10,000 fires at the sink", Duration::from_secs(120), || {
+        (sink.counts().len() >= 10_000).then_some(())
+    });
+    // Every run recorded.
+    wait_for("10,000 succeeded runs", T, || {
+        let n: i64 = {
+            use diesel::RunQueryDsl;
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            diesel::sql_query("SELECT count(*) AS n FROM runs WHERE state = 'succeeded'")
+                .get_result::<N>(&mut db.conn())
+                .unwrap()
+                .n
+        };
+        (n == 10_000).then_some(())
+    });
+    let counts = sink.counts();
+    let doubles: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubles.is_empty(), "fires executed twice: {doubles:?}");
+    assert_eq!(sink.total(), 10_000);
+    // The work was shared.
+    for (i, n) in nodes.iter().enumerate() {
+        let m = n.get("/metrics", None).text;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("overseer_scheduler_runs_dispatched_total"))
+            .unwrap_or("overseer_scheduler_runs_dispatched_total 0");
+        println!("node {i}: {line}");
+    }
+}
+
+#[test]
+fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
+    let db = TestDb::migrated();
+    let sink = Sink::start();
+    insert_due_http_jobs(&db, 1000, &sink.url);
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = || {
+        let mut s = Spawn::with_db(&db).0;
+        s.state_dir = tmp.path().join("state");
+        s.toml("[scheduler]\nmax_concurrency = 16\nbatch_size = 100")
+            .start()
+    };
+    let o = spawn();
+    wait_for("some fires delivered", T, || {
+        (sink.total() >= 200).then_some(())
+    });
+    o.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(o);
+    let at_kill = sink.counts();
+    let o = spawn();
+    o.wait_ready(T);
+    // Settle: every run is terminal except those the killed node held (`running`, for the
+    // zombie detector).
+    let states = wait_for("no pending run left", Duration::from_secs(60), || {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct S {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            state: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let rows: Vec<S> =
+            diesel::sql_query("SELECT state, count(*) AS n FROM runs GROUP BY state")
+                .load(&mut db.conn())
+                .unwrap();
+        let map: HashMap<String, i64> = rows.into_iter().map(|s| (s.state, s.n)).collect();
+        (map.get("pending").copied().unwrap_or(0) == 0 && map.values().sum::<i64>() == 1000)
+            .then_some(map)
+    });
+    let running = states.get("running").copied().unwrap_or(0);
+    assert!(
+        running <= 16,
+        "only in-flight runs can be stuck: {states:?}"
+    );
+    assert_eq!(
+        states.get("succeeded").copied().unwrap_or(0) + running,
+        1000,
+        "{states:?}"
+    );
+    let counts = sink.counts();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "repeated fires: {twice:?}");
+    // Every fire that was not in flight reached the sink.
+    assert!(
+        counts.len() as i64 >= 1000 - running,
+        "{} delivered, {running} in flight",
+        counts.len()
+    );
+    assert!(at_kill.len() <= counts.len());
+    drop(o);
+}
