@@ -615,3 +615,28 @@ fn jobs_survive_restarts_and_kill_9() {
         v["message"] == "scheduler rehydrated from the tables"
     });
 }
+
+#[test]
+fn old_runs_are_pruned_by_retention() {
+    let db = TestDb::new();
+    let o = start(
+        &db,
+        "[runs]\nretention = \"1s\"\nfailed_retention = \"1h\"\nprune_interval = \"1s\"",
+    );
+    create(
+        &o,
+        json!({"name": "brief", "kind": "noop", "schedule": {"at": Utc::now().to_rfc3339()}}),
+    );
+    create(
+        &o,
+        json!({"name": "broken", "kind": "noop", "payload": {"fail": true},
+        "schedule": {"at": Utc::now().to_rfc3339()}, "policy": {"max_retries": 0}}),
+    );
+    wait_runs(&o, "brief", "a run", |r| count(r, "succeeded") == 1);
+    wait_runs(&o, "broken", "a dead letter", |r| count(r, "failed") == 1);
+    // The success goes after its 1 s retention; the dead letter stays (1 h).
+    wait_runs(&o, "brief", "the run pruned", |r| r.is_empty());
+    assert_eq!(count(&runs_of(&o, "broken"), "failed"), 1);
+    o.logs
+        .wait_json("prune log", T, |v| v["message"] == "old runs pruned");
+}

@@ -25,8 +25,8 @@ CREATE TABLE jobs (
 -- Due jobs: the scheduler's fire query.
 CREATE INDEX jobs_due_idx ON jobs (next_fire_at) WHERE state = 'active';
 -- Listing with keyset pagination, by kind and by tag.
-CREATE INDEX jobs_kind_idx ON jobs (kind, id);
-CREATE INDEX jobs_state_idx ON jobs (state, id);
+CREATE INDEX jobs_kind_idx ON jobs (kind, name);
+CREATE INDEX jobs_state_idx ON jobs (state, name);
 CREATE INDEX jobs_tags_idx ON jobs USING gin (tags);
 
 -- Runs: the execution history. One row per attempt of one fire.
@@ -40,6 +40,8 @@ CREATE TABLE runs (
                        'missed', 'zombie', 'cancelled', 'deferred')),
     node_id        uuid,
     priority       smallint    NOT NULL DEFAULT 5,
+    -- The job's overlap policy, copied so that dispatch never joins jobs.
+    overlap        text        NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue', 'allow')),
     -- Fires this run stands for (a missed run can cover several).
     covers         integer     NOT NULL DEFAULT 1,
     queued_at      timestamptz NOT NULL DEFAULT now(),

@@ -29,6 +29,8 @@ pub struct Run {
     pub state: String,
     pub node_id: Option<Uuid>,
     pub priority: i16,
+    /// The job's overlap policy when the run was created.
+    pub overlap: String,
     /// How many fires this run stands for (a missed run can cover several).
     pub covers: i32,
     pub queued_at: DateTime<Utc>,
@@ -54,6 +56,7 @@ pub struct NewRun {
     pub attempt: i32,
     pub state: String,
     pub priority: i16,
+    pub overlap: String,
     pub covers: i32,
     pub queued_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
@@ -71,6 +74,7 @@ impl NewRun {
             attempt: r.attempt,
             state: r.state.as_str().to_string(),
             priority: job.priority,
+            overlap: job.overlap.clone(),
             covers: r.covers,
             queued_at: now,
             due_at: r.due_at,
@@ -83,6 +87,7 @@ impl NewRun {
     pub fn pending(
         job_id: Uuid,
         priority: i16,
+        overlap: &str,
         fire_at: DateTime<Utc>,
         attempt: i32,
         due_at: DateTime<Utc>,
@@ -95,6 +100,7 @@ impl NewRun {
             attempt,
             state: RunState::Pending.as_str().to_string(),
             priority,
+            overlap: overlap.to_string(),
             covers: 1,
             queued_at: now,
             due_at,
@@ -147,15 +153,15 @@ pub fn claim(
     }
     Ok(diesel::sql_query(
         "WITH picked AS ( \
-           SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id \
+           SELECT r.id FROM runs r \
            WHERE r.state = 'pending' AND r.due_at <= $2 \
-             AND (j.overlap <> 'queue' OR ( \
+             AND (r.overlap <> 'queue' OR ( \
                    NOT EXISTS (SELECT 1 FROM runs x WHERE x.job_id = r.job_id AND x.state = 'running') \
                    AND r.id = (SELECT y.id FROM runs y WHERE y.job_id = r.job_id AND y.state = 'pending' \
                                ORDER BY y.due_at, y.fire_at, y.attempt LIMIT 1))) \
            ORDER BY r.priority DESC, r.due_at \
            LIMIT $3 \
-           FOR UPDATE OF r SKIP LOCKED \
+           FOR UPDATE SKIP LOCKED \
          ), claimed AS ( \
            UPDATE runs SET state = 'running', node_id = $1, started_at = $2, heartbeat_at = $2, \
                   lateness_ms = GREATEST(0, (EXTRACT(EPOCH FROM ($2 - runs.due_at)) * 1000)::bigint) \
@@ -294,7 +300,15 @@ pub fn complete(
             match policy.next_attempt_after(r.attempt as u32) {
                 Some(delay) => {
                     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
-                    retries.push(NewRun::pending(r.job_id, r.priority, r.fire_at, r.attempt + 1, now + delay, now));
+                    retries.push(NewRun::pending(
+                        r.job_id,
+                        r.priority,
+                        policy.overlap.as_str(),
+                        r.fire_at,
+                        r.attempt + 1,
+                        now + delay,
+                        now,
+                    ));
                     events.push(CompletionEvent::RetryScheduled {
                         job: r.job_name.clone(),
                         run_id: r.id,
@@ -386,7 +400,7 @@ pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Ru
 
 /// A run now (`trigger`): a fire at `now`, attempt 1.
 pub fn trigger(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>) -> Result<Run, DbError> {
-    let new = NewRun::pending(job.id, job.priority, now, 1, now, now);
+    let new = NewRun::pending(job.id, job.priority, &job.overlap, now, 1, now, now);
     Ok(diesel::insert_into(runs::table)
         .values(&new)
         .returning(Run::as_returning())
@@ -434,6 +448,7 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
         let new = NewRun::pending(
             run.job_id,
             run.priority,
+            &run.overlap,
             run.fire_at,
             run.attempt + 1,
             now,
@@ -464,6 +479,34 @@ pub fn cancel_pending(
         runs::error_kind.eq("job_cancelled"),
     ))
     .execute(conn)?)
+}
+
+/// Advisory lock key held (per transaction) by the node that prunes.
+pub const PRUNE_LOCK: i64 = 0x006f_7670_7275_6e65; // "ovprune"
+
+/// One pruning batch, only if no other node is pruning right now (a transaction-scoped
+/// advisory lock). Returns None when another node holds the lock.
+pub fn prune_batch_exclusive(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    retention: chrono::Duration,
+    failed_retention: chrono::Duration,
+    batch: i64,
+) -> Result<Option<usize>, DbError> {
+    conn.transaction(|c| {
+        #[derive(QueryableByName)]
+        struct Got {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            got: bool,
+        }
+        let lock: Got = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS got")
+            .bind::<BigInt, _>(PRUNE_LOCK)
+            .get_result(c)?;
+        if !lock.got {
+            return Ok(None);
+        }
+        prune(c, now, retention, failed_retention, batch).map(Some)
+    })
 }
 
 /// Deletes terminal runs older than their retention, `batch` rows at a time; returns the

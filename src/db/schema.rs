@@ -42,6 +42,7 @@ diesel::table! {
         state -> Text,
         node_id -> Nullable<Uuid>,
         priority -> Int2,
+        overlap -> Text,
         covers -> Int4,
         queued_at -> Timestamptz,
         due_at -> Timestamptz,
