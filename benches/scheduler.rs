@@ -1,0 +1,270 @@
+//! Scheduler benchmarks (release build, a PostgreSQL cluster of its own with default
+//! durability: fsync on). Prints its figures; the README quotes them.
+//!
+//! - burn-down: N `noop` jobs due now (default 100,000) → jobs/s until every run is recorded;
+//! - lateness: 1,000 fires/s spread evenly for a while → p50/p99 of started_at − fire_at;
+//! - restart: with 1,000,000 stored jobs, time from `serve` to the first dispatch, and RSS.
+//!
+//! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
+//! BENCH=burn|lateness|restart to run one).
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Spawn};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use overseer::db::cluster::{ClusterOptions, ManagedCluster};
+use overseer::db::url::DatabaseUrl;
+
+#[derive(diesel::QueryableByName)]
+struct N {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Pct {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    p50: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    p99: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    max: f64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn count(c: &mut PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<N>(c).unwrap().n
+}
+
+fn fresh_db(pg: &ManagedCluster, name: &str) -> DatabaseUrl {
+    let mut admin = PgConnection::establish(pg.url_for("postgres").expose()).unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap();
+    let url = pg.url_for(name);
+    overseer::db::migrations::run_pending(&mut PgConnection::establish(url.expose()).unwrap())
+        .unwrap();
+    url
+}
+
+fn spawn(url: &DatabaseUrl, state: &std::path::Path, extra: &str) -> common::Overseer {
+    let mut s = Spawn::managed(state);
+    s.db = Some(url.clone());
+    s.toml(extra).start()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let n = env_num("BURN_N", 100_000);
+    let url = fresh_db(pg, "bench_burn");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'burn-' || g, 'noop', '{{}}', \
+                jsonb_build_object('kind', 'at', 'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                '{{\"misfire_grace\": \"1h\"}}', now() \
+         FROM generate_series(1, {n}) g"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
+    let o = spawn(
+        &url,
+        &tmp.join("burn"),
+        "[scheduler]\nmax_concurrency = 1024\nbatch_size = 1000",
+    );
+    let started = Instant::now();
+    // Poll gently (a count every 250 ms) so the measuring does not compete for the 2 cores;
+    // the finish time is read from the table, not from when the poll noticed.
+    loop {
+        if count(
+            &mut c,
+            "SELECT count(*) AS n FROM runs WHERE state = 'succeeded'",
+        ) >= n as i64
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "burn-down did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Span {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        secs: f64,
+    }
+    let secs = diesel::sql_query(
+        "SELECT extract(epoch FROM max(finished_at) - min(queued_at))::float8 AS secs FROM runs",
+    )
+    .get_result::<Span>(&mut c)
+    .unwrap()
+    .secs;
+    println!(
+        "burn-down: {n} noop jobs due now → all runs recorded in {secs:.2} s = {:.0} jobs/s (1 process, max_concurrency 1024, batch 1000)",
+        n as f64 / secs
+    );
+    drop(o);
+}
+
+fn lateness(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let secs = env_num("LATENESS_SECS", 20);
+    let url = fresh_db(pg, "bench_lateness");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    // 1,000 jobs every second, anchors 1 ms apart: 1,000 fires/s spread over each second,
+    // starting 2 s from now.
+    diesel::sql_query(
+        "WITH t0 AS (SELECT date_trunc('second', now()) + interval '2 seconds' AS t) \
+         INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'tick-' || g, 'noop', '{}', \
+                jsonb_build_object('kind', 'every', 'every', '1s', 'start', \
+                    to_char((t + g * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                '{\"overlap\": \"allow\"}', t + g * interval '1 millisecond' \
+         FROM generate_series(0, 999) g, t0",
+    )
+    .execute(&mut c)
+    .unwrap();
+    let o = spawn(
+        &url,
+        &tmp.join("lateness"),
+        "[scheduler]\nmax_concurrency = 256",
+    );
+    let warmup = Duration::from_secs(3);
+    let t0 = Instant::now();
+    wait_for(
+        "the measured window",
+        Duration::from_secs(secs as u64 + 30),
+        || (t0.elapsed() >= warmup + Duration::from_secs(secs as u64)).then_some(()),
+    );
+    drop(o);
+    let p: Pct = diesel::sql_query(format!(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) * 1000 AS p50, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY l) * 1000 AS p99, \
+                max(l) * 1000 AS max, count(*) AS n \
+         FROM (SELECT extract(epoch FROM started_at - fire_at)::float8 AS l FROM runs \
+               WHERE attempt = 1 AND started_at IS NOT NULL \
+                 AND fire_at > (SELECT min(fire_at) FROM runs) + interval '{} seconds') s",
+        warmup.as_secs()
+    ))
+    .get_result(&mut c)
+    .unwrap();
+    println!(
+        "lateness at 1,000 fires/s for {secs} s: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms (started_at − fire_at)",
+        p.n, p.p50, p.p99, p.max
+    );
+}
+
+fn restart(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let jobs = env_num("RESTART_JOBS", 1_000_000);
+    let url = fresh_db(pg, "bench_restart");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    // Baseline RSS with an empty jobs table.
+    let o = spawn(&url, &tmp.join("restart0"), "");
+    o.wait_ready(Duration::from_secs(60));
+    let rss_empty = rss_kib(o.child.id());
+    drop(o);
+    let fill = Instant::now();
+    diesel::sql_query(format!(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'stored-' || g, 'noop', '{{}}', \
+                '{{\"kind\": \"cron\", \"cron\": \"0 3 * * *\", \"timezone\": \"UTC\"}}', '{{}}', \
+                now() + interval '1 hour' + (g % 86400) * interval '1 second' \
+         FROM generate_series(1, {jobs}) g"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
+    println!(
+        "restart: stored {jobs} jobs in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+    // One job due now: the first dispatch.
+    diesel::sql_query(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         VALUES (gen_random_uuid(), 'due-now', 'noop', '{}', \
+                 jsonb_build_object('kind', 'at', 'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                 '{\"misfire_grace\": \"1h\"}', now())",
+    )
+    .execute(&mut c)
+    .unwrap();
+    let spawned_at = chrono::Utc::now();
+    let o = spawn(&url, &tmp.join("restart1"), "");
+    #[derive(diesel::QueryableByName)]
+    struct Started {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    let first = wait_for("the first dispatch", Duration::from_secs(60), || {
+        diesel::sql_query("SELECT min(started_at) AS started_at FROM runs")
+            .get_result::<Started>(&mut c)
+            .unwrap()
+            .started_at
+    });
+    let to_dispatch = (first - spawned_at).num_milliseconds();
+    o.wait_ready(Duration::from_secs(60));
+    let rss_full = rss_kib(o.child.id());
+    println!(
+        "restart with {jobs} stored jobs: serve → first dispatch {to_dispatch} ms; RSS {} MiB (empty table: {} MiB)",
+        rss_full / 1024,
+        rss_empty / 1024
+    );
+    drop(o);
+}
+
+fn main() {
+    let which = std::env::var("BENCH").unwrap_or_default();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pg = ManagedCluster::start(&ClusterOptions {
+        dir: tmp.path().join("pg"),
+        ephemeral: false,
+        settings: vec![
+            ("shared_buffers".into(), "512MB".into()),
+            (
+                "log_min_duration_statement".into(),
+                std::env::var("PG_LOG_MS").unwrap_or("-1".into()),
+            ),
+        ],
+    })
+    .expect("start the benchmark cluster");
+    println!("PostgreSQL: managed cluster, fsync on (default durability), same machine");
+    if which.is_empty() || which == "burn" {
+        burn_down(&pg, tmp.path());
+    }
+    if which.is_empty() || which == "lateness" {
+        lateness(&pg, tmp.path());
+    }
+    if which.is_empty() || which == "restart" {
+        restart(&pg, tmp.path());
+    }
+    if let Ok(dir) = std::env::var("KEEP_PG_LOG") {
+        let _ = std::fs::copy(tmp.path().join("pg/postgres.log"), dir);
+    }
+    pg.stop().unwrap();
+}
