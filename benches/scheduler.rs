@@ -9,7 +9,6 @@
 //! BENCH=burn|lateness|restart to run one).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
