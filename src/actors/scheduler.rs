@@ -16,7 +16,7 @@ use chrono::Utc;
 
 use super::executor::{Capacity, Execute};
 use super::Deps;
-use crate::db::jobs::{self, FireEvent};
+use crate::db::jobs::{self, Direct, FireEvent};
 use crate::db::runs;
 use crate::jobs::run_state::RunState;
 use crate::supervisor::Lifeline;
@@ -121,42 +121,49 @@ impl Scheduler {
         let fut = async move {
             let batch = cfg.batch_size as i64;
             let defaults = cfg.defaults.clone();
+            let capacity = match &executor {
+                Some(ex) => ex.send(Capacity).await.unwrap_or(0),
+                None => 0,
+            };
+            let mut slots = capacity;
             let (mut fired_jobs, mut runs_created, mut events) = (0, 0, Vec::new());
+            let mut to_run = Vec::new();
             let mut more_due = false;
+            let mut next_job = None;
             for round in 0..MAX_FIRE_ROUNDS {
                 let defaults = defaults.clone();
+                let direct = (slots > 0).then_some(Direct { node, slots });
                 let out = db
-                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults))
+                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults, direct))
                     .await?;
                 fired_jobs += out.jobs;
                 runs_created += out.runs;
                 events.extend(out.events);
+                slots -= out.started.len().min(slots);
+                to_run.extend(out.started);
+                next_job = out.next_due;
                 if (out.jobs as i64) < batch {
                     break;
                 }
                 more_due = round + 1 == MAX_FIRE_ROUNDS;
             }
-            let capacity = match &executor {
-                Some(ex) => ex.send(Capacity).await.unwrap_or(0),
-                None => 0,
-            };
-            let mut dispatched = 0;
-            if capacity > 0 {
-                let claimed = db
-                    .run(move |c| runs::claim(c, node, Utc::now(), capacity as i64))
-                    .await?;
-                dispatched = claimed.len();
-                if let (Some(ex), false) = (&executor, claimed.is_empty()) {
-                    for run in &claimed {
-                        metrics::histogram!(names::RUN_LATENESS)
-                            .record(run.lateness_ms as f64 / 1000.0);
-                    }
-                    ex.do_send(Execute(claimed));
-                }
-            }
-            let (next_job, next_run) = db
-                .run(|c| Ok((jobs::next_due(c)?, runs::next_pending_due(c)?)))
+            // Older pending runs (retries, queued, triggered, blocked earlier) take the
+            // slots that are left.
+            let (claimed, next_run) = db
+                .run(move |c| {
+                    let claimed = runs::claim(c, node, Utc::now(), slots as i64)?;
+                    Ok((claimed, runs::next_pending_due(c)?))
+                })
                 .await?;
+            to_run.extend(claimed);
+            let dispatched = to_run.len();
+            if let (Some(ex), false) = (&executor, to_run.is_empty()) {
+                for run in &to_run {
+                    metrics::histogram!(names::RUN_LATENESS)
+                        .record(run.lateness_ms as f64 / 1000.0);
+                }
+                ex.do_send(Execute(to_run));
+            }
             let now = Utc::now();
             // Pending runs already due were either just dispatched, wait for a free slot
             // (the executor wakes us), or wait behind a queued run: none is a reason to spin.

@@ -4,18 +4,19 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::runs::NewRun;
+use super::runs::{Claimed, NewRun};
 use super::schema::{jobs, runs};
 use super::DbError;
 use crate::jobs::plan::{self, FirePlan};
 use crate::jobs::policy::{Policy, PolicyDefaults};
+use crate::jobs::run_state::RunState;
 use crate::jobs::schedule::Schedule;
 use crate::jobs::validate::Problems;
 use crate::jobs::JobDef;
@@ -90,6 +91,7 @@ pub fn insert(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Job, DbError> {
+    let now = now.trunc_subsecs(6);
     let next = def.schedule.initial_fire(now);
     let state = if def.paused {
         "paused"
@@ -271,16 +273,33 @@ pub struct FireOutcome {
     pub jobs: usize,
     pub runs: usize,
     pub events: Vec<FireEvent>,
+    /// Runs started at once on the dispatching node (no pending stage).
+    pub started: Vec<Claimed>,
+    /// The earliest next_fire_at of an active job after this step.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// Where runs that are due now may start directly, from the fire transaction: the node and
+/// how many free executor slots it has.
+#[derive(Debug, Clone, Copy)]
+pub struct Direct {
+    pub node: Uuid,
+    pub slots: usize,
 }
 
 /// One fire step: locks up to `batch` due jobs (skipping rows another process holds), plans
-/// each, records the runs and moves `next_fire_at`, all in one transaction.
+/// each, records the runs and moves `next_fire_at`, all in one transaction. With `direct`,
+/// the first due run of each idle job starts at once on that node (up to its free slots):
+/// the run is inserted as `running`, saving the pending → running write and a round trip.
 pub fn fire_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     batch: i64,
     defaults: &PolicyDefaults,
+    mut direct: Option<Direct>,
 ) -> Result<FireOutcome, DbError> {
+    // Microseconds, as PostgreSQL stores them (see jobs::schedule).
+    let now = now.trunc_subsecs(6);
     conn.transaction::<_, DbError, _>(|conn| {
         let due: Vec<Job> = jobs::table
             .filter(jobs::state.eq("active"))
@@ -296,6 +315,7 @@ pub fn fire_due(
             ..Default::default()
         };
         if due.is_empty() {
+            out.next_due = next_due(conn)?;
             return Ok(out);
         }
         let ids: Vec<Uuid> = due.iter().map(|j| j.id).collect();
@@ -334,8 +354,31 @@ pub fn fire_due(
                 now,
                 busy.contains(&job.id),
             );
+            let mut started_one = false;
             for r in planned {
-                new_runs.push(NewRun::planned(job, &r, now));
+                let mut run = NewRun::planned(job, &r, now);
+                let idle = !busy.contains(&job.id) && !started_one;
+                if let Some(d) = direct.as_mut() {
+                    if idle && d.slots > 0 && r.state == RunState::Pending && r.due_at <= now {
+                        run.start_on(d.node, now);
+                        d.slots -= 1;
+                        started_one = true;
+                        out.started.push(Claimed {
+                            id: run.id,
+                            job_id: job.id,
+                            fire_at: run.fire_at,
+                            attempt: run.attempt,
+                            priority: job.priority,
+                            job_name: job.name.clone(),
+                            kind: job.kind.clone(),
+                            payload: job.payload.clone(),
+                            policy: job.policy.clone(),
+                            metadata: job.metadata.clone(),
+                            lateness_ms: run.lateness_ms.unwrap_or(0),
+                        });
+                    }
+                }
+                new_runs.push(run);
             }
             if missed > 0 {
                 out.events.push(FireEvent::Missed {
@@ -377,6 +420,7 @@ pub fn fire_due(
         .bind::<Array<Text>, _>(&upd_state)
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
+        out.next_due = next_due(conn)?;
         Ok(out)
     })
 }

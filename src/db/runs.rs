@@ -63,9 +63,23 @@ pub struct NewRun {
     pub finished_at: Option<DateTime<Utc>>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// Set when the run starts at once on this node (dispatched in the fire transaction).
+    pub node_id: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub lateness_ms: Option<i64>,
 }
 
 impl NewRun {
+    /// Turns this pending run into one running on `node` from `now`.
+    pub fn start_on(&mut self, node: Uuid, now: DateTime<Utc>) {
+        self.state = RunState::Running.as_str().to_string();
+        self.node_id = Some(node);
+        self.started_at = Some(now);
+        self.heartbeat_at = Some(now);
+        self.lateness_ms = Some((now - self.due_at).num_milliseconds().max(0));
+    }
+
     pub fn planned(job: &Job, r: &PlannedRun, now: DateTime<Utc>) -> Self {
         Self {
             id: Uuid::new_v4(),
@@ -81,6 +95,10 @@ impl NewRun {
             finished_at: r.state.is_terminal().then_some(now),
             error_kind: r.error_kind.map(str::to_string),
             error_message: r.error_message.clone(),
+            node_id: None,
+            started_at: None,
+            heartbeat_at: None,
+            lateness_ms: None,
         }
     }
 
@@ -107,6 +125,10 @@ impl NewRun {
             finished_at: None,
             error_kind: None,
             error_message: None,
+            node_id: None,
+            started_at: None,
+            heartbeat_at: None,
+            lateness_ms: None,
         }
     }
 }

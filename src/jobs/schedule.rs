@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
@@ -76,7 +76,7 @@ impl Schedule {
         if has("at") {
             let raw = str_at("at", p)?;
             return match DateTime::parse_from_rfc3339(&raw) {
-                Ok(t) => Some(Schedule::At(t.with_timezone(&Utc))),
+                Ok(t) => Some(Schedule::At(t.with_timezone(&Utc).trunc_subsecs(6))),
                 Err(_) => {
                     p.add(
                         &format!("{path}.at"),
@@ -99,10 +99,12 @@ impl Schedule {
                     return None;
                 }
             };
+            // PostgreSQL keeps microseconds: every instant is truncated to them, so that a
+            // time computed here equals the same time read back from a row.
             let anchor = match str_at("start", p) {
-                None => now,
+                None => now.trunc_subsecs(6),
                 Some(s) => match DateTime::parse_from_rfc3339(&s) {
-                    Ok(t) => t.with_timezone(&Utc),
+                    Ok(t) => t.with_timezone(&Utc).trunc_subsecs(6),
                     Err(_) => {
                         p.add(
                             &format!("{path}.start"),
