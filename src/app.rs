@@ -245,6 +245,7 @@ async fn run(
         db: db.clone(),
         supervisor: supervisor.clone(),
         directory,
+        node_id,
         prometheus,
         openapi: Arc::new(openapi),
     };

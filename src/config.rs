@@ -37,6 +37,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub scheduler: SchedulerConfig,
     pub runs: RunsConfig,
+    pub zombie: ZombieConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
@@ -65,6 +66,26 @@ pub struct SchedulerConfig {
     #[serde(default)]
     pub jobs_dir: Option<PathBuf>,
     pub defaults: crate::jobs::policy::PolicyDefaults,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZombieConfig {
+    /// How often the leader sweeps for zombie runs (also at once when a node goes silent).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// A node whose `last_seen` is older than this is gone; its running runs are zombies.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    /// A running run whose `heartbeat_at` is older than this is a zombie (a frozen worker).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Slack after a job's `timeout` before the sweep calls the run a zombie.
+    #[serde(with = "humantime_serde")]
+    pub timeout_grace: Duration,
+    /// Leadership lease; renewed every third of it. A dead leader is replaced within 2× it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -551,6 +572,25 @@ impl Loaded {
             return Err(self.bad("runs.prune_interval", "at least 1s"));
         }
         self.declarative_jobs()?;
+        let z = &c.zombie;
+        if z.sweep_interval < Duration::from_secs(1) {
+            return Err(self.bad("zombie.sweep_interval", "at least 1s"));
+        }
+        if z.lease < Duration::from_millis(300) {
+            return Err(self.bad("zombie.lease", "at least 300ms"));
+        }
+        if z.node_timeout <= c.node.heartbeat_interval {
+            return Err(self.bad(
+                "zombie.node_timeout",
+                "a duration longer than node.heartbeat_interval (or live nodes look dead)",
+            ));
+        }
+        if z.heartbeat_timeout <= c.scheduler.heartbeat_interval {
+            return Err(self.bad(
+                "zombie.heartbeat_timeout",
+                "a duration longer than scheduler.heartbeat_interval (or live runs look dead)",
+            ));
+        }
         if c.node.heartbeat_interval < Duration::from_millis(100) {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }

@@ -16,6 +16,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/actors", "viewer"),
     ("POST", "/api/v1/actors/{name}/crash", "admin"),
     ("GET", "/api/v1/nodes", "viewer"),
+    ("GET", "/api/v1/leader", "viewer"),
     ("POST", "/api/v1/jobs", "operator"),
     ("GET", "/api/v1/jobs", "viewer"),
     ("GET", "/api/v1/jobs/{key}", "viewer"),

@@ -139,3 +139,81 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
     assert!(at_kill.len() <= counts.len());
     drop(o);
 }
+
+/// The crash scenario completed by the zombie detector: after `kill -9` and a restart, every
+/// fire ends with exactly one succeeded run; a fire reaches the receiver twice only when it
+/// was in flight at the kill (and then with the same Idempotency-Key).
+#[test]
+fn kill_9_then_the_zombie_detector_finishes_every_fire_exactly_once() {
+    let db = TestDb::migrated();
+    let sink = Sink::start();
+    insert_due_http_jobs(&db, 1000, &sink.url);
+    // max_retries = 0 in the inserted policy would turn a zombie into a dead letter: allow one.
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE jobs SET policy = policy || '{\"max_retries\": 1, \"retry_delays\": [\"0s\"]}'",
+        )
+        .execute(&mut db.conn())
+        .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[node]\nheartbeat_interval = \"500ms\"\n\
+        [scheduler]\nmax_concurrency = 16\nbatch_size = 100\nheartbeat_interval = \"500ms\"\n\
+        [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"";
+    let spawn = || {
+        let mut s = Spawn::with_db(&db).0;
+        s.state_dir = tmp.path().join("state");
+        s.toml(config).start()
+    };
+    let o = spawn();
+    wait_for("some fires delivered", T, || {
+        (sink.total() >= 200).then_some(())
+    });
+    o.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(o);
+    let o = spawn();
+    o.wait_ready(T);
+    #[derive(diesel::QueryableByName)]
+    struct Fire {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        succeeded: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        zombies: i64,
+    }
+    let fires: Vec<Fire> = wait_for("every fire finished", Duration::from_secs(90), || {
+        use diesel::RunQueryDsl;
+        let fires: Vec<Fire> = diesel::sql_query(
+            "SELECT r.job_id::text || ':' || to_char(r.fire_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS key, \
+                    count(*) FILTER (WHERE r.state = 'succeeded') AS succeeded, \
+                    count(*) FILTER (WHERE r.state = 'zombie') AS zombies \
+             FROM runs r GROUP BY r.job_id, r.fire_at",
+        )
+        .load(&mut db.conn())
+        .unwrap();
+        (fires.len() == 1000 && fires.iter().all(|f| f.succeeded == 1)).then_some(fires)
+    });
+    let rescued: i64 = fires.iter().map(|f| f.zombies).sum();
+    println!("in flight at the kill and rescued: {rescued}");
+    assert!(rescued <= 16, "only in-flight runs are zombies: {rescued}");
+    let counts = sink.counts();
+    assert_eq!(counts.len(), 1000, "every fire reached the receiver");
+    let zombie_fires: std::collections::HashSet<String> = fires
+        .iter()
+        .filter(|f| f.zombies > 0)
+        .map(|f| f.key.clone())
+        .collect();
+    for (key, n) in &counts {
+        if *n > 1 {
+            // key = "<job id>:<RFC 3339 with offset>"; compare on the part before the offset.
+            let base = key.trim_end_matches("+00:00");
+            assert!(
+                zombie_fires.iter().any(|z| base.starts_with(z.as_str())),
+                "fire {key} reached the receiver {n} times but was not in flight at the kill"
+            );
+        }
+    }
+    drop(o);
+}

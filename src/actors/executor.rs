@@ -48,7 +48,14 @@ pub struct Execute(pub Vec<Claimed>);
 
 struct InFlight {
     kind: String,
+    handle: Option<SpawnHandle>,
 }
+
+/// The zombie detector rescued these runs while their workers here still run (hung):
+/// drop the workers; their results would be refused anyway.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelRuns(pub Vec<Uuid>);
 
 pub struct Executor {
     deps: Deps,
@@ -95,6 +102,7 @@ impl Executor {
             run_id,
             InFlight {
                 kind: kind_name.clone(),
+                handle: None,
             },
         );
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
@@ -136,7 +144,7 @@ impl Executor {
                 Err(panic) => Err(RunError::new("panic", panic_message(&*panic))),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+        let handle = ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             let kind = act
                 .in_flight
                 .remove(&run_id)
@@ -170,6 +178,9 @@ impl Executor {
             act.done.push(completion);
             act.schedule_flush(ctx);
         }));
+        if let Some(f) = self.in_flight.get_mut(&run_id) {
+            f.handle = Some(handle);
+        }
     }
 
     /// Caps a run's output at `scheduler.max_output_bytes`.
@@ -377,6 +388,25 @@ impl Handler<Execute> for Executor {
             self.start_run(run, ctx);
         }
         self.schedule_flush(ctx);
+    }
+}
+
+impl Handler<CancelRuns> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: CancelRuns, ctx: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(f) = self.in_flight.remove(&id) {
+                if let Some(h) = f.handle {
+                    ctx.cancel_future(h);
+                }
+                tracing::warn!(actor = NAME, run_id = %id, "hung worker cancelled (rescued as a zombie)");
+            }
+        }
+        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
+        self.maybe_finish_drain(ctx);
+        if let Some(s) = self.deps.directory.scheduler() {
+            s.do_send(Wake);
+        }
     }
 }
 

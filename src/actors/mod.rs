@@ -6,6 +6,7 @@ pub mod directory;
 pub mod executor;
 pub mod node;
 pub mod scheduler;
+pub mod zombie;
 
 use std::sync::Arc;
 
@@ -57,5 +58,12 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
             move |lifeline| scheduler::Scheduler::new(&d, lifeline),
         ));
     }
+    // Leadership and the once-per-cluster duties run on every node; only the leader acts.
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        zombie::NAME,
+        Restart::Permanent,
+        move |lifeline| zombie::ZombieDetector::new(&d, lifeline),
+    ));
     specs
 }

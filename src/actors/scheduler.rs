@@ -229,66 +229,12 @@ impl Scheduler {
     }
 }
 
-impl Scheduler {
-    /// History retention: deletes old terminal runs in batches, one node at a time.
-    fn prune(&mut self, ctx: &mut Context<Self>) {
-        let db = self.deps.db.clone();
-        let runs_cfg = self.deps.config.runs.clone();
-        ctx.spawn(
-            async move {
-                let keep =
-                    chrono::Duration::from_std(runs_cfg.retention).unwrap_or(chrono::Duration::MAX);
-                let keep_failed = chrono::Duration::from_std(runs_cfg.failed_retention)
-                    .unwrap_or(chrono::Duration::MAX);
-                let mut total = 0usize;
-                // Bounded per round so one round never monopolises the database.
-                for _ in 0..100 {
-                    let n = db
-                        .run(move |c| {
-                            runs::prune_batch_exclusive(
-                                c,
-                                Utc::now(),
-                                keep,
-                                keep_failed,
-                                PRUNE_BATCH,
-                            )
-                        })
-                        .await?;
-                    match n {
-                        Some(n) => {
-                            total += n;
-                            if (n as i64) < PRUNE_BATCH {
-                                break;
-                            }
-                        }
-                        None => break, // another node is pruning
-                    }
-                }
-                Ok::<_, crate::db::DbError>(total)
-            }
-            .into_actor(self)
-            .map(|res, _, _| match res {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(names::RUNS_PRUNED).increment(n as u64);
-                    tracing::info!(actor = NAME, deleted = n, "old runs pruned");
-                }
-                Err(e) => tracing::warn!(actor = NAME, error = %e, "pruning failed"),
-            }),
-        );
-    }
-}
-
-const PRUNE_BATCH: i64 = 5_000;
-
 impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.deps.directory.set_scheduler(ctx.address());
         self.rehydrate(ctx);
-        let every = self.deps.config.runs.prune_interval;
-        ctx.run_interval(every, |act, ctx| act.prune(ctx));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod flags;
 pub mod health;
 pub mod jobs;
+pub mod leader;
 pub mod metrics_mw;
 pub mod nodes;
 pub mod openapi;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     /// Where the scheduler is now (to wake it when a job is created or triggered here).
     pub directory: crate::actors::directory::Directory,
+    /// This process's node id.
+    pub node_id: uuid::Uuid,
     pub prometheus: PrometheusHandle,
     pub openapi: Arc<String>,
 }
@@ -68,6 +71,7 @@ where
                 .service(actors::list)
                 .service(actors::crash)
                 .service(nodes::list)
+                .service(leader::get)
                 .service(jobs::create)
                 .service(jobs::list)
                 .service(jobs::get_one)

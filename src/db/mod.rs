@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod jobs;
+pub mod leader;
 pub mod migrations;
 pub mod nodes;
 pub mod runs;

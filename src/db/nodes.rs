@@ -56,3 +56,25 @@ pub fn list(conn: &mut PgConnection, limit: i64) -> Result<Vec<Node>, DbError> {
         .select(Node::as_select())
         .load(conn)?)
 }
+
+/// How many nodes with running runs have been silent (or stopped) for longer than
+/// `timeout`, by the database's clock.
+pub fn silent_with_running_runs(
+    conn: &mut PgConnection,
+    timeout: std::time::Duration,
+) -> Result<i64, DbError> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    Ok(diesel::sql_query(
+        "SELECT count(DISTINCT r.node_id) AS n FROM runs r LEFT JOIN nodes n ON n.id = r.node_id \
+         WHERE r.state = 'running' \
+           AND (n.id IS NULL OR n.stopped_at IS NOT NULL \
+                OR n.last_seen < now() - $1 * interval '1 millisecond')",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(timeout.as_millis() as i64)
+    .get_result::<N>(conn)?
+    .n)
+}

@@ -318,44 +318,149 @@ pub fn complete(
                 kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
                 message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
             });
-            let policy = Policy::from_stored(&r.policy, defaults);
-            match policy.next_attempt_after(r.attempt as u32) {
-                Some(delay) => {
-                    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
-                    retries.push(NewRun::pending(
-                        r.job_id,
-                        r.priority,
-                        policy.overlap.as_str(),
-                        r.fire_at,
-                        r.attempt + 1,
-                        now + delay,
-                        now,
-                    ));
-                    events.push(CompletionEvent::RetryScheduled {
-                        job: r.job_name.clone(),
-                        run_id: r.id,
-                        next_attempt: r.attempt + 1,
-                        delay_ms: delay.num_milliseconds(),
-                    });
-                }
-                None => events.push(CompletionEvent::Failed {
-                    job: r.job_name.clone(),
-                    run_id: r.id,
-                    attempt: r.attempt,
-                }),
-            }
+            retry_or_fail(r, now, defaults, &mut retries, &mut events);
         }
         for id in &ids {
             if !recorded.iter().any(|r| r.id == *id) {
                 events.push(CompletionEvent::Refused { run_id: *id });
             }
         }
-        if !retries.is_empty() {
-            diesel::insert_into(runs::table)
-                .values(&retries)
-                .on_conflict_do_nothing()
-                .execute(conn)?;
+        insert_retries(conn, &retries)?;
+        Ok(events)
+    })
+}
+
+/// The retry policy after a failed attempt (error, timeout, zombie): the next attempt of the
+/// same fire after its delay, or the dead letter and `job.failed`.
+fn retry_or_fail(
+    r: &Recorded,
+    now: DateTime<Utc>,
+    defaults: &PolicyDefaults,
+    retries: &mut Vec<NewRun>,
+    events: &mut Vec<CompletionEvent>,
+) {
+    let policy = Policy::from_stored(&r.policy, defaults);
+    match policy.next_attempt_after(r.attempt as u32) {
+        Some(delay) => {
+            let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+            retries.push(NewRun::pending(
+                r.job_id,
+                r.priority,
+                policy.overlap.as_str(),
+                r.fire_at,
+                r.attempt + 1,
+                now + delay,
+                now,
+            ));
+            events.push(CompletionEvent::RetryScheduled {
+                job: r.job_name.clone(),
+                run_id: r.id,
+                next_attempt: r.attempt + 1,
+                delay_ms: delay.num_milliseconds(),
+            });
         }
+        None => events.push(CompletionEvent::Failed {
+            job: r.job_name.clone(),
+            run_id: r.id,
+            attempt: r.attempt,
+        }),
+    }
+}
+
+fn insert_retries(conn: &mut PgConnection, retries: &[NewRun]) -> Result<(), DbError> {
+    if !retries.is_empty() {
+        diesel::insert_into(runs::table)
+            .values(retries)
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A running run, with what the zombie detector judges it by (times from the database's
+/// clock, so node clocks do not matter).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct RunningRun {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub node_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Jsonb)]
+    pub policy: Value,
+    /// None when the node row is gone.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub node_last_seen: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub node_stopped_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    pub db_now: DateTime<Utc>,
+}
+
+/// Every running run (uses the partial index on running runs).
+pub fn running(conn: &mut PgConnection) -> Result<Vec<RunningRun>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT r.id, r.node_id, r.started_at, r.heartbeat_at, j.policy, \
+                n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now \
+         FROM runs r JOIN jobs j ON j.id = r.job_id LEFT JOIN nodes n ON n.id = r.node_id \
+         WHERE r.state = 'running'",
+    )
+    .load(conn)?)
+}
+
+/// Marks runs as zombies (only those still `running`: a result recorded meanwhile wins) and
+/// applies the retry policy to each, in one transaction. Returns the rescued runs' events.
+pub fn rescue_zombies(
+    conn: &mut PgConnection,
+    zombies: &[(Uuid, &'static str)],
+    now: DateTime<Utc>,
+    defaults: &PolicyDefaults,
+) -> Result<Vec<(String, CompletionEvent)>, DbError> {
+    if zombies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = zombies.iter().map(|z| z.0).collect();
+    let reasons: Vec<String> = zombies.iter().map(|z| z.1.to_string()).collect();
+    conn.transaction::<_, DbError, _>(|conn| {
+        let recorded: Vec<Recorded> = diesel::sql_query(
+            "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, reason)), \
+             done AS ( \
+               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
+                      error_message = 'rescued by the zombie detector: ' || v.reason \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&reasons)
+        .bind::<Timestamptz, _>(now)
+        .load(conn)?;
+        let mut events = Vec::new();
+        let mut retries = Vec::new();
+        for r in &recorded {
+            let reason = zombies
+                .iter()
+                .find(|z| z.0 == r.id)
+                .map(|z| z.1)
+                .unwrap_or("unknown");
+            events.push((
+                reason.to_string(),
+                CompletionEvent::Error {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                    kind: reason.to_string(),
+                    message: "rescued by the zombie detector".into(),
+                },
+            ));
+            let mut evs = Vec::new();
+            retry_or_fail(r, now, defaults, &mut retries, &mut evs);
+            events.extend(evs.into_iter().map(|e| (reason.to_string(), e)));
+        }
+        insert_retries(conn, &retries)?;
         Ok(events)
     })
 }

@@ -67,4 +67,13 @@ diesel::table! {
 }
 
 diesel::joinable!(runs -> jobs (job_id));
-diesel::allow_tables_to_appear_in_same_query!(jobs, runs, nodes, idempotency_keys);
+diesel::allow_tables_to_appear_in_same_query!(jobs, runs, nodes, idempotency_keys, leader_lease);
+
+diesel::table! {
+    leader_lease (name) {
+        name -> Text,
+        node_id -> Uuid,
+        acquired_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}

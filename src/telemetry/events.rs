@@ -44,6 +44,12 @@ pub enum Event<'a> {
     JobFailed { job: &'a str, reason: &'a str },
     /// A late result was refused by the fence (the attempt was no longer current).
     RunRefused { run_id: uuid::Uuid },
+    /// A running run was rescued by the zombie detector.
+    RunZombie {
+        job: &'a str,
+        run_id: uuid::Uuid,
+        reason: &'a str,
+    },
 }
 
 impl Event<'_> {
@@ -58,6 +64,7 @@ impl Event<'_> {
             Event::JobRetryScheduled { .. } => "job.retry_scheduled",
             Event::JobFailed { .. } => "job.failed",
             Event::RunRefused { .. } => "run.refused",
+            Event::RunZombie { .. } => "run.zombie",
         }
     }
 }
@@ -135,6 +142,13 @@ pub fn emit(event: Event<'_>) {
                 reason,
                 "job failed: retries exhausted (dead letter)"
             );
+        }
+        Event::RunZombie {
+            job,
+            run_id,
+            reason,
+        } => {
+            tracing::warn!(event = name, job, %run_id, reason, "zombie run rescued");
         }
         Event::RunRefused { run_id } => {
             tracing::warn!(event = name, %run_id, "late result refused: the attempt is no longer current");

@@ -23,6 +23,9 @@ pub const RUN_DURATION: &str = "overseer_run_duration_seconds";
 pub const RUN_LATENESS: &str = "overseer_run_lateness_seconds";
 pub const EXECUTOR_IN_FLIGHT: &str = "overseer_executor_in_flight";
 pub const RUNS_PRUNED: &str = "overseer_runs_pruned_total";
+pub const LEADER: &str = "overseer_leader";
+pub const ZOMBIES: &str = "overseer_zombies_detected_total";
+pub const ZOMBIE_SWEEP_DURATION: &str = "overseer_zombie_sweep_duration_seconds";
 
 /// Histogram buckets in seconds, from 1 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -103,4 +106,14 @@ pub fn describe_all() {
     );
     describe_gauge!(EXECUTOR_IN_FLIGHT, "Runs executing on this node now.");
     describe_counter!(RUNS_PRUNED, "Terminal runs deleted by history retention.");
+    describe_gauge!(
+        LEADER,
+        "1 while this node holds the maintenance lease (zombie sweeps, pruning)."
+    );
+    describe_counter!(ZOMBIES, "Zombie runs rescued by this node, by reason.");
+    describe_histogram!(
+        ZOMBIE_SWEEP_DURATION,
+        Unit::Seconds,
+        "Duration of one zombie sweep."
+    );
 }

@@ -25,7 +25,7 @@ impl JobKind for Noop {
         }
         known_fields(payload, path, &["sleep_ms", "fail"], p);
         if let Some(v) = payload.get("sleep_ms") {
-            if !v.as_u64().is_some_and(|n| n <= MAX_SLEEP_MS) {
+            if v.as_u64().is_none_or(|n| n > MAX_SLEEP_MS) {
                 p.add(
                     &format!("{path}.sleep_ms"),
                     format!("expected an integer from 0 to {MAX_SLEEP_MS}"),
