@@ -3,10 +3,11 @@
 //!
 //! - burn-down: N `noop` jobs due now (default 100,000) → jobs/s until every run is recorded;
 //! - lateness: 1,000 fires/s spread evenly for a while → p50/p99 of started_at − fire_at;
-//! - restart: with 1,000,000 stored jobs, time from `serve` to the first dispatch, and RSS.
+//! - restart: with 1,000,000 stored jobs, time from `serve` to the first dispatch, and RSS;
+//! - rescue: 1,000 runs in flight on a node killed with SIGKILL → all pending again.
 //!
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
-//! BENCH=burn|lateness|restart to run one).
+//! RESCUE_N; BENCH=burn|lateness|restart|rescue to run one).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -236,6 +237,62 @@ fn restart(pg: &ManagedCluster, tmp: &std::path::Path) {
     drop(o);
 }
 
+/// Rescue latency: 1,000 runs in flight on a node that is killed; time until all of them
+/// are pending (or running) again as attempt 2, with the test configuration of the
+/// zombie-detection issue (1 s sweeps, 3 s node timeout, 2 s lease).
+fn rescue(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let n = env_num("RESCUE_N", 1000);
+    let url = fresh_db(pg, "bench_rescue");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'hang-' || g, 'noop', '{{\"sleep_ms\": 600000}}', \
+                jsonb_build_object('kind', 'at', 'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                '{{\"misfire_grace\": \"1h\", \"max_retries\": 1, \"retry_delays\": [\"0s\"]}}', now() \
+         FROM generate_series(1, {n}) g"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    let fast = "[node]\nheartbeat_interval = \"500ms\"\n[scheduler]\nheartbeat_interval = \"500ms\"\nmax_concurrency = 2000\n\
+                [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"";
+    let mut a = spawn(&url, &tmp.join("rescue-a"), fast);
+    wait_for("all runs in flight", Duration::from_secs(120), || {
+        (count(
+            &mut c,
+            "SELECT count(*) AS n FROM runs WHERE state = 'running'",
+        ) >= n as i64)
+            .then_some(())
+    });
+    // The rescuer must not pick up the retries before we measure: it runs nothing itself.
+    let b = spawn(
+        &url,
+        &tmp.join("rescue-b"),
+        &fast.replace("max_concurrency = 2000", "max_concurrency = 1"),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        if count(&mut c, "SELECT count(*) AS n FROM runs WHERE attempt = 2") >= n as i64 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "rescue did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "rescue: {n} runs in flight on a killed node → all pending again after {:.2} s (node_timeout 3 s, sweeps 1 s, lease 2 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    drop(b);
+}
+
 fn main() {
     let which = std::env::var("BENCH").unwrap_or_default();
     let tmp = tempfile::tempdir().unwrap();
@@ -261,6 +318,9 @@ fn main() {
     }
     if which.is_empty() || which == "restart" {
         restart(&pg, tmp.path());
+    }
+    if which.is_empty() || which == "rescue" {
+        rescue(&pg, tmp.path());
     }
     if let Ok(dir) = std::env::var("KEEP_PG_LOG") {
         let _ = std::fs::copy(tmp.path().join("pg/postgres.log"), dir);

@@ -292,7 +292,8 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-fn emit_completion_events(evs: &[CompletionEvent]) {
+/// The event path for recorded results (also used by the zombie detector's rescues).
+pub fn emit_completion_events(evs: &[CompletionEvent]) {
     for e in evs {
         match e {
             CompletionEvent::Executed {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::executor::CancelRuns;
+use super::executor::{emit_completion_events, CancelRuns};
 use super::Deps;
 use crate::db::runs::{self, CompletionEvent, RunningRun};
 use crate::db::{leader, nodes};
@@ -190,6 +190,7 @@ impl ZombieDetector {
                     Ok((evs, local)) => {
                         for (reason, e) in &evs {
                             match e {
+                                // The rescued attempt itself: run.zombie, not job.error.
                                 CompletionEvent::Error { job, run_id, .. } => {
                                     metrics::counter!(names::ZOMBIES, "reason" => reason.clone())
                                         .increment(1);
@@ -199,24 +200,8 @@ impl ZombieDetector {
                                         reason,
                                     });
                                 }
-                                CompletionEvent::RetryScheduled {
-                                    job,
-                                    run_id,
-                                    next_attempt,
-                                    delay_ms,
-                                } => events::emit(Event::JobRetryScheduled {
-                                    job,
-                                    run_id: *run_id,
-                                    next_attempt: *next_attempt,
-                                    delay_ms: *delay_ms,
-                                }),
-                                CompletionEvent::Failed { job, .. } => {
-                                    events::emit(Event::JobFailed {
-                                        job,
-                                        reason: "retries exhausted (last attempt was a zombie)",
-                                    })
-                                }
-                                _ => {}
+                                // What follows (retry or dead letter) is the usual path.
+                                other => emit_completion_events(std::slice::from_ref(other)),
                             }
                         }
                         if !local.is_empty() {
