@@ -246,7 +246,7 @@ pub async fn update(
     let def = job
         .def(&defaults)
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
-        .patch(&body, &defaults, now)
+        .patch(&body, now)
         .map_err(ApiError::invalid)?;
     let updated = state
         .db

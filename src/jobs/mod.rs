@@ -193,12 +193,7 @@ impl JobDef {
     }
 
     /// Applies a PATCH document over this definition (`kind` and `name` are fixed).
-    pub fn patch(
-        mut self,
-        v: &Value,
-        defaults: &PolicyDefaults,
-        now: DateTime<Utc>,
-    ) -> Result<Self, Vec<FieldError>> {
+    pub fn patch(mut self, v: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
         let mut p = Problems::default();
         let Some(obj) = v.as_object() else {
             p.add("", "expected a JSON object");
@@ -229,7 +224,6 @@ impl JobDef {
         if obj.contains_key("metadata") {
             self.metadata = check_metadata(obj.get("metadata"), &mut p);
         }
-        let _ = defaults;
         if p.is_empty() {
             Ok(self)
         } else {
@@ -327,15 +321,13 @@ mod tests {
         assert_eq!(def.tags, ["ops"]);
         assert_eq!(def.policy.max_retries, 1);
         let patched = def
-            .patch(&json!({"policy": {"priority": 9}}), &defaults(), Utc::now())
+            .patch(&json!({"policy": {"priority": 9}}), Utc::now())
             .unwrap();
         assert_eq!(patched.policy.priority, 9);
         assert_eq!(
             patched.policy.max_retries, 1,
             "patch merges over the job's policy"
         );
-        assert!(patched
-            .patch(&json!({"kind": "noop"}), &defaults(), Utc::now())
-            .is_err());
+        assert!(patched.patch(&json!({"kind": "noop"}), Utc::now()).is_err());
     }
 }
