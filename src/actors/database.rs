@@ -102,7 +102,6 @@ impl Actor for DatabaseActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let _span = tracing::info_span!("actor", name = NAME).entered();
         // Rehydrate: nothing from a previous incarnation is kept; the first probe decides.
         self.probe(ctx);
         ctx.run_interval(PROBE_INTERVAL, |act, ctx| act.probe(ctx));

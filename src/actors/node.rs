@@ -110,7 +110,6 @@ impl Actor for NodeActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let _span = tracing::info_span!("actor", name = NAME).entered();
         self.rehydrate(ctx);
     }
 }

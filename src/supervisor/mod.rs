@@ -291,7 +291,7 @@ impl Supervisor {
                     last_failure: None,
                     started_at: None,
                 },
-                arbiter: Arbiter::new(),
+                arbiter: actor_arbiter(spec.name),
                 spec,
                 generation: 0,
                 handle: None,
@@ -357,6 +357,17 @@ impl Supervisor {
             actors: self.children.iter().map(|c| c.info.clone()).collect(),
         }
     }
+}
+
+/// An Arbiter (thread) for one child. Its thread enters a span named after the child for
+/// good, so every log line the actor (or a job it runs) writes carries `actor = <name>`.
+fn actor_arbiter(name: &'static str) -> Arbiter {
+    let arbiter = Arbiter::new();
+    arbiter.spawn_fn(move || {
+        let span = tracing::info_span!("actor", actor = name);
+        std::mem::forget(span.entered());
+    });
+    arbiter
 }
 
 fn set_up_gauge(actor: &'static str, up: bool) {
