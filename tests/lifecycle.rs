@@ -52,7 +52,9 @@ fn a_crashed_actor_is_restarted_and_rehydrated_within_a_second() {
         .count();
     assert_eq!(registrations, 3, "one registration per incarnation");
     // Every line an actor logs carries its name (the actor's span).
-    let line = o.logs.wait_json("a node log line", T, |v| v["message"] == "node registered");
+    let line = o
+        .logs
+        .wait_json("a node log line", T, |v| v["message"] == "node registered");
     assert_eq!(line["span"]["actor"], "node", "{line}");
     // The restart is visible in the metrics and the process is still ready.
     let metrics = o.get("/metrics", None).text;
