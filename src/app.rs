@@ -143,7 +143,7 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
                     (false, "paused") => "active",
                     (_, s) => s,
                 };
-                db_jobs::mark_config(&mut conn, job.id, state, now)?
+                db_jobs::set_state_from(&mut conn, job.id, state, Some("config"), now)?
             }
             None => match db_jobs::insert(&mut conn, def, "config", now) {
                 Ok(job) => job,

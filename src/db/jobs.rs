@@ -213,27 +213,33 @@ pub fn set_state(
     state: &str,
     now: DateTime<Utc>,
 ) -> Result<Job, DbError> {
-    Ok(diesel::update(jobs::table.find(id))
-        .set((jobs::state.eq(state), jobs::updated_at.eq(now)))
-        .returning(Job::as_returning())
-        .get_result(conn)?)
+    set_state_from(conn, id, state, None, now)
 }
 
-/// Marks a job as declarative (`source = config`) in the given state.
-pub fn mark_config(
+/// Sets a job's state and, when given, its source (`config` marks a declarative job).
+pub fn set_state_from(
     conn: &mut PgConnection,
     id: Uuid,
     state: &str,
+    source: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Job, DbError> {
-    Ok(diesel::update(jobs::table.find(id))
-        .set((
-            jobs::source.eq("config"),
-            jobs::state.eq(state),
-            jobs::updated_at.eq(now),
-        ))
-        .returning(Job::as_returning())
-        .get_result(conn)?)
+    let row = jobs::table.find(id);
+    let q = match source {
+        Some(src) => diesel::update(row)
+            .set((
+                jobs::source.eq(src),
+                jobs::state.eq(state),
+                jobs::updated_at.eq(now),
+            ))
+            .returning(Job::as_returning())
+            .get_result(conn),
+        None => diesel::update(row)
+            .set((jobs::state.eq(state), jobs::updated_at.eq(now)))
+            .returning(Job::as_returning())
+            .get_result(conn),
+    };
+    Ok(q?)
 }
 
 /// Declarative jobs no longer in the configuration: paused (never deleted). Returns their names.
