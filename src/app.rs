@@ -18,8 +18,47 @@ use crate::config::Config;
 use crate::db::cluster::{ClusterError, ClusterOptions, ManagedCluster};
 use crate::db::url::DatabaseUrl;
 use crate::db::{migrations, nodes, Db, DbError};
+use crate::notify::Routing;
 use crate::supervisor::{Escalation, Ping, Shutdown, Supervisor};
 use crate::telemetry;
+use crate::telemetry::events::Event;
+
+/// Writes a supervisor event to the notification outbox (these have no transaction of
+/// their own: the identity is this node and a fresh id).
+async fn record_escalation(db: Db, routing: Arc<Routing>, node_id: Uuid, e: Escalation) {
+    let event = match &e {
+        Escalation::Restarted {
+            actor,
+            reason,
+            delay,
+        } => Event::ActorRestarted {
+            actor,
+            reason,
+            delay: *delay,
+        },
+        Escalation::Meltdown {
+            actor,
+            reason,
+            max_restarts,
+            window,
+        } => Event::SupervisorMeltdown {
+            actor,
+            reason,
+            max_restarts: *max_restarts,
+            window: *window,
+        },
+    };
+    let rows = routing.rows([(event, format!("{node_id}:{}", Uuid::new_v4()))]);
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = db
+        .run(move |c| crate::db::notifications::enqueue(c, &rows))
+        .await
+    {
+        tracing::warn!(error = %e, "could not record a supervisor notification");
+    }
+}
 
 /// Exit codes of `overseer serve` (documented in the README).
 pub mod exit {
@@ -225,11 +264,13 @@ async fn run(
 
     let node_id = Uuid::new_v4();
     let directory = crate::actors::directory::Directory::default();
+    let routing = Arc::new(Routing::from_config(&config.notify));
     let deps = Deps {
         config: config.clone(),
         db: db.clone(),
         node_id,
         directory: directory.clone(),
+        routing: routing.clone(),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(
@@ -246,6 +287,7 @@ async fn run(
         supervisor: supervisor.clone(),
         directory,
         node_id,
+        routing: routing.clone(),
         prometheus,
         openapi: Arc::new(openapi),
     };
@@ -275,7 +317,21 @@ async fn run(
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break exit::OK; }
             _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break exit::OK; }
-            Some(Escalation::Meltdown { actor }) = escalate_rx.recv() => {
+            Some(escalation) = escalate_rx.recv() => {
+                let actor = match &escalation {
+                    Escalation::Restarted { .. } => {
+                        // Recorded in the background; the process carries on.
+                        actix_rt::spawn(record_escalation(db.clone(), routing.clone(), node_id, escalation));
+                        continue;
+                    }
+                    Escalation::Meltdown { actor, .. } => *actor,
+                };
+                // Recorded before exiting, so the meltdown notification goes out (from the
+                // outbox, by this node after its restart or by another node).
+                let recording = record_escalation(db.clone(), routing.clone(), node_id, escalation);
+                if tokio::time::timeout(Duration::from_secs(3), recording).await.is_err() {
+                    tracing::warn!("could not record the meltdown notification in time");
+                }
                 if exit_on_meltdown {
                     tracing::error!(actor, "exiting after supervisor meltdown (supervisor.exit_on_meltdown)");
                     break exit::MELTDOWN;

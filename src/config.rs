@@ -38,6 +38,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub runs: RunsConfig,
     pub zombie: ZombieConfig,
+    pub notify: NotifyConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
@@ -86,6 +87,183 @@ pub struct ZombieConfig {
     /// Leadership lease; renewed every third of it. A dead leader is replaced within 2× it.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+}
+
+/// `[notify]`: the outbox's delivery, channels and routing rules.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// How often each node looks for pending notifications.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Notifications claimed per round.
+    pub batch_size: u32,
+    /// Deliveries in flight at once on a node.
+    pub concurrency: u32,
+    /// Attempts before a notification is marked `failed`.
+    pub max_attempts: u32,
+    /// Retry backoff: starts here, doubles per attempt, capped at `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Sent and failed notifications older than this are pruned (by the leader).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+impl NotifyConfig {
+    /// The compiled-in defaults with no channel and no rule (unit tests).
+    pub fn for_tests() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            batch_size: 200,
+            concurrency: 32,
+            max_attempts: 8,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            retention: Duration::from_secs(30 * 86_400),
+            channels: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    Log,
+    Webhook,
+    Email,
+}
+
+impl ChannelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelType::Log => "log",
+            ChannelType::Webhook => "webhook",
+            ChannelType::Email => "email",
+        }
+    }
+}
+
+/// How an email channel secures its SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (loopback relays only).
+    None,
+    /// Plain connect, then STARTTLS (required, not opportunistic).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// `[[notify.channels]]`: one destination. Fields apply by `type`; validation names the ones
+/// a type needs. Secrets (`secret`, `password`) are never printed.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+    /// webhook, email: how long one delivery may take.
+    #[serde(with = "humantime_serde", default = "default_channel_timeout")]
+    pub timeout: Duration,
+    /// webhook: where to POST. Shown without its path and query (chat webhook URLs carry
+    /// their token there).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redact_url"
+    )]
+    pub url: Option<String>,
+    /// webhook: HMAC-SHA256 key; the signature goes in `X-Overseer-Signature: sha256=<hex>`.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
+    /// webhook: extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// email: SMTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: SmtpTls,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+}
+
+fn redact_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &u.as_deref()
+            .map(crate::notify::channel::redact_url)
+            .unwrap_or_default(),
+    )
+}
+
+fn default_channel_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_smtp_tls() -> SmtpTls {
+    SmtpTls::Starttls
+}
+
+impl ChannelConfig {
+    pub fn log(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: ChannelType::Log,
+            timeout: default_channel_timeout(),
+            url: None,
+            secret: None,
+            headers: BTreeMap::new(),
+            host: None,
+            port: None,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: None,
+            to: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("name", &self.name)
+            .field("type", &self.kind)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[notify.routes]]`: events matching any pattern (`job.failed`, `job.*`, `*`) with at
+/// least `min_severity` go to `channels`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub events: Vec<String>,
+    #[serde(default = "default_min_severity")]
+    pub min_severity: crate::telemetry::events::Severity,
+    pub channels: Vec<String>,
+}
+
+fn default_min_severity() -> crate::telemetry::events::Severity {
+    crate::telemetry::events::Severity::Info
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -594,6 +772,7 @@ impl Loaded {
         if c.node.heartbeat_interval < Duration::from_millis(100) {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }
+        self.validate_notify()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, token) in c.auth.tokens.iter().enumerate() {
             let key = format!("auth.tokens.{i}");
@@ -615,6 +794,137 @@ impl Loaded {
 }
 
 impl Loaded {
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let n = &self.config.notify;
+        if n.poll_interval < Duration::from_millis(10) || n.poll_interval > Duration::from_secs(60)
+        {
+            return Err(self.bad("notify.poll_interval", "a duration from 10ms to 60s"));
+        }
+        if n.batch_size == 0 || n.batch_size > 10_000 {
+            return Err(self.bad("notify.batch_size", "a number from 1 to 10000"));
+        }
+        if n.concurrency == 0 || n.concurrency > 1024 {
+            return Err(self.bad("notify.concurrency", "a number from 1 to 1024"));
+        }
+        if n.max_attempts == 0 {
+            return Err(self.bad("notify.max_attempts", "at least 1"));
+        }
+        if n.backoff_initial.is_zero() {
+            return Err(self.bad("notify.backoff_initial", "a duration above zero"));
+        }
+        if n.backoff_max < n.backoff_initial {
+            return Err(self.bad(
+                "notify.backoff_max",
+                "a duration at least notify.backoff_initial",
+            ));
+        }
+        if n.retention.is_zero() {
+            return Err(self.bad("notify.retention", "a duration above zero"));
+        }
+        let mut names = std::collections::BTreeSet::from([crate::notify::LOG_CHANNEL.to_string()]);
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, ch) in n.channels.iter().enumerate() {
+            let key = |f: &str| format!("notify.channels.{i}.{f}");
+            let name_ok = !ch.name.is_empty()
+                && ch.name.len() <= 64
+                && ch
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return Err(self.bad(
+                    &key("name"),
+                    "a name of letters, digits, - _ . (at most 64)",
+                ));
+            }
+            if !seen.insert(ch.name.clone()) {
+                return Err(self.bad(&key("name"), "a name no other channel uses"));
+            }
+            names.insert(ch.name.clone());
+            if ch.timeout.is_zero() || ch.timeout > Duration::from_secs(300) {
+                return Err(self.bad(&key("timeout"), "a duration above zero, at most 5m"));
+            }
+            match ch.kind {
+                ChannelType::Log => {}
+                ChannelType::Webhook => {
+                    match ch.url.as_deref().map(url::Url::parse) {
+                        Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        Some(_) => return Err(self.bad(&key("url"), "an http:// or https:// URL")),
+                        None => return Err(self.bad(&key("url"), "the URL to POST to (required)")),
+                    }
+                    for (h, v) in &ch.headers {
+                        let ok = reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_ok()
+                            && reqwest::header::HeaderValue::from_str(v).is_ok();
+                        if !ok {
+                            return Err(self.bad(
+                                &format!("notify.channels.{i}.headers.{h}"),
+                                "a valid header name and value",
+                            ));
+                        }
+                    }
+                    if ch.secret.as_deref().is_some_and(str::is_empty) {
+                        return Err(self.bad(&key("secret"), "a non-empty HMAC key, or no key"));
+                    }
+                }
+                ChannelType::Email => {
+                    if ch.host.as_deref().is_none_or(str::is_empty) {
+                        return Err(
+                            self.bad(&key("host"), "the SMTP server's host name (required)")
+                        );
+                    }
+                    let mailbox = |s: &str| s.parse::<lettre::message::Mailbox>().is_ok();
+                    match ch.from.as_deref() {
+                        Some(f) if mailbox(f) => {}
+                        _ => {
+                            return Err(self.bad(
+                                &key("from"),
+                                "a sender address like \"overseer <overseer@example.org>\"",
+                            ))
+                        }
+                    }
+                    if ch.to.is_empty() {
+                        return Err(self.bad(&key("to"), "at least one recipient address"));
+                    }
+                    for (j, to) in ch.to.iter().enumerate() {
+                        if !mailbox(to) {
+                            return Err(self
+                                .bad(&format!("notify.channels.{i}.to.{j}"), "an email address"));
+                        }
+                    }
+                    if ch.username.is_some() != ch.password.is_some() {
+                        return Err(self.bad(
+                            &key("password"),
+                            "username and password together (or neither)",
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, r) in n.routes.iter().enumerate() {
+            if r.events.is_empty() || r.events.iter().any(|e| e.trim().is_empty()) {
+                return Err(self.bad(
+                    &format!("notify.routes.{i}.events"),
+                    "event names or patterns like \"job.failed\", \"job.*\", \"*\"",
+                ));
+            }
+            if r.channels.is_empty() {
+                return Err(self.bad(
+                    &format!("notify.routes.{i}.channels"),
+                    "at least one channel",
+                ));
+            }
+            for (j, c) in r.channels.iter().enumerate() {
+                if !names.contains(c) {
+                    return Err(self.bad(
+                        &format!("notify.routes.{i}.channels.{j}"),
+                        format!("a channel defined in [[notify.channels]] (`{c}` is not)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The declarative jobs: `[[jobs]]` of the configuration, then every `*.toml` in
     /// `scheduler.jobs_dir` (sorted by file name), validated. Names must be unique.
     pub fn declarative_jobs(&self) -> Result<Vec<crate::jobs::JobDef>, ConfigError> {

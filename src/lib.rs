@@ -1,7 +1,7 @@
 //! overseer: a supervised, PostgreSQL-backed scheduler daemon. See docs/ARCHITECTURE.md.
 //!
 //! Floors, from the top: `cli` → `app` → `api` → `supervisor` → `actors` → `db`,
-//! `telemetry`, `config`. Imports only point down.
+//! `notify`, `telemetry`, `config`. Imports only point down.
 
 pub mod actors;
 pub mod api;
@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod notify;
 pub mod supervisor;
 pub mod telemetry;

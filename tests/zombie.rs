@@ -129,6 +129,18 @@ fn a_killed_nodes_runs_are_rescued_by_another_node() {
         "{m}"
     );
     assert!(m.contains("overseer_leader 1"), "B leads after A died");
+    // Each rescue wrote one run.zombie notification (default routing, channel `log`) in the
+    // rescue's transaction, and B's notifier delivered it.
+    let notes = wait_for("5 run.zombie notifications sent", T, || {
+        let page = b
+            .get("/api/v1/notifications?event=run.zombie", b.admin())
+            .json();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 5 && items.iter().all(|n| n["state"] == "sent")).then_some(items)
+    });
+    assert!(notes
+        .iter()
+        .all(|n| n["channel"] == "log" && n["severity"] == "warning"));
 }
 
 #[test]

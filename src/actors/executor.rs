@@ -27,7 +27,7 @@ use crate::jobs::kinds::{self, RunContext, RunError};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
 use crate::supervisor::{panic_message, Crash, Lifeline, StopChild};
-use crate::telemetry::events::{self, Event};
+use crate::telemetry::events;
 use crate::telemetry::names;
 
 pub const NAME: &str = "executor";
@@ -114,6 +114,8 @@ impl Executor {
             attempt: run.attempt,
             metadata: run.metadata.clone(),
             http: self.http.clone(),
+            db: self.deps.db.clone(),
+            routing: self.deps.routing.clone(),
         };
         let started = Instant::now();
         let fut = async move {
@@ -223,9 +225,13 @@ impl Executor {
         let db = self.deps.db.clone();
         let node = self.deps.node_id;
         let defaults = self.deps.config.scheduler.defaults.clone();
+        let routing = self.deps.routing.clone();
         let kept = batch.clone();
         ctx.spawn(
-            async move { db.run(move |c| runs::complete(c, node, &batch, Utc::now(), &defaults)).await }
+            async move {
+                db.run(move |c| runs::complete(c, node, &batch, Utc::now(), &defaults, &routing))
+                    .await
+            }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.flushing = false;
@@ -292,51 +298,11 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The event path for recorded results (also used by the zombie detector's rescues).
+/// The event path for recorded results (also used by the zombie detector's rescues). The
+/// outbox rows were written with the results; this is the log lines and metrics.
 pub fn emit_completion_events(evs: &[CompletionEvent]) {
     for e in evs {
-        match e {
-            CompletionEvent::Executed {
-                job,
-                run_id,
-                attempt,
-            } => events::emit(Event::JobExecuted {
-                job,
-                run_id: *run_id,
-                attempt: *attempt,
-            }),
-            CompletionEvent::Error {
-                job,
-                run_id,
-                attempt,
-                kind,
-                message,
-            } => events::emit(Event::JobError {
-                job,
-                run_id: *run_id,
-                attempt: *attempt,
-                kind,
-                message,
-            }),
-            CompletionEvent::RetryScheduled {
-                job,
-                run_id,
-                next_attempt,
-                delay_ms,
-            } => events::emit(Event::JobRetryScheduled {
-                job,
-                run_id: *run_id,
-                next_attempt: *next_attempt,
-                delay_ms: *delay_ms,
-            }),
-            CompletionEvent::Failed { job, .. } => events::emit(Event::JobFailed {
-                job,
-                reason: "retries exhausted",
-            }),
-            CompletionEvent::Refused { run_id } => {
-                events::emit(Event::RunRefused { run_id: *run_id })
-            }
-        }
+        events::emit(e.event());
     }
 }
 

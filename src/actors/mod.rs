@@ -5,6 +5,7 @@ pub mod database;
 pub mod directory;
 pub mod executor;
 pub mod node;
+pub mod notifier;
 pub mod scheduler;
 pub mod zombie;
 
@@ -26,6 +27,8 @@ pub struct Deps {
     pub node_id: Uuid,
     /// Current addresses of the actors that others message.
     pub directory: Directory,
+    /// Notification channels and routing rules (from `[notify]`).
+    pub routing: Arc<crate::notify::Routing>,
 }
 
 /// The children, in start order (the supervisor stops them in reverse: the scheduler stops
@@ -64,6 +67,12 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
         zombie::NAME,
         Restart::Permanent,
         move |lifeline| zombie::ZombieDetector::new(&d, lifeline),
+    ));
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        notifier::NAME,
+        Restart::Permanent,
+        move |lifeline| notifier::Notifier::new(&d, lifeline),
     ));
     specs
 }

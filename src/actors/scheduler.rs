@@ -20,7 +20,7 @@ use crate::db::jobs::{self, Direct, FireEvent};
 use crate::db::runs;
 use crate::jobs::run_state::RunState;
 use crate::supervisor::Lifeline;
-use crate::telemetry::events::{self, Event};
+use crate::telemetry::events;
 use crate::telemetry::names;
 
 pub const NAME: &str = "scheduler";
@@ -116,6 +116,7 @@ impl Scheduler {
         let db = self.deps.db.clone();
         let cfg = self.deps.config.scheduler.clone();
         let node = self.deps.node_id;
+        let routing = self.deps.routing.clone();
         let executor = self.deps.directory.executor();
         let started = Instant::now();
         let fut = async move {
@@ -132,9 +133,10 @@ impl Scheduler {
             let mut next_job = None;
             for round in 0..MAX_FIRE_ROUNDS {
                 let defaults = defaults.clone();
+                let routing = routing.clone();
                 let direct = (slots > 0).then_some(Direct { node, slots });
                 let out = db
-                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults, direct))
+                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults, direct, &routing))
                     .await?;
                 fired_jobs += out.jobs;
                 runs_created += out.runs;
@@ -198,17 +200,7 @@ impl Scheduler {
                     metrics::counter!(names::RUNS_CREATED).increment(r.runs_created as u64);
                     metrics::counter!(names::RUNS_DISPATCHED).increment(r.dispatched as u64);
                     for e in &r.events {
-                        match e {
-                            FireEvent::Missed { job, covers, .. } => {
-                                events::emit(Event::JobMissed {
-                                    job,
-                                    covers: *covers,
-                                })
-                            }
-                            FireEvent::Failed { job, reason, .. } => {
-                                events::emit(Event::JobFailed { job, reason })
-                            }
-                        }
+                        events::emit(e.event());
                     }
                     // Full dispatch or full fire rounds: more work is waiting now. A run
                     // that could not get a slot waits for the executor's Wake.

@@ -9,7 +9,8 @@
 //!   `heartbeat_timeout`, or it has run past its job's `timeout` (+ `timeout_grace`);
 //! - rescues each: `zombie` with its reason, the retry policy applied, `run.zombie` emitted,
 //!   and a local worker (hung, not dead) cancelled through the executor;
-//! - prunes the run history (`runs.retention`).
+//! - prunes the run history (`runs.retention`) and delivered or failed notifications
+//!   (`notify.retention`).
 //!
 //! The `zombie_detection` flag switches the sweeps off (an emergency switch); leadership and
 //! pruning go on. Rehydration: read the lease; nothing else is kept between incarnations.
@@ -21,11 +22,10 @@ use chrono::Utc;
 
 use super::executor::{emit_completion_events, CancelRuns};
 use super::Deps;
-use crate::db::runs::{self, CompletionEvent, RunningRun};
-use crate::db::{leader, nodes};
+use crate::db::runs::{self, RunningRun};
+use crate::db::{leader, nodes, notifications};
 use crate::jobs::policy::Policy;
 use crate::supervisor::{Crash, Lifeline, StopChild};
-use crate::telemetry::events::{self, Event};
 use crate::telemetry::names;
 
 pub const NAME: &str = "zombie_detector";
@@ -160,6 +160,7 @@ impl ZombieDetector {
         let db = self.deps.db.clone();
         let cfg = self.deps.config.zombie.clone();
         let defaults = self.deps.config.scheduler.defaults.clone();
+        let routing = self.deps.routing.clone();
         let me = self.deps.node_id;
         let started = Instant::now();
         ctx.spawn(
@@ -171,7 +172,7 @@ impl ZombieDetector {
                         .filter_map(|r| judge(r, &cfg, &defaults).map(|why| (r.id, why, r.node_id)))
                         .collect();
                     let ids: Vec<_> = zombies.iter().map(|z| (z.0, z.1)).collect();
-                    let events = runs::rescue_zombies(c, &ids, Utc::now(), &defaults)?;
+                    let events = runs::rescue_zombies(c, &ids, Utc::now(), &defaults, &routing)?;
                     let local: Vec<_> = zombies
                         .iter()
                         .filter(|z| z.2 == Some(me))
@@ -188,22 +189,7 @@ impl ZombieDetector {
                     .record(started.elapsed().as_secs_f64());
                 match res {
                     Ok((evs, local)) => {
-                        for (reason, e) in &evs {
-                            match e {
-                                // The rescued attempt itself: run.zombie, not job.error.
-                                CompletionEvent::Error { job, run_id, .. } => {
-                                    metrics::counter!(names::ZOMBIES, "reason" => reason.clone())
-                                        .increment(1);
-                                    events::emit(Event::RunZombie {
-                                        job,
-                                        run_id: *run_id,
-                                        reason,
-                                    });
-                                }
-                                // What follows (retry or dead letter) is the usual path.
-                                other => emit_completion_events(std::slice::from_ref(other)),
-                            }
-                        }
+                        emit_completion_events(&evs);
                         if !local.is_empty() {
                             // Our own worker hung: cancel it (its result would be refused anyway).
                             if let Some(ex) = act.deps.directory.executor() {
@@ -226,6 +212,8 @@ impl ZombieDetector {
         self.last_prune = Some(Instant::now());
         let db = self.deps.db.clone();
         let runs_cfg = self.deps.config.runs.clone();
+        let notify_keep = chrono::Duration::from_std(self.deps.config.notify.retention)
+            .unwrap_or(chrono::Duration::MAX);
         ctx.spawn(
             async move {
                 let keep =
@@ -255,14 +243,31 @@ impl ZombieDetector {
                         None => break,
                     }
                 }
-                Ok::<_, crate::db::DbError>(total)
+                let mut notes = 0usize;
+                if let Some(cutoff) = Utc::now().checked_sub_signed(notify_keep) {
+                    for _ in 0..100 {
+                        let n = db
+                            .run(move |c| notifications::prune_batch(c, cutoff, PRUNE_BATCH))
+                            .await?;
+                        notes += n;
+                        if (n as i64) < PRUNE_BATCH {
+                            break;
+                        }
+                    }
+                }
+                Ok::<_, crate::db::DbError>((total, notes))
             }
             .into_actor(self)
             .map(|res, _, _| match res {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(names::RUNS_PRUNED).increment(n as u64);
-                    tracing::info!(actor = NAME, deleted = n, "old runs pruned");
+                Ok((runs, notes)) => {
+                    if runs > 0 {
+                        metrics::counter!(names::RUNS_PRUNED).increment(runs as u64);
+                        tracing::info!(actor = NAME, deleted = runs, "old runs pruned");
+                    }
+                    if notes > 0 {
+                        metrics::counter!(names::NOTIFICATIONS_PRUNED).increment(notes as u64);
+                        tracing::info!(actor = NAME, deleted = notes, "old notifications pruned");
+                    }
                 }
                 Err(e) => tracing::warn!(actor = NAME, error = %e, "pruning failed"),
             }),

@@ -17,6 +17,7 @@ use crate::db::jobs::{self as db_jobs, Job, JobFilter};
 use crate::db::runs::{self as db_runs, Run};
 use crate::db::schema::idempotency_keys;
 use crate::db::DbError;
+use crate::jobs::kinds::JobKind;
 use crate::jobs::JobDef;
 
 pub const MAX_LIMIT: i64 = 1000;
@@ -82,6 +83,7 @@ pub async fn create(
     let now = Utc::now();
     let def =
         JobDef::parse(&body, &state.config.scheduler.defaults, now).map_err(ApiError::invalid)?;
+    check_channels(&state, &def)?;
     let key = req
         .headers()
         .get("idempotency-key")
@@ -248,6 +250,7 @@ pub async fn update(
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
         .patch(&body, now)
         .map_err(ApiError::invalid)?;
+    check_channels(&state, &def)?;
     let updated = state
         .db
         .run(move |c| db_jobs::update_def(c, &job, &def, now))
@@ -355,4 +358,27 @@ pub async fn trigger(
         .await?;
     wake(&state);
     Ok(HttpResponse::Created().json(run))
+}
+
+/// A `notify` job must name channels this node knows (a typo is a 422, not a failed run).
+fn check_channels(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
+    if def.kind != crate::jobs::kinds::notify::Notify.name() {
+        return Ok(());
+    }
+    let mut problems = crate::jobs::validate::Problems::default();
+    let named = def.payload.get("channels").and_then(Value::as_array);
+    for (i, c) in named.into_iter().flatten().enumerate() {
+        let name = c.as_str().unwrap_or_default();
+        if state.routing.channel(name).is_none() {
+            problems.add(
+                &format!("payload.channels.{i}"),
+                format!("no channel named `{name}` in [[notify.channels]]"),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(problems.into_vec()))
+    }
 }

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod leader;
 pub mod metrics_mw;
 pub mod nodes;
+pub mod notifications;
 pub mod openapi;
 pub mod request_id;
 pub mod runs;
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub directory: crate::actors::directory::Directory,
     /// This process's node id.
     pub node_id: uuid::Uuid,
+    /// Notification channels (for `POST /api/v1/notifications/test`).
+    pub routing: Arc<crate::notify::Routing>,
     pub prometheus: PrometheusHandle,
     pub openapi: Arc<String>,
 }
@@ -82,7 +85,9 @@ where
                 .service(jobs::trigger)
                 .service(runs::list)
                 .service(runs::get_one)
-                .service(runs::requeue),
+                .service(runs::requeue)
+                .service(notifications::list)
+                .service(notifications::test),
         )
 }
 

@@ -13,13 +13,15 @@ use uuid::Uuid;
 
 use super::runs::{Claimed, NewRun};
 use super::schema::{jobs, runs};
-use super::DbError;
+use super::{notifications, DbError};
 use crate::jobs::plan::{self, FirePlan};
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::run_state::RunState;
 use crate::jobs::schedule::Schedule;
 use crate::jobs::validate::Problems;
 use crate::jobs::JobDef;
+use crate::notify::Routing;
+use crate::telemetry::events::Event;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = jobs)]
@@ -265,13 +267,41 @@ pub enum FireEvent {
     Missed {
         job: String,
         job_id: Uuid,
+        /// The fire that was due (with the job, what makes the event unique).
+        fire_at: DateTime<Utc>,
         covers: i32,
     },
     Failed {
         job: String,
         job_id: Uuid,
+        fire_at: DateTime<Utc>,
         reason: String,
     },
+}
+
+impl FireEvent {
+    pub fn event(&self) -> Event<'_> {
+        match self {
+            FireEvent::Missed { job, covers, .. } => Event::JobMissed {
+                job,
+                covers: *covers,
+            },
+            FireEvent::Failed { job, reason, .. } => Event::JobFailed { job, reason },
+        }
+    }
+
+    fn identity(&self) -> String {
+        match self {
+            FireEvent::Missed {
+                job_id, fire_at, ..
+            }
+            | FireEvent::Failed {
+                job_id, fire_at, ..
+            } => {
+                format!("{job_id}:{}", fire_at.timestamp_micros())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -303,6 +333,7 @@ pub fn fire_due(
     batch: i64,
     defaults: &PolicyDefaults,
     mut direct: Option<Direct>,
+    routing: &Routing,
 ) -> Result<FireOutcome, DbError> {
     // Microseconds, as PostgreSQL stores them (see jobs::schedule).
     let now = now.trunc_subsecs(6);
@@ -390,6 +421,7 @@ pub fn fire_due(
                 out.events.push(FireEvent::Missed {
                     job: job.name.clone(),
                     job_id: job.id,
+                    fire_at: due_at,
                     covers: missed,
                 });
             }
@@ -397,6 +429,7 @@ pub fn fire_due(
                 out.events.push(FireEvent::Failed {
                     job: job.name.clone(),
                     job_id: job.id,
+                    fire_at: due_at,
                     reason: "missed fire with no retries left (max_retries = 0)".into(),
                 });
             }
@@ -426,6 +459,8 @@ pub fn fire_due(
         .bind::<Array<Text>, _>(&upd_state)
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
+        let rows = routing.rows(out.events.iter().map(|e| (e.event(), e.identity())));
+        notifications::enqueue(conn, &rows)?;
         out.next_due = next_due(conn)?;
         Ok(out)
     })

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod leader;
 pub mod migrations;
 pub mod nodes;
+pub mod notifications;
 pub mod runs;
 pub mod schema;
 pub mod url;

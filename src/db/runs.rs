@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use super::jobs::Job;
 use super::schema::runs;
-use super::DbError;
+use super::{notifications, DbError};
 use crate::jobs::plan::PlannedRun;
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::run_state::RunState;
+use crate::notify::Routing;
+use crate::telemetry::events::Event;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema, QueryableByName)]
 #[diesel(table_name = runs)]
@@ -238,6 +240,93 @@ pub enum CompletionEvent {
     },
     /// Refused by the fence: the run was no longer ours or no longer running.
     Refused { run_id: Uuid },
+    /// The attempt was rescued by the zombie detector (the retry or dead letter follows).
+    Zombie {
+        job: String,
+        run_id: Uuid,
+        attempt: i32,
+        reason: String,
+    },
+}
+
+impl CompletionEvent {
+    /// The event it is (for logs, metrics and the outbox).
+    pub fn event(&self) -> Event<'_> {
+        match self {
+            CompletionEvent::Executed {
+                job,
+                run_id,
+                attempt,
+            } => Event::JobExecuted {
+                job,
+                run_id: *run_id,
+                attempt: *attempt,
+            },
+            CompletionEvent::Error {
+                job,
+                run_id,
+                attempt,
+                kind,
+                message,
+            } => Event::JobError {
+                job,
+                run_id: *run_id,
+                attempt: *attempt,
+                kind,
+                message,
+            },
+            CompletionEvent::RetryScheduled {
+                job,
+                run_id,
+                next_attempt,
+                delay_ms,
+            } => Event::JobRetryScheduled {
+                job,
+                run_id: *run_id,
+                next_attempt: *next_attempt,
+                delay_ms: *delay_ms,
+            },
+            CompletionEvent::Failed { job, .. } => Event::JobFailed {
+                job,
+                reason: "retries exhausted",
+            },
+            CompletionEvent::Refused { run_id } => Event::RunRefused { run_id: *run_id },
+            CompletionEvent::Zombie {
+                job,
+                run_id,
+                attempt,
+                reason,
+            } => Event::RunZombie {
+                job,
+                run_id: *run_id,
+                attempt: *attempt,
+                reason,
+            },
+        }
+    }
+
+    /// What makes this event unique: the run (an attempt has its own run id).
+    fn run_id(&self) -> Uuid {
+        match self {
+            CompletionEvent::Executed { run_id, .. }
+            | CompletionEvent::Error { run_id, .. }
+            | CompletionEvent::RetryScheduled { run_id, .. }
+            | CompletionEvent::Failed { run_id, .. }
+            | CompletionEvent::Refused { run_id }
+            | CompletionEvent::Zombie { run_id, .. } => *run_id,
+        }
+    }
+}
+
+/// Writes the routed events of a batch to the outbox, in the caller's transaction.
+fn enqueue_events(
+    conn: &mut PgConnection,
+    routing: &Routing,
+    events: &[CompletionEvent],
+) -> Result<(), DbError> {
+    let rows = routing.rows(events.iter().map(|e| (e.event(), e.run_id().to_string())));
+    notifications::enqueue(conn, &rows)?;
+    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -268,6 +357,7 @@ pub fn complete(
     results: &[Completion],
     now: DateTime<Utc>,
     defaults: &PolicyDefaults,
+    routing: &Routing,
 ) -> Result<Vec<CompletionEvent>, DbError> {
     if results.is_empty() {
         return Ok(Vec::new());
@@ -326,6 +416,7 @@ pub fn complete(
             }
         }
         insert_retries(conn, &retries)?;
+        enqueue_events(conn, routing, &events)?;
         Ok(events)
     })
 }
@@ -418,7 +509,8 @@ pub fn rescue_zombies(
     zombies: &[(Uuid, &'static str)],
     now: DateTime<Utc>,
     defaults: &PolicyDefaults,
-) -> Result<Vec<(String, CompletionEvent)>, DbError> {
+    routing: &Routing,
+) -> Result<Vec<CompletionEvent>, DbError> {
     if zombies.is_empty() {
         return Ok(Vec::new());
     }
@@ -446,21 +538,16 @@ pub fn rescue_zombies(
                 .find(|z| z.0 == r.id)
                 .map(|z| z.1)
                 .unwrap_or("unknown");
-            events.push((
-                reason.to_string(),
-                CompletionEvent::Error {
-                    job: r.job_name.clone(),
-                    run_id: r.id,
-                    attempt: r.attempt,
-                    kind: reason.to_string(),
-                    message: "rescued by the zombie detector".into(),
-                },
-            ));
-            let mut evs = Vec::new();
-            retry_or_fail(r, now, defaults, &mut retries, &mut evs);
-            events.extend(evs.into_iter().map(|e| (reason.to_string(), e)));
+            events.push(CompletionEvent::Zombie {
+                job: r.job_name.clone(),
+                run_id: r.id,
+                attempt: r.attempt,
+                reason: reason.to_string(),
+            });
+            retry_or_fail(r, now, defaults, &mut retries, &mut events);
         }
         insert_retries(conn, &retries)?;
+        enqueue_events(conn, routing, &events)?;
         Ok(events)
     })
 }

@@ -67,7 +67,14 @@ diesel::table! {
 }
 
 diesel::joinable!(runs -> jobs (job_id));
-diesel::allow_tables_to_appear_in_same_query!(jobs, runs, nodes, idempotency_keys, leader_lease);
+diesel::allow_tables_to_appear_in_same_query!(
+    jobs,
+    runs,
+    nodes,
+    idempotency_keys,
+    leader_lease,
+    notifications
+);
 
 diesel::table! {
     leader_lease (name) {
@@ -75,5 +82,24 @@ diesel::table! {
         node_id -> Uuid,
         acquired_at -> Timestamptz,
         expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        event -> Text,
+        severity -> Text,
+        subject -> Text,
+        body -> Text,
+        data -> Jsonb,
+        channel -> Text,
+        dedupe_key -> Text,
+        state -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
     }
 }

@@ -257,7 +257,19 @@ struct Child {
 /// Escalation: what the application hears from the supervisor.
 #[derive(Debug, Clone)]
 pub enum Escalation {
-    Meltdown { actor: &'static str },
+    /// A child died and is restarted after `delay` (the owner records the event).
+    Restarted {
+        actor: &'static str,
+        reason: String,
+        delay: Duration,
+    },
+    /// The restart intensity was exceeded: the supervisor gave up.
+    Meltdown {
+        actor: &'static str,
+        reason: String,
+        max_restarts: u32,
+        window: Duration,
+    },
 }
 
 pub struct Supervisor {
@@ -474,6 +486,13 @@ impl Handler<ChildExited> for Supervisor {
                     reason: &message,
                     delay,
                 });
+                if let Some(tx) = &self.escalate {
+                    let _ = tx.send(Escalation::Restarted {
+                        actor: msg.name,
+                        reason: message.clone(),
+                        delay,
+                    });
+                }
                 ctx.run_later(delay, move |this, ctx| {
                     if !this.shutting_down && this.meltdown.is_none() {
                         this.start_child(index, ctx);
@@ -490,7 +509,12 @@ impl Handler<ChildExited> for Supervisor {
                     window: self.config.restart_window,
                 });
                 if let Some(tx) = &self.escalate {
-                    let _ = tx.send(Escalation::Meltdown { actor: msg.name });
+                    let _ = tx.send(Escalation::Meltdown {
+                        actor: msg.name,
+                        reason: message,
+                        max_restarts: self.config.max_restarts,
+                        window: self.config.restart_window,
+                    });
                 }
             }
         }

@@ -1,9 +1,46 @@
 //! Events: the one path by which something noteworthy is reported. Each variant writes its
-//! log line and its metrics in [`emit`]; the notifier will route the same events later.
+//! log line and its metrics in [`emit`], and says what it means to a person (severity,
+//! subject, body, data) for the notifier, which routes the same events to channels.
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
 use super::names;
+
+/// How much an event matters; routing rules set a minimum.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "error" => Severity::Error,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
 
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -48,6 +85,7 @@ pub enum Event<'a> {
     RunZombie {
         job: &'a str,
         run_id: uuid::Uuid,
+        attempt: i32,
         reason: &'a str,
     },
 }
@@ -65,6 +103,135 @@ impl Event<'_> {
             Event::JobFailed { .. } => "job.failed",
             Event::RunRefused { .. } => "run.refused",
             Event::RunZombie { .. } => "run.zombie",
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            Event::JobExecuted { .. } | Event::JobRetryScheduled { .. } => Severity::Info,
+            Event::ActorRestarted { .. }
+            | Event::JobError { .. }
+            | Event::JobMissed { .. }
+            | Event::RunRefused { .. }
+            | Event::RunZombie { .. } => Severity::Warning,
+            Event::JobFailed { .. } => Severity::Error,
+            Event::SupervisorMeltdown { .. } => Severity::Critical,
+        }
+    }
+
+    /// One line for a person (an email subject, a chat message's first line).
+    pub fn subject(&self) -> String {
+        match self {
+            Event::ActorRestarted { actor, .. } => format!("actor {actor} crashed and restarted"),
+            Event::SupervisorMeltdown { actor, .. } => {
+                format!("supervisor meltdown: {actor} keeps crashing; overseer gave up")
+            }
+            Event::JobExecuted { job, .. } => format!("job {job} succeeded"),
+            Event::JobError { job, kind, .. } => format!("job {job} failed ({kind})"),
+            Event::JobMissed { job, covers } => format!("job {job} missed {covers} fire(s)"),
+            Event::JobRetryScheduled { job, .. } => format!("job {job} will be retried"),
+            Event::JobFailed { job, .. } => format!("job {job} failed: dead letter"),
+            Event::RunRefused { run_id } => format!("late result of run {run_id} refused"),
+            Event::RunZombie { job, reason, .. } => {
+                format!("job {job}: run rescued by the zombie detector ({reason})")
+            }
+        }
+    }
+
+    /// The details, plain text.
+    pub fn body(&self) -> String {
+        match self {
+            Event::ActorRestarted { actor, reason, delay } => format!(
+                "The supervised actor `{actor}` died ({reason}) and is restarted after {} ms.",
+                delay.as_millis()
+            ),
+            Event::SupervisorMeltdown { actor, reason, max_restarts, window } => format!(
+                "`{actor}` died more than {max_restarts} times within {} s (last: {reason}). \
+                 The supervisor stopped restarting it.",
+                window.as_secs()
+            ),
+            Event::JobExecuted { job, run_id, attempt } => {
+                format!("Run {run_id} of job `{job}` succeeded (attempt {attempt}).")
+            }
+            Event::JobError { job, run_id, attempt, kind, message } => format!(
+                "Run {run_id} of job `{job}` failed on attempt {attempt}: {kind}: {message}"
+            ),
+            Event::JobMissed { job, covers } => format!(
+                "Job `{job}` was due but not fired within its misfire grace; \
+                 {covers} fire(s) were recorded as missed."
+            ),
+            Event::JobRetryScheduled { job, run_id, next_attempt, delay_ms } => format!(
+                "Run {run_id} of job `{job}` failed; attempt {next_attempt} starts in {delay_ms} ms."
+            ),
+            Event::JobFailed { job, reason } => format!(
+                "Job `{job}` failed and has no retry left ({reason}). \
+                 The run is a dead letter: requeue it with POST /api/v1/runs/{{id}}/requeue."
+            ),
+            Event::RunRefused { run_id } => format!(
+                "A late result for run {run_id} was refused: the attempt was no longer current."
+            ),
+            Event::RunZombie { job, run_id, attempt, reason } => format!(
+                "Run {run_id} (attempt {attempt}) of job `{job}` was running but its worker \
+                 could not finish it ({reason}). The retry policy applies."
+            ),
+        }
+    }
+
+    /// The machine-readable fields (a webhook's `data`).
+    pub fn data(&self) -> Value {
+        match self {
+            Event::ActorRestarted {
+                actor,
+                reason,
+                delay,
+            } => {
+                json!({"actor": actor, "reason": reason, "restart_delay_ms": delay.as_millis() as u64})
+            }
+            Event::SupervisorMeltdown {
+                actor,
+                reason,
+                max_restarts,
+                window,
+            } => json!({
+                "actor": actor, "reason": reason, "max_restarts": max_restarts,
+                "window_s": window.as_secs()
+            }),
+            Event::JobExecuted {
+                job,
+                run_id,
+                attempt,
+            } => {
+                json!({"job": job, "run_id": run_id, "attempt": attempt})
+            }
+            Event::JobError {
+                job,
+                run_id,
+                attempt,
+                kind,
+                message,
+            } => json!({
+                "job": job, "run_id": run_id, "attempt": attempt, "error_kind": kind,
+                "error": message
+            }),
+            Event::JobMissed { job, covers } => json!({"job": job, "covers": covers}),
+            Event::JobRetryScheduled {
+                job,
+                run_id,
+                next_attempt,
+                delay_ms,
+            } => json!({
+                "job": job, "run_id": run_id, "next_attempt": next_attempt, "delay_ms": delay_ms
+            }),
+            Event::JobFailed { job, reason } => json!({"job": job, "reason": reason}),
+            Event::RunRefused { run_id } => json!({"run_id": run_id}),
+            Event::RunZombie {
+                job,
+                run_id,
+                attempt,
+                reason,
+            } => {
+                json!({"job": job, "run_id": run_id, "attempt": attempt, "reason": reason})
+            }
         }
     }
 }
@@ -147,7 +314,9 @@ pub fn emit(event: Event<'_>) {
             job,
             run_id,
             reason,
+            ..
         } => {
+            metrics::counter!(names::ZOMBIES, "reason" => reason.to_string()).increment(1);
             tracing::warn!(event = name, job, %run_id, reason, "zombie run rescued");
         }
         Event::RunRefused { run_id } => {

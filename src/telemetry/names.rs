@@ -26,6 +26,10 @@ pub const RUNS_PRUNED: &str = "overseer_runs_pruned_total";
 pub const LEADER: &str = "overseer_leader";
 pub const ZOMBIES: &str = "overseer_zombies_detected_total";
 pub const ZOMBIE_SWEEP_DURATION: &str = "overseer_zombie_sweep_duration_seconds";
+pub const NOTIFICATIONS: &str = "overseer_notifications_total";
+pub const NOTIFY_DURATION: &str = "overseer_notification_delivery_duration_seconds";
+pub const NOTIFICATIONS_PENDING: &str = "overseer_notifications_pending";
+pub const NOTIFICATIONS_PRUNED: &str = "overseer_notifications_pruned_total";
 
 /// Histogram buckets in seconds, from 1 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -115,5 +119,22 @@ pub fn describe_all() {
         ZOMBIE_SWEEP_DURATION,
         Unit::Seconds,
         "Duration of one zombie sweep."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        "Notification delivery attempts by channel and outcome (sent, retry, failed)."
+    );
+    describe_histogram!(
+        NOTIFY_DURATION,
+        Unit::Seconds,
+        "Duration of one notification delivery attempt, by channel."
+    );
+    describe_gauge!(
+        NOTIFICATIONS_PENDING,
+        "Notifications in the outbox waiting for delivery (all nodes)."
+    );
+    describe_counter!(
+        NOTIFICATIONS_PRUNED,
+        "Sent and failed notifications deleted by retention."
     );
 }

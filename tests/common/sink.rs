@@ -1,5 +1,6 @@
-//! An HTTP receiver on 127.0.0.1 that the `http` job kind calls: it counts requests per
-//! `Idempotency-Key` (one key per job fire), and can answer with a chosen status or hang.
+//! An HTTP receiver on 127.0.0.1 that the `http` job kind and webhook channels call: it counts
+//! requests per `Idempotency-Key` (one key per job fire or notification), keeps every request's
+//! headers and body, and can answer with a chosen status, fail the first N calls, or hang.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,9 +9,18 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// One request as received (header names lower-cased).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
 #[derive(Default)]
 struct State {
     by_key: Mutex<HashMap<String, usize>>,
+    requests: Mutex<Vec<Received>>,
+    fail_first: AtomicUsize,
     total: AtomicUsize,
     status: AtomicU16,
     hang: AtomicBool,
@@ -45,6 +55,16 @@ impl Sink {
     /// Answers every later request with `status`.
     pub fn respond_with(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` requests with 503, then with the chosen status.
+    pub fn fail_first(&self, n: usize) {
+        self.state.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// Every request answered so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
     }
 
     /// Never answers later requests (until `unhang`).
@@ -85,6 +105,7 @@ fn serve(conn: TcpStream, s: &State) {
         }
         let mut key = None;
         let mut length = 0usize;
+        let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -95,6 +116,7 @@ fn serve(conn: TcpStream, s: &State) {
                 break;
             }
             if let Some((name, value)) = h.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
                 match name.trim().to_ascii_lowercase().as_str() {
                     "idempotency-key" => key = Some(value.trim().to_string()),
                     "content-length" => length = value.trim().parse().unwrap_or(0),
@@ -113,7 +135,16 @@ fn serve(conn: TcpStream, s: &State) {
         if let Some(k) = key {
             *s.by_key.lock().unwrap().entry(k).or_default() += 1;
         }
-        let status = s.status.load(Ordering::SeqCst);
+        s.requests.lock().unwrap().push(Received { headers, body });
+        let failing = s
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let status = if failing {
+            503
+        } else {
+            s.status.load(Ordering::SeqCst)
+        };
         let reply = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
         );

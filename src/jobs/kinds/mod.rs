@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod noop;
+pub mod notify;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -24,6 +25,9 @@ pub struct RunContext {
     pub attempt: i32,
     pub metadata: Value,
     pub http: reqwest::Client,
+    /// For kinds that write to the database (`notify` writes outbox rows).
+    pub db: crate::db::Db,
+    pub routing: std::sync::Arc<crate::notify::Routing>,
 }
 
 /// Why a run failed. `kind` is a stable snake_case word stored in `runs.error_kind`.
@@ -61,7 +65,11 @@ pub type Registry = BTreeMap<&'static str, Box<dyn JobKind>>;
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let kinds: Vec<Box<dyn JobKind>> = vec![Box::new(noop::Noop), Box::new(http::Http)];
+        let kinds: Vec<Box<dyn JobKind>> = vec![
+            Box::new(noop::Noop),
+            Box::new(http::Http),
+            Box::new(notify::Notify),
+        ];
         kinds.into_iter().map(|k| (k.name(), k)).collect()
     })
 }

@@ -1,0 +1,254 @@
+//! The `notifier` actor: delivers the `notifications` outbox.
+//!
+//! Every `notify.poll_interval` (at once again while rounds come back full) it claims up to
+//! `notify.batch_size` due rows (`db::notifications::claim`, SKIP LOCKED, so several nodes
+//! share the work without overlap), delivers them with up to `notify.concurrency` in flight,
+//! and records every outcome in one statement: sent; retried after exponential backoff
+//! (`backoff_initial` doubling to `backoff_max`, ±10 % jitter); or failed (a permanent error,
+//! or `max_attempts` used up).
+//!
+//! Rehydration: none needed. Pending rows are the state; a row claimed by an incarnation that
+//! died is claimed again once its claim expires (`Routing::claim_timeout`).
+//! The `notifications` flag switches delivery off on this node (rows keep being written).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
+use rand::Rng;
+
+use super::Deps;
+use crate::config::NotifyConfig;
+use crate::db::notifications::{self, Outcome};
+use crate::notify::channel::{Deliverer, DeliveryError};
+use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::telemetry::names;
+
+pub const NAME: &str = "notifier";
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Notifier {
+    deps: Deps,
+    lifeline: Lifeline,
+    deliverer: Option<Rc<Deliverer>>,
+    busy: bool,
+    again: bool,
+}
+
+/// The delay before attempt `attempts + 1`, after `attempts` failed ones (without jitter).
+pub fn backoff(cfg: &NotifyConfig, attempts: i32) -> Duration {
+    let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    cfg.backoff_initial
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(cfg.backoff_max)
+}
+
+/// What to record after one delivery attempt.
+pub fn outcome(cfg: &NotifyConfig, attempts: i32, result: Result<(), DeliveryError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Sent,
+        Err(DeliveryError::Permanent(e)) => Outcome::Failed(e),
+        Err(DeliveryError::Transient(e)) if attempts >= cfg.max_attempts as i32 => {
+            Outcome::Failed(format!("{e} (gave up after {attempts} attempts)"))
+        }
+        Err(DeliveryError::Transient(e)) => {
+            let base = backoff(cfg, attempts).as_secs_f64();
+            let jittered = base * rand::thread_rng().gen_range(0.9..=1.1);
+            let delay = chrono::Duration::milliseconds((jittered * 1000.0) as i64);
+            Outcome::Retry(Utc::now() + delay, e)
+        }
+    }
+}
+
+impl Notifier {
+    pub fn new(deps: &Deps, lifeline: Lifeline) -> Self {
+        Self {
+            deps: deps.clone(),
+            lifeline,
+            deliverer: None,
+            busy: false,
+            again: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.again = true;
+            return;
+        }
+        let Some(deliverer) = self.deliverer.clone() else {
+            return;
+        };
+        self.busy = true;
+        self.again = false;
+        let db = self.deps.db.clone();
+        let cfg = self.deps.config.notify.clone();
+        let claim_ms = self.deps.routing.claim_timeout().as_millis() as i64;
+        let fut = async move {
+            let batch = cfg.batch_size as i64;
+            let claimed = db
+                .run(move |c| notifications::claim(c, batch, claim_ms))
+                .await?;
+            let n = claimed.len();
+            if n == 0 {
+                return Ok(0);
+            }
+            let results: Vec<_> = stream::iter(claimed)
+                .map(|msg| {
+                    let d = deliverer.clone();
+                    async move {
+                        let started = Instant::now();
+                        let result = d.deliver(&msg).await;
+                        metrics::histogram!(names::NOTIFY_DURATION, "channel" => msg.channel.clone())
+                            .record(started.elapsed().as_secs_f64());
+                        (msg, result)
+                    }
+                })
+                .buffer_unordered(cfg.concurrency as usize)
+                .collect()
+                .await;
+            let mut outcomes = Vec::with_capacity(results.len());
+            for (msg, result) in results {
+                let o = outcome(&cfg, msg.attempts, result);
+                let label = match &o {
+                    Outcome::Sent => "sent",
+                    Outcome::Retry(at, e) => {
+                        tracing::warn!(actor = NAME, notification_id = %msg.id, channel = %msg.channel,
+                            attempt = msg.attempts, retry_at = %at, error = %e, "delivery failed; will retry");
+                        "retry"
+                    }
+                    Outcome::Failed(e) => {
+                        tracing::error!(actor = NAME, notification_id = %msg.id, channel = %msg.channel,
+                            attempt = msg.attempts, error = %e, "delivery failed for good");
+                        "failed"
+                    }
+                };
+                metrics::counter!(names::NOTIFICATIONS, "channel" => msg.channel.clone(), "outcome" => label)
+                    .increment(1);
+                outcomes.push((msg.id, o));
+            }
+            db.run(move |c| notifications::record(c, &outcomes, Utc::now()))
+                .await?;
+            Ok::<_, crate::db::DbError>(n)
+        };
+        let full = self.deps.config.notify.batch_size as usize;
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            match res {
+                Ok(n) if n >= full => act.again = true,
+                Ok(_) => {}
+                // The database is down: the next poll tries again (rows are not lost).
+                Err(e) => tracing::warn!(actor = NAME, error = %e, "notification round failed"),
+            }
+            if act.again {
+                act.tick(ctx);
+            }
+        }));
+    }
+
+    fn backlog(&mut self, ctx: &mut Context<Self>) {
+        let db = self.deps.db.clone();
+        ctx.spawn(
+            async move { db.run(notifications::pending_count).await }
+                .into_actor(self)
+                .map(|res, _, _| {
+                    if let Ok(n) = res {
+                        metrics::gauge!(names::NOTIFICATIONS_PENDING).set(n as f64);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for Notifier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if !self.deps.config.flags.notifications {
+            tracing::warn!(
+                actor = NAME,
+                "flag notifications is off: nothing is delivered from this node (the outbox keeps filling)"
+            );
+        } else {
+            match Deliverer::new(self.deps.routing.clone()) {
+                Ok(d) => self.deliverer = Some(Rc::new(d)),
+                Err(e) => {
+                    self.lifeline.fail(e.to_string());
+                    ctx.stop();
+                    return;
+                }
+            }
+        }
+        self.lifeline.ready();
+        self.backlog(ctx);
+        ctx.run_interval(BACKLOG_EVERY, |act, ctx| act.backlog(ctx));
+        if self.deliverer.is_some() {
+            self.tick(ctx);
+            ctx.run_interval(self.deps.config.notify.poll_interval, |act, ctx| {
+                act.tick(ctx)
+            });
+        }
+    }
+}
+
+/// Look now (sent by whoever just wrote to the outbox on this node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for Notifier {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.tick(ctx);
+    }
+}
+
+impl Handler<Crash> for Notifier {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
+        panic!("fault injection: Notifier crashed on request");
+    }
+}
+
+impl Handler<StopChild> for Notifier {
+    type Result = ();
+    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+        // Deliveries in flight are abandoned; their claims expire and another round (here
+        // after a restart, or on another node) sends them again with the same id.
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cfg = NotifyConfig::for_tests();
+        assert_eq!(backoff(&cfg, 1), Duration::from_secs(1));
+        assert_eq!(backoff(&cfg, 2), Duration::from_secs(2));
+        assert_eq!(backoff(&cfg, 4), Duration::from_secs(8));
+        assert_eq!(backoff(&cfg, 40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn outcomes() {
+        let cfg = NotifyConfig::for_tests();
+        assert!(matches!(outcome(&cfg, 1, Ok(())), Outcome::Sent));
+        assert!(matches!(
+            outcome(&cfg, 1, Err(DeliveryError::Permanent("HTTP 400".into()))),
+            Outcome::Failed(_)
+        ));
+        assert!(matches!(
+            outcome(&cfg, 1, Err(DeliveryError::Transient("HTTP 503".into()))),
+            Outcome::Retry(..)
+        ));
+        assert!(matches!(
+            outcome(&cfg, 8, Err(DeliveryError::Transient("HTTP 503".into()))),
+            Outcome::Failed(_)
+        ));
+    }
+}

@@ -1,0 +1,426 @@
+//! The notifier with real parts: a webhook receiver on loopback (fails the first calls,
+//! answers 400, or hangs), a real SMTP server (Python's aiosmtpd, from Debian), and real
+//! overseer processes, one of them killed with SIGKILL mid-delivery.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use common::sink::Sink;
+use common::*;
+use diesel::RunQueryDsl;
+use hmac::{Hmac, Mac};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+const SECRET: &str = "test-hmac-key";
+
+fn hook_config(sink: &Sink, extra: &str) -> String {
+    format!(
+        "[notify]\npoll_interval = \"100ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"400ms\"\n\
+         max_attempts = 4\n{extra}\n\
+         [[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\
+         timeout = \"1s\"\nheaders = {{ \"X-Team\" = \"ops\" }}\n",
+        sink.url
+    )
+}
+
+fn start(db: &TestDb, config: &str) -> Overseer {
+    let (spawn, tmp) = Spawn::with_db(db);
+    let o = spawn.toml(config).start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    o
+}
+
+fn create(o: &Overseer, body: Value) -> Value {
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.json()
+}
+
+fn reminder(o: &Overseer, name: &str, channels: &[&str]) -> Value {
+    create(
+        o,
+        json!({
+            "name": name, "kind": "notify",
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "metadata": {"company": "Acme", "contact": "Dana"},
+            "payload": {
+                "channels": channels,
+                "subject": "Follow up with {{ job.metadata.company }}",
+                "body": "Write to {{ job.metadata.contact }} ({{ job.name }}, {{ job.metadata.role | default(\"any role\") }})",
+            },
+        }),
+    )
+}
+
+fn notifications(o: &Overseer, query: &str) -> Vec<Value> {
+    o.get(&format!("/api/v1/notifications{query}"), o.admin())
+        .json()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn verify(body: &[u8], header: &str) -> bool {
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    expected == header
+}
+
+#[test]
+fn a_reminder_is_rendered_signed_and_retried_until_delivered() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    sink.fail_first(2);
+    let o = start(&db, &hook_config(&sink, ""));
+    reminder(&o, "follow-up-acme", &["hook"]);
+
+    let sent = wait_for("the reminder sent on the third attempt", T, || {
+        let items = notifications(&o, "?event=reminder&state=sent");
+        items.into_iter().next()
+    });
+    assert_eq!(sent["channel"], "hook");
+    assert_eq!(sent["attempts"], 3, "{sent}");
+    assert_eq!(sent["subject"], "Follow up with Acme");
+    assert_eq!(sent["body"], "Write to Dana (follow-up-acme, any role)");
+    assert_eq!(
+        sent["last_error"], "HTTP 503",
+        "the retried failure is kept"
+    );
+
+    let reqs = sink.requests();
+    assert_eq!(reqs.len(), 3, "two failures, then the delivery");
+    let id = sent["id"].as_str().unwrap();
+    for r in &reqs {
+        assert_eq!(
+            r.headers["idempotency-key"], id,
+            "one stable key across retries"
+        );
+        assert_eq!(r.headers["x-team"], "ops");
+        assert_eq!(r.headers["x-overseer-event"], "reminder");
+        assert!(
+            verify(&r.body, &r.headers["x-overseer-signature"]),
+            "HMAC verifies"
+        );
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["subject"], "Follow up with Acme");
+        assert!(
+            body["text"]
+                .as_str()
+                .unwrap()
+                .contains("Follow up with Acme"),
+            "Slack text"
+        );
+    }
+    // The run that queued it succeeded once; a retry or rescue could not queue it twice.
+    let runs = o.get("/api/v1/runs?job=follow-up-acme", o.admin()).json();
+    assert_eq!(runs["items"][0]["state"], "succeeded");
+    assert_eq!(runs["items"][0]["output"]["queued"], 1);
+    let m = o.get("/metrics", None).text;
+    assert!(
+        m.contains("overseer_notifications_total{channel=\"hook\",outcome=\"retry\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("overseer_notifications_total{channel=\"hook\",outcome=\"sent\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_4xx_is_permanent_and_408_429_are_not() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    sink.respond_with(400);
+    let o = start(&db, &hook_config(&sink, ""));
+    reminder(&o, "bad-request", &["hook"]);
+    let failed = wait_for("failed after one attempt", T, || {
+        notifications(&o, "?state=failed").into_iter().next()
+    });
+    assert_eq!(failed["attempts"], 1);
+    assert_eq!(failed["last_error"], "HTTP 400");
+    assert_eq!(sink.total(), 1, "no retry after a permanent failure");
+
+    sink.respond_with(429);
+    reminder(&o, "rate-limited", &["hook"]);
+    let failed = wait_for("429 retried until max_attempts", T, || {
+        notifications(&o, "?state=failed&event=reminder")
+            .into_iter()
+            .find(|n| n["attempts"] == 4)
+    });
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("HTTP 429"),
+        "{failed}"
+    );
+    assert_eq!(sink.total(), 1 + 4);
+}
+
+#[test]
+fn a_failed_job_notifies_through_the_routing_rules() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let routes = "[[notify.routes]]\nevents = [\"job.*\"]\nmin_severity = \"error\"\nchannels = [\"hook\"]\n";
+    let o = start(&db, &hook_config(&sink, routes));
+    // An http job against a port nobody listens on, no retries: one job.error (warning, not
+    // routed: below min_severity) and one job.failed (error, routed to the hook).
+    create(
+        &o,
+        json!({
+            "name": "site-down", "kind": "http",
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "payload": {"url": "http://127.0.0.1:9/health", "timeout": "1s"},
+            "policy": {"max_retries": 0},
+        }),
+    );
+    let sent = wait_for("job.failed delivered", T, || {
+        notifications(&o, "?state=sent&channel=hook")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(sent["event"], "job.failed");
+    assert_eq!(sent["severity"], "error");
+    assert!(sent["subject"].as_str().unwrap().contains("site-down"));
+    let all = notifications(&o, "");
+    assert_eq!(all.len(), 1, "job.error is below min_severity: {all:?}");
+    let body: Value = serde_json::from_slice(&sink.requests()[0].body).unwrap();
+    assert_eq!(body["data"]["job"], "site-down");
+}
+
+/// A real SMTP server: aiosmtpd from Debian's python3-aiosmtpd (the test command installs it).
+struct Smtp {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = r#"
+import sys
+from email import message_from_bytes
+from aiosmtpd.controller import Controller
+class H:
+    async def handle_DATA(self, server, session, envelope):
+        m = message_from_bytes(envelope.content)
+        print("MAIL|%s|%s|%s" % (m["Subject"], m["Message-ID"], ",".join(envelope.rcpt_tos)), flush=True)
+        return "250 OK"
+c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("READY", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", script, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (Debian's, with python3-aiosmtpd)");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let s = Self { child, port, lines };
+        wait_for("aiosmtpd ready", T, || {
+            s.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l == "READY")
+                .then_some(())
+        });
+        s
+    }
+
+    fn mails(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("MAIL|"))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_email_arrives_with_its_subject_and_a_stable_message_id() {
+    let db = TestDb::new();
+    let smtp = Smtp::start();
+    let config = format!(
+        "[notify]\npoll_interval = \"100ms\"\n\
+         [[notify.channels]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\nfrom = \"overseer <overseer@example.org>\"\nto = [\"me@example.org\"]\ntimeout = \"5s\"\n",
+        smtp.port
+    );
+    let o = start(&db, &config);
+    reminder(&o, "interview-prep", &["mail"]);
+    let mail = wait_for("the email received", T, || smtp.mails().into_iter().next());
+    let sent = wait_for("recorded as sent", T, || {
+        notifications(&o, "?state=sent&channel=mail")
+            .into_iter()
+            .next()
+    });
+    let id = sent["id"].as_str().unwrap();
+    assert_eq!(
+        mail,
+        format!("MAIL|Follow up with Acme|<{id}@overseer>|me@example.org")
+    );
+
+    // The test endpoint reaches the same server; an unknown channel is the caller's mistake.
+    let a = o.post(
+        "/api/v1/notifications/test",
+        o.admin(),
+        Some(r#"{"channel": "mail", "subject": "ping"}"#),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    wait_for("the test email", T, || {
+        smtp.mails()
+            .iter()
+            .any(|m| m.starts_with("MAIL|ping|"))
+            .then_some(())
+    });
+    let a = o.post(
+        "/api/v1/notifications/test",
+        o.admin(),
+        Some(r#"{"channel": "nope"}"#),
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(a.json()["error"]["fields"][0]["path"], "channel");
+    let a = o.post(
+        "/api/v1/notifications/test",
+        Some(&o.tokens.operator),
+        Some(r#"{"channel": "mail"}"#),
+    );
+    assert_eq!(a.status, 403, "admin only");
+}
+
+#[test]
+fn kill_9_during_delivery_loses_nothing_and_repeats_only_with_the_same_key() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    sink.hang(true);
+    let config = hook_config(&sink, "");
+    let mut a = start(&db, &config);
+    for i in 0..5 {
+        reminder(&a, &format!("r{i}"), &["hook"]);
+    }
+    wait_for("5 deliveries in flight (held by the receiver)", T, || {
+        let n: i64 = diesel::sql_query(
+            "SELECT count(*) AS n FROM notifications WHERE attempts = 1 AND state = 'pending' \
+             AND next_attempt_at > now()",
+        )
+        .get_result::<Count>(&mut db.conn())
+        .map(|c| c.n)
+        .unwrap_or(0);
+        (n == 5).then_some(())
+    });
+    a.signal(Signal::SIGKILL);
+    a.wait_exit(T);
+    sink.hang(false);
+    // A new process on the same database: the claims expire (channel timeout 1 s + 5 s) and
+    // every notification is delivered.
+    let b = start(&db, &config);
+    let sent = wait_for("all 5 sent after the restart", T, || {
+        let items = notifications(&b, "?state=sent");
+        (items.len() == 5).then_some(items)
+    });
+    let counts = sink.counts();
+    for n in &sent {
+        let id = n["id"].as_str().unwrap();
+        let seen = counts.get(id).copied().unwrap_or(0);
+        assert!(seen >= 1, "{id} delivered");
+        assert!(
+            n["attempts"].as_i64().unwrap() >= 2,
+            "claimed again after the crash: {n}"
+        );
+    }
+    assert!(
+        counts
+            .keys()
+            .all(|k| sent.iter().any(|n| n["id"] == k.as_str())),
+        "every request carried the key of one of the 5 notifications: {counts:?}"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[test]
+fn bad_notify_jobs_and_channels_are_refused_with_the_field() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let o = start(&db, &hook_config(&sink, ""));
+    let bad = |payload: Value, path: &str| {
+        let body =
+            json!({"name": "x", "kind": "notify", "schedule": {"every": "1h"}, "payload": payload});
+        let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+        assert_eq!(a.status, 422, "{}", a.text);
+        let fields = a.json()["error"]["fields"].clone();
+        assert!(
+            fields.as_array().unwrap().iter().any(|f| f["path"] == path),
+            "{path} in {fields}"
+        );
+    };
+    bad(json!({"channels": ["hook"]}), "payload.subject");
+    bad(json!({"channels": [], "subject": "x"}), "payload.channels");
+    bad(
+        json!({"channels": ["nope"], "subject": "x"}),
+        "payload.channels.0",
+    );
+    bad(
+        json!({"channels": ["hook"], "subject": "{{ env.SECRET }}"}),
+        "payload.subject",
+    );
+    bad(
+        json!({"channels": ["hook"], "subject": "x", "body": "{{ job.name"}),
+        "payload.body",
+    );
+    bad(
+        json!({"channels": ["hook"], "subject": "x", "severity": "loud"}),
+        "payload.severity",
+    );
+    let a = o.get("/api/v1/notifications?state=lost", o.admin());
+    assert_eq!(a.status, 422);
+    assert_eq!(a.json()["error"]["fields"][0]["path"], "state");
+
+    // Configuration mistakes name the key.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "[[notify.routes]]\nevents = [\"*\"]\nchannels = [\"missing\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(
+        &["config", "check"],
+        &[("OVERSEER_CONFIG", file.path().to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("notify.routes.0.channels.0"), "{err}");
+}
