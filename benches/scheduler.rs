@@ -4,10 +4,11 @@
 //! - burn-down: N `noop` jobs due now (default 100,000) → jobs/s until every run is recorded;
 //! - lateness: 1,000 fires/s spread evenly for a while → p50/p99 of started_at − fire_at;
 //! - restart: with 1,000,000 stored jobs, time from `serve` to the first dispatch, and RSS;
-//! - rescue: 1,000 runs in flight on a node killed with SIGKILL → all pending again.
+//! - rescue: 1,000 runs in flight on a node killed with SIGKILL → all pending again;
+//! - outbox: 20,000 pending notifications → delivered to a loopback webhook, notifications/s.
 //!
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
-//! RESCUE_N; BENCH=burn|lateness|restart|rescue to run one).
+//! RESCUE_N, OUTBOX_N; BENCH=burn|lateness|restart|rescue|outbox to run one).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -293,6 +294,55 @@ fn rescue(pg: &ManagedCluster, tmp: &std::path::Path) {
     drop(b);
 }
 
+fn outbox(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let n = env_num("OUTBOX_N", 20_000);
+    let url = fresh_db(pg, "bench_outbox");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    let sink = common::sink::Sink::start();
+    let o = spawn(
+        &url,
+        &tmp.join("outbox"),
+        &format!(
+            "[notify]\npoll_interval = \"100ms\"\n\
+             [[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nsecret = \"k\"\n\
+             [[notify.routes]]\nevents = [\"none\"]\nchannels = [\"hook\"]\n",
+            sink.url
+        ),
+    );
+    o.wait_ready(Duration::from_secs(60));
+    let started = Instant::now();
+    diesel::sql_query(format!(
+        "INSERT INTO notifications (event, severity, subject, body, channel, dedupe_key) \
+         SELECT 'job.failed', 'error', 'job j-' || g || ' failed: dead letter', \
+                'Job `j-' || g || '` failed and has no retry left.', 'hook', 'bench:' || g \
+         FROM generate_series(1, {n}) g"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    loop {
+        if count(
+            &mut c,
+            "SELECT count(*) AS n FROM notifications WHERE state = 'sent'",
+        ) >= n as i64
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "outbox did not drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let distinct = sink.counts().len();
+    println!(
+        "outbox: {n} notifications → loopback webhook (HMAC-signed) in {secs:.2} s = {:.0} notifications/s; {} requests, {distinct} distinct keys",
+        n as f64 / secs,
+        sink.total()
+    );
+    drop(o);
+}
+
 fn main() {
     let which = std::env::var("BENCH").unwrap_or_default();
     let tmp = tempfile::tempdir().unwrap();
@@ -321,6 +371,9 @@ fn main() {
     }
     if which.is_empty() || which == "rescue" {
         rescue(&pg, tmp.path());
+    }
+    if which.is_empty() || which == "outbox" {
+        outbox(&pg, tmp.path());
     }
     if let Ok(dir) = std::env::var("KEEP_PG_LOG") {
         let _ = std::fs::copy(tmp.path().join("pg/postgres.log"), dir);
