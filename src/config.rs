@@ -1215,6 +1215,42 @@ mod tests {
     }
 
     #[test]
+    fn notify_channels_are_validated_and_their_secrets_never_shown() {
+        let ok = "[[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\n\
+                  url = \"https://hooks.example.org/services/T0/SECRETPATH\"\nsecret = \"hmac-key-x\"\n\
+                  [[notify.channels]]\nname = \"mail\"\ntype = \"email\"\nhost = \"smtp.example.org\"\n\
+                  username = \"u\"\npassword = \"smtp-pass-y\"\nfrom = \"o <o@example.org>\"\nto = [\"me@example.org\"]\n";
+        let c = load_with(Some(ok), &[]).unwrap();
+        let shown = c.effective_toml();
+        for secret in ["SECRETPATH", "hmac-key-x", "smtp-pass-y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://hooks.example.org/…"), "{shown}");
+        assert!(!format!("{c:?}").contains("smtp-pass-y"));
+
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"h\"\ntype = \"webhook\"\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.url");
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"m\"\ntype = \"email\"\nhost = \"x\"\nfrom = \"o@example.org\"\nto = [\"not an address\"]\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.to.0");
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"x\"\ntype = \"pager\"\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.type");
+        let (key, _, _) = key_error(
+            Some("[[notify.routes]]\nevents = [\"*\"]\nmin_severity = \"loud\"\nchannels = [\"log\"]\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.routes.0.min_severity");
+    }
+
+    #[test]
     fn effective_view_redacts_secrets() {
         let c = load_with(
             Some("[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"aaaaaaaabbbbbbbbccccccccddddddddeeeeeeeeffffffff0000000011111111\"\n"),

@@ -424,3 +424,63 @@ fn bad_notify_jobs_and_channels_are_refused_with_the_field() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("notify.routes.0.channels.0"), "{err}");
 }
+
+#[test]
+fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let config = hook_config(&sink, "");
+    let off = start(&db, &format!("[flags]\nnotifications = false\n{config}"));
+    off.logs.wait_json("the flag is logged at start", T, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("flag notifications is off"))
+    });
+    reminder(&off, "while-off", &["hook"]);
+    wait_for("the reminder run succeeded", T, || {
+        let runs = off.get("/api/v1/runs?job=while-off", off.admin()).json();
+        (runs["items"][0]["state"] == "succeeded").then_some(())
+    });
+    // The run's outbox row was committed with it; with the flag off nobody claims it.
+    let pending = notifications(&off, "?state=pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["attempts"], 0);
+    assert_eq!(sink.total(), 0);
+    drop(off);
+
+    let on = start(&db, &config);
+    let sent = wait_for("sent once the flag is on", T, || {
+        notifications(&on, "?state=sent").into_iter().next()
+    });
+    assert_eq!(sent["subject"], "Follow up with Acme");
+    assert_eq!(sink.total(), 1);
+}
+
+#[test]
+fn an_actor_restart_is_notified() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let o = start(
+        &db,
+        &format!(
+            "[debug]\nfault_injection = true\n{}",
+            hook_config(&sink, "")
+        ),
+    );
+    let a = o.post("/api/v1/actors/scheduler/crash", o.admin(), None);
+    assert_eq!(a.status, 202, "{}", a.text);
+    let sent = wait_for(
+        "actor.restarted delivered to the hook and the log",
+        T,
+        || {
+            let items = notifications(&o, "?event=actor.restarted&state=sent");
+            (items.len() == 2).then_some(items)
+        },
+    );
+    assert!(sent
+        .iter()
+        .all(|n| n["subject"] == "actor scheduler crashed and restarted"));
+    let body: Value = serde_json::from_slice(&sink.requests()[0].body).unwrap();
+    assert_eq!(body["event"], "actor.restarted");
+    assert_eq!(body["data"]["actor"], "scheduler");
+}

@@ -1,4 +1,5 @@
-//! Every hot query of the scheduler and the API, EXPLAINed on 100,000 jobs and 100,000 runs:
+//! Every hot query of the scheduler, the notifier and the API, EXPLAINed on 100,000 jobs,
+//! 100,000 runs and 100,000 notifications:
 //! none may scan `jobs` or `runs` sequentially. The SQL mirrors db/jobs.rs and db/runs.rs;
 //! when a query there changes, change it here.
 
@@ -47,6 +48,20 @@ fn hot_queries_use_indexes_at_100k_rows() {
     )
     .execute(&mut c)
     .unwrap();
+    // 100,000 notifications, 1 % pending.
+    diesel::sql_query(
+        "INSERT INTO notifications (event, severity, subject, body, channel, dedupe_key, state, \
+                                    next_attempt_at, created_at) \
+         SELECT 'job.failed', 'error', 's', 'b', CASE WHEN g % 2 = 0 THEN 'log' ELSE 'hook' END, \
+                'k' || g, CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'sent' END, \
+                now() - (g % 1000) * interval '1 minute', now() - (g % 1000) * interval '1 hour' \
+         FROM generate_series(1, 100000) g",
+    )
+    .execute(&mut c)
+    .unwrap();
+    diesel::sql_query("ANALYZE notifications")
+        .execute(&mut c)
+        .unwrap();
     diesel::sql_query("ANALYZE jobs").execute(&mut c).unwrap();
     diesel::sql_query("ANALYZE runs").execute(&mut c).unwrap();
     let job_id = diesel::sql_query("SELECT id::text AS id FROM jobs WHERE name = 'job-050000'")
@@ -89,6 +104,15 @@ fn hot_queries_use_indexes_at_100k_rows() {
         ("prune", "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE \
             (state IN ('succeeded', 'missed', 'cancelled') AND finished_at < now() - interval '30 days') \
             OR (state IN ('failed', 'timed_out', 'zombie') AND finished_at < now() - interval '90 days') LIMIT 5000)".into()),
+        ("notifier: claim", "UPDATE notifications n SET attempts = n.attempts + 1, next_attempt_at = now() + interval '15 seconds' \
+            WHERE n.id = ANY(ARRAY(SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= now() \
+                  ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)) RETURNING n.id".into()),
+        ("notifier: record", format!("UPDATE notifications n SET state = v.state FROM unnest(ARRAY['{run_id}'::uuid], ARRAY['sent']) AS v(id, state) \
+            WHERE n.id = v.id AND n.state = 'pending'")),
+        ("notifier: backlog", "SELECT count(*) FROM notifications WHERE state = 'pending'".into()),
+        ("api: notifications newest first", "SELECT * FROM notifications ORDER BY created_at DESC, id DESC LIMIT 101".into()),
+        ("prune: notifications", "DELETE FROM notifications WHERE id = ANY(ARRAY(SELECT id FROM notifications \
+            WHERE created_at < now() - interval '30 days' AND state <> 'pending' ORDER BY created_at LIMIT 5000))".into()),
     ];
     let mut failures = Vec::new();
     for (name, sql) in &queries {
@@ -101,7 +125,10 @@ fn hot_queries_use_indexes_at_100k_rows() {
             .collect::<Vec<_>>()
             .join("\n");
         println!("-- {name}\n{text}\n");
-        if text.contains("Seq Scan on jobs") || text.contains("Seq Scan on runs") {
+        if text.contains("Seq Scan on jobs")
+            || text.contains("Seq Scan on runs")
+            || text.contains("Seq Scan on notifications")
+        {
             failures.push(format!("{name}:\n{text}"));
         }
     }

@@ -74,10 +74,10 @@ pub fn claim(conn: &mut PgConnection, limit: i64, claim_ms: i64) -> Result<Vec<O
         "UPDATE notifications n \
          SET attempts = n.attempts + 1, \
              next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
-         FROM (SELECT id FROM notifications \
+         WHERE n.id = ANY(ARRAY( \
+               SELECT id FROM notifications \
                WHERE state = 'pending' AND next_attempt_at <= now() \
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due \
-         WHERE n.id = due.id \
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)) \
          RETURNING n.id, n.event, n.severity, n.subject, n.body, n.data, n.channel, n.attempts, \
                    n.created_at",
     )
@@ -223,9 +223,9 @@ pub fn prune_batch(
     batch: i64,
 ) -> Result<usize, DbError> {
     Ok(diesel::sql_query(
-        "DELETE FROM notifications WHERE id IN ( \
+        "DELETE FROM notifications WHERE id = ANY(ARRAY( \
            SELECT id FROM notifications WHERE created_at < $1 AND state <> 'pending' \
-           ORDER BY created_at LIMIT $2)",
+           ORDER BY created_at LIMIT $2))",
     )
     .bind::<Timestamptz, _>(cutoff)
     .bind::<Int8, _>(batch)
