@@ -203,6 +203,23 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
     Ok(())
 }
 
+/// Upserts `[[quotas]]` (`source = config`; the API cannot change them). A quota that left
+/// the configuration is kept, with its usage, and handed to the API (`source = api`).
+fn upsert_declarative_quotas(db: &Db, defs: &[crate::quota::QuotaDef]) -> Result<(), AppError> {
+    use crate::db::quotas as db_quotas;
+    let mut conn = db.get_blocking()?;
+    let now = chrono::Utc::now();
+    for def in defs {
+        db_quotas::upsert(&mut conn, def, "config", now)?;
+        tracing::info!(quota = %def.name, "declarative quota upserted");
+    }
+    let keep: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    for name in db_quotas::release_config_quotas_except(&mut conn, &keep, now)? {
+        tracing::warn!(quota = %name, "declarative quota no longer in the configuration: kept, now managed through the API");
+    }
+    Ok(())
+}
+
 fn run_with_database(
     config: Config,
     declarative: &[crate::jobs::JobDef],
@@ -222,6 +239,7 @@ fn run_with_database(
         }
     }
 
+    upsert_declarative_quotas(&db, &config.declarative_quotas())?;
     upsert_declarative_jobs(&db, declarative)?;
 
     let mut tokens = TokenSet::from_config(&config.auth.tokens);

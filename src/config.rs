@@ -44,6 +44,9 @@ pub struct Config {
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
     #[serde(default)]
     pub jobs: Vec<serde_json::Value>,
+    /// Declarative quotas (`[[quotas]]`), upserted by name at start-up.
+    #[serde(default)]
+    pub quotas: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -773,6 +776,7 @@ impl Loaded {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }
         self.validate_notify()?;
+        self.validate_quotas()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, token) in c.auth.tokens.iter().enumerate() {
             let key = format!("auth.tokens.{i}");
@@ -794,6 +798,31 @@ impl Loaded {
 }
 
 impl Loaded {
+    fn validate_quotas(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, q) in self.config.quotas.iter().enumerate() {
+            let key = format!("quotas.{i}");
+            let name = q
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let def = crate::quota::QuotaDef::parse(name, q).map_err(|p| {
+                let errs = p.into_vec();
+                self.bad(
+                    &format!("{key}.{}", errs[0].path),
+                    errs.iter()
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            if !names.insert(def.name) {
+                return Err(self.bad(&format!("{key}.name"), "a name no other quota uses"));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_notify(&self) -> Result<(), ConfigError> {
         let n = &self.config.notify;
         if n.poll_interval < Duration::from_millis(10) || n.poll_interval > Duration::from_secs(60)
@@ -1002,6 +1031,17 @@ impl Loaded {
 }
 
 impl Config {
+    /// The `[[quotas]]` definitions (validated when the configuration was loaded).
+    pub fn declarative_quotas(&self) -> Vec<crate::quota::QuotaDef> {
+        self.quotas
+            .iter()
+            .filter_map(|q| {
+                let name = q.get("name").and_then(serde_json::Value::as_str)?;
+                crate::quota::QuotaDef::parse(name, q).ok()
+            })
+            .collect()
+    }
+
     /// The configured database URL, normalised. `None`: use the managed cluster.
     pub fn database_url(&self) -> Option<DatabaseUrl> {
         self.database

@@ -11,5 +11,6 @@ pub mod config;
 pub mod db;
 pub mod jobs;
 pub mod notify;
+pub mod quota;
 pub mod supervisor;
 pub mod telemetry;

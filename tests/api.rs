@@ -30,6 +30,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
     ("GET", "/api/v1/notifications", "viewer"),
     ("POST", "/api/v1/notifications/test", "admin"),
+    ("GET", "/api/v1/quotas", "viewer"),
+    ("GET", "/api/v1/quotas/{name}", "viewer"),
+    ("PUT", "/api/v1/quotas/{name}", "operator"),
+    ("DELETE", "/api/v1/quotas/{name}", "operator"),
+    ("POST", "/api/v1/quotas/{name}/consume", "operator"),
 ];
 
 const PUBLIC: &[(&str, &str)] = &[("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")];

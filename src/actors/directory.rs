@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use actix::Addr;
 
 use super::executor::Executor;
+use super::quota::QuotaCounter;
 use super::scheduler::Scheduler;
 
 #[derive(Clone, Default)]
@@ -18,6 +19,7 @@ pub struct Directory {
 struct Entries {
     scheduler: Option<Addr<Scheduler>>,
     executor: Option<Addr<Executor>>,
+    quota: Option<Addr<QuotaCounter>>,
 }
 
 impl Directory {
@@ -36,6 +38,19 @@ impl Directory {
             .executor
             .clone()
             .filter(Addr::connected)
+    }
+    pub fn quota_counter(&self) -> Option<Addr<QuotaCounter>> {
+        self.inner
+            .read()
+            .ok()?
+            .quota
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_quota_counter(&self, addr: Addr<QuotaCounter>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.quota = Some(addr);
+        }
     }
     pub fn set_scheduler(&self, addr: Addr<Scheduler>) {
         if let Ok(mut e) = self.inner.write() {

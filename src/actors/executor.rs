@@ -15,17 +15,20 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
 use super::scheduler::Wake;
 use super::Deps;
+use crate::db::quotas::Receipt;
 use crate::db::runs::{self, Claimed, Completion, CompletionEvent};
 use crate::jobs::kinds::{self, RunContext, RunError};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
+use crate::quota::JobQuota;
 use crate::supervisor::{panic_message, Crash, Lifeline, StopChild};
 use crate::telemetry::events;
 use crate::telemetry::names;
@@ -118,47 +121,54 @@ impl Executor {
             routing: self.deps.routing.clone(),
         };
         let started = Instant::now();
+        let quota: Vec<JobQuota> = serde_json::from_value(run.quota.clone()).unwrap_or_default();
+        let counter = self.deps.directory.quota_counter();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
-                return Err(RunError::new(
+                return Ran::Done(Err(RunError::new(
                     "unknown_kind",
                     format!("no job kind `{kind_name}` in this build"),
-                ));
+                )));
             };
-            let work = AssertUnwindSafe(kind.execute(rctx, run.payload)).catch_unwind();
-            let outcome = match policy.timeout {
-                Some(limit) => match tokio::time::timeout(limit, work).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(RunError::new(
-                            "timeout",
-                            format!(
-                                "exceeded the timeout of {}",
-                                crate::jobs::schedule::format_duration(limit)
-                            ),
-                        ))
-                    }
-                },
-                None => work.await,
+            let receipts = match take_quota(&quota, counter.as_ref()).await {
+                Ok(r) => r,
+                Err(gate) => return gate,
             };
-            match outcome {
-                Ok(result) => result,
-                Err(panic) => Err(RunError::new("panic", panic_message(&*panic))),
+            let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout).await;
+            if result.is_err() {
+                give_back(&quota, receipts, counter.as_ref()).await;
             }
+            Ran::Done(result)
         };
-        let handle = ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+        let handle = ctx.spawn(fut.into_actor(self).map(move |ran, act, ctx| {
             let kind = act
                 .in_flight
                 .remove(&run_id)
                 .map(|f| f.kind)
                 .unwrap_or_default();
             metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(act.in_flight.len() as f64);
+            let result = match ran {
+                Ran::Done(result) => result,
+                Ran::Deferred { until, reason } => {
+                    act.done.push(Completion {
+                        run_id,
+                        state: RunState::Deferred,
+                        defer_until: Some(until),
+                        output: None,
+                        error_kind: None,
+                        error_message: Some(reason),
+                    });
+                    act.schedule_flush(ctx);
+                    return;
+                }
+            };
             metrics::histogram!(names::RUN_DURATION, "kind" => kind.clone())
                 .record(started.elapsed().as_secs_f64());
             let completion = match result {
                 Ok(output) => Completion {
                     run_id,
                     state: RunState::Succeeded,
+                    defer_until: None,
                     output: Some(act.bounded(output)),
                     error_kind: None,
                     error_message: None,
@@ -170,6 +180,7 @@ impl Executor {
                     } else {
                         RunState::Failed
                     },
+                    defer_until: None,
                     output: None,
                     error_kind: Some(e.kind.to_string()),
                     error_message: Some(truncate(&e.message, 2000)),
@@ -287,6 +298,120 @@ impl Executor {
     }
 }
 
+/// What became of a run this executor took.
+enum Ran {
+    Done(Result<Value, RunError>),
+    /// A quota had no room: the run waits until `until` (no attempt used).
+    Deferred {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+/// Consumes every quota the job declares, all or none: on a refusal, what was taken is
+/// returned and the run is deferred until the refusing quota has room again.
+async fn take_quota(
+    quota: &[JobQuota],
+    counter: Option<&Addr<QuotaCounter>>,
+) -> Result<Vec<Receipt>, Ran> {
+    let mut receipts = Vec::new();
+    for q in quota {
+        let Some(counter) = counter else {
+            return Err(Ran::Deferred {
+                until: Utc::now() + chrono::Duration::seconds(1),
+                reason: "the quota counter is restarting".into(),
+            });
+        };
+        let answer = counter
+            .send(Consume {
+                quota: q.name.clone(),
+                cost: q.cost,
+            })
+            .await
+            .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())));
+        let deny = match answer {
+            Ok(Consumed::Admitted { receipt, .. }) => {
+                receipts.push(receipt);
+                continue;
+            }
+            Ok(Consumed::Refused {
+                retry_at, blocking, ..
+            }) => Ran::Deferred {
+                until: retry_at,
+                reason: format!(
+                    "quota {} exhausted for this {}",
+                    q.name,
+                    blocking.join(" and ")
+                ),
+            },
+            Err(QuotaError::Unavailable(m)) => Ran::Deferred {
+                until: Utc::now() + chrono::Duration::seconds(1),
+                reason: format!("quota counter unavailable: {m}"),
+            },
+            Err(e) => Ran::Done(Err(RunError::new("quota", e.to_string()))),
+        };
+        for r in receipts {
+            let _ = counter.send(Refund(r)).await;
+        }
+        return Err(deny);
+    }
+    Ok(receipts)
+}
+
+/// A failed run returns the units of the quotas that say `refund_on_failure`.
+async fn give_back(
+    quota: &[JobQuota],
+    receipts: Vec<Receipt>,
+    counter: Option<&Addr<QuotaCounter>>,
+) {
+    let Some(counter) = counter else { return };
+    for r in receipts {
+        if quota
+            .iter()
+            .any(|q| q.name == r.quota && q.refund_on_failure)
+        {
+            if let Err(e) = counter
+                .send(Refund(r))
+                .await
+                .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())))
+            {
+                tracing::warn!(actor = NAME, error = %e, "quota refund failed");
+            }
+        }
+    }
+}
+
+/// Runs a job kind under its timeout; a panic fails the run.
+async fn execute(
+    kind: &dyn kinds::JobKind,
+    rctx: RunContext,
+    payload: Value,
+    timeout: Option<Duration>,
+) -> Result<Value, RunError> {
+    {
+        let work = AssertUnwindSafe(kind.execute(rctx, payload)).catch_unwind();
+        let outcome = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(RunError::new(
+                        "timeout",
+                        format!(
+                            "exceeded the timeout of {}",
+                            crate::jobs::schedule::format_duration(limit)
+                        ),
+                    ))
+                }
+            },
+            None => work.await,
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(panic) => Err(RunError::new("panic", panic_message(&*panic))),
+        }
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -342,12 +467,13 @@ impl Handler<Execute> for Executor {
     fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) {
         for run in msg.0 {
             if self.draining {
-                // Claimed but not started: give it back as a failure with a retry (fenced).
+                // Claimed but not started: give it back to wait (fenced; no attempt used).
                 self.done.push(Completion {
                     run_id: run.id,
-                    state: RunState::Failed,
+                    state: RunState::Deferred,
+                    defer_until: Some(Utc::now()),
                     output: None,
-                    error_kind: Some("shutdown".into()),
+                    error_kind: None,
                     error_message: Some("the node was shutting down".into()),
                 });
                 continue;

@@ -6,6 +6,7 @@ pub mod directory;
 pub mod executor;
 pub mod node;
 pub mod notifier;
+pub mod quota;
 pub mod scheduler;
 pub mod zombie;
 
@@ -46,6 +47,13 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
         node::NAME,
         Restart::Permanent,
         move |lifeline| node::NodeActor::new(&d, lifeline),
+    ));
+    // Before the executor: runs that need a quota find the counter at once.
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        quota::NAME,
+        Restart::Permanent,
+        move |lifeline| quota::QuotaCounter::new(&d, lifeline),
     ));
     if deps.config.scheduler.enabled {
         let d = deps.clone();

@@ -153,6 +153,7 @@ impl Scheduler {
             // slots that are left.
             let (claimed, next_run) = db
                 .run(move |c| {
+                    runs::promote_deferred(c, Utc::now())?;
                     let claimed = runs::claim(c, node, Utc::now(), slots as i64)?;
                     Ok((claimed, runs::next_pending_due(c)?))
                 })

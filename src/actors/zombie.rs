@@ -10,7 +10,7 @@
 //! - rescues each: `zombie` with its reason, the retry policy applied, `run.zombie` emitted,
 //!   and a local worker (hung, not dead) cancelled through the executor;
 //! - prunes the run history (`runs.retention`) and delivered or failed notifications
-//!   (`notify.retention`).
+//!   (`notify.retention`), and quota windows that ended over a week ago.
 //!
 //! The `zombie_detection` flag switches the sweeps off (an emergency switch); leadership and
 //! pruning go on. Rehydration: read the lease; nothing else is kept between incarnations.
@@ -255,6 +255,9 @@ impl ZombieDetector {
                         }
                     }
                 }
+                // Quota windows that ended a week ago are history nobody reads.
+                let cutoff = Utc::now() - chrono::Duration::days(7);
+                db.run(move |c| crate::db::quotas::prune(c, cutoff)).await?;
                 Ok::<_, crate::db::DbError>((total, notes))
             }
             .into_actor(self)

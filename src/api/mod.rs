@@ -16,6 +16,7 @@ pub mod metrics_mw;
 pub mod nodes;
 pub mod notifications;
 pub mod openapi;
+pub mod quotas;
 pub mod request_id;
 pub mod runs;
 
@@ -87,7 +88,12 @@ where
                 .service(runs::get_one)
                 .service(runs::requeue)
                 .service(notifications::list)
-                .service(notifications::test),
+                .service(notifications::test)
+                .service(quotas::list)
+                .service(quotas::get_one)
+                .service(quotas::put)
+                .service(quotas::remove)
+                .service(quotas::consume),
         )
 }
 

@@ -47,6 +47,9 @@ pub struct Job {
     pub source: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The quotas each run consumes: `[{name, cost, refund_on_failure}]`.
+    #[schema(value_type = Vec<Object>)]
+    pub quota: Value,
 }
 
 impl Job {
@@ -62,6 +65,7 @@ impl Job {
             policy: Policy::from_stored(&self.policy, defaults),
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
+            quota: serde_json::from_value(self.quota.clone()).unwrap_or_default(),
             paused: self.state == "paused",
         })
     }
@@ -85,6 +89,7 @@ struct NewJob<'a> {
     source: &'a str,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    quota: Value,
 }
 
 pub fn insert(
@@ -119,6 +124,7 @@ pub fn insert(
             source,
             created_at: now,
             updated_at: now,
+            quota: def.quota_json(),
         })
         .returning(Job::as_returning())
         .get_result(conn)?)
@@ -150,6 +156,7 @@ pub fn update_def(
             jobs::overlap.eq(def.policy.overlap.as_str()),
             jobs::tags.eq(&def.tags),
             jobs::metadata.eq(&def.metadata),
+            jobs::quota.eq(def.quota_json()),
             jobs::next_fire_at.eq(next),
             jobs::state.eq(state),
             jobs::updated_at.eq(now),
@@ -358,7 +365,7 @@ pub fn fire_due(
         let ids: Vec<Uuid> = due.iter().map(|j| j.id).collect();
         let busy: HashSet<Uuid> = runs::table
             .filter(runs::job_id.eq_any(&ids))
-            .filter(runs::state.eq_any(["pending", "running"]))
+            .filter(runs::state.eq_any(["pending", "running", "deferred"]))
             .select(runs::job_id)
             .distinct()
             .load::<Uuid>(conn)?
@@ -411,6 +418,7 @@ pub fn fire_due(
                             payload: job.payload.clone(),
                             policy: job.policy.clone(),
                             metadata: job.metadata.clone(),
+                            quota: job.quota.clone(),
                             lateness_ms: run.lateness_ms.unwrap_or(0),
                         });
                     }

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod migrations;
 pub mod nodes;
 pub mod notifications;
+pub mod quotas;
 pub mod runs;
 pub mod schema;
 pub mod url;

@@ -158,6 +158,9 @@ pub struct Claimed {
     pub policy: Value,
     #[diesel(sql_type = Jsonb)]
     pub metadata: Value,
+    /// The job's quotas (`[{name, cost, refund_on_failure}]`).
+    #[diesel(sql_type = Jsonb)]
+    pub quota: Value,
     #[diesel(sql_type = BigInt)]
     pub lateness_ms: i64,
 }
@@ -193,7 +196,7 @@ pub fn claim(
            RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.lateness_ms \
          ) \
          SELECT c.id, c.job_id, c.fire_at, c.attempt, c.priority, c.lateness_ms, \
-                j.name AS job_name, j.kind, j.payload, j.policy, j.metadata \
+                j.name AS job_name, j.kind, j.payload, j.policy, j.metadata, j.quota \
          FROM claimed c JOIN jobs j ON j.id = c.job_id",
     )
     .bind::<SqlUuid, _>(node)
@@ -207,6 +210,8 @@ pub fn claim(
 pub struct Completion {
     pub run_id: Uuid,
     pub state: RunState,
+    /// With `RunState::Deferred`: when the run is due again (it returns to waiting).
+    pub defer_until: Option<DateTime<Utc>>,
     pub output: Option<Value>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
@@ -240,6 +245,13 @@ pub enum CompletionEvent {
     },
     /// Refused by the fence: the run was no longer ours or no longer running.
     Refused { run_id: Uuid },
+    /// The run waits (a quota is exhausted); no attempt was used.
+    Deferred {
+        job: String,
+        run_id: Uuid,
+        reason: String,
+        until: DateTime<Utc>,
+    },
     /// The attempt was rescued by the zombie detector (the retry or dead letter follows).
     Zombie {
         job: String,
@@ -291,6 +303,17 @@ impl CompletionEvent {
                 reason: "retries exhausted",
             },
             CompletionEvent::Refused { run_id } => Event::RunRefused { run_id: *run_id },
+            CompletionEvent::Deferred {
+                job,
+                run_id,
+                reason,
+                until,
+            } => Event::RunDeferred {
+                job,
+                run_id: *run_id,
+                reason,
+                until: *until,
+            },
             CompletionEvent::Zombie {
                 job,
                 run_id,
@@ -313,6 +336,7 @@ impl CompletionEvent {
             | CompletionEvent::RetryScheduled { run_id, .. }
             | CompletionEvent::Failed { run_id, .. }
             | CompletionEvent::Refused { run_id }
+            | CompletionEvent::Deferred { run_id, .. }
             | CompletionEvent::Zombie { run_id, .. } => *run_id,
         }
     }
@@ -370,12 +394,19 @@ pub fn complete(
     let outputs: Vec<Option<Value>> = results.iter().map(|r| r.output.clone()).collect();
     let kinds: Vec<Option<String>> = results.iter().map(|r| r.error_kind.clone()).collect();
     let messages: Vec<Option<String>> = results.iter().map(|r| r.error_message.clone()).collect();
+    let defers: Vec<Option<DateTime<Utc>>> = results.iter().map(|r| r.defer_until).collect();
     conn.transaction::<_, DbError, _>(|conn| {
+        // A deferred run goes back to waiting: no node, not started, due again later.
         let recorded: Vec<Recorded> = diesel::sql_query(
-            "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5) AS v(id, state, output, ek, em)), \
+            "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8) AS v(id, state, output, ek, em, defer)), \
              done AS ( \
-               UPDATE runs SET state = v.state, finished_at = $6, output = v.output, \
-                      error_kind = v.ek, error_message = v.em \
+               UPDATE runs SET state = v.state, output = v.output, \
+                      error_kind = v.ek, error_message = v.em, \
+                      finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
+                      due_at = COALESCE(v.defer, runs.due_at), \
+                      node_id = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.node_id END, \
+                      started_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.started_at END, \
+                      heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
                FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
                RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
              SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
@@ -387,11 +418,22 @@ pub fn complete(
         .bind::<Array<Nullable<Text>>, _>(&messages)
         .bind::<Timestamptz, _>(now)
         .bind::<SqlUuid, _>(node)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&defers)
         .load(conn)?;
 
         let mut events = Vec::with_capacity(results.len());
         let mut retries = Vec::new();
         for r in &recorded {
+            if r.state == RunState::Deferred.as_str() {
+                let result = results.iter().find(|c| c.run_id == r.id);
+                events.push(CompletionEvent::Deferred {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    reason: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                    until: result.and_then(|c| c.defer_until).unwrap_or(now),
+                });
+                continue;
+            }
             if r.state == RunState::Succeeded.as_str() {
                 events.push(CompletionEvent::Executed {
                     job: r.job_name.clone(),
@@ -745,12 +787,28 @@ pub fn prune(
     .execute(conn)?)
 }
 
-/// The earliest due time of a pending run (the scheduler sleeps until then).
+/// The earliest due time of a pending or deferred run (the scheduler sleeps until then).
 pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
-    Ok(runs::table
+    let pending = runs::table
         .filter(runs::state.eq("pending"))
         .select(diesel::dsl::min(runs::due_at))
-        .first::<Option<DateTime<Utc>>>(conn)?)
+        .first::<Option<DateTime<Utc>>>(conn)?;
+    let deferred = runs::table
+        .filter(runs::state.eq("deferred"))
+        .select(diesel::dsl::min(runs::due_at))
+        .first::<Option<DateTime<Utc>>>(conn)?;
+    Ok(pending.into_iter().chain(deferred).min())
+}
+
+/// Deferred runs whose time has come wait again like any pending run (deferred → pending).
+pub fn promote_deferred(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::state.eq("deferred"))
+            .filter(runs::due_at.le(now)),
+    )
+    .set(runs::state.eq("pending"))
+    .execute(conn)?)
 }
 
 pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, DbError> {

@@ -30,6 +30,7 @@ diesel::table! {
         source -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        quota -> Jsonb,
     }
 }
 
@@ -73,7 +74,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     nodes,
     idempotency_keys,
     leader_lease,
-    notifications
+    notifications,
+    quotas,
+    quota_usage
 );
 
 diesel::table! {
@@ -103,3 +106,29 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    quotas (name) {
+        name -> Text,
+        hour_limit -> Nullable<Int8>,
+        day_limit -> Nullable<Int8>,
+        week_limit -> Nullable<Int8>,
+        timezone -> Text,
+        week_start -> Text,
+        source -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    quota_usage (quota, window_kind, window_start) {
+        quota -> Text,
+        window_kind -> Text,
+        window_start -> Timestamptz,
+        window_end -> Timestamptz,
+        used -> Int8,
+    }
+}
+
+diesel::joinable!(quota_usage -> quotas (quota));

@@ -47,11 +47,13 @@ pub struct JobDef {
     pub policy: Policy,
     pub tags: Vec<String>,
     pub metadata: Value,
+    /// Quotas each run consumes when it is dispatched.
+    pub quota: Vec<crate::quota::JobQuota>,
     pub paused: bool,
 }
 
 const FIELDS: &[&str] = &[
-    "name", "kind", "payload", "schedule", "policy", "tags", "metadata", "paused",
+    "name", "kind", "payload", "schedule", "policy", "tags", "metadata", "quota", "paused",
 ];
 
 fn check_tags(v: Option<&Value>, p: &mut Problems) -> Vec<String> {
@@ -119,6 +121,10 @@ fn check_kind_payload(kind: Option<&str>, payload: &Value, p: &mut Problems) {
 }
 
 impl JobDef {
+    pub fn quota_json(&self) -> Value {
+        serde_json::to_value(&self.quota).unwrap_or_else(|_| Value::Array(Vec::new()))
+    }
+
     /// Parses and validates a whole definition; every problem is reported with its path.
     pub fn parse(
         v: &Value,
@@ -169,6 +175,10 @@ impl JobDef {
         );
         let tags = check_tags(obj.get("tags"), &mut p);
         let metadata = check_metadata(obj.get("metadata"), &mut p);
+        let quota = obj
+            .get("quota")
+            .map(|q| crate::quota::parse_job_quota(q, "quota", &mut p))
+            .unwrap_or_default();
         let paused = match obj.get("paused") {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -186,6 +196,7 @@ impl JobDef {
                 policy,
                 tags,
                 metadata,
+                quota,
                 paused,
             }),
             _ => Err(p.into_vec()),
@@ -201,7 +212,7 @@ impl JobDef {
         };
         for key in obj.keys() {
             match key.as_str() {
-                "payload" | "schedule" | "policy" | "tags" | "metadata" => {}
+                "payload" | "schedule" | "policy" | "tags" | "metadata" | "quota" => {}
                 "name" | "kind" => p.add(key, "cannot be changed; create a new job instead"),
                 other => p.add(other, "unknown field"),
             }
@@ -223,6 +234,9 @@ impl JobDef {
         }
         if obj.contains_key("metadata") {
             self.metadata = check_metadata(obj.get("metadata"), &mut p);
+        }
+        if let Some(q) = obj.get("quota") {
+            self.quota = crate::quota::parse_job_quota(q, "quota", &mut p);
         }
         if p.is_empty() {
             Ok(self)

@@ -11,6 +11,8 @@
 //!  deferred   └──────────► cancelled  (from any non-terminal state)
 //! ```
 //! `deferred` is waiting, not failing (quotas, circuit breakers): it returns to `pending`.
+//! A run refused by a quota when its executor takes it goes `running → deferred` (no attempt
+//! is used: the job never ran).
 //! A retry is a new row (attempt + 1), never a transition of a terminal row.
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +76,10 @@ impl RunState {
             (self, next),
             (Pending, Running | Missed | Deferred | Cancelled)
                 | (Deferred, Pending | Cancelled)
-                | (Running, Succeeded | Failed | TimedOut | Zombie | Cancelled)
+                | (
+                    Running,
+                    Succeeded | Failed | TimedOut | Zombie | Cancelled | Deferred
+                )
         )
     }
 }

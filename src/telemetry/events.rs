@@ -81,6 +81,20 @@ pub enum Event<'a> {
     JobFailed { job: &'a str, reason: &'a str },
     /// A late result was refused by the fence (the attempt was no longer current).
     RunRefused { run_id: uuid::Uuid },
+    /// A quota refused a consumption: the window is full until `resets_at`.
+    QuotaExhausted {
+        quota: &'a str,
+        window: &'a str,
+        limit: i64,
+        resets_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// A run waits (a quota is exhausted) and starts again at `until`; no retry is used.
+    RunDeferred {
+        job: &'a str,
+        run_id: uuid::Uuid,
+        reason: &'a str,
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// A running run was rescued by the zombie detector.
     RunZombie {
         job: &'a str,
@@ -103,12 +117,17 @@ impl Event<'_> {
             Event::JobFailed { .. } => "job.failed",
             Event::RunRefused { .. } => "run.refused",
             Event::RunZombie { .. } => "run.zombie",
+            Event::QuotaExhausted { .. } => "quota.exhausted",
+            Event::RunDeferred { .. } => "run.deferred",
         }
     }
 
     pub fn severity(&self) -> Severity {
         match self {
-            Event::JobExecuted { .. } | Event::JobRetryScheduled { .. } => Severity::Info,
+            Event::JobExecuted { .. }
+            | Event::JobRetryScheduled { .. }
+            | Event::RunDeferred { .. } => Severity::Info,
+            Event::QuotaExhausted { .. } => Severity::Warning,
             Event::ActorRestarted { .. }
             | Event::JobError { .. }
             | Event::JobMissed { .. }
@@ -134,6 +153,12 @@ impl Event<'_> {
             Event::RunRefused { run_id } => format!("late result of run {run_id} refused"),
             Event::RunZombie { job, reason, .. } => {
                 format!("job {job}: run rescued by the zombie detector ({reason})")
+            }
+            Event::QuotaExhausted { quota, window, .. } => {
+                format!("quota {quota} exhausted for this {window}")
+            }
+            Event::RunDeferred { job, until, .. } => {
+                format!("job {job}: run deferred until {}", until.to_rfc3339())
             }
         }
     }
@@ -173,6 +198,15 @@ impl Event<'_> {
             Event::RunZombie { job, run_id, attempt, reason } => format!(
                 "Run {run_id} (attempt {attempt}) of job `{job}` was running but its worker \
                  could not finish it ({reason}). The retry policy applies."
+            ),
+            Event::QuotaExhausted { quota, window, limit, resets_at } => format!(
+                "Quota `{quota}` used all {limit} units of this {window}; it resets at {}. \
+                 Runs that need it wait until then.",
+                resets_at.to_rfc3339()
+            ),
+            Event::RunDeferred { job, run_id, reason, until } => format!(
+                "Run {run_id} of job `{job}` waits ({reason}) and starts again at {}.",
+                until.to_rfc3339()
             ),
         }
     }
@@ -231,6 +265,22 @@ impl Event<'_> {
                 reason,
             } => {
                 json!({"job": job, "run_id": run_id, "attempt": attempt, "reason": reason})
+            }
+            Event::QuotaExhausted {
+                quota,
+                window,
+                limit,
+                resets_at,
+            } => {
+                json!({"quota": quota, "window": window, "limit": limit, "resets_at": resets_at})
+            }
+            Event::RunDeferred {
+                job,
+                run_id,
+                reason,
+                until,
+            } => {
+                json!({"job": job, "run_id": run_id, "reason": reason, "until": until})
             }
         }
     }
@@ -318,6 +368,22 @@ pub fn emit(event: Event<'_>) {
         } => {
             metrics::counter!(names::ZOMBIES, "reason" => reason.to_string()).increment(1);
             tracing::warn!(event = name, job, %run_id, reason, "zombie run rescued");
+        }
+        Event::QuotaExhausted {
+            quota,
+            window,
+            limit,
+            resets_at,
+        } => {
+            tracing::warn!(event = name, quota, window, limit, resets_at = %resets_at, "quota exhausted");
+        }
+        Event::RunDeferred {
+            job,
+            run_id,
+            reason,
+            until,
+        } => {
+            tracing::info!(event = name, job, %run_id, reason, until = %until, "run deferred");
         }
         Event::RunRefused { run_id } => {
             tracing::warn!(event = name, %run_id, "late result refused: the attempt is no longer current");

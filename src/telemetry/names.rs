@@ -30,6 +30,11 @@ pub const NOTIFICATIONS: &str = "overseer_notifications_total";
 pub const NOTIFY_DURATION: &str = "overseer_notification_delivery_duration_seconds";
 pub const NOTIFICATIONS_PENDING: &str = "overseer_notifications_pending";
 pub const NOTIFICATIONS_PRUNED: &str = "overseer_notifications_pruned_total";
+pub const QUOTA_REMAINING: &str = "overseer_quota_remaining";
+pub const QUOTA_CONSUMED: &str = "overseer_quota_consumed_total";
+pub const QUOTA_REJECTED: &str = "overseer_quota_rejected_total";
+pub const QUOTA_OVER_LIMIT: &str = "overseer_quota_over_limit_total";
+pub const QUOTA_REFUNDED: &str = "overseer_quota_refunded_total";
 
 /// Histogram buckets in seconds, from 1 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -133,6 +138,20 @@ pub fn describe_all() {
         NOTIFICATIONS_PENDING,
         "Notifications in the outbox waiting for delivery (all nodes)."
     );
+    describe_gauge!(
+        QUOTA_REMAINING,
+        "Units left in the quota's current window (hour, day, week)."
+    );
+    describe_counter!(QUOTA_CONSUMED, "Quota units admitted, by quota.");
+    describe_counter!(
+        QUOTA_REJECTED,
+        "Consumptions refused because a window was full, by quota."
+    );
+    describe_counter!(
+        QUOTA_OVER_LIMIT,
+        "Units admitted over a limit while the quota_enforcement flag was off, by quota."
+    );
+    describe_counter!(QUOTA_REFUNDED, "Quota units returned by refunds, by quota.");
     describe_counter!(
         NOTIFICATIONS_PRUNED,
         "Sent and failed notifications deleted by retention."
