@@ -88,9 +88,10 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
         let concrete = path
             .replace("{name}", "no-such-actor")
             .replace("{key}", "no-such-job")
+            .replace("{name}", "no-such-quota")
             .replace("{id}", "00000000-0000-0000-0000-000000000000");
         let url = o.url(&concrete);
-        let body = matches!(*method, "POST" | "PATCH").then_some("{}");
+        let body = matches!(*method, "POST" | "PATCH" | "PUT").then_some("{}");
         let none = request(method, &url, None, &[], body);
         assert_eq!(none.status, 401, "{method} {path} without a token");
         assert_eq!(none.json()["error"]["code"], "unauthorized");
@@ -116,7 +117,8 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
                     assert!(
                         [
                             ("POST", "/api/v1/jobs"),
-                            ("POST", "/api/v1/notifications/test")
+                            ("POST", "/api/v1/notifications/test"),
+                            ("PUT", "/api/v1/quotas/{name}"),
                         ]
                         .contains(&(*method, *path)),
                         "{method} {path}: 422"
