@@ -109,6 +109,9 @@ fn hot_queries_use_indexes_at_100k_rows() {
                   ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)) RETURNING n.id".into()),
         ("notifier: record", format!("UPDATE notifications n SET state = v.state FROM unnest(ARRAY['{run_id}'::uuid], ARRAY['sent']) AS v(id, state) \
             WHERE n.id = v.id AND n.state = 'pending'")),
+        ("scheduler: promote deferred", "UPDATE runs SET state = 'pending' WHERE state = 'deferred' AND due_at <= now()".into()),
+        ("scheduler: next deferred run", "SELECT min(due_at) FROM runs WHERE state = 'deferred'".into()),
+        ("fire: busy jobs (with deferred)", format!("SELECT DISTINCT job_id FROM runs WHERE job_id = ANY(ARRAY['{job_id}'::uuid]) AND state IN ('pending', 'running', 'deferred')")),
         ("notifier: backlog", "SELECT count(*) FROM notifications WHERE state = 'pending'".into()),
         ("api: notifications newest first", "SELECT * FROM notifications ORDER BY created_at DESC, id DESC LIMIT 101".into()),
         ("prune: notifications", "DELETE FROM notifications WHERE id = ANY(ARRAY(SELECT id FROM notifications \
