@@ -39,6 +39,7 @@ pub struct Config {
     pub runs: RunsConfig,
     pub zombie: ZombieConfig,
     pub notify: NotifyConfig,
+    pub browser: BrowserConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
@@ -90,6 +91,39 @@ pub struct ZombieConfig {
     /// Leadership lease; renewed every third of it. A dead leader is replaced within 2× it.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+}
+
+/// `[browser]`: Chromium sessions for `browser` jobs.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// Chromium's path; empty: `chromium` found on PATH.
+    pub executable: String,
+    /// Browsers (profiles) running at once on this node.
+    pub max_browsers: u32,
+    /// A browser unused this long is closed (and relaunched on demand).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long Chromium may take to start.
+    #[serde(with = "humantime_serde")]
+    pub launch_timeout: Duration,
+    /// Default limit per step (a step or job can set its own).
+    #[serde(with = "humantime_serde")]
+    pub step_timeout: Duration,
+    /// Secrets for `type` steps (`text = {secret = "NAME"}`); also read from the environment
+    /// as OVERSEER_SECRET_<NAME>. Never printed.
+    #[serde(default, skip_serializing)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for BrowserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrowserConfig")
+            .field("executable", &self.executable)
+            .field("max_browsers", &self.max_browsers)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[notify]`: the outbox's delivery, channels and routing rules.
@@ -777,6 +811,27 @@ impl Loaded {
         }
         self.validate_notify()?;
         self.validate_quotas()?;
+        let b = &c.browser;
+        if b.max_browsers == 0 || b.max_browsers > 64 {
+            return Err(self.bad("browser.max_browsers", "a number from 1 to 64"));
+        }
+        if b.launch_timeout < Duration::from_secs(1) {
+            return Err(self.bad("browser.launch_timeout", "at least 1s"));
+        }
+        if b.step_timeout < Duration::from_millis(100) {
+            return Err(self.bad("browser.step_timeout", "at least 100ms"));
+        }
+        if b.idle_timeout < Duration::from_secs(1) {
+            return Err(self.bad("browser.idle_timeout", "at least 1s"));
+        }
+        for name in b.secrets.keys() {
+            if !crate::browser::steps::valid_secret_name(name) {
+                return Err(self.bad(
+                    &format!("browser.secrets.{name}"),
+                    "a name of capitals, digits and _ (like SITE_PASSWORD)",
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, token) in c.auth.tokens.iter().enumerate() {
             let key = format!("auth.tokens.{i}");

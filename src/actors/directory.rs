@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use actix::Addr;
 
+use super::browser::BrowserPool;
 use super::executor::Executor;
 use super::quota::QuotaCounter;
 use super::scheduler::Scheduler;
@@ -20,6 +21,7 @@ struct Entries {
     scheduler: Option<Addr<Scheduler>>,
     executor: Option<Addr<Executor>>,
     quota: Option<Addr<QuotaCounter>>,
+    browser: Option<Addr<BrowserPool>>,
 }
 
 impl Directory {
@@ -46,6 +48,19 @@ impl Directory {
             .quota
             .clone()
             .filter(Addr::connected)
+    }
+    pub fn browser_pool(&self) -> Option<Addr<BrowserPool>> {
+        self.inner
+            .read()
+            .ok()?
+            .browser
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_browser_pool(&self, addr: Addr<BrowserPool>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.browser = Some(addr);
+        }
     }
     pub fn set_quota_counter(&self, addr: Addr<QuotaCounter>) {
         if let Ok(mut e) = self.inner.write() {

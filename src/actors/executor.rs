@@ -71,6 +71,7 @@ pub struct Executor {
     /// Results being written now: their runs still hold their slots.
     recording: usize,
     draining: bool,
+    secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Executor {
@@ -89,6 +90,7 @@ impl Executor {
             flushing: false,
             recording: 0,
             draining: false,
+            secrets: std::sync::Arc::new(deps.config.browser.secrets.clone()),
         }
     }
 
@@ -119,6 +121,8 @@ impl Executor {
             http: self.http.clone(),
             db: self.deps.db.clone(),
             routing: self.deps.routing.clone(),
+            browser: self.deps.directory.browser_pool(),
+            secrets: self.secrets.clone(),
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = serde_json::from_value(run.quota.clone()).unwrap_or_default();

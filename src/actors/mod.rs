@@ -1,6 +1,7 @@
 //! The supervised actors, one module each, and [`children`]: the one place where the
 //! supervisor's child list is assembled, in start order.
 
+pub mod browser;
 pub mod database;
 pub mod directory;
 pub mod executor;
@@ -48,7 +49,13 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
         Restart::Permanent,
         move |lifeline| node::NodeActor::new(&d, lifeline),
     ));
-    // Before the executor: runs that need a quota find the counter at once.
+    // Before the executor: runs find the browser pool and the quota counter at once.
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        browser::NAME,
+        Restart::Permanent,
+        move |lifeline| browser::BrowserPool::new(&d, lifeline),
+    ));
     let d = deps.clone();
     specs.push(ChildSpec::new(
         quota::NAME,

@@ -30,6 +30,9 @@ pub const NOTIFICATIONS: &str = "overseer_notifications_total";
 pub const NOTIFY_DURATION: &str = "overseer_notification_delivery_duration_seconds";
 pub const NOTIFICATIONS_PENDING: &str = "overseer_notifications_pending";
 pub const NOTIFICATIONS_PRUNED: &str = "overseer_notifications_pruned_total";
+pub const BROWSER_SESSIONS: &str = "overseer_browser_sessions";
+pub const BROWSER_LAUNCHES: &str = "overseer_browser_launches_total";
+pub const BROWSER_CRASHES: &str = "overseer_browser_crashes_total";
 pub const QUOTA_REMAINING: &str = "overseer_quota_remaining";
 pub const QUOTA_CONSUMED: &str = "overseer_quota_consumed_total";
 pub const QUOTA_REJECTED: &str = "overseer_quota_rejected_total";
@@ -137,6 +140,15 @@ pub fn describe_all() {
     describe_gauge!(
         NOTIFICATIONS_PENDING,
         "Notifications in the outbox waiting for delivery (all nodes)."
+    );
+    describe_gauge!(
+        BROWSER_SESSIONS,
+        "Chromium processes running (one per profile in use)."
+    );
+    describe_counter!(BROWSER_LAUNCHES, "Chromium launches.");
+    describe_counter!(
+        BROWSER_CRASHES,
+        "Browsers found dead (killed, crashed, connection lost) and replaced."
     );
     describe_gauge!(
         QUOTA_REMAINING,

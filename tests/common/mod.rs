@@ -16,6 +16,7 @@ use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use overseer::db::url::DatabaseUrl;
 use serde_json::Value;
 
+pub mod pages;
 pub mod sink;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_overseer");

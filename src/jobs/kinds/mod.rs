@@ -1,6 +1,7 @@
 //! Job kinds: what a run does. Each kind is one module implementing [`JobKind`] and one line
 //! in [`registry`]; the scheduler and executor know nothing about any particular kind.
 
+pub mod browser;
 pub mod http;
 pub mod noop;
 pub mod notify;
@@ -28,6 +29,10 @@ pub struct RunContext {
     /// For kinds that write to the database (`notify` writes outbox rows).
     pub db: crate::db::Db,
     pub routing: std::sync::Arc<crate::notify::Routing>,
+    /// This node's browser pool (`browser` kind); None while it restarts.
+    pub browser: Option<actix::Addr<crate::actors::browser::BrowserPool>>,
+    /// `[browser.secrets]` (the kind also reads OVERSEER_SECRET_<NAME>).
+    pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// Why a run failed. `kind` is a stable snake_case word stored in `runs.error_kind`.
@@ -69,6 +74,7 @@ pub fn registry() -> &'static Registry {
             Box::new(noop::Noop),
             Box::new(http::Http),
             Box::new(notify::Notify),
+            Box::new(browser::Browser),
         ];
         kinds.into_iter().map(|k| (k.name(), k)).collect()
     })

@@ -1,0 +1,406 @@
+//! Browser sessions: the only module that imports chromiumoxide.
+//!
+//! A [`Pool`] keeps one Chromium per **profile** (a persistent `user-data-dir` under
+//! `<state_dir>/profiles/<name>`, so cookies and logins survive restarts of overseer and of
+//! Chromium). A `browser` run takes a fresh page in its profile's browser, installs the
+//! anti-detection script when the flag is on, runs its steps ([`steps`]), and closes the
+//! page. Browsers unused for `idle_timeout` are closed cleanly and relaunched on demand; a
+//! browser that died (killed, crashed, connection lost) is noticed through its CDP handler
+//! and replaced on the next run; the run that was using it fails and is retried per its job.
+//! The `browser_pool` actor (actors/browser.rs) owns the pool.
+
+pub mod process;
+pub mod stealth;
+pub mod steps;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    SetDeviceMetricsOverrideParams, SetLocaleOverrideParams, SetTimezoneOverrideParams,
+    SetUserAgentOverrideParams,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use self::process::{Chromium, LaunchOptions};
+use self::steps::{Env, ScriptOutput, Step};
+use crate::telemetry::names;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrowserError {
+    #[error("cannot launch Chromium: {0}")]
+    Launch(String),
+}
+
+/// Settings of the pool (from `[browser]` and the flags).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub executable: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub artifacts_dir: PathBuf,
+    pub max_browsers: usize,
+    pub idle_timeout: Duration,
+    pub launch_timeout: Duration,
+    pub step_timeout: Duration,
+    pub stealth: bool,
+}
+
+/// One run of a script.
+#[derive(Debug, Clone)]
+pub struct BrowserRun {
+    pub run_id: Uuid,
+    pub profile: String,
+    pub steps: Vec<Step>,
+    pub viewport: Option<(u32, u32)>,
+    pub user_agent: Option<String>,
+    pub locale: String,
+    pub timezone: Option<String>,
+    pub step_timeout: Option<Duration>,
+    /// The secrets the script names, resolved.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Why a run failed: a stable kind and a message without secrets.
+#[derive(Debug, Clone)]
+pub struct RunFailure {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+struct Session {
+    chromium: tokio::sync::Mutex<Option<Chromium>>,
+    alive: Rc<Cell<bool>>,
+    in_use: Cell<usize>,
+    last_used: Cell<Instant>,
+}
+
+pub struct Pool {
+    cfg: PoolConfig,
+    sessions: RefCell<HashMap<String, Rc<Session>>>,
+}
+
+/// Replaces every secret value in `text` (output and errors never carry one).
+fn scrub(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for v in secrets.values().filter(|v| !v.is_empty()) {
+        out = out.replace(v.as_str(), "***");
+    }
+    out
+}
+
+impl Pool {
+    pub fn new(cfg: PoolConfig) -> Self {
+        Self {
+            cfg,
+            sessions: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn launched(&self) -> usize {
+        self.sessions
+            .borrow()
+            .values()
+            .filter(|s| s.alive.get())
+            .count()
+    }
+
+    fn publish(&self) {
+        metrics::gauge!(names::BROWSER_SESSIONS).set(self.launched() as f64);
+    }
+
+    fn session(&self, profile: &str) -> Rc<Session> {
+        self.sessions
+            .borrow_mut()
+            .entry(profile.to_string())
+            .or_insert_with(|| {
+                Rc::new(Session {
+                    chromium: tokio::sync::Mutex::new(None),
+                    alive: Rc::new(Cell::new(false)),
+                    in_use: Cell::new(0),
+                    last_used: Cell::new(Instant::now()),
+                })
+            })
+            .clone()
+    }
+
+    /// Makes room for one more browser: closes the least recently used idle one when the
+    /// pool is full. Fails when every browser is busy.
+    async fn make_room(&self, profile: &str) -> Result<(), RunFailure> {
+        if self.launched() < self.cfg.max_browsers {
+            return Ok(());
+        }
+        let victim = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(name, s)| name.as_str() != profile && s.alive.get() && s.in_use.get() == 0)
+            .min_by_key(|(_, s)| s.last_used.get())
+            .map(|(_, s)| s.clone());
+        match victim {
+            Some(s) => {
+                close_session(&s).await;
+                Ok(())
+            }
+            None => Err(RunFailure {
+                kind: "browser_busy",
+                message: format!(
+                    "all {} browsers are busy (browser.max_browsers)",
+                    self.cfg.max_browsers
+                ),
+            }),
+        }
+    }
+
+    /// Runs a script; see the module doc.
+    pub async fn run(&self, r: BrowserRun) -> Result<Value, RunFailure> {
+        let session = self.session(&r.profile);
+        session.in_use.set(session.in_use.get() + 1);
+        session.last_used.set(Instant::now());
+        let result = match self.run_in(&session, &r).await {
+            // A command cut off by the connection's end: the browser died under the run.
+            Err(f)
+                if f.kind == "browser" && (!session.alive.get() || connection_lost(&f.message)) =>
+            {
+                session.alive.set(false);
+                Err(RunFailure {
+                    kind: "browser_crashed",
+                    message: format!("the browser died during the run ({})", f.message),
+                })
+            }
+            other => other,
+        };
+        session.in_use.set(session.in_use.get().saturating_sub(1));
+        session.last_used.set(Instant::now());
+        self.publish();
+        result.map_err(|f| RunFailure {
+            kind: f.kind,
+            message: scrub(&f.message, &r.secrets),
+        })
+    }
+
+    async fn run_in(&self, session: &Session, r: &BrowserRun) -> Result<Value, RunFailure> {
+        let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
+            kind: "browser",
+            message: e.to_string(),
+        };
+        let page = {
+            let mut guard = session.chromium.lock().await;
+            if guard.is_some() && !session.alive.get() {
+                metrics::counter!(names::BROWSER_CRASHES).increment(1);
+                tracing::warn!(profile = %r.profile, "browser died; relaunching");
+                if let Some(dead) = guard.take() {
+                    dead.close(Duration::from_millis(100)).await;
+                }
+            }
+            if guard.is_none() {
+                self.make_room(&r.profile).await?;
+                let alive = session.alive.clone();
+                alive.set(true);
+                let flag = alive.clone();
+                let profile_dir = self.cfg.profiles_dir.join(&r.profile);
+                let launched = Chromium::launch(
+                    &LaunchOptions {
+                        executable: &self.cfg.executable,
+                        profile_dir: &profile_dir,
+                        window: r.viewport.unwrap_or((1280, 800)),
+                        lang: &r.locale,
+                        stealth: self.cfg.stealth,
+                        timeout: self.cfg.launch_timeout,
+                    },
+                    move || flag.set(false),
+                )
+                .await
+                .map_err(|e| {
+                    alive.set(false);
+                    RunFailure {
+                        kind: "browser_launch",
+                        message: e.to_string(),
+                    }
+                })?;
+                metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
+                tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
+                *guard = Some(launched);
+                self.publish();
+            }
+            let chromium = guard.as_ref().ok_or_else(|| RunFailure {
+                kind: "browser",
+                message: "no browser".into(),
+            })?;
+            let page = chromium
+                .browser
+                .new_page("about:blank")
+                .await
+                .map_err(browser_err)?;
+            if self.cfg.stealth {
+                page.add_init_script(stealth::init_script(&r.locale))
+                    .await
+                    .map_err(browser_err)?;
+            }
+            let ua = match &r.user_agent {
+                Some(ua) => Some(ua.clone()),
+                None if self.cfg.stealth => chromium
+                    .browser
+                    .user_agent()
+                    .await
+                    .ok()
+                    .map(|ua| stealth::plain_user_agent(&ua)),
+                None => None,
+            };
+            if let Some(ua) = ua {
+                let mut p = SetUserAgentOverrideParams::new(ua);
+                p.accept_language = Some(r.locale.clone());
+                page.execute(p).await.map_err(browser_err)?;
+            }
+            page
+        };
+        if let Some((w, h)) = r.viewport {
+            page.execute(SetDeviceMetricsOverrideParams::new(
+                w as i64, h as i64, 1.0, false,
+            ))
+            .await
+            .map_err(browser_err)?;
+        }
+        let mut locale = SetLocaleOverrideParams::default();
+        locale.locale = Some(r.locale.clone());
+        let _ = page.execute(locale).await;
+        if let Some(tz) = &r.timezone {
+            page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+                .await
+                .map_err(browser_err)?;
+        }
+        let env = Env {
+            secrets: &r.secrets,
+            step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
+        };
+        let mut out = ScriptOutput::default();
+        let result = steps::run(&page, &r.steps, &env, &mut out).await;
+        let mut failure_shot = None;
+        if result.is_err() && session.alive.get() {
+            failure_shot = tokio::time::timeout(
+                Duration::from_secs(5),
+                page.screenshot(
+                    chromiumoxide::page::ScreenshotParams::builder()
+                        .format(chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat::Png)
+                        .build(),
+                ),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+            out.url = tokio::time::timeout(Duration::from_secs(2), page.url())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+        let mut names_saved = Vec::new();
+        let dir = self.cfg.artifacts_dir.join(r.run_id.to_string());
+        let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
+        if let Some(png) = failure_shot {
+            files.push(("failure.png".into(), png));
+        }
+        if !files.is_empty() && std::fs::create_dir_all(&dir).is_ok() {
+            for (name, bytes) in files {
+                if std::fs::write(dir.join(&name), bytes).is_ok() {
+                    names_saved.push(name);
+                }
+            }
+        }
+        let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
+        let extracted: Value =
+            serde_json::from_str(&scrub(&extracted.to_string(), &r.secrets)).unwrap_or_default();
+        match result {
+            Ok(()) => Ok(json!({
+                "extracted": extracted,
+                "url": out.url,
+                "steps": r.steps.len(),
+                "artifacts": names_saved,
+            })),
+            Err(f) => {
+                let lost = f.kind == "browser" && connection_lost(&f.message);
+                if lost || !session.alive.get() {
+                    session.alive.set(false);
+                    return Err(RunFailure {
+                        kind: "browser_crashed",
+                        message: format!("the browser died during step {} ({})", f.index, f.action),
+                    });
+                }
+                if !names_saved.is_empty() {
+                    let meta = json!({"step": f.index, "action": f.action, "error": scrub(&f.message, &r.secrets), "url": out.url});
+                    let _ = std::fs::write(dir.join("failure.json"), meta.to_string());
+                }
+                Err(RunFailure {
+                    kind: f.kind,
+                    message: format!(
+                        "step {} ({}): {}{}",
+                        f.index,
+                        f.action,
+                        f.message,
+                        out.url.map(|u| format!(" at {u}")).unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Closes browsers idle for longer than `idle_timeout`.
+    pub async fn close_idle(&self) {
+        let idle: Vec<Rc<Session>> = self
+            .sessions
+            .borrow()
+            .values()
+            .filter(|s| {
+                s.alive.get()
+                    && s.in_use.get() == 0
+                    && s.last_used.get().elapsed() >= self.cfg.idle_timeout
+            })
+            .cloned()
+            .collect();
+        for s in idle {
+            close_session(&s).await;
+        }
+        self.publish();
+    }
+
+    /// Closes every browser (shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<Rc<Session>> = self.sessions.borrow().values().cloned().collect();
+        for s in all {
+            close_session(&s).await;
+        }
+        self.publish();
+    }
+
+    /// Process ids of the running browsers, by profile.
+    pub fn pids(&self) -> Vec<(String, i32)> {
+        self.sessions
+            .borrow()
+            .iter()
+            .filter_map(|(name, s)| {
+                let guard = s.chromium.try_lock().ok()?;
+                guard.as_ref().map(|c| (name.clone(), c.pid()))
+            })
+            .collect()
+    }
+}
+
+fn connection_lost(message: &str) -> bool {
+    ["oneshot canceled", "channel closed", "Ws", "connection"]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
+async fn close_session(s: &Session) {
+    let mut guard = s.chromium.lock().await;
+    if let Some(c) = guard.take() {
+        let pid = c.pid();
+        c.close(Duration::from_secs(5)).await;
+        tracing::info!(pid, "browser closed");
+    }
+    s.alive.set(false);
+}

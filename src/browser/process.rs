@@ -1,0 +1,247 @@
+//! One Chromium process for one profile: launched by us (not by chromiumoxide) so that we
+//! choose every flag, own its process group, and can always take it down: `close()` asks
+//! Chromium to exit and waits; failing that (or on drop) the whole group gets SIGKILL and is
+//! reaped. No Chromium process outlives its `Chromium`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chromiumoxide::{Browser, Handler};
+use futures_util::StreamExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::BrowserError;
+
+/// Flags that keep an idle Chromium off the network and quiet. `--enable-automation` is
+/// deliberately absent (it is what makes `navigator.webdriver` true).
+const QUIET_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-breakpad",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-quic",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+];
+
+pub struct LaunchOptions<'a> {
+    pub executable: &'a Path,
+    pub profile_dir: &'a Path,
+    pub window: (u32, u32),
+    pub lang: &'a str,
+    pub stealth: bool,
+    pub timeout: Duration,
+}
+
+/// Kills Chromium processes left over from an earlier overseer on these profiles (their
+/// command line names a user-data-dir under `profiles_dir`). Returns how many.
+pub fn reap_leftovers(profiles_dir: &Path) -> usize {
+    let needle = format!("--user-data-dir={}", profiles_dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Finds `chromium` (or `chromium-browser`, `google-chrome`) on PATH.
+pub fn find_executable() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+pub struct Chromium {
+    pub browser: Browser,
+    child: tokio::process::Child,
+    pgid: Pid,
+    closed: bool,
+}
+
+impl Chromium {
+    /// Starts Chromium, waits for its DevTools address (up to `timeout`), connects, and runs
+    /// the CDP handler on the current thread's runtime. `on_exit` fires when the handler
+    /// stream ends (Chromium died or the connection broke).
+    pub async fn launch(
+        opts: &LaunchOptions<'_>,
+        on_exit: impl FnOnce() + 'static,
+    ) -> Result<Self, BrowserError> {
+        std::fs::create_dir_all(opts.profile_dir).map_err(|e| {
+            BrowserError::Launch(format!(
+                "profile directory {}: {e}",
+                opts.profile_dir.display()
+            ))
+        })?;
+        // A profile left locked by a Chromium that was killed would refuse to start.
+        for lock in ["SingletonLock", "SingletonSocket", "SingletonCookie"] {
+            let _ = std::fs::remove_file(opts.profile_dir.join(lock));
+        }
+        let mut cmd = tokio::process::Command::new(opts.executable);
+        cmd.args(QUIET_FLAGS)
+            .arg(format!("--user-data-dir={}", opts.profile_dir.display()))
+            .arg(format!("--window-size={},{}", opts.window.0, opts.window.1))
+            .arg(format!("--lang={}", opts.lang))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // If this thread (the pool's) or the whole process dies — even by SIGKILL — the kernel
+        // kills Chromium too: no browser outlives overseer.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        if opts.stealth {
+            cmd.arg("--disable-blink-features=AutomationControlled");
+        }
+        if nix::unistd::geteuid().is_root() {
+            // Chromium refuses to run its sandbox as root.
+            cmd.arg("--no-sandbox");
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            BrowserError::Launch(format!("cannot start {}: {e}", opts.executable.display()))
+        })?;
+        let pgid = Pid::from_raw(child.id().unwrap_or(0) as i32);
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| BrowserError::Launch("no stderr".into()))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let found = tokio::time::timeout(opts.timeout, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(ws) = line.strip_prefix("DevTools listening on ") {
+                    return Some(ws.trim().to_string());
+                }
+            }
+            None
+        })
+        .await;
+        let browser = match found {
+            Ok(Some(ws)) => {
+                // Keep draining stderr, or Chromium blocks on a full pipe.
+                actix_rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                let (browser, handler) = Browser::connect(ws).await.map_err(|e| {
+                    kill_group(pgid);
+                    BrowserError::Launch(format!("cannot connect to Chromium: {e}"))
+                })?;
+                spawn_handler(handler, on_exit);
+                browser
+            }
+            Ok(None) => {
+                kill_group(pgid);
+                let status = child.wait().await.ok();
+                return Err(BrowserError::Launch(format!(
+                    "Chromium exited before it was ready ({status:?})"
+                )));
+            }
+            Err(_) => {
+                kill_group(pgid);
+                let _ = child.wait().await;
+                return Err(BrowserError::Launch(format!(
+                    "Chromium was not ready within {} ms",
+                    opts.timeout.as_millis()
+                )));
+            }
+        };
+        Ok(Chromium {
+            browser,
+            child,
+            pgid,
+            closed: false,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// Asks Chromium to exit and waits for it; kills the process group if it does not
+    /// exit within `grace`. Always reaps.
+    pub async fn close(mut self, grace: Duration) {
+        self.closed = true;
+        let _ = tokio::time::timeout(grace, self.browser.close()).await;
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            kill_group(self.pgid);
+            let _ = self.child.wait().await;
+        }
+        // Helpers (renderers, zygote) that outlived the main process.
+        kill_group(self.pgid);
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        if !self.closed {
+            kill_group(self.pgid);
+            // Reap without blocking the event loop for long: the group was SIGKILLed.
+            let _ = self.child.try_wait();
+        }
+    }
+}
+
+fn kill_group(pgid: Pid) {
+    if pgid.as_raw() > 1 {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+}
+
+fn spawn_handler(mut handler: Handler, on_exit: impl FnOnce() + 'static) {
+    actix_rt::spawn(async move {
+        // The stream yields an error when the connection breaks and then never ends: any
+        // error but a malformed message means the browser is gone.
+        while let Some(event) = handler.next().await {
+            match event {
+                Ok(()) => {}
+                Err(chromiumoxide::error::CdpError::InvalidMessage(..)) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "chromium connection ended");
+                    break;
+                }
+            }
+        }
+        on_exit();
+    });
+}

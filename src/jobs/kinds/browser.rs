@@ -1,0 +1,177 @@
+//! `browser`: a scripted session in a persistent browser profile (`crate::browser`).
+//! Payload: `profile`, `steps`, and optional `viewport {width, height}`, `user_agent`,
+//! `locale` (default en-US), `timezone` (IANA), `step_timeout`. Output: the extracted values,
+//! the final URL and the names of stored artifacts (screenshots; on failure `failure.png` and
+//! `failure.json` with the step, error and URL), served at
+//! `GET /api/v1/runs/{id}/artifacts/{name}`.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::Value;
+
+use super::{known_fields, JobKind, RunContext, RunError};
+use crate::browser::steps::{self, Step};
+use crate::browser::BrowserRun;
+use crate::jobs::schedule::parse_duration;
+use crate::jobs::validate::Problems;
+
+pub struct Browser;
+
+fn valid_profile(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 64
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn viewport(payload: &Value) -> Option<(u32, u32)> {
+    let v = payload.get("viewport")?;
+    let w = v.get("width")?.as_u64()?;
+    let h = v.get("height")?.as_u64()?;
+    Some((w as u32, h as u32))
+}
+
+impl JobKind for Browser {
+    fn name(&self) -> &'static str {
+        "browser"
+    }
+
+    fn validate(&self, payload: &Value, path: &str, p: &mut Problems) {
+        if !payload.is_object() {
+            p.add(path, "expected an object with `profile` and `steps`");
+            return;
+        }
+        known_fields(
+            payload,
+            path,
+            &[
+                "profile",
+                "steps",
+                "viewport",
+                "user_agent",
+                "locale",
+                "timezone",
+                "step_timeout",
+            ],
+            p,
+        );
+        match payload.get("profile").and_then(Value::as_str) {
+            Some(name) if valid_profile(name) => {}
+            _ => p.add(
+                &format!("{path}.profile"),
+                "required: a profile name of a-z, 0-9, - and _ (at most 64), like \"linkedin\"",
+            ),
+        }
+        match payload.get("steps") {
+            Some(s) => {
+                steps::parse(s, &format!("{path}.steps"), p);
+            }
+            None => p.add(&format!("{path}.steps"), "required: the list of steps"),
+        }
+        if payload.get("viewport").is_some()
+            && !viewport(payload)
+                .is_some_and(|(w, h)| (200..=4000).contains(&w) && (200..=4000).contains(&h))
+        {
+            p.add(
+                &format!("{path}.viewport"),
+                "expected {\"width\": 200-4000, \"height\": 200-4000}",
+            );
+        }
+        for k in ["user_agent", "locale"] {
+            if let Some(v) = payload.get(k) {
+                if v.as_str().is_none_or(|s| s.is_empty() || s.len() > 512) {
+                    p.add(&format!("{path}.{k}"), "expected a non-empty string");
+                }
+            }
+        }
+        if let Some(tz) = payload.get("timezone") {
+            if tz
+                .as_str()
+                .and_then(|s| s.parse::<chrono_tz::Tz>().ok())
+                .is_none()
+            {
+                p.add(
+                    &format!("{path}.timezone"),
+                    "expected an IANA timezone like Europe/Berlin",
+                );
+            }
+        }
+        if let Some(t) = payload.get("step_timeout") {
+            if !t
+                .as_str()
+                .map(parse_duration)
+                .is_some_and(|d| d.is_ok_and(|d| !d.is_zero()))
+            {
+                p.add(
+                    &format!("{path}.step_timeout"),
+                    "expected a duration like \"20s\"",
+                );
+            }
+        }
+    }
+
+    fn execute(
+        &self,
+        ctx: RunContext,
+        payload: Value,
+    ) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+        Box::pin(async move {
+            let mut problems = Problems::default();
+            let steps: Vec<Step> = steps::parse(
+                payload.get("steps").unwrap_or(&Value::Null),
+                "steps",
+                &mut problems,
+            );
+            if !problems.is_empty() {
+                return Err(RunError::new(
+                    "invalid_script",
+                    "the stored steps no longer parse",
+                ));
+            }
+            // Secrets: [browser.secrets], then OVERSEER_SECRET_<NAME>.
+            let mut secrets = BTreeMap::new();
+            for name in steps.iter().filter_map(Step::secret) {
+                let value = ctx
+                    .secrets
+                    .get(name)
+                    .cloned()
+                    .or_else(|| std::env::var(format!("OVERSEER_SECRET_{name}")).ok());
+                match value {
+                    Some(v) => {
+                        secrets.insert(name.to_string(), v);
+                    }
+                    None => {
+                        return Err(RunError::new(
+                            "secret_missing",
+                            format!("secret {name} is not configured ([browser.secrets] or OVERSEER_SECRET_{name})"),
+                        ))
+                    }
+                }
+            }
+            let Some(pool) = ctx.browser.clone() else {
+                return Err(RunError::new("browser", "the browser pool is restarting"));
+            };
+            let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
+            let run = BrowserRun {
+                run_id: ctx.run_id,
+                profile: s("profile").unwrap_or_default(),
+                steps,
+                viewport: viewport(&payload),
+                user_agent: s("user_agent"),
+                locale: s("locale").unwrap_or_else(|| "en-US".into()),
+                timezone: s("timezone"),
+                step_timeout: s("step_timeout").and_then(|t| parse_duration(&t).ok()),
+                secrets,
+            };
+            match pool.send(crate::actors::browser::RunBrowser(run)).await {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
+                Err(_) => Err(RunError::new(
+                    "browser",
+                    "the browser pool stopped during the run",
+                )),
+            }
+        })
+    }
+}

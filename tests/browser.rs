@@ -1,0 +1,362 @@
+//! Browser jobs with real headless Chromium (Debian's) against pages served on loopback:
+//! every step and wait strategy, a login cookie that survives an overseer restart, secrets
+//! kept out of logs and output, the anti-detection flag on and off, a Chromium killed in the
+//! middle of a run, and no Chromium process left behind.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::pages::Pages;
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(60);
+const SECRET: &str = "correct-horse-battery-staple";
+
+fn start_in(db: &TestDb, state_dir: &Path, extra: &str) -> Overseer {
+    let mut spawn = Spawn::managed(state_dir);
+    spawn.db = Some(db.url.clone());
+    spawn
+        .env
+        .push(("OVERSEER_SECRET_SITE_PASSWORD".into(), SECRET.into()));
+    let o = spawn
+        .toml(&format!(
+            "[browser]\nidle_timeout = \"60s\"\nstep_timeout = \"10s\"\n{extra}"
+        ))
+        .start();
+    o.wait_ready(T);
+    o
+}
+
+fn browser_job(o: &Overseer, name: &str, payload: Value, policy: Value) -> String {
+    let body = json!({
+        "name": name, "kind": "browser", "schedule": {"at": Utc::now().to_rfc3339()},
+        "payload": payload, "policy": policy,
+    });
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    name.to_string()
+}
+
+/// The job's last run once it is terminal.
+fn finished(o: &Overseer, job: &str) -> Value {
+    wait_for(&format!("{job} finished"), T, || {
+        let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
+        let run = runs["items"][0].clone();
+        matches!(
+            run["state"].as_str(),
+            Some("succeeded" | "failed" | "timed_out")
+        )
+        .then_some(run)
+    })
+}
+
+/// Chromium processes whose command line mentions `dir`.
+fn chromium_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("chrom") && c.contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn steps_and_waits_work_on_real_pages() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = start_in(&db, &tmp.path().join("state"), "");
+    browser_job(
+        &o,
+        "all-steps",
+        json!({
+            "profile": "steps",
+            "steps": [
+                {"goto": {"url": pages.url("/delayed"), "wait_until": "domcontentloaded"}},
+                {"wait_for": {"selector": "#late", "state": "visible", "timeout": "5s"}},
+                {"extract": {"selector": "#late", "into": "late"}},
+                {"goto": {"url": pages.url("/xhr"), "wait_until": "networkidle"}},
+                {"extract": {"selector": "#data", "into": "xhr"}},
+                {"goto": {"url": pages.url("/form")}},
+                {"type": {"selector": "#name", "text": "Grüße ✓ Zoë", "delay_ms": 5}},
+                {"select": {"selector": "#color", "value": "g"}},
+                {"click": {"selector": "#go"}},
+                {"assert_text": {"selector": "#out", "contains": "Grüße ✓ Zoë|g"}},
+                {"extract": {"selector": ".job", "all": true, "into": "jobs"}},
+                {"extract": {"selector": "#link", "attribute": "href", "into": "href"}},
+                {"type": {"selector": "#name", "text": "x", "clear": true, "delay_ms": 0}},
+                {"press": {"key": "Enter"}},
+                {"screenshot": {"full_page": true}},
+                {"sleep": {"ms": 10}},
+            ],
+        }),
+        json!({}),
+    );
+    let run = finished(&o, "all-steps");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let out = &run["output"];
+    assert_eq!(out["extracted"]["late"], "ready at last");
+    assert_eq!(
+        out["extracted"]["xhr"], "payload from xhr",
+        "networkidle waited for the XHR"
+    );
+    assert_eq!(out["extracted"]["jobs"], json!(["Engineer", "Designer"]));
+    assert_eq!(out["extracted"]["href"], "/elsewhere");
+    assert_eq!(out["artifacts"], json!(["step-001.png"]));
+    let id = run["id"].as_str().unwrap();
+    let png = std::fs::read(
+        tmp.path()
+            .join(format!("state/artifacts/{id}/step-001.png")),
+    )
+    .unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+
+    // A failing step: its index, the URL and a screenshot are kept; a wait that cannot be
+    // met ends at its timeout.
+    browser_job(
+        &o,
+        "fails",
+        json!({"profile": "steps", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"wait_for": {"selector": "#never", "timeout": "500ms"}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    let run = finished(&o, "fails");
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["error_kind"], "wait_timeout", "{run}");
+    let msg = run["error_message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("step 1 (wait_for)") && msg.contains("/form"),
+        "{msg}"
+    );
+    let id = run["id"].as_str().unwrap();
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(
+            tmp.path()
+                .join(format!("state/artifacts/{id}/failure.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["step"], 1);
+    assert!(tmp
+        .path()
+        .join(format!("state/artifacts/{id}/failure.png"))
+        .exists());
+
+    // Validation names the step.
+    let bad = json!({"name": "bad", "kind": "browser", "schedule": {"every": "1h"},
+        "payload": {"profile": "steps", "steps": [{"goto": {"url": pages.url("/")}}, {"sleep": {"ms": 60000}}]}});
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&bad.to_string()));
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        a.json()["error"]["fields"][0]["path"],
+        "payload.steps.1.sleep.ms"
+    );
+}
+
+#[test]
+fn a_login_survives_a_restart_and_secrets_stay_secret() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut o = start_in(&db, &state, "");
+    browser_job(
+        &o,
+        "login",
+        json!({"profile": "site", "steps": [
+            {"goto": {"url": pages.url("/login")}},
+            {"type": {"selector": "#user", "text": "dana", "delay_ms": 5}},
+            {"type": {"selector": "#pass", "text": {"secret": "SITE_PASSWORD"}, "delay_ms": 5}},
+            {"click": {"selector": "#submit"}},
+            {"wait_for": {"selector": "#welcome"}},
+            {"extract": {"selector": "#echo", "into": "echo"}},
+        ]}),
+        json!({}),
+    );
+    let run = finished(&o, "login");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"]["extracted"]["echo"], "you typed ***",
+        "scrubbed"
+    );
+    assert!(!run.to_string().contains(SECRET));
+    let profile_dir = state.join("profiles/site");
+    assert!(
+        !chromium_under(&profile_dir).is_empty(),
+        "the browser stays for the next run"
+    );
+
+    // A clean stop closes the browser; a new overseer relaunches the profile with its cookie.
+    o.signal(Signal::SIGTERM);
+    o.wait_exit(T);
+    assert!(
+        !o.logs.text().contains(SECRET),
+        "the secret never reached the logs"
+    );
+    wait_for("no chromium after shutdown", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+    let o = start_in(&db, &state, "");
+    browser_job(
+        &o,
+        "account",
+        json!({"profile": "site", "steps": [
+            {"goto": {"url": pages.url("/account")}},
+            {"assert_text": {"selector": "#who", "contains": "Signed in as dana"}},
+        ]}),
+        json!({}),
+    );
+    assert_eq!(finished(&o, "account")["state"], "succeeded");
+    // A secret that is not configured fails before any browser starts.
+    browser_job(
+        &o,
+        "no-secret",
+        json!({"profile": "site", "steps": [
+            {"goto": {"url": pages.url("/login")}},
+            {"type": {"selector": "#pass", "text": {"secret": "NOT_SET"}}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    assert_eq!(finished(&o, "no-secret")["error_kind"], "secret_missing");
+    drop(o);
+    wait_for("no chromium after the test", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+}
+
+fn bot_report(o: &Overseer, pages: &Pages, name: &str) -> Value {
+    browser_job(
+        o,
+        name,
+        json!({"profile": "bot", "locale": "de-DE", "steps": [
+            {"goto": {"url": pages.url("/bot")}},
+            {"wait_for": {"selector": "#report:not(:empty)", "state": "attached"}},
+            {"extract": {"selector": "#report", "into": "report"}},
+        ]}),
+        json!({}),
+    );
+    let run = finished(o, name);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    serde_json::from_str(run["output"]["extracted"]["report"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn the_anti_detection_flag_changes_what_pages_see() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let on = start_in(&db, &tmp.path().join("on"), "");
+    let r = bot_report(&on, &pages, "bot-on");
+    assert_eq!(r["webdriver_present"], false, "{r}");
+    assert!(r["plugins"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["mime_types"].as_u64().unwrap() > 0, "{r}");
+    for k in [
+        "chrome",
+        "chrome_runtime",
+        "chrome_app",
+        "chrome_csi",
+        "chrome_load_times",
+    ] {
+        assert_eq!(r[k], true, "{k}: {r}");
+    }
+    assert_eq!(r["languages"], json!(["de-DE", "de"]));
+    assert!(
+        !r["user_agent"].as_str().unwrap().contains("Headless"),
+        "{r}"
+    );
+    let consistent = match r["notification"].as_str().unwrap() {
+        "default" => r["permission"] == "prompt",
+        other => r["permission"] == other,
+    };
+    assert!(
+        consistent,
+        "Notification.permission vs permissions.query: {r}"
+    );
+    drop(on);
+
+    let off = start_in(
+        &db,
+        &tmp.path().join("off"),
+        "[flags]\nanti_detection = false\n",
+    );
+    off.logs.wait_json("the flag is logged", T, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("anti_detection is off"))
+    });
+    let r = bot_report(&off, &pages, "bot-off");
+    assert!(
+        r["user_agent"].as_str().unwrap().contains("HeadlessChrome"),
+        "{r}"
+    );
+    assert_eq!(r["chrome_runtime"], false, "{r}");
+}
+
+#[test]
+fn a_killed_chromium_is_replaced_and_the_run_retried_and_none_is_left() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(&db, &state, "");
+    browser_job(
+        &o,
+        "victim",
+        json!({"profile": "crashy", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"wait_for": {"selector": "#never", "timeout": "20s"}},
+        ]}),
+        json!({"max_retries": 1, "retry_delays": ["0s"]}),
+    );
+    // Killed while the run waits on the page.
+    wait_for("the page loaded", T, || {
+        pages.hits().iter().any(|h| h == "/form").then_some(())
+    });
+    let pids = chromium_under(&state.join("profiles/crashy"));
+    assert!(!pids.is_empty());
+    // Kill the whole browser (every process of its group).
+    for pid in &pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let run = wait_for(
+        "the first attempt failed for the browser's death",
+        T,
+        || {
+            let runs = o.get("/api/v1/runs?job=victim", o.admin()).json();
+            runs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["attempt"] == 1 && r["state"] == "failed")
+                .cloned()
+        },
+    );
+    assert_eq!(run["error_kind"], "browser_crashed", "{run}");
+    // The retry relaunched the profile (a new process).
+    wait_for("a new browser for the retry", T, || {
+        let p = chromium_under(&state.join("profiles/crashy"));
+        (!p.is_empty() && p.iter().all(|x| !pids.contains(x))).then_some(())
+    });
+    let m = o.get("/metrics", None).text;
+    assert!(m.contains("overseer_browser_crashes_total 1"), "{m}");
+    drop(o);
+    wait_for("no chromium left", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+}

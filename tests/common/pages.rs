@@ -1,0 +1,216 @@
+//! Pages for browser tests, served on 127.0.0.1: content that appears late, content loaded
+//! by XHR, a form with every input kind, a login that sets a cookie, a page that reports what
+//! a bot check would read, and a slow page.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+pub struct Pages {
+    pub base: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Pages {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let h = h.clone();
+                std::thread::spawn(move || serve(conn, &h));
+            }
+        });
+        Self { base, hits }
+    }
+
+    /// Paths requested so far.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn html(body: &str) -> String {
+    format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>{body}</body></html>")
+}
+
+fn serve(conn: TcpStream, hits: &std::sync::Mutex<Vec<String>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("/").to_string();
+        hits.lock().unwrap().push(path.clone());
+        let (mut length, mut cookie) = (0usize, String::new());
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    "cookie" => cookie = v.trim().to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let form: std::collections::HashMap<String, String> = String::from_utf8_lossy(&body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), decode(v)))
+            .collect();
+        let mut headers = vec![("content-type", "text/html; charset=utf-8".to_string())];
+        let (status, text) = match (method.as_str(), path.as_str()) {
+            (_, "/delayed") => (
+                200,
+                html(
+                    r#"<h1>Delayed</h1><script>
+                setTimeout(() => { const d = document.createElement('div'); d.id = 'late'; d.textContent = 'ready at last'; document.body.appendChild(d); }, 400);
+                </script>"#,
+                ),
+            ),
+            (_, "/xhr") => (
+                200,
+                html(
+                    r#"<div id="data">loading</div><script>
+                fetch('/data').then(r => r.text()).then(t => { document.getElementById('data').textContent = t; });
+                </script>"#,
+                ),
+            ),
+            (_, "/data") => {
+                std::thread::sleep(Duration::from_millis(300));
+                headers[0].1 = "text/plain".into();
+                (200, "payload from xhr".to_string())
+            }
+            (_, "/form") => (
+                200,
+                html(
+                    r#"
+                <input id="name"><select id="color"><option value="r">red</option><option value="g">green</option></select>
+                <button id="go" onclick="document.getElementById('out').textContent = document.getElementById('name').value + '|' + document.getElementById('color').value">go</button>
+                <div id="out"></div>
+                <ul><li class="job">Engineer</li><li class="job">Designer</li></ul>
+                <a id="link" href="/elsewhere">x</a>"#,
+                ),
+            ),
+            ("GET", "/login") => (
+                200,
+                html(
+                    r#"<form method="post" action="/login">
+                <input id="user" name="user"><input id="pass" name="pass" type="password">
+                <button id="submit" type="submit">Log in</button></form>"#,
+                ),
+            ),
+            ("POST", "/login") => {
+                headers.push((
+                    "set-cookie",
+                    format!(
+                        "session={}; Path=/; Max-Age=86400; HttpOnly",
+                        form.get("user").cloned().unwrap_or_default()
+                    ),
+                ));
+                // A careless site that echoes what was typed: the output must not show it.
+                (
+                    200,
+                    html(&format!(
+                        "<h1 id=\"welcome\">Welcome {}</h1><p id=\"echo\">you typed {}</p>",
+                        form.get("user").cloned().unwrap_or_default(),
+                        form.get("pass").cloned().unwrap_or_default()
+                    )),
+                )
+            }
+            (_, "/account") => {
+                let user = cookie
+                    .split(';')
+                    .filter_map(|c| c.trim().strip_prefix("session="))
+                    .next()
+                    .map(str::to_string);
+                match user {
+                    Some(u) => (200, html(&format!("<h1 id=\"who\">Signed in as {u}</h1>"))),
+                    None => (200, html("<h1 id=\"who\">Please log in</h1>")),
+                }
+            }
+            (_, "/bot") => (
+                200,
+                html(
+                    r#"<pre id="report"></pre><script>
+                (async () => {
+                  let perm = null;
+                  try { perm = (await navigator.permissions.query({ name: 'notifications' })).state; } catch (e) { perm = 'error'; }
+                  const r = {
+                    webdriver_present: 'webdriver' in navigator,
+                    webdriver: navigator.webdriver === true,
+                    plugins: navigator.plugins.length,
+                    mime_types: navigator.mimeTypes.length,
+                    chrome: !!window.chrome,
+                    chrome_runtime: !!(window.chrome && window.chrome.runtime),
+                    chrome_app: !!(window.chrome && window.chrome.app),
+                    chrome_csi: !!(window.chrome && typeof window.chrome.csi === 'function'),
+                    chrome_load_times: !!(window.chrome && typeof window.chrome.loadTimes === 'function'),
+                    languages: navigator.languages,
+                    notification: window.Notification ? Notification.permission : 'none',
+                    permission: perm,
+                    user_agent: navigator.userAgent,
+                  };
+                  document.getElementById('report').textContent = JSON.stringify(r);
+                })();
+                </script>"#,
+                ),
+            ),
+            (_, "/slow") => {
+                std::thread::sleep(Duration::from_secs(5));
+                (200, html("slow"))
+            }
+            _ => (404, html("not found")),
+        };
+        let mut reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", text.len());
+        for (k, v) in headers {
+            reply.push_str(&format!("{k}: {v}\r\n"));
+        }
+        reply.push_str("\r\n");
+        reply.push_str(&text);
+        let mut w = &conn;
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn decode(v: &str) -> String {
+    let v = v.replace('+', " ");
+    let bytes = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
