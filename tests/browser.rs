@@ -360,3 +360,66 @@ fn a_killed_chromium_is_replaced_and_the_run_retried_and_none_is_left() {
         chromium_under(&state).is_empty().then_some(())
     });
 }
+
+#[test]
+fn consume_steps_stop_cleanly_at_the_quota_and_at_max_per_run() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = start_in(&db, &tmp.path().join("state"), "");
+    let a = request(
+        "PUT",
+        &o.url("/api/v1/quotas/site:msgs"),
+        Some(&o.tokens.operator),
+        &[],
+        Some(r#"{"limits": {"day": 3}}"#),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    let steps = |n: usize| {
+        let mut s = vec![json!({"goto": {"url": pages.url("/form")}})];
+        for i in 0..n {
+            s.push(json!({"consume": {"quota": "site:msgs"}}));
+            s.push(json!({"extract": {"selector": "#link", "attribute": "href", "into": format!("sent{i}")}}));
+        }
+        Value::Array(s)
+    };
+    let body = json!({
+        "name": "capped", "kind": "browser", "schedule": {"at": Utc::now().to_rfc3339()},
+        "payload": {"profile": "q", "steps": steps(3)},
+        "quota": [{"name": "site:msgs", "cost": 0, "max_per_run": 2}],
+    });
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    let run = finished(&o, "capped");
+    assert_eq!(run["state"], "succeeded", "not a failure: {run}");
+    let out = &run["output"];
+    assert_eq!(out["outcome"], "quota_exhausted");
+    assert_eq!(out["stopped_at_step"], 5, "the third consume");
+    assert!(
+        out["reason"].as_str().unwrap().contains("max_per_run"),
+        "{out}"
+    );
+    assert_eq!(out["extracted"].as_object().unwrap().len(), 2);
+
+    browser_job(
+        &o,
+        "uncapped",
+        json!({"profile": "q", "steps": steps(2)}),
+        json!({}),
+    );
+    let run = finished(&o, "uncapped");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["output"]["outcome"], "quota_exhausted");
+    assert_eq!(
+        run["output"]["stopped_at_step"], 3,
+        "the day's third unit was the last"
+    );
+    assert!(run["output"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exhausted for this day"));
+    let runs = o.get("/api/v1/runs?job=uncapped", o.admin()).json();
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1, "no retry");
+    let q = o.get("/api/v1/quotas/site:msgs", o.admin()).json();
+    assert_eq!(q["windows"][0]["used"], 3);
+}

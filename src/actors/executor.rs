@@ -123,10 +123,12 @@ impl Executor {
             routing: self.deps.routing.clone(),
             browser: self.deps.directory.browser_pool(),
             secrets: self.secrets.clone(),
+            quota: serde_json::from_value(run.quota.clone()).unwrap_or_default(),
+            quota_counter: self.deps.directory.quota_counter(),
         };
         let started = Instant::now();
-        let quota: Vec<JobQuota> = serde_json::from_value(run.quota.clone()).unwrap_or_default();
-        let counter = self.deps.directory.quota_counter();
+        let quota: Vec<JobQuota> = rctx.quota.clone();
+        let counter = rctx.quota_counter.clone();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
@@ -319,7 +321,7 @@ async fn take_quota(
     counter: Option<&Addr<QuotaCounter>>,
 ) -> Result<Vec<Receipt>, Ran> {
     let mut receipts = Vec::new();
-    for q in quota {
+    for q in quota.iter().filter(|q| q.cost > 0) {
         let Some(counter) = counter else {
             return Err(Ran::Deferred {
                 until: Utc::now() + chrono::Duration::seconds(1),

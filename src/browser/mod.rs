@@ -50,7 +50,7 @@ pub struct PoolConfig {
 }
 
 /// One run of a script.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BrowserRun {
     pub run_id: Uuid,
     pub profile: String,
@@ -62,6 +62,8 @@ pub struct BrowserRun {
     pub step_timeout: Option<Duration>,
     /// The secrets the script names, resolved.
     pub secrets: BTreeMap<String, String>,
+    /// How `consume` steps count (None: the script has none, or no quota counter).
+    pub consume: Option<steps::Consumer>,
 }
 
 /// Why a run failed: a stable kind and a message without secrets.
@@ -275,6 +277,7 @@ impl Pool {
         let env = Env {
             secrets: &r.secrets,
             step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
+            consume: r.consume.as_ref(),
         };
         let mut out = ScriptOutput::default();
         let result = steps::run(&page, &r.steps, &env, &mut out).await;
@@ -315,7 +318,19 @@ impl Pool {
         let extracted: Value =
             serde_json::from_str(&scrub(&extracted.to_string(), &r.secrets)).unwrap_or_default();
         match result {
-            Ok(()) => Ok(json!({
+            Ok(None) => Ok(json!({
+                "outcome": "completed",
+                "extracted": extracted,
+                "url": out.url,
+                "steps": r.steps.len(),
+                "artifacts": names_saved,
+            })),
+            // Not a failure: the quota said stop (no retry follows).
+            Ok(Some(stop)) => Ok(json!({
+                "outcome": "quota_exhausted",
+                "quota": stop.quota,
+                "reason": stop.reason,
+                "stopped_at_step": stop.index,
                 "extracted": extracted,
                 "url": out.url,
                 "steps": r.steps.len(),

@@ -89,6 +89,27 @@ pub enum Step {
     Sleep {
         ms: u64,
     },
+    /// Count one action against a quota; a refusal stops the script cleanly.
+    Consume {
+        quota: String,
+        cost: i64,
+    },
+}
+
+/// Consumes `cost` units of a quota for a `consume` step: `Ok(None)` admitted,
+/// `Ok(Some(why))` refused (the script stops with outcome `quota_exhausted`), `Err` failed.
+pub type Consumer = std::sync::Arc<
+    dyn Fn(String, i64) -> futures_util::future::BoxFuture<'static, Result<Option<String>, String>>
+        + Send
+        + Sync,
+>;
+
+/// A script that stopped early on purpose (not a failure).
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub index: usize,
+    pub quota: String,
+    pub reason: String,
 }
 
 impl Step {
@@ -104,6 +125,7 @@ impl Step {
             Step::AssertText { .. } => "assert_text",
             Step::Screenshot { .. } => "screenshot",
             Step::Sleep { .. } => "sleep",
+            Step::Consume { .. } => "consume",
         }
     }
 
@@ -130,6 +152,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("assert_text", &["selector", "contains"]),
     ("screenshot", &["full_page"]),
     ("sleep", &["ms"]),
+    ("consume", &["quota", "cost"]),
 ];
 
 /// Parses `steps` (a list of `{"<action>": {...}}`); problems are reported as
@@ -231,6 +254,10 @@ pub fn parse(v: &Value, path: &str, p: &mut Problems) -> Vec<Step> {
                 contains: s("contains"),
             },
             "screenshot" => Step::Screenshot { full_page: false },
+            "consume" => Step::Consume {
+                quota: s("quota"),
+                cost: 1,
+            },
             _ => Step::Sleep { ms: 0 },
         };
         let step = refine(step, args, &at, p);
@@ -375,6 +402,25 @@ fn refine(step: Step, args: &serde_json::Map<String, Value>, at: &str, p: &mut P
         Step::Screenshot { .. } => Step::Screenshot {
             full_page: bool_of(args, "full_page", at, p),
         },
+        Step::Consume { quota, .. } => {
+            if !quota.is_empty() && !crate::quota::valid_name(&quota) {
+                p.add(&format!("{at}.quota"), crate::quota::NAME_RULE);
+            }
+            let cost = match args.get("cost") {
+                None => 1,
+                Some(c) => match c.as_i64() {
+                    Some(n) if (1..=1_000_000).contains(&n) => n,
+                    _ => {
+                        p.add(
+                            &format!("{at}.cost"),
+                            "expected a whole number from 1 to 1000000",
+                        );
+                        1
+                    }
+                },
+            };
+            Step::Consume { quota, cost }
+        }
         Step::Sleep { .. } => {
             let ms = match args.get("ms").and_then(Value::as_u64) {
                 Some(ms) if ms <= MAX_SLEEP_MS => ms,
@@ -419,6 +465,7 @@ pub struct Env<'a> {
     /// Resolved secrets by name (only those the script names).
     pub secrets: &'a BTreeMap<String, String>,
     pub step_timeout: Duration,
+    pub consume: Option<&'a Consumer>,
 }
 
 fn call(fun: &str, args: Vec<Value>) -> CallFunctionOnParams {
@@ -494,14 +541,52 @@ const SELECT_JS: &str = r#"(sel, value) => { const e = document.querySelector(se
 
 const TEXT_JS: &str = r#"(sel) => { const e = document.querySelector(sel); return e ? (e.innerText || e.textContent || '') : null; }"#;
 
-/// Runs every step in order; stops at the first failure.
+/// Runs every step in order; stops at the first failure, or early (`Ok(Some(_))`) when a
+/// `consume` step is refused.
 pub async fn run(
     page: &Page,
     steps: &[Step],
     env: &Env<'_>,
     out: &mut ScriptOutput,
-) -> Result<(), StepFailure> {
+) -> Result<Option<Stopped>, StepFailure> {
     for (index, step) in steps.iter().enumerate() {
+        if let Step::Consume { quota, cost } = step {
+            let Some(consume) = env.consume else {
+                return Err(StepFailure {
+                    index,
+                    action: "consume",
+                    kind: "quota",
+                    message: "the quota counter is unavailable".into(),
+                });
+            };
+            match tokio::time::timeout(env.step_timeout, consume(quota.clone(), *cost)).await {
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(reason))) => {
+                    out.url = page.url().await.ok().flatten();
+                    return Ok(Some(Stopped {
+                        index,
+                        quota: quota.clone(),
+                        reason,
+                    }));
+                }
+                Ok(Err(message)) => {
+                    return Err(StepFailure {
+                        index,
+                        action: "consume",
+                        kind: "quota",
+                        message,
+                    })
+                }
+                Err(_) => {
+                    return Err(StepFailure {
+                        index,
+                        action: "consume",
+                        kind: "step_timeout",
+                        message: "the quota counter did not answer in time".into(),
+                    })
+                }
+            }
+        }
         let limit = match step {
             Step::Goto {
                 timeout: Some(t), ..
@@ -537,7 +622,7 @@ pub async fn run(
         }
     }
     out.url = page.url().await.ok().flatten();
-    Ok(())
+    Ok(None)
 }
 
 type StepResult = Result<(), (&'static str, String)>;
@@ -713,6 +798,8 @@ async fn one(
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Ok(())
         }
+        // Handled by `run` (it needs the quota counter, not the page).
+        Step::Consume { .. } => Ok(()),
     }
 }
 

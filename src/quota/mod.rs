@@ -254,14 +254,17 @@ pub fn window_bounds(
     }
 }
 
-/// A job's claim on a quota: `cost` units per run, returned if the run fails and
-/// `refund_on_failure` is set.
+/// A job's claim on a quota: `cost` units when a run is dispatched (0: none; a browser
+/// script consumes per action with `consume` steps), returned if the run fails and
+/// `refund_on_failure` is set; `max_per_run` caps what one run's `consume` steps may take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobQuota {
     pub name: String,
     pub cost: i64,
     #[serde(default)]
     pub refund_on_failure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_run: Option<i64>,
 }
 
 /// Parses a job's `quota` field: `[{name, cost?, refund_on_failure?}]`.
@@ -281,7 +284,7 @@ pub fn parse_job_quota(v: &Value, path: &str, p: &mut Problems) -> Vec<JobQuota>
             continue;
         };
         for k in obj.keys() {
-            if !["name", "cost", "refund_on_failure"].contains(&k.as_str()) {
+            if !["name", "cost", "refund_on_failure", "max_per_run"].contains(&k.as_str()) {
                 p.add(&format!("{at}.{k}"), "unknown field");
             }
         }
@@ -294,11 +297,11 @@ pub fn parse_job_quota(v: &Value, path: &str, p: &mut Problems) -> Vec<JobQuota>
         let cost = match obj.get("cost") {
             None => 1,
             Some(c) => match c.as_i64() {
-                Some(n) if (1..=1_000_000).contains(&n) => n,
+                Some(n) if (0..=1_000_000).contains(&n) => n,
                 _ => {
                     p.add(
                         &format!("{at}.cost"),
-                        "expected a whole number from 1 to 1000000",
+                        "expected a whole number from 0 (consume in the script) to 1000000",
                     );
                     1
                 }
@@ -312,10 +315,24 @@ pub fn parse_job_quota(v: &Value, path: &str, p: &mut Problems) -> Vec<JobQuota>
                 false
             }
         };
+        let max_per_run = match obj.get("max_per_run") {
+            None => None,
+            Some(m) => match m.as_i64() {
+                Some(n) if n >= 1 => Some(n),
+                _ => {
+                    p.add(
+                        &format!("{at}.max_per_run"),
+                        "expected a whole number above 0",
+                    );
+                    None
+                }
+            },
+        };
         out.push(JobQuota {
             name: name.to_string(),
             cost,
             refund_on_failure,
+            max_per_run,
         });
     }
     out
@@ -489,7 +506,7 @@ mod tests {
         }
         let mut p = Problems::default();
         let q = parse_job_quota(
-            &json!([{"name": "a", "cost": 2}, {"name": "a"}, {"name": "b", "cost": 0, "refund_on_failure": "yes"}]),
+            &json!([{"name": "a", "cost": 2}, {"name": "a"}, {"name": "b", "cost": -1, "refund_on_failure": "yes"}]),
             "quota",
             &mut p,
         );
@@ -498,7 +515,8 @@ mod tests {
             JobQuota {
                 name: "a".into(),
                 cost: 2,
-                refund_on_failure: false
+                refund_on_failure: false,
+                max_per_run: None,
             }
         );
         let paths: Vec<String> = p.into_vec().into_iter().map(|f| f.path).collect();

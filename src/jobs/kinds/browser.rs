@@ -32,6 +32,57 @@ fn viewport(payload: &Value) -> Option<(u32, u32)> {
     Some((w as u32, h as u32))
 }
 
+/// `consume` steps go to the quota counter, capped per run by the job's `max_per_run`.
+fn consumer(ctx: &RunContext) -> Option<steps::Consumer> {
+    let counter = ctx.quota_counter.clone()?;
+    let caps: BTreeMap<String, i64> = ctx
+        .quota
+        .iter()
+        .filter_map(|q| q.max_per_run.map(|m| (q.name.clone(), m)))
+        .collect();
+    let used = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
+    Some(std::sync::Arc::new(move |quota: String, cost: i64| {
+        let counter = counter.clone();
+        let cap = caps.get(&quota).copied();
+        let used = used.clone();
+        Box::pin(async move {
+            let so_far = used
+                .lock()
+                .map(|u| u.get(&quota).copied().unwrap_or(0))
+                .unwrap_or(0);
+            if let Some(cap) = cap {
+                if so_far + cost > cap {
+                    return Ok(Some(format!("max_per_run ({cap}) reached for {quota}")));
+                }
+            }
+            use crate::actors::quota::{Consume, Consumed};
+            match counter
+                .send(Consume {
+                    quota: quota.clone(),
+                    cost,
+                })
+                .await
+            {
+                Ok(Ok(Consumed::Admitted { .. })) => {
+                    if let Ok(mut u) = used.lock() {
+                        *u.entry(quota).or_default() += cost;
+                    }
+                    Ok(None)
+                }
+                Ok(Ok(Consumed::Refused {
+                    retry_at, blocking, ..
+                })) => Ok(Some(format!(
+                    "{quota} exhausted for this {} (room again at {})",
+                    blocking.join(" and "),
+                    retry_at.to_rfc3339()
+                ))),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the quota counter is restarting".into()),
+            }
+        }) as futures_util::future::BoxFuture<'static, _>
+    }))
+}
+
 impl JobKind for Browser {
     fn name(&self) -> &'static str {
         "browser"
@@ -152,6 +203,11 @@ impl JobKind for Browser {
             let Some(pool) = ctx.browser.clone() else {
                 return Err(RunError::new("browser", "the browser pool is restarting"));
             };
+            let consume = steps
+                .iter()
+                .any(|s| matches!(s, Step::Consume { .. }))
+                .then(|| consumer(&ctx))
+                .flatten();
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
             let run = BrowserRun {
                 run_id: ctx.run_id,
@@ -163,6 +219,7 @@ impl JobKind for Browser {
                 timezone: s("timezone"),
                 step_timeout: s("step_timeout").and_then(|t| parse_duration(&t).ok()),
                 secrets,
+                consume,
             };
             match pool.send(crate::actors::browser::RunBrowser(run)).await {
                 Ok(Ok(output)) => Ok(output),

@@ -31,6 +31,9 @@ pub struct RunContext {
     pub routing: std::sync::Arc<crate::notify::Routing>,
     /// This node's browser pool (`browser` kind); None while it restarts.
     pub browser: Option<actix::Addr<crate::actors::browser::BrowserPool>>,
+    /// The job's quota claims (`max_per_run` caps a script's `consume` steps).
+    pub quota: Vec<crate::quota::JobQuota>,
+    pub quota_counter: Option<actix::Addr<crate::actors::quota::QuotaCounter>>,
     /// `[browser.secrets]` (the kind also reads OVERSEER_SECRET_<NAME>).
     pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
