@@ -181,7 +181,7 @@ fn the_api_creates_reads_consumes_and_refuses_with_retry_after() {
     assert_eq!(a.status, 409);
     assert!(a.text.contains("uses-it"), "{}", a.text);
     let bad_job = json!({"name": "x", "kind": "noop", "schedule": {"every": "1h"},
-                         "quota": [{"name": "linkedin:messages", "cost": 0}]});
+                         "quota": [{"name": "linkedin:messages", "cost": -1}]});
     let a = o.post("/api/v1/jobs", o.admin(), Some(&bad_job.to_string()));
     assert_eq!(a.status, 422);
     assert_eq!(a.json()["error"]["fields"][0]["path"], "quota.0.cost");
