@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/runs", "viewer"),
     ("GET", "/api/v1/runs/{id}", "viewer"),
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
+    ("GET", "/api/v1/runs/{id}/artifacts/{name}", "viewer"),
     ("GET", "/api/v1/notifications", "viewer"),
     ("POST", "/api/v1/notifications/test", "admin"),
     ("GET", "/api/v1/quotas", "viewer"),
@@ -88,7 +89,7 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
         let concrete = path
             .replace("{name}", "no-such-actor")
             .replace("{key}", "no-such-job")
-            .replace("{name}", "no-such-quota")
+            .replace("{name}", "no-such-name")
             .replace("{id}", "00000000-0000-0000-0000-000000000000");
         let url = o.url(&concrete);
         let body = matches!(*method, "POST" | "PATCH" | "PUT").then_some("{}");

@@ -88,6 +88,15 @@ impl Actor for BrowserPool {
         })));
         self.deps.directory.set_browser_pool(ctx.address());
         self.lifeline.ready();
+        // Artifacts live as long as the longest-kept runs (runs.failed_retention).
+        let dir = c.state_path("artifacts");
+        let keep = c.runs.failed_retention;
+        ctx.run_interval(c.runs.prune_interval, move |_, _| {
+            let n = crate::browser::prune_artifacts(&dir, keep);
+            if n > 0 {
+                tracing::info!(actor = NAME, deleted = n, "old run artifacts pruned");
+            }
+        });
         ctx.run_interval(IDLE_CHECK, |act, ctx| {
             if let Some(pool) = act.pool.clone() {
                 ctx.spawn(async move { pool.close_idle().await }.into_actor(act));

@@ -87,6 +87,7 @@ where
                 .service(runs::list)
                 .service(runs::get_one)
                 .service(runs::requeue)
+                .service(runs::artifact)
                 .service(notifications::list)
                 .service(notifications::test)
                 .service(quotas::list)

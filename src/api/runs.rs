@@ -169,3 +169,59 @@ pub async fn requeue(
         Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }
+
+/// A file a run stored (browser screenshots, `failure.png`, `failure.json`). Artifacts live in
+/// the state directory of the node that ran the run; another node answers 404 naming it.
+#[utoipa::path(tag = "runs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "run id"), ("name" = String, Path, description = "artifact name, from the run's output")),
+    responses((status = 200, description = "the file (image/png or application/json)"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/runs/{id}/artifacts/{name}")]
+pub async fn artifact(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let (id, name) = path.into_inner();
+    let safe = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !safe {
+        return Err(ApiError::not_found("no such artifact"));
+    }
+    let run = state
+        .db
+        .run(move |c| db_runs::get(c, id))
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such run"),
+            e => e.into(),
+        })?;
+    let file = state
+        .config
+        .state_path("artifacts")
+        .join(id.to_string())
+        .join(&name);
+    match std::fs::read(&file) {
+        Ok(bytes) => {
+            let content_type = if name.ends_with(".png") {
+                "image/png"
+            } else if name.ends_with(".json") {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
+        }
+        Err(_) => Err(ApiError::not_found(match run.node_id {
+            Some(node) if node != state.node_id => {
+                format!("no artifact `{name}` here; the run ran on node {node}")
+            }
+            _ => format!("no artifact `{name}` for this run"),
+        })),
+    }
+}

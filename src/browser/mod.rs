@@ -404,6 +404,26 @@ impl Pool {
     }
 }
 
+/// Deletes run artifact directories last written more than `keep` ago; returns how many.
+pub fn prune_artifacts(dir: &std::path::Path, keep: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep);
+        if old && std::fs::remove_dir_all(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 fn connection_lost(message: &str) -> bool {
     ["oneshot canceled", "channel closed", "Ws", "connection"]
         .iter()
