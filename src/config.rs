@@ -110,6 +110,14 @@ pub struct BrowserConfig {
     /// Default limit per step (a step or job can set its own).
     #[serde(with = "humantime_serde")]
     pub step_timeout: Duration,
+    /// Circuit breaker per domain: open after this many consecutive failed runs ...
+    pub circuit_failures: u32,
+    /// ... for this long, doubling with each consecutive opening ...
+    #[serde(with = "humantime_serde")]
+    pub circuit_open: Duration,
+    /// ... up to this.
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_max: Duration,
     /// Secrets for `type` steps (`text = {secret = "NAME"}`); also read from the environment
     /// as OVERSEER_SECRET_<NAME>. Never printed.
     #[serde(default, skip_serializing)]
@@ -820,6 +828,15 @@ impl Loaded {
         }
         if b.step_timeout < Duration::from_millis(100) {
             return Err(self.bad("browser.step_timeout", "at least 100ms"));
+        }
+        if b.circuit_failures == 0 {
+            return Err(self.bad("browser.circuit_failures", "at least 1"));
+        }
+        if b.circuit_open.is_zero() || b.circuit_open_max < b.circuit_open {
+            return Err(self.bad(
+                "browser.circuit_open_max",
+                "durations above zero, circuit_open_max at least circuit_open",
+            ));
         }
         if b.idle_timeout < Duration::from_secs(1) {
             return Err(self.bad("browser.idle_timeout", "at least 1s"));

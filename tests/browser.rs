@@ -423,3 +423,49 @@ fn consume_steps_stop_cleanly_at_the_quota_and_at_max_per_run() {
     let q = o.get("/api/v1/quotas/site:msgs", o.admin()).json();
     assert_eq!(q["windows"][0]["used"], 3);
 }
+
+#[test]
+fn a_failing_domain_opens_its_circuit_defers_runs_and_closes_after_a_probe() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = start_in(
+        &db,
+        &tmp.path().join("state"),
+        "circuit_failures = 2\ncircuit_open = \"2s\"\n",
+    );
+    let script = json!({"profile": "cb", "steps": [
+        {"goto": {"url": pages.url("/flaky")}},
+        {"assert_text": {"selector": "#state", "contains": "all ok"}},
+    ]});
+    pages.set_down(true);
+    for name in ["f1", "f2"] {
+        browser_job(&o, name, script.clone(), json!({"max_retries": 0}));
+        assert_eq!(finished(&o, name)["error_kind"], "assertion");
+    }
+    let circuits = o.get("/api/v1/circuits", o.admin()).json();
+    assert_eq!(circuits[0]["state"], "open", "{circuits}");
+    assert_eq!(circuits[0]["failures"], 2);
+    // While open, a run waits (deferred, no attempt used) instead of failing.
+    browser_job(&o, "f3", script.clone(), json!({"max_retries": 0}));
+    let deferred = wait_for("f3 deferred", T, || {
+        let runs = o.get("/api/v1/runs?job=f3", o.admin()).json();
+        let r = runs["items"][0].clone();
+        (r["state"] == "deferred").then_some(r)
+    });
+    assert_eq!(deferred["attempt"], 1);
+    // The site is back: when the circuit half-opens, f3 is the probe; it closes the circuit.
+    pages.set_down(false);
+    let run = finished(&o, "f3");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1, "the deferral used no attempt");
+    let circuits = o.get("/api/v1/circuits", o.admin()).json();
+    assert_eq!(circuits[0]["state"], "closed", "{circuits}");
+    let events: Vec<String> = o.get("/api/v1/notifications", o.admin()).json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(events.contains(&"circuit.opened".to_string()), "{events:?}");
+}

@@ -125,6 +125,11 @@ impl Executor {
             secrets: self.secrets.clone(),
             quota: serde_json::from_value(run.quota.clone()).unwrap_or_default(),
             quota_counter: self.deps.directory.quota_counter(),
+            circuit: crate::db::circuits::Settings {
+                failures: self.deps.config.browser.circuit_failures as i32,
+                open_initial: self.deps.config.browser.circuit_open,
+                open_max: self.deps.config.browser.circuit_open_max,
+            },
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
@@ -141,10 +146,29 @@ impl Executor {
                 Err(gate) => return gate,
             };
             let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout).await;
-            if result.is_err() {
-                give_back(&quota, receipts, counter.as_ref()).await;
+            match result {
+                // The kind chose to wait (an open circuit): everything taken goes back.
+                Err(RunError {
+                    defer_until: Some(until),
+                    message,
+                    ..
+                }) => {
+                    if let Some(counter) = counter.as_ref() {
+                        for r in receipts {
+                            let _ = counter.send(Refund(r)).await;
+                        }
+                    }
+                    Ran::Deferred {
+                        until,
+                        reason: message,
+                    }
+                }
+                Err(e) => {
+                    give_back(&quota, receipts, counter.as_ref()).await;
+                    Ran::Done(Err(e))
+                }
+                ok => Ran::Done(ok),
             }
-            Ran::Done(result)
         };
         let handle = ctx.spawn(fut.into_actor(self).map(move |ran, act, ctx| {
             let kind = act

@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod circuits;
 pub mod error;
 pub mod flags;
 pub mod health;
@@ -88,6 +89,7 @@ where
                 .service(runs::get_one)
                 .service(runs::requeue)
                 .service(runs::artifact)
+                .service(circuits::list)
                 .service(notifications::list)
                 .service(notifications::test)
                 .service(quotas::list)

@@ -76,7 +76,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     leader_lease,
     notifications,
     quotas,
-    quota_usage
+    quota_usage,
+    circuits
 );
 
 diesel::table! {
@@ -132,3 +133,15 @@ diesel::table! {
 }
 
 diesel::joinable!(quota_usage -> quotas (quota));
+
+diesel::table! {
+    circuits (domain) {
+        domain -> Text,
+        state -> Text,
+        failures -> Int4,
+        opens -> Int4,
+        open_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}

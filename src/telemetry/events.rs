@@ -81,6 +81,15 @@ pub enum Event<'a> {
     JobFailed { job: &'a str, reason: &'a str },
     /// A late result was refused by the fence (the attempt was no longer current).
     RunRefused { run_id: uuid::Uuid },
+    /// A domain's circuit opened: browser runs for it wait until `until`.
+    CircuitOpened {
+        domain: &'a str,
+        failures: i32,
+        until: chrono::DateTime<chrono::Utc>,
+        error: &'a str,
+    },
+    /// A domain's circuit closed again (a probe run succeeded).
+    CircuitClosed { domain: &'a str },
     /// A quota refused a consumption: the window is full until `resets_at`.
     QuotaExhausted {
         quota: &'a str,
@@ -118,6 +127,8 @@ impl Event<'_> {
             Event::RunRefused { .. } => "run.refused",
             Event::RunZombie { .. } => "run.zombie",
             Event::QuotaExhausted { .. } => "quota.exhausted",
+            Event::CircuitOpened { .. } => "circuit.opened",
+            Event::CircuitClosed { .. } => "circuit.closed",
             Event::RunDeferred { .. } => "run.deferred",
         }
     }
@@ -127,7 +138,8 @@ impl Event<'_> {
             Event::JobExecuted { .. }
             | Event::JobRetryScheduled { .. }
             | Event::RunDeferred { .. } => Severity::Info,
-            Event::QuotaExhausted { .. } => Severity::Warning,
+            Event::QuotaExhausted { .. } | Event::CircuitOpened { .. } => Severity::Warning,
+            Event::CircuitClosed { .. } => Severity::Info,
             Event::ActorRestarted { .. }
             | Event::JobError { .. }
             | Event::JobMissed { .. }
@@ -157,6 +169,8 @@ impl Event<'_> {
             Event::QuotaExhausted { quota, window, .. } => {
                 format!("quota {quota} exhausted for this {window}")
             }
+            Event::CircuitOpened { domain, .. } => format!("circuit opened for {domain}"),
+            Event::CircuitClosed { domain } => format!("circuit closed for {domain}"),
             Event::RunDeferred { job, until, .. } => {
                 format!("job {job}: run deferred until {}", until.to_rfc3339())
             }
@@ -208,6 +222,14 @@ impl Event<'_> {
                 "Run {run_id} of job `{job}` waits ({reason}) and starts again at {}.",
                 until.to_rfc3339()
             ),
+            Event::CircuitOpened { domain, failures, until, error } => format!(
+                "Browser runs for {domain} failed {failures} times in a row (last: {error}). \
+                 They wait until {} and then one run tries again.",
+                until.to_rfc3339()
+            ),
+            Event::CircuitClosed { domain } => {
+                format!("A browser run for {domain} succeeded; runs for it go ahead again.")
+            }
         }
     }
 
@@ -282,6 +304,15 @@ impl Event<'_> {
             } => {
                 json!({"job": job, "run_id": run_id, "reason": reason, "until": until})
             }
+            Event::CircuitOpened {
+                domain,
+                failures,
+                until,
+                error,
+            } => {
+                json!({"domain": domain, "failures": failures, "until": until, "error": error})
+            }
+            Event::CircuitClosed { domain } => json!({"domain": domain}),
         }
     }
 }
@@ -368,6 +399,17 @@ pub fn emit(event: Event<'_>) {
         } => {
             metrics::counter!(names::ZOMBIES, "reason" => reason.to_string()).increment(1);
             tracing::warn!(event = name, job, %run_id, reason, "zombie run rescued");
+        }
+        Event::CircuitOpened {
+            domain,
+            failures,
+            until,
+            ..
+        } => {
+            tracing::warn!(event = name, domain, failures, until = %until, "circuit opened");
+        }
+        Event::CircuitClosed { domain } => {
+            tracing::info!(event = name, domain, "circuit closed");
         }
         Event::QuotaExhausted {
             quota,

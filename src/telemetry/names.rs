@@ -33,6 +33,7 @@ pub const NOTIFICATIONS_PRUNED: &str = "overseer_notifications_pruned_total";
 pub const BROWSER_SESSIONS: &str = "overseer_browser_sessions";
 pub const BROWSER_LAUNCHES: &str = "overseer_browser_launches_total";
 pub const BROWSER_CRASHES: &str = "overseer_browser_crashes_total";
+pub const CIRCUIT_TRANSITIONS: &str = "overseer_circuit_transitions_total";
 pub const QUOTA_REMAINING: &str = "overseer_quota_remaining";
 pub const QUOTA_CONSUMED: &str = "overseer_quota_consumed_total";
 pub const QUOTA_REJECTED: &str = "overseer_quota_rejected_total";
@@ -149,6 +150,10 @@ pub fn describe_all() {
     describe_counter!(
         BROWSER_CRASHES,
         "Browsers found dead (killed, crashed, connection lost) and replaced."
+    );
+    describe_counter!(
+        CIRCUIT_TRANSITIONS,
+        "Browser circuit breakers that opened or closed, by new state."
     );
     describe_gauge!(
         QUOTA_REMAINING,

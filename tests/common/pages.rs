@@ -9,6 +9,7 @@ use std::time::Duration;
 pub struct Pages {
     pub base: String,
     hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pages {
@@ -16,14 +17,20 @@ impl Pages {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let h = hits.clone();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, d) = (hits.clone(), down.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let h = h.clone();
-                std::thread::spawn(move || serve(conn, &h));
+                let (h, d) = (h.clone(), d.clone());
+                std::thread::spawn(move || serve(conn, &h, &d));
             }
         });
-        Self { base, hits }
+        Self { base, hits, down }
+    }
+
+    /// `/flaky` answers an error page while down.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Paths requested so far.
@@ -40,7 +47,11 @@ fn html(body: &str) -> String {
     format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>{body}</body></html>")
 }
 
-fn serve(conn: TcpStream, hits: &std::sync::Mutex<Vec<String>>) {
+fn serve(
+    conn: TcpStream,
+    hits: &std::sync::Mutex<Vec<String>>,
+    down: &std::sync::atomic::AtomicBool,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     loop {
@@ -177,6 +188,13 @@ fn serve(conn: TcpStream, hits: &std::sync::Mutex<Vec<String>>) {
                 </script>"#,
                 ),
             ),
+            (_, "/flaky") => {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    (503, html("<h1 id=\"state\">down for maintenance</h1>"))
+                } else {
+                    (200, html("<h1 id=\"state\">all ok</h1>"))
+                }
+            }
             (_, "/slow") => {
                 std::thread::sleep(Duration::from_secs(5));
                 (200, html("slow"))

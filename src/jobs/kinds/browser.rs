@@ -13,10 +13,21 @@ use serde_json::Value;
 use super::{known_fields, JobKind, RunContext, RunError};
 use crate::browser::steps::{self, Step};
 use crate::browser::BrowserRun;
+use crate::db::circuits;
 use crate::jobs::schedule::parse_duration;
 use crate::jobs::validate::Problems;
 
 pub struct Browser;
+
+/// Failures that say something about the site (they count for its circuit).
+const SITE_FAILURES: &[&str] = &[
+    "navigation",
+    "wait_timeout",
+    "step_timeout",
+    "not_found",
+    "assertion",
+    "browser",
+];
 
 fn valid_profile(p: &str) -> bool {
     !p.is_empty()
@@ -221,14 +232,76 @@ impl JobKind for Browser {
                 secrets,
                 consume,
             };
-            match pool.send(crate::actors::browser::RunBrowser(run)).await {
+            // The domain's circuit: an open one defers the run (no attempt used).
+            let domain = run.steps.iter().find_map(|s| match s {
+                Step::Goto { url, .. } => url::Url::parse(url).ok().and_then(|u| {
+                    u.host_str().map(|h| match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_string(),
+                    })
+                }),
+                _ => None,
+            });
+            if let Some(domain) = &domain {
+                let d = domain.clone();
+                let admission = ctx
+                    .db
+                    .run(move |c| circuits::admit(c, &d, chrono::Utc::now()))
+                    .await
+                    .map_err(|e| RunError::new("database", e.to_string()))?;
+                if let circuits::Admission::Wait(until) = admission {
+                    return Err(RunError::deferred(
+                        until,
+                        format!("circuit open for {domain}"),
+                    ));
+                }
+            }
+            let result = match pool.send(crate::actors::browser::RunBrowser(run)).await {
                 Ok(Ok(output)) => Ok(output),
                 Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
                 Err(_) => Err(RunError::new(
                     "browser",
                     "the browser pool stopped during the run",
                 )),
+            };
+            if let Some(domain) = domain {
+                // Only what the site did counts (not our secrets, launches or quotas).
+                let counts = match &result {
+                    Ok(_) => Some(None),
+                    Err(e) if SITE_FAILURES.contains(&e.kind) => Some(Some(e.message.clone())),
+                    Err(_) => None,
+                };
+                if let Some(error) = counts {
+                    let settings = ctx.circuit;
+                    let routing = ctx.routing.clone();
+                    let d = domain.clone();
+                    let recorded = ctx
+                        .db
+                        .run(move |c| {
+                            circuits::record(
+                                c,
+                                &d,
+                                error.as_deref(),
+                                chrono::Utc::now(),
+                                &settings,
+                                &routing,
+                            )
+                        })
+                        .await;
+                    match recorded {
+                        Ok(Some(state)) => {
+                            metrics::counter!(crate::telemetry::names::CIRCUIT_TRANSITIONS, "state" => state)
+                                .increment(1);
+                            tracing::warn!(domain = %domain, state, "circuit state changed");
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(domain = %domain, error = %e, "recording the circuit failed")
+                        }
+                    }
+                }
             }
+            result
         })
     }
 }

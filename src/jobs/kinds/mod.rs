@@ -31,6 +31,8 @@ pub struct RunContext {
     pub routing: std::sync::Arc<crate::notify::Routing>,
     /// This node's browser pool (`browser` kind); None while it restarts.
     pub browser: Option<actix::Addr<crate::actors::browser::BrowserPool>>,
+    /// The browser circuit breakers' settings.
+    pub circuit: crate::db::circuits::Settings,
     /// The job's quota claims (`max_per_run` caps a script's `consume` steps).
     pub quota: Vec<crate::quota::JobQuota>,
     pub quota_counter: Option<actix::Addr<crate::actors::quota::QuotaCounter>>,
@@ -44,6 +46,9 @@ pub struct RunContext {
 pub struct RunError {
     pub kind: &'static str,
     pub message: String,
+    /// Not a failure: the run should wait until then (a circuit is open) and run again,
+    /// without using an attempt.
+    pub defer_until: Option<DateTime<Utc>>,
 }
 
 impl RunError {
@@ -51,6 +56,15 @@ impl RunError {
         Self {
             kind,
             message: message.into(),
+            defer_until: None,
+        }
+    }
+
+    pub fn deferred(until: DateTime<Utc>, message: impl Into<String>) -> Self {
+        Self {
+            kind: "deferred",
+            message: message.into(),
+            defer_until: Some(until),
         }
     }
 }
