@@ -2,6 +2,7 @@
 //! by XHR, a form with every input kind, a login that sets a cookie, a page that reports what
 //! a bot check would read, and a slow page.
 
+#![allow(dead_code)] // Shared by tests and benches; each uses a part.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
