@@ -75,6 +75,70 @@ fn main() {
             samples[samples.len() - 1],
             n as f64 / total
         );
+        // RSS of one browser: every process of the profile (main, zygote, GPU/utility,
+        // renderer), after the warm runs.
+        let rss = profile_rss_kib(&tmp.path().join("profiles/bench"));
+        println!("RSS of one browser (all its processes, one page open between runs): {} MiB", rss / 1024);
+        pool.close_all().await;
+
+        // Throughput with 4 profiles at once (4 browsers), n runs in all.
+        let pool = std::rc::Rc::new(Pool::new(PoolConfig {
+            executable: overseer::browser::process::find_executable().unwrap(),
+            profiles_dir: tmp.path().join("profiles"),
+            artifacts_dir: tmp.path().join("artifacts"),
+            max_browsers: 4,
+            idle_timeout: Duration::from_secs(600),
+            launch_timeout: Duration::from_secs(30),
+            step_timeout: Duration::from_secs(30),
+            stealth: true,
+        }));
+        let per = n / 4;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let pool = pool.clone();
+                let mut r = run();
+                r.profile = format!("p{i}");
+                actix::spawn(async move {
+                    for _ in 0..per {
+                        let mut r = r.clone();
+                        r.run_id = uuid::Uuid::new_v4();
+                        pool.run(r).await.expect("run");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "4 profiles at once: {} runs in {secs:.2} s = {:.1} runs/s (including 4 cold launches)",
+            per * 4,
+            (per * 4) as f64 / secs
+        );
         pool.close_all().await;
     });
+}
+
+fn profile_rss_kib(profile: &std::path::Path) -> u64 {
+    let needle = profile.to_string_lossy().to_string();
+    let mut total = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains(&needle) {
+            continue;
+        }
+        total += std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
 }

@@ -469,3 +469,67 @@ fn a_failing_domain_opens_its_circuit_defers_runs_and_closes_after_a_probe() {
         .collect();
     assert!(events.contains(&"circuit.opened".to_string()), "{events:?}");
 }
+
+#[test]
+fn a_crashed_renderer_fails_the_run_fast_and_the_retry_succeeds() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(&db, &state, "");
+    browser_job(
+        &o,
+        "renderer",
+        json!({"profile": "rc", "steps": [
+            {"goto": {"url": pages.url("/later")}},
+            {"wait_for": {"selector": "#done", "timeout": "10s"}},
+        ]}),
+        json!({"max_retries": 1, "retry_delays": ["0s"]}),
+    );
+    wait_for("the page loaded", T, || {
+        pages.hits().iter().any(|h| h == "/later").then_some(())
+    });
+    // Kill the profile's renderer processes (what a renderer crash looks like to CDP).
+    let profile = state.join("profiles/rc").to_string_lossy().to_string();
+    let renderers: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("--type=renderer") && c.contains(&profile)
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(!renderers.is_empty(), "a renderer runs the page");
+    for pid in renderers {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let first = wait_for("attempt 1 failed for the crash", T, || {
+        let runs = o.get("/api/v1/runs?job=renderer", o.admin()).json();
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["attempt"] == 1 && r["state"] == "failed")
+            .cloned()
+    });
+    assert_eq!(first["error_kind"], "renderer_crashed", "{first}");
+    let retry = wait_for("attempt 2 succeeded", T, || {
+        let runs = o.get("/api/v1/runs?job=renderer", o.admin()).json();
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["attempt"] == 2 && r["state"] == "succeeded")
+            .cloned()
+    });
+    assert_eq!(retry["output"]["outcome"], "completed");
+    drop(o);
+    wait_for("no chromium left", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+}

@@ -280,7 +280,25 @@ impl Pool {
             consume: r.consume.as_ref(),
         };
         let mut out = ScriptOutput::default();
-        let result = steps::run(&page, &r.steps, &env, &mut out).await;
+        // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
+        page.execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
+            .await
+            .map_err(browser_err)?;
+        let mut crashed = page
+            .event_listener::<chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed>()
+            .await
+            .map_err(browser_err)?;
+        let result = tokio::select! {
+            r = steps::run(&page, &r.steps, &env, &mut out) => r,
+            _ = futures_util::StreamExt::next(&mut crashed) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+                metrics::counter!(names::BROWSER_CRASHES).increment(1);
+                return Err(RunFailure {
+                    kind: "renderer_crashed",
+                    message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
+                });
+            }
+        };
         let mut failure_shot = None;
         if result.is_err() && session.alive.get() {
             failure_shot = tokio::time::timeout(

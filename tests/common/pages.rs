@@ -101,6 +101,14 @@ fn serve(
                 </script>"#,
                 ),
             ),
+            (_, "/later") => (
+                200,
+                html(
+                    r#"<h1>Later</h1><script>
+                setTimeout(() => { const d = document.createElement('div'); d.id = 'done'; d.textContent = 'done'; document.body.appendChild(d); }, 2500);
+                </script>"#,
+                ),
+            ),
             (_, "/xhr") => (
                 200,
                 html(
