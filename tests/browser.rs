@@ -533,3 +533,66 @@ fn a_crashed_renderer_fails_the_run_fast_and_the_retry_succeeds() {
         chromium_under(&state).is_empty().then_some(())
     });
 }
+
+#[test]
+fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
+    use overseer::browser::{BrowserRun, Pool, PoolConfig};
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = tmp.path().join("profiles");
+    let mut problems = overseer::jobs::validate::Problems::default();
+    let script = overseer::browser::steps::parse(
+        &json!([{"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}}]),
+        "steps",
+        &mut problems,
+    );
+    let cfg = PoolConfig {
+        executable: overseer::browser::process::find_executable().expect("chromium on PATH"),
+        profiles_dir: profiles.clone(),
+        artifacts_dir: tmp.path().join("artifacts"),
+        max_browsers: 2,
+        idle_timeout: Duration::from_secs(600),
+        launch_timeout: Duration::from_secs(30),
+        step_timeout: Duration::from_secs(30),
+        stealth: true,
+    };
+    let run = move |profile: &str| BrowserRun {
+        run_id: uuid::Uuid::new_v4(),
+        profile: profile.into(),
+        steps: script.clone(),
+        viewport: None,
+        user_agent: None,
+        locale: "en-US".into(),
+        timezone: None,
+        step_timeout: None,
+        secrets: Default::default(),
+        consume: None,
+    };
+    let dir = profiles.clone();
+    actix::System::new().block_on(async move {
+        let pool = Pool::new(cfg);
+        for i in 0..100 {
+            // Two profiles in turn with room for two: each cycle launches and closes.
+            pool.run(run(if i % 2 == 0 { "a" } else { "b" }))
+                .await
+                .expect("run");
+            pool.close_all().await;
+        }
+        // A crash: the browser's whole group killed while it is up.
+        pool.run(run("a")).await.expect("run");
+        for (_, pid) in pool.pids() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // The pool notices on the next run and replaces it.
+        let again = pool.run(run("a")).await;
+        if again.is_err() {
+            pool.run(run("a")).await.expect("a new browser");
+        }
+        pool.close_all().await;
+        assert!(
+            chromium_under(&dir).is_empty(),
+            "{:?}",
+            chromium_under(&dir)
+        );
+    });
+}
