@@ -14,6 +14,12 @@ use overseer::browser::{BrowserRun, Pool, PoolConfig};
 use serde_json::json;
 
 fn main() {
+    if std::env::var("TRACE").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter("overseer::browser=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|s| s.parse().ok())

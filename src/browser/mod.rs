@@ -78,7 +78,16 @@ struct Session {
     alive: Rc<Cell<bool>>,
     in_use: Cell<usize>,
     last_used: Cell<Instant>,
+    /// Pages a finished run left set up (init script, user agent) and parked on
+    /// `about:blank`, by locale: the next run with default settings takes one instead of
+    /// opening a new page (a warm session).
+    idle_pages: RefCell<Vec<(String, chromiumoxide::Page)>>,
+    /// The browser's user agent without "Headless" (asked once per launch).
+    plain_ua: RefCell<Option<String>>,
 }
+
+/// Idle pages kept per browser.
+const MAX_IDLE_PAGES: usize = 2;
 
 pub struct Pool {
     cfg: PoolConfig,
@@ -124,6 +133,8 @@ impl Pool {
                     alive: Rc::new(Cell::new(false)),
                     in_use: Cell::new(0),
                     last_used: Cell::new(Instant::now()),
+                    idle_pages: RefCell::new(Vec::new()),
+                    plain_ua: RefCell::new(None),
                 })
             })
             .clone()
@@ -189,7 +200,8 @@ impl Pool {
             kind: "browser",
             message: e.to_string(),
         };
-        let page = {
+        let browser_pid;
+        let (page, reusable) = {
             let mut guard = session.chromium.lock().await;
             if guard.is_some() && !session.alive.get() {
                 metrics::counter!(names::BROWSER_CRASHES).increment(1);
@@ -197,6 +209,8 @@ impl Pool {
                 if let Some(dead) = guard.take() {
                     dead.close(Duration::from_millis(100)).await;
                 }
+                session.idle_pages.borrow_mut().clear();
+                session.plain_ua.borrow_mut().take();
             }
             if guard.is_none() {
                 self.make_room(&r.profile).await?;
@@ -232,48 +246,78 @@ impl Pool {
                 kind: "browser",
                 message: "no browser".into(),
             })?;
-            let page = chromium
-                .browser
-                .new_page("about:blank")
-                .await
-                .map_err(browser_err)?;
-            if self.cfg.stealth {
-                page.add_init_script(stealth::init_script(&r.locale))
+            browser_pid = chromium.pid();
+            let reusable = r.user_agent.is_none() && r.viewport.is_none() && r.timezone.is_none();
+            let parked = if reusable {
+                let mut idle = session.idle_pages.borrow_mut();
+                idle.iter()
+                    .position(|(locale, _)| *locale == r.locale)
+                    .map(|i| idle.remove(i).1)
+            } else {
+                None
+            };
+            if let Some(page) = parked {
+                (page, reusable)
+            } else {
+                let page = chromium
+                    .browser
+                    .new_page("about:blank")
                     .await
                     .map_err(browser_err)?;
-            }
-            let ua = match &r.user_agent {
-                Some(ua) => Some(ua.clone()),
-                None if self.cfg.stealth => chromium
-                    .browser
-                    .user_agent()
+                if self.cfg.stealth {
+                    page.add_init_script(stealth::init_script(&r.locale))
+                        .await
+                        .map_err(browser_err)?;
+                }
+                let ua = match &r.user_agent {
+                    Some(ua) => Some(ua.clone()),
+                    None if self.cfg.stealth => {
+                        let cached = session.plain_ua.borrow().clone();
+                        match cached {
+                            Some(ua) => Some(ua),
+                            None => {
+                                let ua = chromium
+                                    .browser
+                                    .user_agent()
+                                    .await
+                                    .ok()
+                                    .map(|ua| stealth::plain_user_agent(&ua));
+                                *session.plain_ua.borrow_mut() = ua.clone();
+                                ua
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                if let Some(ua) = ua {
+                    let mut p = SetUserAgentOverrideParams::new(ua);
+                    p.accept_language = Some(r.locale.clone());
+                    page.execute(p).await.map_err(browser_err)?;
+                }
+                if let Some((w, h)) = r.viewport {
+                    page.execute(SetDeviceMetricsOverrideParams::new(
+                        w as i64, h as i64, 1.0, false,
+                    ))
                     .await
-                    .ok()
-                    .map(|ua| stealth::plain_user_agent(&ua)),
-                None => None,
-            };
-            if let Some(ua) = ua {
-                let mut p = SetUserAgentOverrideParams::new(ua);
-                p.accept_language = Some(r.locale.clone());
-                page.execute(p).await.map_err(browser_err)?;
-            }
-            page
-        };
-        if let Some((w, h)) = r.viewport {
-            page.execute(SetDeviceMetricsOverrideParams::new(
-                w as i64, h as i64, 1.0, false,
-            ))
-            .await
-            .map_err(browser_err)?;
-        }
-        let mut locale = SetLocaleOverrideParams::default();
-        locale.locale = Some(r.locale.clone());
-        let _ = page.execute(locale).await;
-        if let Some(tz) = &r.timezone {
-            page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+                    .map_err(browser_err)?;
+                }
+                let mut locale = SetLocaleOverrideParams::default();
+                locale.locale = Some(r.locale.clone());
+                let _ = page.execute(locale).await;
+                if let Some(tz) = &r.timezone {
+                    page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+                        .await
+                        .map_err(browser_err)?;
+                }
+                // Renderer crashes are reported through the Inspector domain.
+                page.execute(
+                    chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default(),
+                )
                 .await
                 .map_err(browser_err)?;
-        }
+                (page, reusable)
+            }
+        };
         let env = Env {
             secrets: &r.secrets,
             step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
@@ -281,9 +325,6 @@ impl Pool {
         };
         let mut out = ScriptOutput::default();
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
-        page.execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
-            .await
-            .map_err(browser_err)?;
         let mut crashed = page
             .event_listener::<chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed>()
             .await
@@ -291,8 +332,16 @@ impl Pool {
         let result = tokio::select! {
             r = steps::run(&page, &r.steps, &env, &mut out) => r,
             _ = futures_util::StreamExt::next(&mut crashed) => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
                 metrics::counter!(names::BROWSER_CRASHES).increment(1);
+                if process_gone(browser_pid) {
+                    // The whole browser died (its renderers first): the session is gone.
+                    session.alive.set(false);
+                    return Err(RunFailure {
+                        kind: "browser_crashed",
+                        message: "the browser died during the run".into(),
+                    });
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
                 return Err(RunFailure {
                     kind: "renderer_crashed",
                     message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
@@ -318,7 +367,23 @@ impl Pool {
                 .and_then(Result::ok)
                 .flatten();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+        // A page that served a good run is parked on about:blank (the site's document stops)
+        // for the next run; any other is closed.
+        let park = reusable
+            && result.is_ok()
+            && session.alive.get()
+            && session.idle_pages.borrow().len() < MAX_IDLE_PAGES
+            && tokio::time::timeout(Duration::from_secs(5), page.goto("about:blank"))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        if park {
+            session
+                .idle_pages
+                .borrow_mut()
+                .push((r.locale.clone(), page));
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+        }
         let mut names_saved = Vec::new();
         let dir = self.cfg.artifacts_dir.join(r.run_id.to_string());
         let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
@@ -442,6 +507,17 @@ pub fn prune_artifacts(dir: &std::path::Path, keep: Duration) -> usize {
     n
 }
 
+/// Whether a process has exited (gone, or a zombie not yet reaped).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
+}
+
 fn connection_lost(message: &str) -> bool {
     ["oneshot canceled", "channel closed", "Ws", "connection"]
         .iter()
@@ -450,6 +526,8 @@ fn connection_lost(message: &str) -> bool {
 
 async fn close_session(s: &Session) {
     let mut guard = s.chromium.lock().await;
+    s.idle_pages.borrow_mut().clear();
+    s.plain_ua.borrow_mut().take();
     if let Some(c) = guard.take() {
         let pid = c.pid();
         c.close(Duration::from_secs(5)).await;

@@ -610,7 +610,15 @@ pub async fn run(
             kind,
             message,
         };
-        match tokio::time::timeout(limit, one(page, step, env, limit, out)).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(limit, one(page, step, env, limit, out)).await;
+        tracing::debug!(
+            step = index,
+            action = step.action(),
+            ms = started.elapsed().as_millis() as u64,
+            "browser step"
+        );
+        match result {
             Ok(Ok(())) => {}
             Ok(Err((kind, message))) => return Err(fail(kind, message)),
             Err(_) => {
