@@ -1,6 +1,6 @@
 //! Browser session latency (release build, Debian's Chromium, a page served on loopback): a
-//! warm session (browser already running) runs `goto` + `domcontentloaded` + `extract`, each
-//! run on a fresh page as a `browser` job does; p50/p99 over N runs (default 1,000). Also the
+//! warm session (browser already running) runs `goto` + `domcontentloaded` + `extract` on
+//! the page the previous run parked, as `browser` jobs with default settings do; p50/p99 over N runs (default 1,000). Also the
 //! cold launch of a profile. Run: `cargo bench --bench browser` (N to change the count).
 
 #[path = "../tests/common/pages.rs"]
@@ -75,7 +75,7 @@ fn main() {
         samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
         println!(
-            "warm: {n} runs (new page + goto + domcontentloaded + extract + close page), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.1} runs/s",
+            "warm: {n} runs (parked page reused + goto + domcontentloaded + extract + park), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.1} runs/s",
             pct(0.50),
             pct(0.99),
             samples[samples.len() - 1],
