@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Actor;
-use common::Spawn;
+use common::{env_num, fresh_db, Spawn};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use overseer::actors::quota::{Consume, Consumed, QuotaCounter};
 use overseer::actors::{directory::Directory, Deps};
@@ -21,27 +21,6 @@ use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use overseer::db::url::DatabaseUrl;
 use overseer::db::Db;
 use overseer::supervisor::{ChildSpec, Restart, Supervisor};
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn fresh_db(pg: &ManagedCluster, name: &str) -> DatabaseUrl {
-    let mut admin = PgConnection::establish(pg.url_for("postgres").expose()).unwrap();
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .unwrap();
-    let url = pg.url_for(name);
-    overseer::db::migrations::run_pending(&mut PgConnection::establish(url.expose()).unwrap())
-        .unwrap();
-    url
-}
 
 fn make_quota(url: &DatabaseUrl, name: &str, day: usize) {
     let mut c = PgConnection::establish(url.expose()).unwrap();

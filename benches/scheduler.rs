@@ -16,7 +16,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Spawn};
+use common::{env_num, fresh_db, wait_for, Spawn};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use overseer::db::url::DatabaseUrl;
@@ -39,29 +39,8 @@ struct Pct {
     n: i64,
 }
 
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn count(c: &mut PgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<N>(c).unwrap().n
-}
-
-fn fresh_db(pg: &ManagedCluster, name: &str) -> DatabaseUrl {
-    let mut admin = PgConnection::establish(pg.url_for("postgres").expose()).unwrap();
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .unwrap();
-    let url = pg.url_for(name);
-    overseer::db::migrations::run_pending(&mut PgConnection::establish(url.expose()).unwrap())
-        .unwrap();
-    url
 }
 
 fn spawn(url: &DatabaseUrl, state: &std::path::Path, extra: &str) -> common::Overseer {

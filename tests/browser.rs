@@ -55,9 +55,8 @@ fn finished(o: &Overseer, job: &str) -> Value {
     })
 }
 
-/// Chromium processes whose command line mentions `dir`.
-fn chromium_under(dir: &Path) -> Vec<i32> {
-    let needle = dir.to_string_lossy().to_string();
+/// Processes whose command line contains every one of `needles`.
+fn processes_with(needles: &[&str]) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -66,11 +65,16 @@ fn chromium_under(dir: &Path) -> Vec<i32> {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
                     let c = String::from_utf8_lossy(&c);
-                    c.contains("chrom") && c.contains(&needle)
+                    needles.iter().all(|n| c.contains(n))
                 })
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// Chromium processes whose command line mentions `dir`.
+fn chromium_under(dir: &Path) -> Vec<i32> {
+    processes_with(&["chrom", &dir.to_string_lossy()])
 }
 
 #[test]
@@ -491,19 +495,7 @@ fn a_crashed_renderer_fails_the_run_fast_and_the_retry_succeeds() {
     });
     // Kill the profile's renderer processes (what a renderer crash looks like to CDP).
     let profile = state.join("profiles/rc").to_string_lossy().to_string();
-    let renderers: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("--type=renderer") && c.contains(&profile)
-                })
-                .unwrap_or(false)
-        })
-        .collect();
+    let renderers = processes_with(&["--type=renderer", &profile]);
     assert!(!renderers.is_empty(), "a renderer runs the page");
     for pid in renderers {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);

@@ -92,10 +92,16 @@ impl Actor for BrowserPool {
         let dir = c.state_path("artifacts");
         let keep = c.runs.failed_retention;
         ctx.run_interval(c.runs.prune_interval, move |_, _| {
-            let n = crate::browser::prune_artifacts(&dir, keep);
-            if n > 0 {
-                tracing::info!(actor = NAME, deleted = n, "old run artifacts pruned");
-            }
+            let dir = dir.clone();
+            actix_rt::spawn(async move {
+                let pruned = tokio::task::spawn_blocking(move || {
+                    crate::browser::prune_artifacts(&dir, keep)
+                })
+                .await;
+                if let Ok(n @ 1..) = pruned {
+                    tracing::info!(actor = NAME, deleted = n, "old run artifacts pruned");
+                }
+            });
         });
         ctx.run_interval(IDLE_CHECK, |act, ctx| {
             if let Some(pool) = act.pool.clone() {

@@ -153,11 +153,7 @@ impl Executor {
                     message,
                     ..
                 }) => {
-                    if let Some(counter) = counter.as_ref() {
-                        for r in receipts {
-                            let _ = counter.send(Refund(r)).await;
-                        }
-                    }
+                    refund_all(counter.as_ref(), receipts).await;
                     Ran::Deferred {
                         until,
                         reason: message,
@@ -380,12 +376,18 @@ async fn take_quota(
             },
             Err(e) => Ran::Done(Err(RunError::new("quota", e.to_string()))),
         };
-        for r in receipts {
-            let _ = counter.send(Refund(r)).await;
-        }
+        refund_all(Some(counter), receipts).await;
         return Err(deny);
     }
     Ok(receipts)
+}
+
+/// Returns every receipt's units (the run did not happen).
+async fn refund_all(counter: Option<&Addr<QuotaCounter>>, receipts: Vec<Receipt>) {
+    let Some(counter) = counter else { return };
+    for r in receipts {
+        let _ = counter.send(Refund(r)).await;
+    }
 }
 
 /// A failed run returns the units of the quotas that say `refund_on_failure`.

@@ -185,3 +185,22 @@ pub fn server(
     let addrs = http.addrs();
     Ok((http.run(), addrs))
 }
+
+/// Keyset cursors for lists ordered by (time, id), newest first: opaque to clients.
+pub mod cursor {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    pub fn encode(at: DateTime<Utc>, id: Uuid) -> String {
+        hex::encode(format!("{}|{}", at.to_rfc3339(), id))
+    }
+
+    pub fn decode(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
+        let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
+        let (t, id) = text.split_once('|')?;
+        Some((
+            DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
+            Uuid::parse_str(id).ok()?,
+        ))
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -36,19 +36,6 @@ pub struct NotificationQuery {
     pub cursor: Option<String>,
 }
 
-fn encode_cursor(n: &Notification) -> String {
-    hex::encode(format!("{}|{}", n.created_at.to_rfc3339(), n.id))
-}
-
-fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
-    let (t, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
-}
-
 /// Notifications, newest first, with keyset pagination.
 #[utoipa::path(tag = "notifications", security(("bearer" = [])), params(NotificationQuery), responses(
     (status = 200, body = NotificationPage), (status = 401, body = ErrorBody),
@@ -73,7 +60,7 @@ pub async fn list(
     }
     let before = match &q.cursor {
         None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+        Some(c) => Some(super::cursor::decode(c).ok_or_else(|| {
             ApiError::invalid_field("cursor", "not a cursor from a previous page")
         })?),
     };
@@ -89,7 +76,9 @@ pub async fn list(
         .await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(encode_cursor)
+        items
+            .last()
+            .map(|x| super::cursor::encode(x.created_at, x.id))
     } else {
         None
     };

@@ -46,19 +46,6 @@ fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiErr
         .transpose()
 }
 
-fn encode_cursor(run: &Run) -> String {
-    hex::encode(format!("{}|{}", run.queued_at.to_rfc3339(), run.id))
-}
-
-fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let text = String::from_utf8(hex::decode(c).ok()?).ok()?;
-    let (t, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
-}
-
 /// Runs, newest first, with keyset pagination.
 #[utoipa::path(tag = "runs", security(("bearer" = [])), params(RunQuery), responses(
     (status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -82,7 +69,7 @@ pub async fn list(
     let until = time("until", &q.until)?;
     let before = match &q.cursor {
         None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+        Some(c) => Some(super::cursor::decode(c).ok_or_else(|| {
             ApiError::invalid_field("cursor", "not a cursor from a previous page")
         })?),
     };
@@ -111,7 +98,9 @@ pub async fn list(
         })?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(encode_cursor)
+        items
+            .last()
+            .map(|x| super::cursor::encode(x.queued_at, x.id))
     } else {
         None
     };
@@ -206,8 +195,8 @@ pub async fn artifact(
         .state_path("artifacts")
         .join(id.to_string())
         .join(&name);
-    match std::fs::read(&file) {
-        Ok(bytes) => {
+    match web::block(move || std::fs::read(file)).await {
+        Ok(Ok(bytes)) => {
             let content_type = if name.ends_with(".png") {
                 "image/png"
             } else if name.ends_with(".json") {
@@ -217,7 +206,7 @@ pub async fn artifact(
             };
             Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
         }
-        Err(_) => Err(ApiError::not_found(match run.node_id {
+        _ => Err(ApiError::not_found(match run.node_id {
             Some(node) if node != state.node_id => {
                 format!("no artifact `{name}` here; the run ran on node {node}")
             }

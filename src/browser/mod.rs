@@ -384,19 +384,19 @@ impl Pool {
         } else {
             let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
         }
-        let mut names_saved = Vec::new();
         let dir = self.cfg.artifacts_dir.join(r.run_id.to_string());
         let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
-        if let Some(png) = failure_shot {
+        if let (Some(png), Err(f)) = (failure_shot, &result) {
             files.push(("failure.png".into(), png));
+            let meta = json!({"step": f.index, "action": f.action,
+                "error": scrub(&f.message, &r.secrets), "url": out.url});
+            files.push(("failure.json".into(), meta.to_string().into_bytes()));
         }
-        if !files.is_empty() && std::fs::create_dir_all(&dir).is_ok() {
-            for (name, bytes) in files {
-                if std::fs::write(dir.join(&name), bytes).is_ok() {
-                    names_saved.push(name);
-                }
-            }
-        }
+        let names_saved: Vec<String> = save_artifacts(dir, files)
+            .await
+            .into_iter()
+            .filter(|n| n != "failure.json")
+            .collect();
         let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
         let extracted: Value =
             serde_json::from_str(&scrub(&extracted.to_string(), &r.secrets)).unwrap_or_default();
@@ -427,10 +427,6 @@ impl Pool {
                         kind: "browser_crashed",
                         message: format!("the browser died during step {} ({})", f.index, f.action),
                     });
-                }
-                if !names_saved.is_empty() {
-                    let meta = json!({"step": f.index, "action": f.action, "error": scrub(&f.message, &r.secrets), "url": out.url});
-                    let _ = std::fs::write(dir.join("failure.json"), meta.to_string());
                 }
                 Err(RunFailure {
                     kind: f.kind,
@@ -487,7 +483,28 @@ impl Pool {
     }
 }
 
+/// Writes a run's artifacts on the blocking pool (not on the pool's event loop); returns the
+/// names written.
+async fn save_artifacts(dir: PathBuf, files: Vec<(String, Vec<u8>)>) -> Vec<String> {
+    if files.is_empty() {
+        return Vec::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        if std::fs::create_dir_all(&dir).is_err() {
+            return Vec::new();
+        }
+        files
+            .into_iter()
+            .filter(|(name, bytes)| std::fs::write(dir.join(name), bytes).is_ok())
+            .map(|(name, _)| name)
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Deletes run artifact directories last written more than `keep` ago; returns how many.
+/// Blocking: call it on the blocking pool.
 pub fn prune_artifacts(dir: &std::path::Path, keep: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -427,3 +427,29 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// For the benchmarks (they include this file)
+
+/// A size from the environment (`BURN_N=…`), or the default.
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A new, migrated database `name` on a benchmark's own cluster.
+pub fn fresh_db(pg: &ManagedCluster, name: &str) -> DatabaseUrl {
+    let mut admin = PgConnection::establish(pg.url_for("postgres").expose()).unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap();
+    let url = pg.url_for(name);
+    overseer::db::migrations::run_pending(&mut PgConnection::establish(url.expose()).unwrap())
+        .unwrap();
+    url
+}
