@@ -332,15 +332,16 @@ impl Pool {
         let result = tokio::select! {
             r = steps::run(&page, &r.steps, &env, &mut out) => r,
             _ = futures_util::StreamExt::next(&mut crashed) => {
-                metrics::counter!(names::BROWSER_CRASHES).increment(1);
                 if process_gone(browser_pid) {
-                    // The whole browser died (its renderers first): the session is gone.
+                    // The whole browser died (its renderers first): the session is gone. It
+                    // is counted once, when the next run finds it dead and replaces it.
                     session.alive.set(false);
                     return Err(RunFailure {
                         kind: "browser_crashed",
                         message: "the browser died during the run".into(),
                     });
                 }
+                metrics::counter!(names::BROWSER_CRASHES).increment(1);
                 let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
                 return Err(RunFailure {
                     kind: "renderer_crashed",

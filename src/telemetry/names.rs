@@ -149,7 +149,7 @@ pub fn describe_all() {
     describe_counter!(BROWSER_LAUNCHES, "Chromium launches.");
     describe_counter!(
         BROWSER_CRASHES,
-        "Browsers found dead (killed, crashed, connection lost) and replaced."
+        "Crashes: browsers found dead (killed, crashed, connection lost) and replaced, and renderers that crashed."
     );
     describe_counter!(
         CIRCUIT_TRANSITIONS,
