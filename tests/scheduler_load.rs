@@ -96,6 +96,21 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
     o.signal(nix::sys::signal::Signal::SIGKILL);
     drop(o);
     let at_kill = sink.counts();
+    // Only the killed node has run anything so far: its id tells its runs from the new node's.
+    let dead: uuid::Uuid = {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            node_id: uuid::Uuid,
+        }
+        let nodes: Vec<N> =
+            diesel::sql_query("SELECT DISTINCT node_id FROM runs WHERE node_id IS NOT NULL")
+                .load(&mut db.conn())
+                .unwrap();
+        assert_eq!(nodes.len(), 1, "one node ran before the kill");
+        nodes[0].node_id
+    };
     let o = spawn();
     o.wait_ready(T);
     // Settle: every run is terminal except those the killed node held (`running`, for the
@@ -109,12 +124,20 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let rows: Vec<S> =
-            diesel::sql_query("SELECT state, count(*) AS n FROM runs GROUP BY state")
-                .load(&mut db.conn())
-                .unwrap();
+        // The new node's own in-flight runs count as not settled yet; the dead node's
+        // `running` rows stay for the zombie detector.
+        let rows: Vec<S> = diesel::sql_query(
+            "SELECT CASE WHEN state = 'running' AND node_id IS DISTINCT FROM $1 \
+                    THEN 'running_live' ELSE state END AS state, count(*) AS n \
+             FROM runs GROUP BY 1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(dead)
+        .load(&mut db.conn())
+        .unwrap();
         let map: HashMap<String, i64> = rows.into_iter().map(|s| (s.state, s.n)).collect();
-        (map.get("pending").copied().unwrap_or(0) == 0 && map.values().sum::<i64>() == 1000)
+        (map.get("pending").copied().unwrap_or(0) == 0
+            && map.get("running_live").copied().unwrap_or(0) == 0
+            && map.values().sum::<i64>() == 1000)
             .then_some(map)
     });
     let running = states.get("running").copied().unwrap_or(0);
