@@ -47,7 +47,9 @@ fn main() {
             launch_timeout: Duration::from_secs(30),
             step_timeout: Duration::from_secs(30),
             stealth: true,
-        });
+            max_pages: 4,
+            politeness: Default::default(),
+        }, None);
         let run = || BrowserRun {
             run_id: uuid::Uuid::new_v4(),
             profile: "bench".into(),
@@ -97,7 +99,9 @@ fn main() {
             launch_timeout: Duration::from_secs(30),
             step_timeout: Duration::from_secs(30),
             stealth: true,
-        }));
+            max_pages: 4,
+            politeness: Default::default(),
+        }, None));
         let per = n / 4;
         let started = Instant::now();
         let tasks: Vec<_> = (0..4)

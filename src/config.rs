@@ -101,6 +101,8 @@ pub struct BrowserConfig {
     pub executable: String,
     /// Browsers (profiles) running at once on this node.
     pub max_browsers: u32,
+    /// Pages one browser has open for runs at once (more runs wait for a slot).
+    pub max_pages: u32,
     /// A browser unused this long is closed (and relaunched on demand).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -118,6 +120,16 @@ pub struct BrowserConfig {
     /// ... up to this.
     #[serde(with = "humantime_serde")]
     pub circuit_open_max: Duration,
+    /// Minimum time between two navigations to one domain (zero: none).
+    #[serde(with = "humantime_serde")]
+    pub min_navigation_interval: Duration,
+    /// Per-domain overrides of `min_navigation_interval` (a domain covers its subdomains).
+    #[serde(default)]
+    pub navigation_intervals: BTreeMap<String, humantime_serde::Serde<Duration>>,
+    /// Check robots.txt before each navigation (refused: error kind `robots_disallowed`).
+    pub robots_txt: bool,
+    /// Our product token for robots.txt groups.
+    pub robots_user_agent: String,
     /// Secrets for `type` steps (`text = {secret = "NAME"}`); also read from the environment
     /// as OVERSEER_SECRET_<NAME>. Never printed.
     #[serde(default, skip_serializing)]
@@ -822,6 +834,32 @@ impl Loaded {
         let b = &c.browser;
         if b.max_browsers == 0 || b.max_browsers > 64 {
             return Err(self.bad("browser.max_browsers", "a number from 1 to 64"));
+        }
+        if b.max_pages == 0 || b.max_pages > 64 {
+            return Err(self.bad("browser.max_pages", "a number from 1 to 64"));
+        }
+        for domain in b.navigation_intervals.keys() {
+            let ok = !domain.is_empty()
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+            if !ok {
+                return Err(self.bad(
+                    &format!("browser.navigation_intervals.{domain}"),
+                    "a lower-case domain name like \"example.com\"",
+                ));
+            }
+        }
+        if b.robots_user_agent.is_empty()
+            || !b
+                .robots_user_agent
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.bad(
+                "browser.robots_user_agent",
+                "a product token of letters, digits, - and _",
+            ));
         }
         if b.launch_timeout < Duration::from_secs(1) {
             return Err(self.bad("browser.launch_timeout", "at least 1s"));

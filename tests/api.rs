@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
     ("GET", "/api/v1/runs/{id}/artifacts/{name}", "viewer"),
     ("GET", "/api/v1/circuits", "viewer"),
+    ("GET", "/api/v1/browser/sessions", "viewer"),
     ("GET", "/api/v1/notifications", "viewer"),
     ("POST", "/api/v1/notifications/test", "admin"),
     ("GET", "/api/v1/quotas", "viewer"),

@@ -244,6 +244,102 @@ fn a_login_survives_a_restart_and_secrets_stay_secret() {
     });
 }
 
+/// This profile's row at `GET /api/v1/browser/sessions`.
+fn session_row(o: &Overseer, profile: &str) -> Option<Value> {
+    let all = o.get("/api/v1/browser/sessions", o.admin()).json();
+    all.as_array()?
+        .iter()
+        .find(|r| r["profile"] == profile)
+        .cloned()
+}
+
+#[test]
+fn politeness_robots_txt_page_slots_and_session_rows() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(
+        &db,
+        &state,
+        "max_pages = 1\nrobots_txt = true\nmin_navigation_interval = \"50ms\"\n\
+         [browser.navigation_intervals]\n\"127.0.0.1\" = \"700ms\"\n",
+    );
+    // Two navigations to one domain are at least its interval apart.
+    browser_job(
+        &o,
+        "polite",
+        json!({"profile": "polite", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"goto": {"url": pages.url("/private/ok")}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    assert_eq!(finished(&o, "polite")["state"], "succeeded");
+    let (a, b) = (pages.hit_times("/form"), pages.hit_times("/private/ok"));
+    assert!(
+        b[0].duration_since(a[0]) >= Duration::from_millis(700),
+        "navigations {:?} apart",
+        b[0].duration_since(a[0])
+    );
+    // robots.txt disallows /private: the step fails before any request to it.
+    browser_job(
+        &o,
+        "impolite",
+        json!({"profile": "polite", "steps": [{"goto": {"url": pages.url("/private")}}]}),
+        json!({"max_retries": 0}),
+    );
+    let run = finished(&o, "impolite");
+    assert_eq!(run["error_kind"], "robots_disallowed", "{run}");
+    assert!(!pages.hits().contains(&"/private".to_string()));
+    assert_eq!(
+        pages.hit_times("/robots.txt").len(),
+        1,
+        "robots.txt is fetched once and cached"
+    );
+    // A run that times out gives its page back: with one page per browser, the next run
+    // in the profile gets the slot at once instead of waiting out the hung step.
+    browser_job(
+        &o,
+        "hung",
+        json!({"profile": "slot", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"wait_for": {"selector": "#never", "timeout": "60s"}},
+        ]}),
+        json!({"max_retries": 0, "timeout": "3s"}),
+    );
+    assert_eq!(finished(&o, "hung")["state"], "timed_out");
+    browser_job(
+        &o,
+        "next",
+        json!({"profile": "slot", "step_timeout": "5s", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"extract": {"selector": ".job", "all": true, "into": "jobs"}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    let run = finished(&o, "next");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    // The profiles' rows: running with Chromium's pid, one launch each, every run counted.
+    let row = wait_for("both runs recorded", T, || {
+        session_row(&o, "slot").filter(|r| r["runs"] == 2)
+    });
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["launches"], 1, "{row}");
+    let pid = row["pid"].as_i64().unwrap() as i32;
+    assert!(chromium_under(&state.join("profiles/slot")).contains(&pid));
+    drop(o);
+    wait_for("no chromium left", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+    // A new overseer on the same state finds the rows it left running and closes them.
+    let o = start_in(&db, &state, "");
+    let row = wait_for("the leftover row closed", T, || {
+        session_row(&o, "slot").filter(|r| r["state"] == "closed")
+    });
+    assert!(row["pid"].is_null(), "{row}");
+}
+
 fn bot_report(o: &Overseer, pages: &Pages, name: &str) -> Value {
     browser_job(
         o,
@@ -359,6 +455,12 @@ fn a_killed_chromium_is_replaced_and_the_run_retried_and_none_is_left() {
     });
     let m = o.get("/metrics", None).text;
     assert!(m.contains("overseer_browser_crashes_total 1"), "{m}");
+    // browser_sessions records the death and the relaunch.
+    let row = wait_for("the relaunch recorded", T, || {
+        let row = session_row(&o, "crashy")?;
+        (row["launches"] == 2 && row["state"] == "running").then_some(row)
+    });
+    assert_eq!(row["crashes"], 1, "{row}");
     drop(o);
     wait_for("no chromium left", T, || {
         chromium_under(&state).is_empty().then_some(())
@@ -547,6 +649,8 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
         launch_timeout: Duration::from_secs(30),
         step_timeout: Duration::from_secs(30),
         stealth: true,
+        max_pages: 4,
+        politeness: Default::default(),
     };
     let run = move |profile: &str| BrowserRun {
         run_id: uuid::Uuid::new_v4(),
@@ -562,7 +666,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
     };
     let dir = profiles.clone();
     actix::System::new().block_on(async move {
-        let pool = Pool::new(cfg);
+        let pool = Pool::new(cfg, None);
         for i in 0..100 {
             // Two profiles in turn with room for two: each cycle launches and closes.
             pool.run(run(if i % 2 == 0 { "a" } else { "b" }))

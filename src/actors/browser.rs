@@ -2,7 +2,11 @@
 //! `RunBrowser` runs a script in its profile's browser (concurrently with other runs); idle
 //! browsers are closed every few seconds; on stop every browser is closed and reaped.
 //!
-//! Rehydration: nothing to read. Profiles live on disk under `<state_dir>/profiles`; a
+//! Rehydration: profiles live on disk under `<state_dir>/profiles` and in the
+//! `browser_sessions` table (state, pid, launch / crash / run counts). At start the pool
+//! kills Chromium processes an earlier overseer left on our profiles, closes the rows whose
+//! Chromium is gone (`running` → `closed`), records profiles found on disk, and then writes every
+//! launch, close, death and run of its browsers there, in order, from one recorder task. A
 //! browser is launched on demand, so a restarted pool starts empty and relaunches profiles
 //! (with their cookies) when runs need them. A pool that dies leaves no Chromium behind:
 //! each process is killed with its group when its handle drops.
@@ -14,7 +18,10 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::Deps;
-use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure};
+use crate::browser::politeness::PolitenessConfig;
+use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
+use crate::db::browser_sessions::{self, Change};
+use crate::db::Db;
 use crate::supervisor::{Crash, Lifeline, StopChild};
 
 pub const NAME: &str = "browser_pool";
@@ -24,6 +31,12 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 #[derive(Message)]
 #[rtype(result = "Result<serde_json::Value, RunFailure>")]
 pub struct RunBrowser(pub BrowserRun);
+
+/// Cancel a run in progress (its job timed out, or it was rescued as a zombie): its page
+/// is closed and its browser freed for the next run.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CancelBrowserRun(pub uuid::Uuid);
 
 /// Process ids of the running browsers (tests and diagnostics).
 #[derive(Message)]
@@ -76,16 +89,38 @@ impl Actor for BrowserPool {
                 "killed Chromium processes left by an earlier run"
             );
         }
-        self.pool = Some(Rc::new(Pool::new(PoolConfig {
-            executable: executable.unwrap_or_else(|| PathBuf::from("chromium")),
-            profiles_dir: c.state_path("profiles"),
-            artifacts_dir: c.state_path("artifacts"),
-            max_browsers: c.browser.max_browsers as usize,
-            idle_timeout: c.browser.idle_timeout,
-            launch_timeout: c.browser.launch_timeout,
-            step_timeout: c.browser.step_timeout,
-            stealth: c.flags.anti_detection,
-        })));
+        let (events, recorded) = tokio::sync::mpsc::unbounded_channel();
+        actix_rt::spawn(record_sessions(
+            self.deps.db.clone(),
+            self.deps.node_id,
+            c.state_path("profiles"),
+            recorded,
+        ));
+        self.pool = Some(Rc::new(Pool::new(
+            PoolConfig {
+                executable: executable.unwrap_or_else(|| PathBuf::from("chromium")),
+                profiles_dir: c.state_path("profiles"),
+                artifacts_dir: c.state_path("artifacts"),
+                max_browsers: c.browser.max_browsers as usize,
+                max_pages: c.browser.max_pages as usize,
+                idle_timeout: c.browser.idle_timeout,
+                launch_timeout: c.browser.launch_timeout,
+                step_timeout: c.browser.step_timeout,
+                stealth: c.flags.anti_detection,
+                politeness: PolitenessConfig {
+                    min_interval: c.browser.min_navigation_interval,
+                    per_domain: c
+                        .browser
+                        .navigation_intervals
+                        .iter()
+                        .map(|(d, i)| (d.clone(), **i))
+                        .collect(),
+                    robots_txt: c.browser.robots_txt,
+                    robots_user_agent: c.browser.robots_user_agent.clone(),
+                },
+            },
+            Some(events),
+        )));
         self.deps.directory.set_browser_pool(ctx.address());
         self.lifeline.ready();
         // Artifacts live as long as the longest-kept runs (runs.failed_retention).
@@ -128,6 +163,17 @@ impl Handler<RunBrowser> for BrowserPool {
     }
 }
 
+impl Handler<CancelBrowserRun> for BrowserPool {
+    type Result = bool;
+    fn handle(&mut self, msg: CancelBrowserRun, _: &mut Self::Context) -> bool {
+        let cancelled = self.pool.as_ref().is_some_and(|p| p.cancel(msg.0));
+        if cancelled {
+            tracing::warn!(actor = NAME, run_id = %msg.0, "browser run cancelled; its page is closed");
+        }
+        cancelled
+    }
+}
+
 impl Handler<BrowserPids> for BrowserPool {
     type Result = MessageResult<BrowserPids>;
     fn handle(&mut self, _: BrowserPids, _: &mut Self::Context) -> Self::Result {
@@ -155,5 +201,164 @@ impl Handler<StopChild> for BrowserPool {
             .into_actor(self)
             .map(|_, _, ctx| ctx.stop()),
         );
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Folds a batch of events into row changes, in order; runs are summed per profile.
+fn changes(batch: Vec<SessionEvent>) -> Vec<(String, Change)> {
+    let mut out: Vec<(String, Change)> = Vec::new();
+    let mut runs: std::collections::BTreeMap<String, i64> = Default::default();
+    for ev in batch {
+        let (profile, change) = match ev {
+            SessionEvent::Used { profile } => {
+                *runs.entry(profile).or_default() += 1;
+                continue;
+            }
+            SessionEvent::Launched { profile, pid } => (
+                profile,
+                Change {
+                    state: Some("running"),
+                    pid: Some(pid),
+                    launches: 1,
+                    ..Change::default()
+                },
+            ),
+            SessionEvent::LaunchFailed { profile, error } => (
+                profile,
+                Change {
+                    state: Some("crashed"),
+                    error: Some(format!("launch failed: {error}")),
+                    ..Change::default()
+                },
+            ),
+            SessionEvent::Closed { profile } => (
+                profile,
+                Change {
+                    state: Some("closed"),
+                    ..Change::default()
+                },
+            ),
+            SessionEvent::Died { profile } => (
+                profile,
+                Change {
+                    state: Some("crashed"),
+                    crashes: 1,
+                    error: Some("the browser died (killed, crashed or disconnected)".into()),
+                    ..Change::default()
+                },
+            ),
+            SessionEvent::RendererCrashed { profile } => (
+                profile,
+                Change {
+                    crashes: 1,
+                    error: Some("a renderer crashed (Inspector.targetCrashed)".into()),
+                    ..Change::default()
+                },
+            ),
+        };
+        out.push((profile, change));
+    }
+    out.extend(runs.into_iter().map(|(profile, n)| {
+        (
+            profile,
+            Change {
+                runs: n,
+                ..Change::default()
+            },
+        )
+    }));
+    out
+}
+
+/// Rehydrates `browser_sessions`, then records the pool's events in order until the pool
+/// (the sender) is gone. A database outage loses rows' freshness, never a run.
+async fn record_sessions(
+    db: Db,
+    node_id: uuid::Uuid,
+    profiles_dir: PathBuf,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
+) {
+    let host = hostname();
+    let on_disk = tokio::task::spawn_blocking(move || {
+        std::fs::read_dir(&profiles_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let h = host.clone();
+    match db
+        .run(move |c| {
+            browser_sessions::rehydrate(c, &h, &on_disk, |pid| {
+                !crate::browser::process::process_gone(pid)
+            })
+        })
+        .await
+    {
+        Ok((closed, rows)) => tracing::info!(
+            actor = NAME,
+            profiles = rows.len(),
+            closed_leftovers = closed,
+            "browser sessions rehydrated"
+        ),
+        Err(e) => tracing::warn!(actor = NAME, error = %e, "reading browser_sessions failed"),
+    }
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = events.try_recv() {
+            batch.push(more);
+        }
+        let h = host.clone();
+        let changes = changes(batch);
+        let written = db
+            .run(move |c| {
+                for (profile, change) in &changes {
+                    browser_sessions::apply(c, &h, node_id, profile, change)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(actor = NAME, error = %e, "recording browser sessions failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_summed_and_state_changes_kept_in_order() {
+        let p = |s: &str| s.to_string();
+        let out = changes(vec![
+            SessionEvent::Launched {
+                profile: p("a"),
+                pid: 7,
+            },
+            SessionEvent::Used { profile: p("a") },
+            SessionEvent::Used { profile: p("a") },
+            SessionEvent::Died { profile: p("a") },
+            SessionEvent::Used { profile: p("b") },
+        ]);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].1.state, Some("running"));
+        assert_eq!(out[0].1.pid, Some(7));
+        assert_eq!(out[1].1.state, Some("crashed"));
+        assert_eq!(out[1].1.crashes, 1);
+        assert_eq!((out[2].0.as_str(), out[2].1.runs), ("a", 2));
+        assert_eq!((out[3].0.as_str(), out[3].1.runs), ("b", 1));
     }
 }

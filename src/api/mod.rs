@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod browser_sessions;
 pub mod circuits;
 pub mod error;
 pub mod flags;
@@ -90,6 +91,7 @@ where
                 .service(runs::requeue)
                 .service(runs::artifact)
                 .service(circuits::list)
+                .service(browser_sessions::list)
                 .service(notifications::list)
                 .service(notifications::test)
                 .service(quotas::list)

@@ -9,6 +9,7 @@
 //! and replaced on the next run; the run that was using it fails and is retried per its job.
 //! The `browser_pool` actor (actors/browser.rs) owns the pool.
 
+pub mod politeness;
 pub mod process;
 pub mod stealth;
 pub mod steps;
@@ -43,10 +44,13 @@ pub struct PoolConfig {
     pub profiles_dir: PathBuf,
     pub artifacts_dir: PathBuf,
     pub max_browsers: usize,
+    /// Pages one browser has open for runs at once (more runs wait for a slot).
+    pub max_pages: usize,
     pub idle_timeout: Duration,
     pub launch_timeout: Duration,
     pub step_timeout: Duration,
     pub stealth: bool,
+    pub politeness: politeness::PolitenessConfig,
 }
 
 /// One run of a script.
@@ -66,6 +70,36 @@ pub struct BrowserRun {
     pub consume: Option<steps::Consumer>,
 }
 
+/// What happened to a profile's browser, for whoever records it (the `browser_sessions`
+/// table, written by the pool actor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    Launched {
+        profile: String,
+        pid: i32,
+    },
+    LaunchFailed {
+        profile: String,
+        error: String,
+    },
+    /// Closed by us (idle, room for another profile, shutdown).
+    Closed {
+        profile: String,
+    },
+    /// The browser died (killed, crashed, connection lost).
+    Died {
+        profile: String,
+    },
+    /// A renderer crashed; the browser lives on.
+    RendererCrashed {
+        profile: String,
+    },
+    /// A run finished in it.
+    Used {
+        profile: String,
+    },
+}
+
 /// Why a run failed: a stable kind and a message without secrets.
 #[derive(Debug, Clone)]
 pub struct RunFailure {
@@ -74,10 +108,13 @@ pub struct RunFailure {
 }
 
 struct Session {
+    profile: String,
     chromium: tokio::sync::Mutex<Option<Chromium>>,
     alive: Rc<Cell<bool>>,
     in_use: Cell<usize>,
     last_used: Cell<Instant>,
+    /// One permit per page a run may hold (`max_pages`).
+    pages: tokio::sync::Semaphore,
     /// Pages a finished run left set up (init script, user agent) and parked on
     /// `about:blank`, by locale: the next run with default settings takes one instead of
     /// opening a new page (a warm session).
@@ -92,6 +129,50 @@ const MAX_IDLE_PAGES: usize = 2;
 pub struct Pool {
     cfg: PoolConfig,
     sessions: RefCell<HashMap<String, Rc<Session>>>,
+    /// Runs in progress, to cancel (a zombie rescued elsewhere, a job timeout).
+    running: RefCell<HashMap<Uuid, futures_util::future::AbortHandle>>,
+    politeness: politeness::Politeness,
+    events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+}
+
+/// Marks a session busy for as long as it lives (also when the run's future is dropped).
+struct Busy(Rc<Session>);
+
+impl Busy {
+    fn enter(s: &Rc<Session>) -> Self {
+        s.in_use.set(s.in_use.get() + 1);
+        s.last_used.set(Instant::now());
+        Self(s.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_use.set(self.0.in_use.get().saturating_sub(1));
+        self.0.last_used.set(Instant::now());
+    }
+}
+
+/// Closes a run's page unless the run hands it back (parked or closed itself): a run
+/// cancelled mid-step leaves no tab behind.
+struct PageGuard(Option<chromiumoxide::Page>);
+
+impl PageGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PageGuard {
+    fn drop(&mut self) {
+        if let Some(page) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+                });
+            }
+        }
+    }
 }
 
 /// Replaces every secret value in `text` (output and errors never carry one).
@@ -104,10 +185,32 @@ fn scrub(text: &str, secrets: &BTreeMap<String, String>) -> String {
 }
 
 impl Pool {
-    pub fn new(cfg: PoolConfig) -> Self {
+    /// A pool that reports its browsers' lifecycle on `events`.
+    pub fn new(
+        cfg: PoolConfig,
+        events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+    ) -> Self {
         Self {
-            cfg,
+            events,
             sessions: RefCell::new(HashMap::new()),
+            running: RefCell::new(HashMap::new()),
+            politeness: politeness::Politeness::new(cfg.politeness.clone()),
+            cfg,
+        }
+    }
+
+    fn tell(&self, event: SessionEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// The session's browser is gone (told once, whoever notices first).
+    fn mark_dead(&self, s: &Session) {
+        if s.alive.replace(false) {
+            self.tell(SessionEvent::Died {
+                profile: s.profile.clone(),
+            });
         }
     }
 
@@ -129,10 +232,12 @@ impl Pool {
             .entry(profile.to_string())
             .or_insert_with(|| {
                 Rc::new(Session {
+                    profile: profile.to_string(),
                     chromium: tokio::sync::Mutex::new(None),
                     alive: Rc::new(Cell::new(false)),
                     in_use: Cell::new(0),
                     last_used: Cell::new(Instant::now()),
+                    pages: tokio::sync::Semaphore::new(self.cfg.max_pages.max(1)),
                     idle_pages: RefCell::new(Vec::new()),
                     plain_ua: RefCell::new(None),
                 })
@@ -155,7 +260,7 @@ impl Pool {
             .map(|(_, s)| s.clone());
         match victim {
             Some(s) => {
-                close_session(&s).await;
+                self.close_session(&s).await;
                 Ok(())
             }
             None => Err(RunFailure {
@@ -171,14 +276,45 @@ impl Pool {
     /// Runs a script; see the module doc.
     pub async fn run(&self, r: BrowserRun) -> Result<Value, RunFailure> {
         let session = self.session(&r.profile);
-        session.in_use.set(session.in_use.get() + 1);
-        session.last_used.set(Instant::now());
-        let result = match self.run_in(&session, &r).await {
+        let busy = Busy::enter(&session);
+        let (abort, registration) = futures_util::future::AbortHandle::new_pair();
+        self.running.borrow_mut().insert(r.run_id, abort);
+        let outcome = futures_util::future::Abortable::new(
+            async {
+                // A page slot in the profile's browser (browser.max_pages), waited for as
+                // long as a step may take.
+                let wait = r.step_timeout.unwrap_or(self.cfg.step_timeout);
+                let _slot = match tokio::time::timeout(wait, session.pages.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        return Err(RunFailure {
+                            kind: "browser_busy",
+                            message: format!(
+                            "no page free in profile {} within {wait:?} (browser.max_pages = {})",
+                            r.profile, self.cfg.max_pages
+                        ),
+                        })
+                    }
+                };
+                self.run_in(&session, &r).await
+            },
+            registration,
+        )
+        .await;
+        self.running.borrow_mut().remove(&r.run_id);
+        let result = match outcome {
+            Err(futures_util::future::Aborted) => Err(RunFailure {
+                kind: "cancelled",
+                message: "the run was cancelled (its page is closed)".into(),
+            }),
+            Ok(result) => result,
+        };
+        let result = match result {
             // A command cut off by the connection's end: the browser died under the run.
             Err(f)
                 if f.kind == "browser" && (!session.alive.get() || connection_lost(&f.message)) =>
             {
-                session.alive.set(false);
+                self.mark_dead(&session);
                 Err(RunFailure {
                     kind: "browser_crashed",
                     message: format!("the browser died during the run ({})", f.message),
@@ -186,13 +322,26 @@ impl Pool {
             }
             other => other,
         };
-        session.in_use.set(session.in_use.get().saturating_sub(1));
-        session.last_used.set(Instant::now());
+        drop(busy);
         self.publish();
+        self.tell(SessionEvent::Used {
+            profile: r.profile.clone(),
+        });
         result.map_err(|f| RunFailure {
             kind: f.kind,
             message: scrub(&f.message, &r.secrets),
         })
+    }
+
+    /// Cancels a run in progress (its future is dropped: its page closes); false if none.
+    pub fn cancel(&self, run_id: Uuid) -> bool {
+        match self.running.borrow_mut().remove(&run_id) {
+            Some(handle) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
     }
 
     async fn run_in(&self, session: &Session, r: &BrowserRun) -> Result<Value, RunFailure> {
@@ -217,6 +366,7 @@ impl Pool {
                 let alive = session.alive.clone();
                 alive.set(true);
                 let flag = alive.clone();
+                let (events, profile) = (self.events.clone(), r.profile.clone());
                 let profile_dir = self.cfg.profiles_dir.join(&r.profile);
                 let launched = Chromium::launch(
                     &LaunchOptions {
@@ -227,11 +377,22 @@ impl Pool {
                         stealth: self.cfg.stealth,
                         timeout: self.cfg.launch_timeout,
                     },
-                    move || flag.set(false),
+                    // The handler ended while we still counted on the browser: it died.
+                    move || {
+                        if flag.replace(false) {
+                            if let Some(tx) = events {
+                                let _ = tx.send(SessionEvent::Died { profile });
+                            }
+                        }
+                    },
                 )
                 .await
                 .map_err(|e| {
                     alive.set(false);
+                    self.tell(SessionEvent::LaunchFailed {
+                        profile: r.profile.clone(),
+                        error: e.to_string(),
+                    });
                     RunFailure {
                         kind: "browser_launch",
                         message: e.to_string(),
@@ -239,6 +400,10 @@ impl Pool {
                 })?;
                 metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
                 tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
+                self.tell(SessionEvent::Launched {
+                    profile: r.profile.clone(),
+                    pid: launched.pid(),
+                });
                 *guard = Some(launched);
                 self.publish();
             }
@@ -318,10 +483,12 @@ impl Pool {
                 (page, reusable)
             }
         };
+        let mut page_guard = PageGuard(Some(page.clone()));
         let env = Env {
             secrets: &r.secrets,
             step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
             consume: r.consume.as_ref(),
+            politeness: Some(&self.politeness),
         };
         let mut out = ScriptOutput::default();
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
@@ -332,17 +499,19 @@ impl Pool {
         let result = tokio::select! {
             r = steps::run(&page, &r.steps, &env, &mut out) => r,
             _ = futures_util::StreamExt::next(&mut crashed) => {
-                if process_gone(browser_pid) {
+                if process::process_gone(browser_pid) {
                     // The whole browser died (its renderers first): the session is gone. It
                     // is counted once, when the next run finds it dead and replaces it.
-                    session.alive.set(false);
+                    self.mark_dead(session);
                     return Err(RunFailure {
                         kind: "browser_crashed",
                         message: "the browser died during the run".into(),
                     });
                 }
                 metrics::counter!(names::BROWSER_CRASHES).increment(1);
-                let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+                self.tell(SessionEvent::RendererCrashed {
+                    profile: r.profile.clone(),
+                });
                 return Err(RunFailure {
                     kind: "renderer_crashed",
                     message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
@@ -377,6 +546,7 @@ impl Pool {
             && tokio::time::timeout(Duration::from_secs(5), page.goto("about:blank"))
                 .await
                 .is_ok_and(|r| r.is_ok());
+        page_guard.disarm();
         if park {
             session
                 .idle_pages
@@ -423,7 +593,7 @@ impl Pool {
             Err(f) => {
                 let lost = f.kind == "browser" && connection_lost(&f.message);
                 if lost || !session.alive.get() {
-                    session.alive.set(false);
+                    self.mark_dead(session);
                     return Err(RunFailure {
                         kind: "browser_crashed",
                         message: format!("the browser died during step {} ({})", f.index, f.action),
@@ -457,7 +627,7 @@ impl Pool {
             .cloned()
             .collect();
         for s in idle {
-            close_session(&s).await;
+            self.close_session(&s).await;
         }
         self.publish();
     }
@@ -466,7 +636,7 @@ impl Pool {
     pub async fn close_all(&self) {
         let all: Vec<Rc<Session>> = self.sessions.borrow().values().cloned().collect();
         for s in all {
-            close_session(&s).await;
+            self.close_session(&s).await;
         }
         self.publish();
     }
@@ -525,31 +695,28 @@ pub fn prune_artifacts(dir: &std::path::Path, keep: Duration) -> usize {
     n
 }
 
-/// Whether a process has exited (gone, or a zombie not yet reaped).
-fn process_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_none_or(|state| state == "Z" || state == "X"),
-    }
-}
-
 fn connection_lost(message: &str) -> bool {
     ["oneshot canceled", "channel closed", "Ws", "connection"]
         .iter()
         .any(|m| message.contains(m))
 }
 
-async fn close_session(s: &Session) {
-    let mut guard = s.chromium.lock().await;
-    s.idle_pages.borrow_mut().clear();
-    s.plain_ua.borrow_mut().take();
-    if let Some(c) = guard.take() {
-        let pid = c.pid();
-        c.close(Duration::from_secs(5)).await;
-        tracing::info!(pid, "browser closed");
+impl Pool {
+    async fn close_session(&self, s: &Session) {
+        let mut guard = s.chromium.lock().await;
+        s.idle_pages.borrow_mut().clear();
+        s.plain_ua.borrow_mut().take();
+        // Not alive from here: its handler's end is ours, not a death.
+        let was_alive = s.alive.replace(false);
+        if let Some(c) = guard.take() {
+            let pid = c.pid();
+            c.close(Duration::from_secs(5)).await;
+            tracing::info!(profile = %s.profile, pid, "browser closed");
+            if was_alive {
+                self.tell(SessionEvent::Closed {
+                    profile: s.profile.clone(),
+                });
+            }
+        }
     }
-    s.alive.set(false);
 }

@@ -245,3 +245,14 @@ fn spawn_handler(mut handler: Handler, on_exit: impl FnOnce() + 'static) {
         on_exit();
     });
 }
+
+/// Whether a process has exited (gone, or a zombie not yet reaped).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
+}

@@ -466,6 +466,8 @@ pub struct Env<'a> {
     pub secrets: &'a BTreeMap<String, String>,
     pub step_timeout: Duration,
     pub consume: Option<&'a Consumer>,
+    /// Navigation intervals and robots.txt, checked before each `goto` (outside its timeout).
+    pub politeness: Option<&'a super::politeness::Politeness>,
 }
 
 fn call(fun: &str, args: Vec<Value>) -> CallFunctionOnParams {
@@ -610,6 +612,11 @@ pub async fn run(
             kind,
             message,
         };
+        if let (Step::Goto { url, .. }, Some(p)) = (step, env.politeness) {
+            p.before_navigation(url)
+                .await
+                .map_err(|r| fail("robots_disallowed", r.0))?;
+        }
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(limit, one(page, step, env, limit, out)).await;
         tracing::debug!(

@@ -145,3 +145,20 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    browser_sessions (hostname, profile) {
+        hostname -> Text,
+        profile -> Text,
+        node_id -> Nullable<Uuid>,
+        state -> Text,
+        pid -> Nullable<Int4>,
+        launches -> Int8,
+        crashes -> Int8,
+        runs -> Int8,
+        last_error -> Nullable<Text>,
+        launched_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}

@@ -5,11 +5,11 @@
 #![allow(dead_code)] // Shared by tests and benches; each uses a part.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Pages {
     pub base: String,
-    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -36,7 +36,23 @@ impl Pages {
 
     /// Paths requested so far.
     pub fn hits(&self) -> Vec<String> {
-        self.hits.lock().unwrap().clone()
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// When `path` was requested, in order.
+    pub fn hit_times(&self, path: &str) -> Vec<Instant> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -50,7 +66,7 @@ fn html(body: &str) -> String {
 
 fn serve(
     conn: TcpStream,
-    hits: &std::sync::Mutex<Vec<String>>,
+    hits: &std::sync::Mutex<Vec<(String, Instant)>>,
     down: &std::sync::atomic::AtomicBool,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
@@ -63,7 +79,7 @@ fn serve(
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("/").to_string();
-        hits.lock().unwrap().push(path.clone());
+        hits.lock().unwrap().push((path.clone(), Instant::now()));
         let (mut length, mut cookie) = (0usize, String::new());
         loop {
             let mut h = String::new();
@@ -204,6 +220,11 @@ fn serve(
                     (200, html("<h1 id=\"state\">all ok</h1>"))
                 }
             }
+            (_, "/robots.txt") => (
+                200,
+                "User-agent: *\nDisallow: /private\nAllow: /private/ok\n".to_string(),
+            ),
+            (_, "/private") => (200, html("<p id=\"secret\">private</p>")),
             (_, "/slow") => {
                 std::thread::sleep(Duration::from_secs(5));
                 (200, html("slow"))

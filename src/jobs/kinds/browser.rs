@@ -19,6 +19,21 @@ use crate::jobs::validate::Problems;
 
 pub struct Browser;
 
+struct CancelOnDrop {
+    pool: actix::Addr<crate::actors::browser::BrowserPool>,
+    run_id: uuid::Uuid,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool
+                .do_send(crate::actors::browser::CancelBrowserRun(self.run_id));
+        }
+    }
+}
+
 /// Failures that say something about the site (they count for its circuit).
 const SITE_FAILURES: &[&str] = &[
     "navigation",
@@ -256,7 +271,16 @@ impl JobKind for Browser {
                     ));
                 }
             }
-            let result = match pool.send(crate::actors::browser::RunBrowser(run)).await {
+            // Dropped before the answer (job timeout, zombie rescue): the pool cancels the
+            // run, closing its page, instead of letting it go on unobserved.
+            let mut cancel = CancelOnDrop {
+                pool: pool.clone(),
+                run_id: ctx.run_id,
+                armed: true,
+            };
+            let answer = pool.send(crate::actors::browser::RunBrowser(run)).await;
+            cancel.armed = false;
+            let result = match answer {
                 Ok(Ok(output)) => Ok(output),
                 Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
                 Err(_) => Err(RunError::new(
