@@ -1,5 +1,5 @@
 //! Politeness before each navigation: an optional minimum interval between navigations to
-//! one domain (`browser.min_navigation_interval`, per-domain overrides in
+//! one domain, counted from the end of the previous one (`browser.min_navigation_interval`, per-domain overrides in
 //! `[browser.navigation_intervals]`), and an optional robots.txt check (`browser.robots_txt`,
 //! off by default) following RFC 9309: the group for our product token or `*`, the longest
 //! matching `Allow`/`Disallow` wins (`Allow` on a tie), `*` and `$` patterns; a robots.txt
@@ -32,7 +32,7 @@ pub struct PolitenessConfig {
 
 pub struct Politeness {
     cfg: PolitenessConfig,
-    /// Domain → when its last reserved navigation happens.
+    /// Domain → when its last navigation started (reserved) or, once done, finished.
     next_slot: RefCell<HashMap<String, Instant>>,
     robots: RefCell<HashMap<String, (Instant, Rules)>>,
     http: reqwest::Client,
@@ -60,6 +60,23 @@ impl Politeness {
             robots: RefCell::new(HashMap::new()),
             http,
         }
+    }
+
+    /// A navigation to `url` finished: the domain's interval counts from now.
+    pub fn after_navigation(&self, url: &str) {
+        if self.cfg.min_interval.is_zero() && self.cfg.per_domain.is_empty() {
+            return;
+        }
+        let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut next = self.next_slot.borrow_mut();
+        let at = next.entry(host).or_insert(now);
+        *at = (*at).max(now);
     }
 
     /// Waits for the domain's navigation slot and checks robots.txt; `Err` when robots.txt

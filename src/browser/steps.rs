@@ -619,6 +619,9 @@ pub async fn run(
         }
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(limit, one(page, step, env, limit, out)).await;
+        if let (Step::Goto { url, .. }, Some(p)) = (step, env.politeness) {
+            p.after_navigation(url);
+        }
         tracing::debug!(
             step = index,
             action = step.action(),
