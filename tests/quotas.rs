@@ -185,6 +185,12 @@ fn the_api_creates_reads_consumes_and_refuses_with_retry_after() {
     let a = o.post("/api/v1/jobs", o.admin(), Some(&bad_job.to_string()));
     assert_eq!(a.status, 422);
     assert_eq!(a.json()["error"]["fields"][0]["path"], "quota.0.cost");
+    // A quota that does not exist is named, not accepted to fail every run.
+    let unknown = json!({"name": "y", "kind": "noop", "schedule": {"every": "1h"},
+                         "quota": [{"name": "linkedin:messages"}, {"name": "no-such"}]});
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&unknown.to_string()));
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(a.json()["error"]["fields"][0]["path"], "quota.1.name");
 
     let m = o.get("/metrics", None).text;
     assert!(

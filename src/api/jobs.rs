@@ -84,6 +84,7 @@ pub async fn create(
     let def =
         JobDef::parse(&body, &state.config.scheduler.defaults, now).map_err(ApiError::invalid)?;
     check_channels(&state, &def)?;
+    check_quotas(&state, &def).await?;
     let key = req
         .headers()
         .get("idempotency-key")
@@ -251,6 +252,7 @@ pub async fn update(
         .patch(&body, now)
         .map_err(ApiError::invalid)?;
     check_channels(&state, &def)?;
+    check_quotas(&state, &def).await?;
     let updated = state
         .db
         .run(move |c| db_jobs::update_def(c, &job, &def, now))
@@ -361,6 +363,47 @@ pub async fn trigger(
 }
 
 /// A `notify` job must name channels this node knows (a typo is a 422, not a failed run).
+/// Every quota a job names (its `quota` claims, a browser script's `consume` steps) must
+/// exist, or its runs could only fail.
+async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
+    let mut named: Vec<(String, String)> = def
+        .quota
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (format!("quota.{i}.name"), q.name.clone()))
+        .collect();
+    if def.kind == crate::jobs::kinds::browser::Browser.name() {
+        let steps = def.payload.get("steps").and_then(Value::as_array);
+        for (i, step) in steps.into_iter().flatten().enumerate() {
+            if let Some(q) = step.pointer("/consume/quota").and_then(Value::as_str) {
+                named.push((format!("payload.steps.{i}.consume.quota"), q.to_string()));
+            }
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let known: std::collections::HashSet<String> = state
+        .db
+        .run(crate::db::quotas::list)
+        .await?
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    let mut problems = crate::jobs::validate::Problems::default();
+    for (path, name) in named.iter().filter(|(_, n)| !known.contains(n)) {
+        problems.add(
+            path,
+            format!("no quota named `{name}` ([[quotas]] or PUT /api/v1/quotas/{name})"),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(problems.into_vec()))
+    }
+}
+
 fn check_channels(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
     if def.kind != crate::jobs::kinds::notify::Notify.name() {
         return Ok(());
