@@ -388,6 +388,11 @@ fn the_anti_detection_flag_changes_what_pages_see() {
         consistent,
         "Notification.permission vs permissions.query: {r}"
     );
+    assert_eq!(r["visibility"], "visible", "{r}");
+    // The next run takes the page the first one parked (frozen, then woken): it is a
+    // visible, foreground page and still carries the init script.
+    let again = bot_report(&on, &pages, "bot-on-again");
+    assert_eq!(again, r, "a woken page looks like a fresh one");
     drop(on);
 
     let off = start_in(

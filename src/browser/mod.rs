@@ -24,6 +24,9 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
     SetDeviceMetricsOverrideParams, SetLocaleOverrideParams, SetTimezoneOverrideParams,
     SetUserAgentOverrideParams,
 };
+use chromiumoxide::cdp::browser_protocol::page::{
+    SetWebLifecycleStateParams, SetWebLifecycleStateState,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -115,8 +118,9 @@ struct Session {
     last_used: Cell<Instant>,
     /// One permit per page a run may hold (`max_pages`).
     pages: tokio::sync::Semaphore,
-    /// Pages a finished run left set up (init script, user agent) and parked on
-    /// `about:blank`, by locale: the next run with default settings takes one instead of
+    /// Pages a finished run left set up (init script, user agent) and parked (frozen: its
+    /// document's scripts and timers stop), by locale: the next run with default settings
+    /// takes one, wakes it and navigates it, instead of
     /// opening a new page (a warm session).
     idle_pages: RefCell<Vec<(String, chromiumoxide::Page)>>,
     /// The browser's user agent without "Headless" (asked once per launch).
@@ -421,6 +425,10 @@ impl Pool {
             } else {
                 None
             };
+            let parked = match parked {
+                Some(page) => wake(page, &r.steps).await,
+                None => None,
+            };
             if let Some(page) = parked {
                 (page, reusable)
             } else {
@@ -537,15 +545,22 @@ impl Pool {
                 .and_then(Result::ok)
                 .flatten();
         }
-        // A page that served a good run is parked on about:blank (the site's document stops)
-        // for the next run; any other is closed.
+        // A page that served a good run is parked, frozen (its document's scripts and timers
+        // stop), for the next run; any other is closed. Freezing costs one command where
+        // navigating to about:blank cost a navigation, and the next run's `goto` to the same
+        // site stays in the site's renderer.
         let park = reusable
             && result.is_ok()
             && session.alive.get()
             && session.idle_pages.borrow().len() < MAX_IDLE_PAGES
-            && tokio::time::timeout(Duration::from_secs(5), page.goto("about:blank"))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            && tokio::time::timeout(
+                Duration::from_secs(5),
+                page.execute(SetWebLifecycleStateParams::new(
+                    SetWebLifecycleStateState::Frozen,
+                )),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
         page_guard.disarm();
         if park {
             session
@@ -651,6 +666,38 @@ impl Pool {
                 guard.as_ref().map(|c| (name.clone(), c.pid()))
             })
             .collect()
+    }
+}
+
+/// Wakes a parked page for a new run; a script that does not start with `goto` gets a blank
+/// document (it never sees the previous run's). None: the page is unusable (closed).
+async fn wake(page: chromiumoxide::Page, steps: &[Step]) -> Option<chromiumoxide::Page> {
+    let limit = Duration::from_secs(5);
+    let woke = tokio::time::timeout(
+        limit,
+        page.execute(SetWebLifecycleStateParams::new(
+            SetWebLifecycleStateState::Active,
+        )),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+        // Frozen pages are hidden; a woken one is brought back to the foreground.
+        && tokio::time::timeout(
+            limit,
+            page.execute(chromiumoxide::cdp::browser_protocol::emulation::SetFocusEmulationEnabledParams::new(true)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let ready = woke
+        && (matches!(steps.first(), Some(Step::Goto { .. }))
+            || tokio::time::timeout(limit, page.goto("about:blank"))
+                .await
+                .is_ok_and(|r| r.is_ok()));
+    if ready {
+        Some(page)
+    } else {
+        let _ = tokio::time::timeout(limit, page.close()).await;
+        None
     }
 }
 

@@ -15,11 +15,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::BrowserError;
 
-/// Flags that keep an idle Chromium off the network and quiet. `--enable-automation` is
-/// deliberately absent (it is what makes `navigator.webdriver` true).
+/// Flags that keep an idle Chromium off the network and quiet, and pages' timers at full
+/// speed (a page woken from parking must not be treated as a background tab: waits run on
+/// its timers). `--enable-automation` is deliberately absent (it is what makes
+/// `navigator.webdriver` true).
 const QUIET_FLAGS: &[&str] = &[
     "--headless=new",
     "--disable-gpu",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
     "--no-first-run",
     "--no-default-browser-check",
     "--disable-background-networking",

@@ -195,6 +195,7 @@ fn serve(
                   try { perm = (await navigator.permissions.query({ name: 'notifications' })).state; } catch (e) { perm = 'error'; }
                   const r = {
                     webdriver_present: 'webdriver' in navigator,
+                    visibility: document.visibilityState,
                     webdriver: navigator.webdriver === true,
                     plugins: navigator.plugins.length,
                     mime_types: navigator.mimeTypes.length,
