@@ -328,6 +328,29 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
     assert_eq!(row["launches"], 1, "{row}");
     let pid = row["pid"].as_i64().unwrap() as i32;
     assert!(chromium_under(&state.join("profiles/slot")).contains(&pid));
+    // Its Chromium killed while idle: the profile's session fails and is restarted, the dead
+    // browser reaped; the next run launches a new one.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    wait_for("the session restarted", T, || {
+        let m = o.get("/metrics", None).text;
+        m.contains("overseer_browser_session_restarts_total 1")
+            .then_some(())
+    });
+    let row = wait_for("the death recorded", T, || {
+        session_row(&o, "slot").filter(|r| r["state"] == "crashed")
+    });
+    assert_eq!(row["crashes"], 1, "{row}");
+    browser_job(
+        &o,
+        "after-death",
+        json!({"profile": "slot", "steps": [{"goto": {"url": pages.url("/form")}}]}),
+        json!({"max_retries": 0}),
+    );
+    assert_eq!(finished(&o, "after-death")["state"], "succeeded");
+    let row = wait_for("the relaunch recorded", T, || {
+        session_row(&o, "slot").filter(|r| r["launches"] == 2)
+    });
+    assert_eq!(row["state"], "running", "{row}");
     drop(o);
     wait_for("no chromium left", T, || {
         chromium_under(&state).is_empty().then_some(())
@@ -460,6 +483,10 @@ fn a_killed_chromium_is_replaced_and_the_run_retried_and_none_is_left() {
     });
     let m = o.get("/metrics", None).text;
     assert!(m.contains("overseer_browser_crashes_total 1"), "{m}");
+    assert!(
+        m.contains("overseer_browser_session_restarts_total 1"),
+        "the profile's session failed once and was restarted: {m}"
+    );
     // browser_sessions records the death and the relaunch.
     let row = wait_for("the relaunch recorded", T, || {
         let row = session_row(&o, "crashy")?;

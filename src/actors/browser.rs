@@ -1,6 +1,13 @@
-//! The `browser_pool` actor: owns the browser [`Pool`](crate::browser::Pool) of this node.
-//! `RunBrowser` runs a script in its profile's browser (concurrently with other runs); idle
-//! browsers are closed every few seconds; on stop every browser is closed and reaped.
+//! The `browser_pool` actor: owns the browser [`Pool`](crate::browser::Pool) of this node and
+//! supervises one [`BrowserSession`] actor per profile. `RunBrowser` goes to the profile's
+//! session, which runs the script in the profile's browser (concurrently with its other
+//! runs). A session **fails** when its browser dies (a run finds it dead, or its CDP handler
+//! ends while idle) or when a handler panics; the pool notices through the session's death
+//! watch and starts a new one at once (the next run relaunches Chromium with the profile),
+//! unless the profile's session failed `SESSION_MAX_FAILURES` times within
+//! `SESSION_WINDOW`: then its runs are refused (`browser_unavailable`, retried per their
+//! job) until the window has passed. Idle browsers are closed every few seconds; on stop
+//! every browser is closed and reaped.
 //!
 //! Rehydration: profiles live on disk under `<state_dir>/profiles` and in the
 //! `browser_sessions` table (state, pid, launch / crash / run counts). At start the pool
@@ -11,9 +18,10 @@
 //! (with their cookies) when runs need them. A pool that dies leaves no Chromium behind:
 //! each process is killed with its group when its handle drops.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -23,6 +31,7 @@ use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
 use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::telemetry::names;
 
 pub const NAME: &str = "browser_pool";
 const IDLE_CHECK: Duration = Duration::from_secs(2);
@@ -47,7 +56,24 @@ pub struct BrowserPool {
     deps: Deps,
     lifeline: Lifeline,
     pool: Option<Rc<Pool>>,
+    sessions: HashMap<String, SessionEntry>,
+    stopping: bool,
 }
+
+/// A profile's session as its supervisor sees it.
+#[derive(Default)]
+struct SessionEntry {
+    addr: Option<Addr<BrowserSession>>,
+    /// Generation of the current actor (a late death notice of an older one is ignored).
+    generation: u64,
+    /// Recent failures (restart intensity).
+    failures: VecDeque<Instant>,
+}
+
+/// Restart intensity per profile: this many session failures within the window ...
+const SESSION_MAX_FAILURES: usize = 5;
+/// ... and the profile's runs are refused until the window has passed.
+const SESSION_WINDOW: Duration = Duration::from_secs(60);
 
 impl BrowserPool {
     pub fn new(deps: &Deps, lifeline: Lifeline) -> Self {
@@ -55,7 +81,58 @@ impl BrowserPool {
             deps: deps.clone(),
             lifeline,
             pool: None,
+            sessions: HashMap::new(),
+            stopping: false,
         }
+    }
+
+    /// The profile's session, started when it has none; None while the profile is over its
+    /// restart intensity (or the pool is stopping).
+    fn session(
+        &mut self,
+        profile: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<Addr<BrowserSession>, RunFailure> {
+        let unavailable = |message: String| RunFailure {
+            kind: "browser_unavailable",
+            message,
+        };
+        let Some(pool) = self.pool.clone() else {
+            return Err(unavailable("the browser pool is starting".into()));
+        };
+        if self.stopping {
+            return Err(unavailable("the browser pool is stopping".into()));
+        }
+        let entry = self.sessions.entry(profile.to_string()).or_default();
+        if let Some(addr) = entry.addr.as_ref().filter(|a| a.connected()) {
+            return Ok(addr.clone());
+        }
+        while entry
+            .failures
+            .front()
+            .is_some_and(|t| t.elapsed() > SESSION_WINDOW)
+        {
+            entry.failures.pop_front();
+        }
+        if entry.failures.len() >= SESSION_MAX_FAILURES {
+            return Err(unavailable(format!(
+                "profile {profile}'s browser session failed {} times within {}s; runs resume \
+                 when the oldest failure is that old",
+                entry.failures.len(),
+                SESSION_WINDOW.as_secs()
+            )));
+        }
+        entry.generation += 1;
+        let addr = BrowserSession {
+            profile: profile.to_string(),
+            pool,
+            parent: ctx.address(),
+            generation: entry.generation,
+            reason: Default::default(),
+        }
+        .start();
+        entry.addr = Some(addr.clone());
+        Ok(addr)
     }
 }
 
@@ -149,17 +226,53 @@ impl Actor for BrowserPool {
 impl Handler<RunBrowser> for BrowserPool {
     type Result = ResponseFuture<Result<serde_json::Value, RunFailure>>;
 
-    fn handle(&mut self, msg: RunBrowser, _: &mut Self::Context) -> Self::Result {
-        let pool = self.pool.clone();
+    fn handle(&mut self, msg: RunBrowser, ctx: &mut Self::Context) -> Self::Result {
+        let session = self.session(&msg.0.profile, ctx);
         Box::pin(async move {
-            match pool {
-                Some(pool) => pool.run(msg.0).await,
-                None => Err(RunFailure {
-                    kind: "browser",
-                    message: "the browser pool is starting".into(),
+            match session?.send(RunInSession(msg.0)).await {
+                Ok(result) => result,
+                // The session died under the run (a panic): its job retries it.
+                Err(_) => Err(RunFailure {
+                    kind: "browser_crashed",
+                    message: "the profile's browser session failed during the run".into(),
                 }),
             }
         })
+    }
+}
+
+/// A session ended (its death watch fired).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SessionDown {
+    profile: String,
+    generation: u64,
+    reason: String,
+}
+
+impl Handler<SessionDown> for BrowserPool {
+    type Result = ();
+    fn handle(&mut self, msg: SessionDown, _: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        let Some(entry) = self.sessions.get_mut(&msg.profile) else {
+            return;
+        };
+        if entry.generation != msg.generation {
+            return;
+        }
+        entry.addr = None;
+        entry.failures.push_back(Instant::now());
+        metrics::counter!(names::BROWSER_SESSION_RESTARTS).increment(1);
+        // The next run starts the new session; a dead browser is reaped and replaced then.
+        tracing::warn!(
+            actor = NAME,
+            profile = %msg.profile,
+            reason = %msg.reason,
+            recent_failures = entry.failures.len(),
+            "browser session failed; restarted"
+        );
     }
 }
 
@@ -191,6 +304,7 @@ impl Handler<Crash> for BrowserPool {
 impl Handler<StopChild> for BrowserPool {
     type Result = ();
     fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+        self.stopping = true;
         let pool = self.pool.clone();
         ctx.wait(
             async move {
@@ -201,6 +315,103 @@ impl Handler<StopChild> for BrowserPool {
             .into_actor(self)
             .map(|_, _, ctx| ctx.stop()),
         );
+    }
+}
+
+/// One profile's browser session: runs scripts in the profile's browser. It fails (stops)
+/// when its browser dies; its death watch tells the pool, which starts a new one.
+pub struct BrowserSession {
+    profile: String,
+    pool: Rc<Pool>,
+    parent: Addr<BrowserPool>,
+    generation: u64,
+    /// Why it failed, for its death watch.
+    reason: Rc<std::cell::RefCell<Option<String>>>,
+}
+
+/// Run a script in this session's browser.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, RunFailure>")]
+struct RunInSession(BrowserRun);
+
+/// How often a session checks that its browser is alive (between runs).
+const SESSION_CHECK: Duration = Duration::from_millis(500);
+
+/// Dropped with the session's context, however it ends (including a panicking handler).
+struct SessionWatch {
+    parent: Addr<BrowserPool>,
+    profile: String,
+    generation: u64,
+    reason: Rc<std::cell::RefCell<Option<String>>>,
+}
+
+impl Drop for SessionWatch {
+    fn drop(&mut self) {
+        let reason = self
+            .reason
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| "its actor stopped (a handler panicked)".into());
+        self.parent.do_send(SessionDown {
+            profile: std::mem::take(&mut self.profile),
+            generation: self.generation,
+            reason,
+        });
+    }
+}
+
+impl BrowserSession {
+    fn fail(&self, ctx: &mut Context<Self>, reason: String) {
+        *self.reason.borrow_mut() = Some(reason);
+        ctx.stop();
+    }
+}
+
+impl Actor for BrowserSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let watch = SessionWatch {
+            parent: self.parent.clone(),
+            profile: self.profile.clone(),
+            generation: self.generation,
+            reason: self.reason.clone(),
+        };
+        // Never finishes: dropped (and fired) only when the context ends.
+        ctx.spawn(
+            async move {
+                let _watch = watch;
+                std::future::pending::<()>().await
+            }
+            .into_actor(self),
+        );
+        // Rehydration: a browser the previous session left dead is reaped before any run.
+        let (pool, profile) = (self.pool.clone(), self.profile.clone());
+        ctx.wait(async move { pool.reap_dead(&profile).await }.into_actor(self));
+        // A browser that dies between runs (killed, crashed) fails the session at once.
+        ctx.run_interval(SESSION_CHECK, |act, ctx| {
+            if act.pool.browser_dead(&act.profile) {
+                act.fail(ctx, "its browser died".into());
+            }
+        });
+    }
+}
+
+impl Handler<RunInSession> for BrowserSession {
+    type Result = ResponseActFuture<Self, Result<serde_json::Value, RunFailure>>;
+
+    fn handle(&mut self, msg: RunInSession, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone();
+        Box::pin(
+            async move { pool.run(msg.0).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    if result.as_ref().is_err_and(|f| f.kind == "browser_crashed") {
+                        act.fail(ctx, "its browser died during a run".into());
+                    }
+                    result
+                }),
+        )
     }
 }
 

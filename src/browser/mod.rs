@@ -157,6 +157,18 @@ impl Drop for Busy {
     }
 }
 
+/// Keeps a run cancellable while it lives (also when its future is dropped).
+struct Registered<'a>(
+    &'a RefCell<HashMap<Uuid, futures_util::future::AbortHandle>>,
+    Uuid,
+);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().remove(&self.1);
+    }
+}
+
 /// Closes a run's page unless the run hands it back (parked or closed itself): a run
 /// cancelled mid-step leaves no tab behind.
 struct PageGuard(Option<chromiumoxide::Page>);
@@ -283,6 +295,7 @@ impl Pool {
         let busy = Busy::enter(&session);
         let (abort, registration) = futures_util::future::AbortHandle::new_pair();
         self.running.borrow_mut().insert(r.run_id, abort);
+        let _registered = Registered(&self.running, r.run_id);
         let outcome = futures_util::future::Abortable::new(
             async {
                 // A page slot in the profile's browser (browser.max_pages), waited for as
@@ -305,7 +318,6 @@ impl Pool {
             registration,
         )
         .await;
-        self.running.borrow_mut().remove(&r.run_id);
         let result = match outcome {
             Err(futures_util::future::Aborted) => Err(RunFailure {
                 kind: "cancelled",
@@ -337,6 +349,40 @@ impl Pool {
         })
     }
 
+    /// Whether the profile's browser was launched and has died (not yet replaced).
+    pub fn browser_dead(&self, profile: &str) -> bool {
+        let Some(s) = self.sessions.borrow().get(profile).cloned() else {
+            return false;
+        };
+        // A launch in progress holds the lock: not dead.
+        let launched = s.chromium.try_lock().map(|g| g.is_some()).unwrap_or(false);
+        launched && !s.alive.get()
+    }
+
+    /// Reaps the profile's browser if it died: its process group is killed and its pages
+    /// forgotten; the next run launches a new one.
+    pub async fn reap_dead(&self, profile: &str) {
+        let Some(s) = self.sessions.borrow().get(profile).cloned() else {
+            return;
+        };
+        let mut guard = s.chromium.lock().await;
+        if guard.is_some() && !s.alive.get() {
+            self.replace_dead(&s, &mut guard).await;
+        }
+    }
+
+    /// Forgets a dead browser (counted once, here).
+    async fn replace_dead(&self, session: &Session, guard: &mut Option<Chromium>) {
+        metrics::counter!(names::BROWSER_CRASHES).increment(1);
+        tracing::warn!(profile = %session.profile, "browser died; reaped, relaunched on the next run");
+        if let Some(dead) = guard.take() {
+            dead.close(Duration::from_millis(100)).await;
+        }
+        session.idle_pages.borrow_mut().clear();
+        session.plain_ua.borrow_mut().take();
+        self.publish();
+    }
+
     /// Cancels a run in progress (its future is dropped: its page closes); false if none.
     pub fn cancel(&self, run_id: Uuid) -> bool {
         match self.running.borrow_mut().remove(&run_id) {
@@ -357,13 +403,7 @@ impl Pool {
         let (page, reusable) = {
             let mut guard = session.chromium.lock().await;
             if guard.is_some() && !session.alive.get() {
-                metrics::counter!(names::BROWSER_CRASHES).increment(1);
-                tracing::warn!(profile = %r.profile, "browser died; relaunching");
-                if let Some(dead) = guard.take() {
-                    dead.close(Duration::from_millis(100)).await;
-                }
-                session.idle_pages.borrow_mut().clear();
-                session.plain_ua.borrow_mut().take();
+                self.replace_dead(session, &mut guard).await;
             }
             if guard.is_none() {
                 self.make_room(&r.profile).await?;

@@ -33,6 +33,7 @@ pub const NOTIFICATIONS_PRUNED: &str = "overseer_notifications_pruned_total";
 pub const BROWSER_SESSIONS: &str = "overseer_browser_sessions";
 pub const BROWSER_LAUNCHES: &str = "overseer_browser_launches_total";
 pub const BROWSER_CRASHES: &str = "overseer_browser_crashes_total";
+pub const BROWSER_SESSION_RESTARTS: &str = "overseer_browser_session_restarts_total";
 pub const CIRCUIT_TRANSITIONS: &str = "overseer_circuit_transitions_total";
 pub const QUOTA_REMAINING: &str = "overseer_quota_remaining";
 pub const QUOTA_CONSUMED: &str = "overseer_quota_consumed_total";
@@ -150,6 +151,10 @@ pub fn describe_all() {
     describe_counter!(
         BROWSER_CRASHES,
         "Crashes: browsers found dead (killed, crashed, connection lost) and replaced, and renderers that crashed."
+    );
+    describe_counter!(
+        BROWSER_SESSION_RESTARTS,
+        "Browser session actors (one per profile) that failed and were restarted."
     );
     describe_counter!(
         CIRCUIT_TRANSITIONS,
