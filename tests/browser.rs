@@ -162,6 +162,25 @@ fn steps_and_waits_work_on_real_pages() {
         .join(format!("state/artifacts/{id}/failure.png"))
         .exists());
 
+    // A page slower than its goto's timeout ends the step at the timeout.
+    browser_job(
+        &o,
+        "slow",
+        json!({"profile": "steps", "steps": [
+            {"goto": {"url": pages.url("/slow"), "timeout": "1s"}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    let run = finished(&o, "slow");
+    assert_eq!(run["error_kind"], "step_timeout", "{run}");
+    assert!(
+        run["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 0 (goto): did not finish within 1000 ms"),
+        "{run}"
+    );
+
     // Validation names the step.
     let bad = json!({"name": "bad", "kind": "browser", "schedule": {"every": "1h"},
         "payload": {"profile": "steps", "steps": [{"goto": {"url": pages.url("/")}}, {"sleep": {"ms": 60000}}]}});
