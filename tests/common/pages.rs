@@ -146,7 +146,11 @@ fn serve(
                 <button id="go" onclick="document.getElementById('out').textContent = document.getElementById('name').value + '|' + document.getElementById('color').value">go</button>
                 <div id="out"></div>
                 <ul><li class="job">Engineer</li><li class="job">Designer</li></ul>
-                <a id="link" href="/elsewhere">x</a>"#,
+                <a id="link" href="/elsewhere">x</a>
+                <i id="nav-ms" hidden></i><script>
+                document.addEventListener('DOMContentLoaded', () => {
+                  document.getElementById('nav-ms').textContent = performance.now().toFixed(1);
+                });</script>"#,
                 ),
             ),
             ("GET", "/login") => (
