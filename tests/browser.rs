@@ -663,15 +663,18 @@ fn a_crashed_renderer_fails_the_run_fast_and_the_retry_succeeds() {
             .cloned()
     });
     assert_eq!(first["error_kind"], "renderer_crashed", "{first}");
-    let retry = wait_for("attempt 2 succeeded", T, || {
+    let retry = wait_for("attempt 2 finished", T, || {
         let runs = o.get("/api/v1/runs?job=renderer", o.admin()).json();
         runs["items"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["attempt"] == 2 && r["state"] == "succeeded")
+            .find(|r| {
+                r["attempt"] == 2 && matches!(r["state"].as_str(), Some("succeeded" | "failed"))
+            })
             .cloned()
     });
+    assert_eq!(retry["state"], "succeeded", "{retry}");
     assert_eq!(retry["output"]["outcome"], "completed");
     drop(o);
     wait_for("no chromium left", T, || {

@@ -21,8 +21,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use chromiumoxide::cdp::browser_protocol::emulation::{
-    SetDeviceMetricsOverrideParams, SetLocaleOverrideParams, SetTimezoneOverrideParams,
-    SetUserAgentOverrideParams,
+    SetDeviceMetricsOverrideParams, SetFocusEmulationEnabledParams, SetLocaleOverrideParams,
+    SetTimezoneOverrideParams, SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     SetWebLifecycleStateParams, SetWebLifecycleStateState,
@@ -394,6 +394,83 @@ impl Pool {
         }
     }
 
+    /// A new page in the profile's browser, set up for the run (init script, user agent,
+    /// locale, viewport, timezone, crash reports, focus).
+    async fn open_page(
+        &self,
+        chromium: &Chromium,
+        session: &Session,
+        r: &BrowserRun,
+    ) -> Result<chromiumoxide::Page, RunFailure> {
+        let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
+            kind: "browser",
+            message: e.to_string(),
+        };
+        let page = chromium
+            .browser
+            .new_page("about:blank")
+            .await
+            .map_err(browser_err)?;
+        // Closed again if its setup fails or takes too long.
+        let mut guard = PageGuard(Some(page.clone()));
+        if self.cfg.stealth {
+            page.add_init_script(stealth::init_script(&r.locale))
+                .await
+                .map_err(browser_err)?;
+        }
+        let ua = match &r.user_agent {
+            Some(ua) => Some(ua.clone()),
+            None if self.cfg.stealth => {
+                let cached = session.plain_ua.borrow().clone();
+                match cached {
+                    Some(ua) => Some(ua),
+                    None => {
+                        let ua = chromium
+                            .browser
+                            .user_agent()
+                            .await
+                            .ok()
+                            .map(|ua| stealth::plain_user_agent(&ua));
+                        *session.plain_ua.borrow_mut() = ua.clone();
+                        ua
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(ua) = ua {
+            let mut p = SetUserAgentOverrideParams::new(ua);
+            p.accept_language = Some(r.locale.clone());
+            page.execute(p).await.map_err(browser_err)?;
+        }
+        if let Some((w, h)) = r.viewport {
+            page.execute(SetDeviceMetricsOverrideParams::new(
+                w as i64, h as i64, 1.0, false,
+            ))
+            .await
+            .map_err(browser_err)?;
+        }
+        let mut locale = SetLocaleOverrideParams::default();
+        locale.locale = Some(r.locale.clone());
+        let _ = page.execute(locale).await;
+        if let Some(tz) = &r.timezone {
+            page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+                .await
+                .map_err(browser_err)?;
+        }
+        // Renderer crashes are reported through the Inspector domain.
+        page.execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
+            .await
+            .map_err(browser_err)?;
+        // Focused and visible, as a page in front is, also after being parked
+        // (a frozen page is hidden otherwise).
+        page.execute(SetFocusEmulationEnabledParams::new(true))
+            .await
+            .map_err(browser_err)?;
+        guard.disarm();
+        Ok(page)
+    }
+
     async fn run_in(&self, session: &Session, r: &BrowserRun) -> Result<Value, RunFailure> {
         let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
             kind: "browser",
@@ -472,63 +549,19 @@ impl Pool {
             if let Some(page) = parked {
                 (page, reusable)
             } else {
-                let page = chromium
-                    .browser
-                    .new_page("about:blank")
-                    .await
-                    .map_err(browser_err)?;
-                if self.cfg.stealth {
-                    page.add_init_script(stealth::init_script(&r.locale))
-                        .await
-                        .map_err(browser_err)?;
-                }
-                let ua = match &r.user_agent {
-                    Some(ua) => Some(ua.clone()),
-                    None if self.cfg.stealth => {
-                        let cached = session.plain_ua.borrow().clone();
-                        match cached {
-                            Some(ua) => Some(ua),
-                            None => {
-                                let ua = chromium
-                                    .browser
-                                    .user_agent()
-                                    .await
-                                    .ok()
-                                    .map(|ua| stealth::plain_user_agent(&ua));
-                                *session.plain_ua.borrow_mut() = ua.clone();
-                                ua
-                            }
-                        }
-                    }
-                    None => None,
-                };
-                if let Some(ua) = ua {
-                    let mut p = SetUserAgentOverrideParams::new(ua);
-                    p.accept_language = Some(r.locale.clone());
-                    page.execute(p).await.map_err(browser_err)?;
-                }
-                if let Some((w, h)) = r.viewport {
-                    page.execute(SetDeviceMetricsOverrideParams::new(
-                        w as i64, h as i64, 1.0, false,
-                    ))
-                    .await
-                    .map_err(browser_err)?;
-                }
-                let mut locale = SetLocaleOverrideParams::default();
-                locale.locale = Some(r.locale.clone());
-                let _ = page.execute(locale).await;
-                if let Some(tz) = &r.timezone {
-                    page.execute(SetTimezoneOverrideParams::new(tz.clone()))
-                        .await
-                        .map_err(browser_err)?;
-                }
-                // Renderer crashes are reported through the Inspector domain.
-                page.execute(
-                    chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default(),
+                let opened = tokio::time::timeout(
+                    self.cfg.launch_timeout,
+                    self.open_page(chromium, session, r),
                 )
                 .await
-                .map_err(browser_err)?;
-                (page, reusable)
+                .map_err(|_| RunFailure {
+                    kind: "browser",
+                    message: format!(
+                        "opening a page took longer than {:?} (browser.launch_timeout)",
+                        self.cfg.launch_timeout
+                    ),
+                })?;
+                (opened?, reusable)
             }
         };
         let mut page_guard = PageGuard(Some(page.clone()));
@@ -592,17 +625,16 @@ impl Pool {
         let park = reusable
             && result.is_ok()
             && session.alive.get()
-            && session.idle_pages.borrow().len() < MAX_IDLE_PAGES
-            && tokio::time::timeout(
-                Duration::from_secs(5),
-                page.execute(SetWebLifecycleStateParams::new(
-                    SetWebLifecycleStateState::Frozen,
-                )),
-            )
-            .await
-            .is_ok_and(|r| r.is_ok());
+            && session.idle_pages.borrow().len() < MAX_IDLE_PAGES;
         page_guard.disarm();
         if park {
+            // Not awaited: the run's answer does not wait for it, and the next run's wake
+            // command follows it on the same CDP session.
+            let parked = page.clone();
+            tokio::spawn(async move {
+                let frozen = SetWebLifecycleStateParams::new(SetWebLifecycleStateState::Frozen);
+                let _ = tokio::time::timeout(Duration::from_secs(5), parked.execute(frozen)).await;
+            });
             session
                 .idle_pages
                 .borrow_mut()
@@ -720,14 +752,7 @@ async fn wake(page: chromiumoxide::Page, steps: &[Step]) -> Option<chromiumoxide
         )),
     )
     .await
-    .is_ok_and(|r| r.is_ok())
-        // Frozen pages are hidden; a woken one is brought back to the foreground.
-        && tokio::time::timeout(
-            limit,
-            page.execute(chromiumoxide::cdp::browser_protocol::emulation::SetFocusEmulationEnabledParams::new(true)),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
+    .is_ok_and(|r| r.is_ok());
     let ready = woke
         && (matches!(steps.first(), Some(Step::Goto { .. }))
             || tokio::time::timeout(limit, page.goto("about:blank"))

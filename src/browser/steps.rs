@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, EventLifecycleEvent, NavigateParams, SetLifecycleEventsEnabledParams,
+    CaptureScreenshotFormat, EventLifecycleEvent, NavigateParams,
 };
 use chromiumoxide::cdp::js_protocol::runtime::{CallArgument, CallFunctionOnParams};
 use chromiumoxide::page::ScreenshotParams;
@@ -828,9 +828,7 @@ async fn goto(page: &Page, url: &str, until: WaitUntil) -> StepResult {
         page.goto(url).await.map_err(cdp)?;
         return Ok(());
     }
-    page.execute(SetLifecycleEventsEnabledParams::new(true))
-        .await
-        .map_err(cdp)?;
+    // Lifecycle events are on for every page: chromiumoxide enables them when it attaches.
     let mut events = page
         .event_listener::<EventLifecycleEvent>()
         .await

@@ -108,7 +108,7 @@ fn serve(
             .map(|(k, v)| (k.to_string(), decode(v)))
             .collect();
         let mut headers = vec![("content-type", "text/html; charset=utf-8".to_string())];
-        let (status, text) = match (method.as_str(), path.as_str()) {
+        let (status, text) = match (method.as_str(), path.split('?').next().unwrap_or("/")) {
             (_, "/delayed") => (
                 200,
                 html(
