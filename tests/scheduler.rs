@@ -640,3 +640,63 @@ fn old_runs_are_pruned_by_retention() {
     o.logs
         .wait_json("prune log", T, |v| v["message"] == "old runs pruned");
 }
+
+#[test]
+fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
+    const TOKEN: &str = "tok-9f8e7d6c5b4a";
+    let db = TestDb::new();
+    let o = start(
+        &db,
+        &format!("[browser.secrets]\nAPI_TOKEN = \"{TOKEN}\"\n"),
+    );
+    let sink = Sink::start();
+    create(
+        &o,
+        json!({
+            "name": "with-secret", "kind": "http",
+            "payload": {"url": sink.url, "headers": {"authorization": {"secret": "API_TOKEN"}}},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+        }),
+    );
+    let runs = wait_runs(&o, "with-secret", "a succeeded run", |r| {
+        count(r, "succeeded") == 1
+    });
+    let sent = sink.requests();
+    assert_eq!(
+        sent[0].headers.get("authorization").map(String::as_str),
+        Some(TOKEN)
+    );
+    let job = o.get("/api/v1/jobs/with-secret", op(&o)).text;
+    assert!(job.contains("API_TOKEN") && !job.contains(TOKEN), "{job}");
+    assert!(!runs[0].to_string().contains(TOKEN));
+    // A secret that is not configured fails the run naming it, not a value.
+    create(
+        &o,
+        json!({
+            "name": "missing-secret", "kind": "http",
+            "payload": {"url": sink.url, "headers": {"x-key": {"secret": "NOT_SET"}}},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "policy": {"max_retries": 0},
+        }),
+    );
+    let runs = wait_runs(&o, "missing-secret", "a failed run", |r| {
+        count(r, "failed") == 1
+    });
+    assert_eq!(runs[0]["error_kind"], "secret_missing");
+    // A malformed reference is refused at creation, naming the header.
+    let a = o.post(
+        "/api/v1/jobs",
+        op(&o),
+        Some(
+            &json!({"name": "bad", "kind": "http", "schedule": {"every": "1h"},
+                    "payload": {"url": sink.url, "headers": {"x-key": {"secret": "lower"}}}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(
+        a.json()["error"]["fields"][0]["path"],
+        "payload.headers.x-key"
+    );
+    assert!(!o.logs.text().contains(TOKEN), "the token reached the logs");
+}

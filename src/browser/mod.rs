@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use self::process::{Chromium, LaunchOptions};
 use self::steps::{Env, ScriptOutput, Step};
-use crate::telemetry::names;
+use crate::telemetry::{names, scrub};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrowserError {
@@ -191,15 +191,6 @@ impl Drop for PageGuard {
     }
 }
 
-/// Replaces every secret value in `text` (output and errors never carry one).
-fn scrub(text: &str, secrets: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_string();
-    for v in secrets.values().filter(|v| !v.is_empty()) {
-        out = out.replace(v.as_str(), "***");
-    }
-    out
-}
-
 impl Pool {
     /// A pool that reports its browsers' lifecycle on `events`.
     pub fn new(
@@ -345,7 +336,7 @@ impl Pool {
         });
         result.map_err(|f| RunFailure {
             kind: f.kind,
-            message: scrub(&f.message, &r.secrets),
+            message: scrub(&f.message, r.secrets.values()),
         })
     }
 
@@ -647,7 +638,7 @@ impl Pool {
         if let (Some(png), Err(f)) = (failure_shot, &result) {
             files.push(("failure.png".into(), png));
             let meta = json!({"step": f.index, "action": f.action,
-                "error": scrub(&f.message, &r.secrets), "url": out.url});
+                "error": scrub(&f.message, r.secrets.values()), "url": out.url});
             files.push(("failure.json".into(), meta.to_string().into_bytes()));
         }
         let names_saved: Vec<String> = save_artifacts(dir, files)
@@ -657,7 +648,8 @@ impl Pool {
             .collect();
         let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
         let extracted: Value =
-            serde_json::from_str(&scrub(&extracted.to_string(), &r.secrets)).unwrap_or_default();
+            serde_json::from_str(&scrub(&extracted.to_string(), r.secrets.values()))
+                .unwrap_or_default();
         match result {
             Ok(None) => Ok(json!({
                 "outcome": "completed",

@@ -209,22 +209,7 @@ impl JobKind for Browser {
             // Secrets: [browser.secrets], then OVERSEER_SECRET_<NAME>.
             let mut secrets = BTreeMap::new();
             for name in steps.iter().filter_map(Step::secret) {
-                let value = ctx
-                    .secrets
-                    .get(name)
-                    .cloned()
-                    .or_else(|| std::env::var(format!("OVERSEER_SECRET_{name}")).ok());
-                match value {
-                    Some(v) => {
-                        secrets.insert(name.to_string(), v);
-                    }
-                    None => {
-                        return Err(RunError::new(
-                            "secret_missing",
-                            format!("secret {name} is not configured ([browser.secrets] or OVERSEER_SECRET_{name})"),
-                        ))
-                    }
-                }
+                secrets.insert(name.to_string(), ctx.secret(name)?);
             }
             let Some(pool) = ctx.browser.clone() else {
                 return Err(RunError::new("browser", "the browser pool is restarting"));

@@ -1,5 +1,7 @@
 //! `http`: the status check. GET/POST/HEAD a URL with headers, a body, a timeout and the
-//! statuses that count as success. Output: status, latency, a bounded body excerpt.
+//! statuses that count as success. Output: status, latency, a bounded body excerpt. A header
+//! value may be `{"secret": "NAME"}` (from `[browser.secrets]` or OVERSEER_SECRET_<NAME>):
+//! the job stores only the name, and the value is scrubbed from the run's output and errors.
 //! Every request carries `Idempotency-Key: <job id>:<fire_at>` so a receiver can drop the
 //! duplicate that an at-least-once retry of a killed run may cause.
 
@@ -17,6 +19,14 @@ pub const EXCERPT_BYTES: usize = 2048;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Http;
+
+/// `{"secret": "NAME"}` as a header value.
+fn secret_name(v: &Value) -> Option<&str> {
+    v.as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("secret"))
+        .and_then(Value::as_str)
+}
 
 fn method(payload: &Value) -> &str {
     payload
@@ -68,13 +78,17 @@ impl JobKind for Http {
                 Some(map) => {
                     for (k, v) in map {
                         let name_ok = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok();
-                        let value_ok = v
-                            .as_str()
-                            .is_some_and(|s| reqwest::header::HeaderValue::from_str(s).is_ok());
+                        let value_ok = match secret_name(v) {
+                            Some(name) => crate::browser::steps::valid_secret_name(name),
+                            None => v
+                                .as_str()
+                                .is_some_and(|s| reqwest::header::HeaderValue::from_str(s).is_ok()),
+                        };
                         if !name_ok || !value_ok {
                             p.add(
                                 &format!("{path}.headers.{k}"),
-                                "expected a valid header name and string value",
+                                "expected a valid header name and a string value or \
+                                 {\"secret\": \"NAME\"} (capitals, digits and _)",
                             );
                         }
                     }
@@ -139,9 +153,24 @@ impl JobKind for Http {
                 "Idempotency-Key",
                 format!("{}:{}", ctx.job_id, ctx.fire_at.to_rfc3339()),
             );
+            // Secret header values are resolved now, marked sensitive, and scrubbed from
+            // whatever the run records.
+            let mut secrets: Vec<String> = Vec::new();
             if let Some(headers) = payload.get("headers").and_then(Value::as_object) {
                 for (k, v) in headers {
-                    if let Some(v) = v.as_str() {
+                    if let Some(name) = secret_name(v) {
+                        let value = ctx.secret(name)?;
+                        let mut hv =
+                            reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                                RunError::new(
+                                    "invalid_secret",
+                                    format!("secret {name} is not a valid header value"),
+                                )
+                            })?;
+                        hv.set_sensitive(true);
+                        req = req.header(k.as_str(), hv);
+                        secrets.push(value);
+                    } else if let Some(v) = v.as_str() {
                         req = req.header(k.as_str(), v);
                     }
                 }
@@ -159,13 +188,18 @@ impl JobKind for Http {
                     "http_error"
                 };
                 // Without the URL: it may carry credentials or tokens in its query.
-                RunError::new(kind, e.without_url().to_string())
+                RunError::new(
+                    kind,
+                    crate::telemetry::scrub(&e.without_url().to_string(), &secrets),
+                )
             })?;
             let status = res.status().as_u16();
             let bytes = res.bytes().await.unwrap_or_default();
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let excerpt =
-                String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+            let excerpt = crate::telemetry::scrub(
+                &String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]),
+                &secrets,
+            );
             let expected = match payload.get("expect_status").and_then(Value::as_array) {
                 Some(list) => list.iter().any(|s| s.as_u64() == Some(status as u64)),
                 None => (200..300).contains(&status),

@@ -40,6 +40,25 @@ pub struct RunContext {
     pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
+impl RunContext {
+    /// A named secret: `[browser.secrets]`, then OVERSEER_SECRET_<NAME>. The error names
+    /// where it may be configured, never a value.
+    pub fn secret(&self, name: &str) -> Result<String, RunError> {
+        self.secrets
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(format!("OVERSEER_SECRET_{name}")).ok())
+            .ok_or_else(|| {
+                RunError::new(
+                    "secret_missing",
+                    format!(
+                        "secret {name} is not configured ([browser.secrets] or OVERSEER_SECRET_{name})"
+                    ),
+                )
+            })
+    }
+}
+
 /// Why a run failed. `kind` is a stable snake_case word stored in `runs.error_kind`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
