@@ -382,6 +382,43 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
     assert!(row["pid"].is_null(), "{row}");
 }
 
+#[test]
+fn a_crashed_pool_restarts_with_new_sessions_and_leaves_no_old_browser() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(&db, &state, "[debug]\nfault_injection = true\n");
+    let job = |name: &str| {
+        browser_job(
+            &o,
+            name,
+            json!({"profile": "p", "steps": [{"goto": {"url": pages.url("/form")}}]}),
+            json!({"max_retries": 0}),
+        );
+        finished(&o, name)
+    };
+    assert_eq!(job("before")["state"], "succeeded");
+    let old = chromium_under(&state.join("profiles/p"));
+    assert!(!old.is_empty());
+    let a = o.post("/api/v1/actors/browser_pool/crash", o.admin(), None);
+    assert_eq!(a.status, 202, "{}", a.text);
+    // The restarted pool kills what the dead one left; the profile's next run gets a new
+    // session and a new browser.
+    wait_for("the old browser gone", T, || {
+        let now = chromium_under(&state.join("profiles/p"));
+        now.iter().all(|p| !old.contains(p)).then_some(())
+    });
+    let run = job("after");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let new = chromium_under(&state.join("profiles/p"));
+    assert!(!new.is_empty() && new.iter().all(|p| !old.contains(p)));
+    drop(o);
+    wait_for("no chromium left", T, || {
+        chromium_under(&state).is_empty().then_some(())
+    });
+}
+
 fn bot_report(o: &Overseer, pages: &Pages, name: &str) -> Value {
     browser_job(
         o,

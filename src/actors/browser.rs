@@ -259,10 +259,10 @@ impl Handler<SessionDown> for BrowserPool {
         let Some(entry) = self.sessions.get_mut(&msg.profile) else {
             return;
         };
-        if entry.generation != msg.generation {
-            return;
+        // A late notice of an older session still counts; only the current one is replaced.
+        if entry.generation == msg.generation {
+            entry.addr = None;
         }
-        entry.addr = None;
         entry.failures.push_back(Instant::now());
         metrics::counter!(names::BROWSER_SESSION_RESTARTS).increment(1);
         // The next run starts the new session; a dead browser is reaped and replaced then.
@@ -390,7 +390,12 @@ impl Actor for BrowserSession {
         ctx.wait(async move { pool.reap_dead(&profile).await }.into_actor(self));
         // A browser that dies between runs (killed, crashed) fails the session at once.
         ctx.run_interval(SESSION_CHECK, |act, ctx| {
-            if act.pool.browser_dead(&act.profile) {
+            if !act.parent.connected() {
+                // The pool died (it is restarted with new sessions): this one ends with it,
+                // releasing its browser.
+                *act.reason.borrow_mut() = Some("its pool stopped".into());
+                ctx.stop();
+            } else if act.pool.browser_dead(&act.profile) {
                 act.fail(ctx, "its browser died".into());
             }
         });
