@@ -260,6 +260,10 @@ pub struct ChannelConfig {
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    /// email: a PEM file of root certificates to trust besides the public ones (a relay
+    /// with a private CA); the server's name is still verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 fn redact_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -294,6 +298,7 @@ impl ChannelConfig {
             password: None,
             from: None,
             to: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -1035,6 +1040,17 @@ impl Loaded {
                             &key("password"),
                             "username and password together (or neither)",
                         ));
+                    }
+                    if let Some(f) = &ch.ca_file {
+                        let pem = std::fs::read(f).unwrap_or_default();
+                        if lettre::transport::smtp::client::Certificate::from_pem(&pem).is_err() {
+                            return Err(
+                                self.bad(&key("ca_file"), "a readable PEM file with a certificate")
+                            );
+                        }
+                        if ch.tls == SmtpTls::None {
+                            return Err(self.bad(&key("ca_file"), "tls = \"starttls\" or \"tls\""));
+                        }
                     }
                 }
             }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -202,6 +203,12 @@ struct Smtp {
 
 impl Smtp {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With `tls` = (certificate chain PEM, key PEM): STARTTLS required, and AUTH LOGIN/PLAIN
+    /// accepting user `mailer` / password `hunter2` only over TLS.
+    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -216,14 +223,30 @@ class H:
         m = message_from_bytes(envelope.content)
         print("MAIL|%s|%s|%s" % (m["Subject"], m["Message-ID"], ",".join(envelope.rcpt_tos)), flush=True)
         return "250 OK"
-c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1]))
+kw = {}
+if len(sys.argv) > 3:
+    import ssl
+    from aiosmtpd.smtp import AuthResult
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    def auth(server, session, envelope, mechanism, data):
+        ok = data.login == b"mailer" and data.password == b"hunter2"
+        print("AUTH|%s|%s" % (mechanism, ok), flush=True)
+        return AuthResult(success=ok)
+    kw = dict(tls_context=ctx, require_starttls=True, authenticator=auth, auth_require_tls=True, auth_required=True)
+c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1]), **kw)
 c.start()
 print("READY", flush=True)
 sys.stdin.read()
 c.stop()
 "#;
+        let mut args = vec!["-c".to_string(), script.to_string(), port.to_string()];
+        if let Some((cert, key)) = tls {
+            args.push(cert.to_string_lossy().into_owned());
+            args.push(key.to_string_lossy().into_owned());
+        }
         let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", script, &port.to_string()])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -246,6 +269,16 @@ c.stop()
                 .then_some(())
         });
         s
+    }
+
+    fn lines_with(&self, prefix: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     fn mails(&self) -> Vec<String> {
@@ -483,4 +516,130 @@ fn an_actor_restart_is_notified() {
     let body: Value = serde_json::from_slice(&sink.requests()[0].body).unwrap();
     assert_eq!(body["event"], "actor.restarted");
     assert_eq!(body["data"]["actor"], "scheduler");
+}
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it (openssl, which Debian's
+/// ca-certificates brings); returns (CA PEM, server chain PEM, server key PEM).
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=overseer test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+#[test]
+fn email_over_starttls_with_auth_verifies_the_server_against_a_private_ca() {
+    let db = TestDb::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(tmp.path());
+    let smtp = Smtp::start_with(Some((&cert, &key)));
+    let channel = |name: &str, ca_line: &str| {
+        format!(
+            "[[notify.channels]]\nname = \"{name}\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"starttls\"\nusername = \"mailer\"\npassword = \"hunter2\"\n{ca_line}\
+             from = \"overseer <overseer@example.org>\"\nto = [\"me@example.org\"]\ntimeout = \"5s\"\n",
+            smtp.port
+        )
+    };
+    let config = format!(
+        "[notify]\npoll_interval = \"100ms\"\n{}{}",
+        channel("private", &format!("ca_file = \"{}\"\n", ca.display())),
+        channel("untrusted", ""),
+    );
+    let o = start(&db, &config);
+    reminder(&o, "over-tls", &["private"]);
+    let mail = wait_for("the email received over TLS", T, || {
+        smtp.mails().into_iter().next()
+    });
+    assert!(mail.starts_with("MAIL|Follow up with Acme|"), "{mail}");
+    assert!(
+        smtp.lines_with("AUTH|")
+            .iter()
+            .any(|l| l.ends_with("|True")),
+        "authenticated: {:?}",
+        smtp.lines_with("AUTH|")
+    );
+    // Without the CA the certificate is not trusted: nothing is sent, the error says why.
+    reminder(&o, "not-trusted", &["untrusted"]);
+    let row = wait_for("the untrusted delivery retried", T, || {
+        notifications(&o, "?channel=untrusted")
+            .into_iter()
+            .find(|n| n["attempts"].as_i64().unwrap_or(0) >= 1 && !n["last_error"].is_null())
+    });
+    assert_ne!(row["state"], "sent", "{row}");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{row}"
+    );
+    assert_eq!(smtp.mails().len(), 1, "{:?}", smtp.mails());
+    assert!(
+        !o.logs.text().contains("hunter2"),
+        "the SMTP password reached the logs"
+    );
 }

@@ -212,6 +212,20 @@ fn smtp_transport(
     if let Some(port) = ch.port {
         b = b.port(port);
     }
+    if let Some(file) = &ch.ca_file {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let pem = std::fs::read(file).map_err(|e| bad(format!("ca_file {file}: {e}")))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| bad(format!("ca_file {file}: {e}")))?;
+        let params = TlsParameters::builder(host.to_string())
+            .add_root_certificate(cert)
+            .build_rustls()
+            .map_err(|e| bad(e.to_string()))?;
+        b = match ch.tls {
+            SmtpTls::Starttls => b.tls(Tls::Required(params)),
+            SmtpTls::Tls => b.tls(Tls::Wrapper(params)),
+            SmtpTls::None => b,
+        };
+    }
     b = b.timeout(Some(ch.timeout));
     if let (Some(u), Some(p)) = (&ch.username, &ch.password) {
         b = b.credentials(Credentials::new(u.clone(), p.clone()));
