@@ -3,6 +3,8 @@
 //! the page the previous run parked, as `browser` jobs with default settings do; p50/p99 over N runs (default 1,000). Also the
 //! cold launch of a profile. Run: `cargo bench --bench browser` (N to change the count).
 
+#[path = "../tests/common/http.rs"]
+mod http;
 #[path = "../tests/common/pages.rs"]
 mod pages;
 

@@ -16,6 +16,7 @@ use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use overseer::db::url::DatabaseUrl;
 use serde_json::Value;
 
+pub mod http;
 pub mod pages;
 pub mod sink;
 

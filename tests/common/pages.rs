@@ -3,7 +3,7 @@
 //! a bot check would read, and a slow page.
 
 #![allow(dead_code)] // Shared by tests and benches; each uses a part.
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -71,37 +71,10 @@ fn serve(
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("/").to_string();
+    while let Some(req) = super::http::read_request(&mut reader) {
+        let (method, path, body) = (req.method, req.path, req.body);
+        let cookie = req.headers.get("cookie").cloned().unwrap_or_default();
         hits.lock().unwrap().push((path.clone(), Instant::now()));
-        let (mut length, mut cookie) = (0usize, String::new());
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.trim().parse().unwrap_or(0),
-                    "cookie" => cookie = v.trim().to_string(),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
         let form: std::collections::HashMap<String, String> = String::from_utf8_lossy(&body)
             .split('&')
             .filter_map(|kv| kv.split_once('='))

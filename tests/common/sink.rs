@@ -3,7 +3,7 @@
 //! headers and body, and can answer with a chosen status, fail the first N calls, or hang.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,36 +98,9 @@ impl Drop for Sink {
 fn serve(conn: TcpStream, s: &State) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut key = None;
-        let mut length = 0usize;
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = h.split_once(':') {
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "idempotency-key" => key = Some(value.trim().to_string()),
-                    "content-length" => length = value.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(req) = super::http::read_request(&mut reader) {
+        let super::http::Request { headers, body, .. } = req;
+        let key = headers.get("idempotency-key").cloned();
         while s.hang.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
         }
