@@ -203,12 +203,12 @@ struct Smtp {
 
 impl Smtp {
     fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, false)
     }
 
-    /// With `tls` = (certificate chain PEM, key PEM): STARTTLS required, and AUTH LOGIN/PLAIN
-    /// accepting user `mailer` / password `hunter2` only over TLS.
-    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
+    /// With `tls` = (certificate chain PEM, key PEM): STARTTLS required (or, `implicit`, TLS
+    /// from the first byte), and AUTH accepting user `mailer` / password `hunter2` only.
+    fn start_with(tls: Option<(&Path, &Path)>, implicit: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -233,7 +233,10 @@ if len(sys.argv) > 3:
         ok = data.login == b"mailer" and data.password == b"hunter2"
         print("AUTH|%s|%s" % (mechanism, ok), flush=True)
         return AuthResult(success=ok)
-    kw = dict(tls_context=ctx, require_starttls=True, authenticator=auth, auth_require_tls=True, auth_required=True)
+    if len(sys.argv) > 4:
+        kw = dict(ssl_context=ctx, authenticator=auth, auth_require_tls=False, auth_required=True)
+    else:
+        kw = dict(tls_context=ctx, require_starttls=True, authenticator=auth, auth_require_tls=True, auth_required=True)
 c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1]), **kw)
 c.start()
 print("READY", flush=True)
@@ -244,6 +247,9 @@ c.stop()
         if let Some((cert, key)) = tls {
             args.push(cert.to_string_lossy().into_owned());
             args.push(key.to_string_lossy().into_owned());
+            if implicit {
+                args.push("implicit".into());
+            }
         }
         let mut child = Command::new("/usr/bin/python3")
             .args(&args)
@@ -590,23 +596,25 @@ fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 #[test]
-fn email_over_starttls_with_auth_verifies_the_server_against_a_private_ca() {
+fn email_over_starttls_and_smtps_with_auth_verifies_the_server_against_a_private_ca() {
     let db = TestDb::new();
     let tmp = tempfile::tempdir().unwrap();
     let (ca, cert, key) = private_ca(tmp.path());
-    let smtp = Smtp::start_with(Some((&cert, &key)));
-    let channel = |name: &str, ca_line: &str| {
+    let smtp = Smtp::start_with(Some((&cert, &key)), false);
+    let smtps = Smtp::start_with(Some((&cert, &key)), true);
+    let channel = |name: &str, port: u16, tls: &str, ca_line: &str| {
         format!(
-            "[[notify.channels]]\nname = \"{name}\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\n\
-             tls = \"starttls\"\nusername = \"mailer\"\npassword = \"hunter2\"\n{ca_line}\
+            "[[notify.channels]]\nname = \"{name}\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"{tls}\"\nusername = \"mailer\"\npassword = \"hunter2\"\n{ca_line}\
              from = \"overseer <overseer@example.org>\"\nto = [\"me@example.org\"]\ntimeout = \"5s\"\n",
-            smtp.port
         )
     };
+    let ca_line = format!("ca_file = \"{}\"\n", ca.display());
     let config = format!(
-        "[notify]\npoll_interval = \"100ms\"\n{}{}",
-        channel("private", &format!("ca_file = \"{}\"\n", ca.display())),
-        channel("untrusted", ""),
+        "[notify]\npoll_interval = \"100ms\"\n{}{}{}",
+        channel("private", smtp.port, "starttls", &ca_line),
+        channel("untrusted", smtp.port, "starttls", ""),
+        channel("smtps", smtps.port, "tls", &ca_line),
     );
     let o = start(&db, &config);
     reminder(&o, "over-tls", &["private"]);
@@ -638,6 +646,12 @@ fn email_over_starttls_with_auth_verifies_the_server_against_a_private_ca() {
         "{row}"
     );
     assert_eq!(smtp.mails().len(), 1, "{:?}", smtp.mails());
+    // Implicit TLS (SMTPS) with the same CA.
+    reminder(&o, "over-smtps", &["smtps"]);
+    let mail = wait_for("the email received over SMTPS", T, || {
+        smtps.mails().into_iter().next()
+    });
+    assert!(mail.starts_with("MAIL|Follow up with Acme|"), "{mail}");
     assert!(
         !o.logs.text().contains("hunter2"),
         "the SMTP password reached the logs"
