@@ -420,13 +420,6 @@ impl Handler<RunInSession> for BrowserSession {
     }
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Folds a batch of events into row changes, in order; runs are summed per profile.
 fn changes(batch: Vec<SessionEvent>) -> Vec<(String, Change)> {
     let mut out: Vec<(String, Change)> = Vec::new();
@@ -501,7 +494,7 @@ async fn record_sessions(
     profiles_dir: PathBuf,
     mut events: tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
 ) {
-    let host = hostname();
+    let host = super::node::hostname();
     let on_disk = tokio::task::spawn_blocking(move || {
         std::fs::read_dir(&profiles_dir)
             .map(|d| {

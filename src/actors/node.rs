@@ -26,15 +26,20 @@ pub struct NodeActor {
     beating: bool,
 }
 
+/// This machine's name (as `nodes` and `browser_sessions` record it).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The row describing this process.
 pub fn this_node(id: Uuid) -> Node {
     let now = chrono::Utc::now();
     Node {
         id,
-        hostname: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".into()),
+        hostname: hostname(),
         pid: std::process::id() as i32,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: now,

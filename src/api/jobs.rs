@@ -383,12 +383,12 @@ async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
     if named.is_empty() {
         return Ok(());
     }
+    let names: Vec<String> = named.iter().map(|(_, n)| n.clone()).collect();
     let known: std::collections::HashSet<String> = state
         .db
-        .run(crate::db::quotas::list)
+        .run(move |c| crate::db::quotas::existing(c, &names))
         .await?
         .into_iter()
-        .map(|q| q.name)
         .collect();
     let mut problems = crate::jobs::validate::Problems::default();
     for (path, name) in named.iter().filter(|(_, n)| !known.contains(n)) {

@@ -62,9 +62,14 @@ impl Politeness {
         }
     }
 
+    /// Whether any navigation interval is configured.
+    fn spaces_navigations(&self) -> bool {
+        !self.cfg.min_interval.is_zero() || !self.cfg.per_domain.is_empty()
+    }
+
     /// A navigation to `url` finished: the domain's interval counts from now.
     pub fn after_navigation(&self, url: &str) {
-        if self.cfg.min_interval.is_zero() && self.cfg.per_domain.is_empty() {
+        if !self.spaces_navigations() {
             return;
         }
         let Some(host) = url::Url::parse(url)
@@ -82,6 +87,9 @@ impl Politeness {
     /// Waits for the domain's navigation slot and checks robots.txt; `Err` when robots.txt
     /// disallows the URL. URLs that are not http(s) pass.
     pub async fn before_navigation(&self, url: &str) -> Result<(), Refused> {
+        if !self.cfg.robots_txt && !self.spaces_navigations() {
+            return Ok(());
+        }
         let Ok(u) = url::Url::parse(url) else {
             return Ok(());
         };

@@ -112,6 +112,14 @@ pub fn get(conn: &mut PgConnection, name: &str) -> Result<QuotaRow, DbError> {
         .first(conn)?)
 }
 
+/// Which of `names` exist.
+pub fn existing(conn: &mut PgConnection, names: &[String]) -> Result<Vec<String>, DbError> {
+    Ok(quotas::table
+        .filter(quotas::name.eq_any(names))
+        .select(quotas::name)
+        .load(conn)?)
+}
+
 pub fn list(conn: &mut PgConnection) -> Result<Vec<QuotaRow>, DbError> {
     Ok(quotas::table
         .select(QuotaRow::as_select())
