@@ -368,7 +368,17 @@ async fn run(
     if supervisor.send(Shutdown { timeout }).await.is_err() {
         tracing::warn!("supervisor was gone before shutdown");
     }
-    // 3. Tell the other nodes we left on purpose.
+    // 3. Runs claimed here that no executor took go back before we leave.
+    let left = tokio::task::spawn_blocking(move || crate::db::runs::wait_for_hand_backs(timeout))
+        .await
+        .unwrap_or(0);
+    if left > 0 {
+        tracing::warn!(
+            hand_backs = left,
+            "runs still being handed back at exit; the zombie detector will rescue them"
+        );
+    }
+    // 4. Tell the other nodes we left on purpose.
     if let Err(e) = db.run(move |c| nodes::mark_stopped(c, node_id)).await {
         tracing::warn!(error = %e, "could not mark this node stopped");
     }

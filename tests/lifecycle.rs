@@ -316,3 +316,68 @@ fn systemd_notify_ready_watchdog_and_stopping() {
     assert_eq!(stopping, "STOPPING=1");
     assert_eq!(o.wait_exit(T).code(), Some(0));
 }
+
+/// The schema as PostgreSQL describes it: columns, constraints, indexes, applied migrations.
+fn schema_of(db: &TestDb) -> Vec<String> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let lines: Vec<Line> = diesel::sql_query(
+        "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable \
+                || ' ' || coalesce(column_default, '') AS line \
+         FROM information_schema.columns WHERE table_schema = 'public' \
+         UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
+         UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' \
+         UNION ALL SELECT 'migration ' || version FROM __diesel_schema_migrations \
+         ORDER BY 1",
+    )
+    .load(&mut db.conn())
+    .unwrap();
+    lines.into_iter().map(|l| l.line).collect()
+}
+
+/// Nodes of a deployment start together: four `serve` processes on one empty database, ten
+/// rounds. Migrations are serialised (an advisory lock); every process becomes ready and the
+/// schema is the one a single process makes.
+#[test]
+fn four_nodes_starting_together_on_an_empty_database_all_become_ready() {
+    let reference = TestDb::migrated();
+    let expected = schema_of(&reference);
+    assert!(expected.iter().any(|l| l.starts_with("column runs.")));
+    for round in 0..10 {
+        let db = TestDb::new();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let starters: Vec<_> = (0..4)
+            .map(|_| {
+                let (spawn, tmp) = Spawn::with_db(&db);
+                let spawn = spawn.toml(
+                    "[[jobs]]\nname = \"declared\"\nkind = \"noop\"\nschedule = { every = \"1h\" }",
+                );
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let o = spawn.start_with_tmp(Some(tmp));
+                    o.wait_ready(T);
+                    o
+                })
+            })
+            .collect();
+        let nodes: Vec<Overseer> = starters
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| panic!("round {round}: a node did not become ready"))
+            })
+            .collect();
+        assert_eq!(
+            schema_of(&db),
+            expected,
+            "round {round}: the schema differs"
+        );
+        drop(nodes);
+    }
+}

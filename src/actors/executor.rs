@@ -4,8 +4,9 @@
 //! and wakes the scheduler when slots free up.
 //!
 //! A panic inside a job kind fails that run (`error_kind = panic`), not the actor. If the
-//! actor itself dies, its in-flight runs stay `running` in the table: the zombie detector
-//! rescues them (nothing in memory is authoritative).
+//! actor itself dies, its in-flight runs stay `running` in the table; the next incarnation
+//! hands them back (pending, same attempt) before it offers a slot. Runs sent to it that it
+//! never handled go back the same way (see `db::runs::Handoff`).
 //!
 //! Shutdown: no new runs; in-flight runs finish (up to the supervisor's shutdown timeout);
 //! results are flushed; then the actor stops.
@@ -24,7 +25,7 @@ use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
 use super::scheduler::Wake;
 use super::Deps;
 use crate::db::quotas::Receipt;
-use crate::db::runs::{self, Claimed, Completion, CompletionEvent};
+use crate::db::runs::{self, Claimed, Completion, CompletionEvent, Handoff};
 use crate::jobs::kinds::{self, RunContext, RunError};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
@@ -44,10 +45,11 @@ const FLUSH_RETRY: Duration = Duration::from_secs(1);
 #[rtype(result = "usize")]
 pub struct Capacity;
 
-/// Runs to execute (already claimed for this node).
+/// Runs to execute (already claimed for this node). If the executor is dead or stops
+/// before handling it, dropping the message hands the runs back.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Execute(pub Vec<Claimed>);
+pub struct Execute(pub Handoff);
 
 struct InFlight {
     kind: String,
@@ -71,6 +73,9 @@ pub struct Executor {
     /// Results being written now: their runs still hold their slots.
     recording: usize,
     draining: bool,
+    /// Runs a previous incarnation left `running` here have been handed back; until then
+    /// no slot is offered (a run claimed for this incarnation must not be handed back).
+    rehydrated: bool,
     secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
@@ -90,6 +95,7 @@ impl Executor {
             flushing: false,
             recording: 0,
             draining: false,
+            rehydrated: false,
             secrets: std::sync::Arc::new(deps.config.browser.secrets.clone()),
         }
     }
@@ -467,24 +473,61 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Rehydrate: an executor holds nothing across incarnations. Runs a previous
-        // incarnation left `running` are the zombie detector's to rescue.
         self.deps.directory.set_executor(ctx.address());
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(0.0);
         let every = self.deps.config.scheduler.heartbeat_interval;
         ctx.run_interval(every, |act, ctx| act.heartbeat(ctx));
-        tracing::info!(actor = NAME, max_concurrency = self.max(), "executor ready");
-        self.lifeline.ready();
-        if let Some(s) = self.deps.directory.scheduler() {
-            s.do_send(Wake);
-        }
+        self.rehydrate(ctx);
+    }
+}
+
+impl Executor {
+    /// An executor holds nothing across incarnations. Runs still `running` on this node
+    /// belong to a previous incarnation that died (their workers died with it): they go
+    /// back to pending with the same attempt, now rather than after a zombie sweep. Until
+    /// that is done the executor offers no slot.
+    fn rehydrate(&mut self, ctx: &mut Context<Self>) {
+        let db = self.deps.db.clone();
+        let node = self.deps.node_id;
+        ctx.spawn(
+            async move {
+                db.run(move |c| {
+                    let orphans = runs::running_on(c, node)?;
+                    runs::hand_back(c, node, &orphans)
+                })
+                .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(handed_back) => {
+                    if handed_back > 0 {
+                        metrics::counter!(names::RUNS_HANDED_BACK).increment(handed_back as u64);
+                        tracing::warn!(
+                            actor = NAME,
+                            handed_back,
+                            "runs a previous executor left running were handed back"
+                        );
+                    }
+                    act.rehydrated = true;
+                    tracing::info!(actor = NAME, max_concurrency = act.max(), "executor ready");
+                    act.lifeline.ready();
+                    if let Some(s) = act.deps.directory.scheduler() {
+                        s.do_send(Wake);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(actor = NAME, error = %e, "executor rehydration failed; retrying");
+                    ctx.run_later(FLUSH_RETRY, |act, ctx| act.rehydrate(ctx));
+                }
+            }),
+        );
     }
 }
 
 impl Handler<Capacity> for Executor {
     type Result = usize;
     fn handle(&mut self, _: Capacity, _: &mut Self::Context) -> usize {
-        if self.draining {
+        if self.draining || !self.rehydrated {
             return 0;
         }
         // A run holds its slot until its result is recorded, so at most max_concurrency of
@@ -497,7 +540,7 @@ impl Handler<Capacity> for Executor {
 impl Handler<Execute> for Executor {
     type Result = ();
     fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) {
-        for run in msg.0 {
+        for run in msg.0.take() {
             if self.draining {
                 // Claimed but not started: give it back to wait (fenced; no attempt used).
                 self.done.push(Completion {

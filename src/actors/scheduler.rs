@@ -17,7 +17,7 @@ use chrono::Utc;
 use super::executor::{Capacity, Execute};
 use super::Deps;
 use crate::db::jobs::{self, Direct, FireEvent};
-use crate::db::runs;
+use crate::db::runs::{self, Handoff};
 use crate::jobs::run_state::RunState;
 use crate::supervisor::Lifeline;
 use crate::telemetry::events;
@@ -128,44 +128,79 @@ impl Scheduler {
             };
             let mut slots = capacity;
             let (mut fired_jobs, mut runs_created, mut events) = (0, 0, Vec::new());
-            let mut to_run = Vec::new();
+            // Every run committed as running here is in `to_run` from the moment its
+            // transaction returns: executed, or handed back if it is dropped.
+            let mut to_run = Handoff::new(&db, node, Vec::new());
+            let mut failure = None;
             let mut more_due = false;
             let mut next_job = None;
             for round in 0..MAX_FIRE_ROUNDS {
                 let defaults = defaults.clone();
                 let routing = routing.clone();
                 let direct = (slots > 0).then_some(Direct { node, slots });
+                let handoff_db = db.clone();
                 let out = db
-                    .run(move |c| jobs::fire_due(c, Utc::now(), batch, &defaults, direct, &routing))
-                    .await?;
-                fired_jobs += out.jobs;
-                runs_created += out.runs;
-                events.extend(out.events);
-                slots -= out.started.len().min(slots);
-                to_run.extend(out.started);
-                next_job = out.next_due;
-                if (out.jobs as i64) < batch {
+                    .run(move |c| {
+                        let out =
+                            jobs::fire_due(c, Utc::now(), batch, &defaults, direct, &routing)?;
+                        let started = Handoff::new(&handoff_db, node, out.started);
+                        Ok((out.jobs, out.runs, out.events, out.next_due, started))
+                    })
+                    .await;
+                let (jobs, runs, evs, next_due, started) = match out {
+                    Ok(out) => out,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                fired_jobs += jobs;
+                runs_created += runs;
+                events.extend(evs);
+                slots -= started.len().min(slots);
+                to_run.absorb(started);
+                next_job = next_due;
+                if (jobs as i64) < batch {
                     break;
                 }
                 more_due = round + 1 == MAX_FIRE_ROUNDS;
             }
             // Older pending runs (retries, queued, triggered, blocked earlier) take the
             // slots that are left.
-            let (claimed, next_run) = db
-                .run(move |c| {
-                    runs::promote_deferred(c, Utc::now())?;
-                    let claimed = runs::claim(c, node, Utc::now(), slots as i64)?;
-                    Ok((claimed, runs::next_pending_due(c)?))
-                })
-                .await?;
-            to_run.extend(claimed);
+            let mut next_run = None;
+            if failure.is_none() {
+                let handoff_db = db.clone();
+                let claimed = db
+                    .run(move |c| {
+                        runs::promote_deferred(c, Utc::now())?;
+                        let claimed = runs::claim(c, node, Utc::now(), slots as i64)?;
+                        let claimed = Handoff::new(&handoff_db, node, claimed);
+                        Ok((claimed, runs::next_pending_due(c)))
+                    })
+                    .await;
+                match claimed {
+                    Ok((claimed, next)) => {
+                        to_run.absorb(claimed);
+                        match next {
+                            Ok(next) => next_run = next,
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            // What was committed is dispatched whatever failed after it. A dead executor
+            // drops the message, and with it the hand-off: the runs go back to pending.
             let dispatched = to_run.len();
             if let (Some(ex), false) = (&executor, to_run.is_empty()) {
-                for run in &to_run {
+                for run in to_run.iter() {
                     metrics::histogram!(names::RUN_LATENESS)
                         .record(run.lateness_ms as f64 / 1000.0);
                 }
                 ex.do_send(Execute(to_run));
+            }
+            if let Some(e) = failure {
+                return Err((e, dispatched));
             }
             let now = Utc::now();
             // Pending runs already due were either just dispatched, wait for a free slot
@@ -180,7 +215,7 @@ impl Scheduler {
                 None => cfg.poll_interval,
             }
             .min(cfg.poll_interval);
-            Ok::<_, crate::db::DbError>(TickResult {
+            Ok::<_, (crate::db::DbError, usize)>(TickResult {
                 fired_jobs,
                 runs_created,
                 events,
@@ -212,8 +247,9 @@ impl Scheduler {
                         r.sleep
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(actor = NAME, error = %e, "scheduler tick failed");
+                Err((e, dispatched)) => {
+                    metrics::counter!(names::RUNS_DISPATCHED).increment(dispatched as u64);
+                    tracing::warn!(actor = NAME, error = %e, dispatched, "scheduler tick failed");
                     poll
                 }
             };

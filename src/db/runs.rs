@@ -165,6 +165,166 @@ pub struct Claimed {
     pub lateness_ms: i64,
 }
 
+/// Runs committed as `running` on this node and not yet taken by an executor: the owner of
+/// a `Handoff` either gives its runs to an executor ([`Handoff::take`]) or, by dropping it
+/// — an error after the commit, a dead executor's mailbox, a cancelled tick — hands them
+/// back: pending again with the same attempt, for any node to claim. So a run that changes
+/// hands between a committed transaction and an actor cannot be dropped on an error path.
+///
+/// The hand-back runs on its own thread with a blocking connection (a drop may happen on an
+/// event loop, on the blocking pool or while a runtime shuts down), retrying while the
+/// database is unreachable. If the process dies first, the zombie detector rescues them.
+pub struct Handoff {
+    runs: Vec<Claimed>,
+    back: Option<(super::Db, Uuid)>,
+}
+
+impl Handoff {
+    pub fn new(db: &super::Db, node: Uuid, runs: Vec<Claimed>) -> Self {
+        Self {
+            runs,
+            back: Some((db.clone(), node)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Claimed> {
+        self.runs.iter()
+    }
+
+    /// Adds another hand-off's runs to this one (same node).
+    pub fn absorb(&mut self, mut other: Handoff) {
+        self.runs.append(&mut other.runs);
+    }
+
+    /// The runs, now the caller's to execute.
+    pub fn take(mut self) -> Vec<Claimed> {
+        self.back = None;
+        std::mem::take(&mut self.runs)
+    }
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("runs", &self.runs.len())
+            .finish()
+    }
+}
+
+/// Retry pause of a hand-back while the database is unreachable (doubles up to the cap).
+const HAND_BACK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+const HAND_BACK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let Some((db, node)) = self.back.take() else {
+            return;
+        };
+        if self.runs.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = self.runs.iter().map(|r| r.id).collect();
+        hand_backs_changed(1);
+        let spawned = std::thread::Builder::new()
+            .name("overseer-hand-back".into())
+            .spawn(move || {
+                let _done = HandBackDone;
+                let mut pause = HAND_BACK_RETRY;
+                loop {
+                    match db.get_blocking().and_then(|mut c| hand_back(&mut c, node, &ids)) {
+                        Ok(n) => {
+                            metrics::counter!(crate::telemetry::names::RUNS_HANDED_BACK)
+                                .increment(n as u64);
+                            tracing::warn!(
+                                runs = ids.len(),
+                                handed_back = n,
+                                "runs claimed for this node were not taken by an executor; handed back"
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(runs = ids.len(), error = %e, "handing back claimed runs failed; retrying");
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(HAND_BACK_RETRY_MAX);
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            hand_backs_changed(-1);
+            tracing::error!(error = %e, "could not start the hand-back of claimed runs; the zombie detector will rescue them");
+        }
+    }
+}
+
+/// Hand-backs still in progress in this process (shutdown waits for them).
+static HAND_BACKS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+fn hand_backs_changed(delta: isize) {
+    let mut n = HAND_BACKS.0.lock().unwrap_or_else(|p| p.into_inner());
+    *n = n.saturating_add_signed(delta);
+    HAND_BACKS.1.notify_all();
+}
+
+struct HandBackDone;
+
+impl Drop for HandBackDone {
+    fn drop(&mut self) {
+        hand_backs_changed(-1);
+    }
+}
+
+/// Blocks until every hand-back started in this process is done, at most `timeout`;
+/// returns how many are still going (shutdown: after the actors stopped, before exit).
+pub fn wait_for_hand_backs(timeout: std::time::Duration) -> usize {
+    let guard = HAND_BACKS.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (n, _) = HAND_BACKS
+        .1
+        .wait_timeout_while(guard, timeout, |n| *n > 0)
+        .unwrap_or_else(|p| p.into_inner());
+    *n
+}
+
+/// Gives runs this node holds back to waiting (pending, same attempt, due now): only those
+/// still `running` on `node`. Returns how many went back.
+pub fn hand_back(conn: &mut PgConnection, node: Uuid, ids: &[Uuid]) -> Result<usize, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::id.eq_any(ids))
+            .filter(runs::state.eq("running"))
+            .filter(runs::node_id.eq(node)),
+    )
+    .set((
+        runs::state.eq("pending"),
+        runs::node_id.eq(None::<Uuid>),
+        runs::started_at.eq(None::<DateTime<Utc>>),
+        runs::heartbeat_at.eq(None::<DateTime<Utc>>),
+        runs::lateness_ms.eq(None::<i64>),
+    ))
+    .execute(conn)?)
+}
+
+/// The runs `running` on `node` (an executor's start-up: those of a previous incarnation).
+pub fn running_on(conn: &mut PgConnection, node: Uuid) -> Result<Vec<Uuid>, DbError> {
+    Ok(runs::table
+        .filter(runs::state.eq("running"))
+        .filter(runs::node_id.eq(node))
+        .select(runs::id)
+        .load(conn)?)
+}
+
 /// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
 /// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
 /// job's run waits while another run of the job is running, and only its oldest pending run

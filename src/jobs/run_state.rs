@@ -78,7 +78,7 @@ impl RunState {
                 | (Deferred, Pending | Cancelled)
                 | (
                     Running,
-                    Succeeded | Failed | TimedOut | Zombie | Cancelled | Deferred
+                    Succeeded | Failed | TimedOut | Zombie | Cancelled | Deferred | Pending
                 )
         )
     }
@@ -112,11 +112,16 @@ mod tests {
         assert!(Running.can_become(TimedOut));
         assert!(Running.can_become(Zombie));
         assert!(Deferred.can_become(Pending));
+        // Handed back: claimed here but never taken by an executor.
+        assert!(Running.can_become(Pending));
         assert!(
             !Pending.can_become(Succeeded),
             "a run must start before it succeeds"
         );
-        assert!(!Running.can_become(Pending));
+        assert!(
+            !Running.can_become(Missed),
+            "a started run cannot be missed"
+        );
         for s in [Pending, Running, Deferred] {
             assert!(s.can_become(Cancelled), "{s} can be cancelled");
         }

@@ -17,6 +17,7 @@ pub const EVENTS: &str = "overseer_events_total";
 pub const JOBS_FIRED: &str = "overseer_scheduler_jobs_fired_total";
 pub const RUNS_CREATED: &str = "overseer_scheduler_runs_created_total";
 pub const RUNS_DISPATCHED: &str = "overseer_scheduler_runs_dispatched_total";
+pub const RUNS_HANDED_BACK: &str = "overseer_runs_handed_back_total";
 pub const SCHEDULER_TICK_DURATION: &str = "overseer_scheduler_tick_duration_seconds";
 pub const RUNS_FINISHED: &str = "overseer_runs_finished_total";
 pub const RUN_DURATION: &str = "overseer_run_duration_seconds";
@@ -98,6 +99,10 @@ pub fn describe_all() {
     describe_counter!(
         RUNS_DISPATCHED,
         "Runs claimed by this node and handed to its executor."
+    );
+    describe_counter!(
+        RUNS_HANDED_BACK,
+        "Runs claimed by this node that no executor took (an error after the claim, a dead executor) and went back to pending with the same attempt."
     );
     describe_histogram!(
         SCHEDULER_TICK_DURATION,
