@@ -319,3 +319,143 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// U+0000 cannot be stored by PostgreSQL: anywhere in a body, a query filter or a path key it
+/// is refused at the boundary with a JSON 4xx (422 naming the field for bodies, 400 for the
+/// query and the path), never a 500. Refusals come in order: 401, 403, then the input.
+#[test]
+fn nul_anywhere_in_the_input_is_a_4xx_never_a_500() {
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn
+        .toml(
+            "[[quotas]]\nname = \"q\"\nlimits = { day = 5 }\n\
+             [[jobs]]\nname = \"existing\"\nkind = \"noop\"\nschedule = { every = \"1h\" }",
+        )
+        .start_with_tmp(Some(tmp));
+    o.wait_ready(Duration::from_secs(30));
+    let admin = o.admin();
+    let nul = "\\u0000";
+    let bodies: Vec<(&str, &str, String, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/jobs",
+            format!(
+                r#"{{"name": "m", "kind": "noop", "schedule": {{"every": "1h"}}, "metadata": {{"note": "a{nul}b"}}}}"#
+            ),
+            "metadata.note",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            format!(
+                r##"{{"name": "b", "kind": "browser", "schedule": {{"every": "1h"}}, "payload": {{"steps": [{{"goto": {{"url": "http://127.0.0.1:1/"}}}}, {{"type": {{"selector": "#a", "text": "x{nul}"}}}}]}}}}"##
+            ),
+            "payload.steps[1].type.text",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            format!(
+                r#"{{"name": "n", "kind": "notify", "schedule": {{"every": "1h"}}, "payload": {{"subject": "s{nul}", "body": "b"}}}}"#
+            ),
+            "payload.subject",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            format!(
+                r#"{{"name": "n", "kind": "notify", "schedule": {{"every": "1h"}}, "payload": {{"subject": "s", "body": "{nul}"}}}}"#
+            ),
+            "payload.body",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            format!(r#"{{"name": "x{nul}", "kind": "noop", "schedule": {{"every": "1h"}}}}"#),
+            "name",
+        ),
+        (
+            "PATCH",
+            "/api/v1/jobs/existing",
+            format!(r#"{{"metadata": {{"note": "{nul}"}}}}"#),
+            "metadata.note",
+        ),
+        (
+            "PATCH",
+            "/api/v1/jobs/existing",
+            format!(r#"{{"tags": ["ok", "{nul}"]}}"#),
+            "tags[1]",
+        ),
+    ];
+    for (method, path, body, field) in &bodies {
+        let a = request(method, &o.url(path), admin, &[], Some(body));
+        assert_eq!(a.status, 422, "{method} {path} {body}: {}", a.text);
+        let err = a.json();
+        assert_eq!(err["error"]["fields"][0]["path"], *field, "{}", a.text);
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/jobs?tag=%00"),
+        ("GET", "/api/v1/jobs?name_prefix=a%00"),
+        ("GET", "/api/v1/jobs?kind=%00"),
+        ("GET", "/api/v1/runs?job=%00"),
+        ("GET", "/api/v1/notifications?channel=%00"),
+        ("GET", "/api/v1/jobs/a%00b"),
+        ("POST", "/api/v1/jobs/%00/pause"),
+        ("GET", "/api/v1/quotas/a%00"),
+        ("DELETE", "/api/v1/quotas/a%00"),
+    ] {
+        let a = request(method, &o.url(path), admin, &[], None);
+        assert_eq!(a.status, 400, "{method} {path}: {}", a.text);
+        assert_eq!(a.json()["error"]["code"], "bad_request", "{}", a.text);
+    }
+    // Nothing was stored, nothing changed.
+    let jobs = o.get("/api/v1/jobs", admin).json();
+    let names: Vec<&str> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["existing"]);
+    assert_eq!(
+        o.get("/api/v1/jobs/existing", admin).json()["metadata"],
+        serde_json::json!({})
+    );
+
+    // Authenticate and authorise before the body: a viewer's malformed JSON is 403, a large
+    // body without a token is 401, a viewer's NUL is 403.
+    let viewer = Some(o.tokens.viewer.as_str());
+    let a = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        viewer,
+        &[],
+        Some("{not json"),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        viewer,
+        &[],
+        Some(&bodies[0].2),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(200 * 1024));
+    let a = request("POST", &o.url("/api/v1/jobs"), None, &[], Some(&big));
+    assert_eq!(a.status, 401, "{}", a.text);
+    let a = request("POST", &o.url("/api/v1/jobs"), viewer, &[], Some(&big));
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = request("POST", &o.url("/api/v1/jobs"), admin, &[], Some(&big));
+    assert_eq!(a.status, 413, "{}", a.text);
+    // The operator's malformed JSON is still the extractor's 400.
+    let a = request(
+        "POST",
+        &o.url("/api/v1/jobs"),
+        Some(o.tokens.operator.as_str()),
+        &[],
+        Some("{not json"),
+    );
+    assert_eq!(a.status, 400, "{}", a.text);
+}

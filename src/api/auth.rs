@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::input::InputProblem;
 use crate::config::TokenConfig;
 
 #[derive(
@@ -163,18 +164,71 @@ impl Caller {
     }
 }
 
+/// The authenticated caller, with `role` checked when given, then what the input gate
+/// found wrong with the request: 401, then 403, then the input error, before any other
+/// extractor reads the body.
+fn caller_for(req: &HttpRequest, role: Option<Role>) -> Result<Caller, ApiError> {
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    if let Some(role) = role {
+        caller.require(role)?;
+    }
+    if let Some(problem) = req.extensions().get::<InputProblem>() {
+        return Err(problem.0.clone());
+    }
+    Ok(caller)
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| ApiError::unauthorized("missing bearer token")),
-        )
+        ready(caller_for(req, None))
     }
 }
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        /// Put it first among a handler's arguments: it is checked before the body is read.
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl std::ops::Deref for $name {
+            type Target = Caller;
+            fn deref(&self) -> &Caller {
+                &self.0
+            }
+        }
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(caller_for(req, Some($role)).map($name))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A caller with at least the viewer role (reads).
+    AsViewer,
+    Role::Viewer
+);
+role_extractor!(
+    /// A caller with at least the operator role (jobs, runs, quotas).
+    AsOperator,
+    Role::Operator
+);
+role_extractor!(
+    /// A caller with the admin role.
+    AsAdmin,
+    Role::Admin
+);
 
 /// Middleware on `/api/v1`: 401 unless a configured token is presented.
 pub async fn middleware(

@@ -3,7 +3,7 @@
 
 use actix_web::{get, web};
 
-use super::auth::{Caller, Role};
+use super::auth::AsViewer;
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::db::browser_sessions::{self, BrowserSession};
@@ -15,9 +15,8 @@ use crate::db::browser_sessions::{self, BrowserSession};
 ))]
 #[get("/browser/sessions")]
 pub async fn list(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
 ) -> Result<web::Json<Vec<BrowserSession>>, ApiError> {
-    caller.require(Role::Viewer)?;
     Ok(web::Json(state.db.run(browser_sessions::list).await?))
 }

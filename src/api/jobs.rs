@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::auth::{Caller, Role};
+use super::auth::{AsOperator, AsViewer};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::actors::scheduler::Wake;
@@ -73,12 +73,11 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 ))]
 #[post("/jobs")]
 pub async fn create(
-    caller: Caller,
+    caller: AsOperator,
     state: web::Data<ApiState>,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let body = body.into_inner();
     let now = Utc::now();
     let def =
@@ -160,11 +159,10 @@ pub async fn create(
 ))]
 #[get("/jobs")]
 pub async fn list(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     q: web::Query<JobQuery>,
 ) -> Result<web::Json<JobPage>, ApiError> {
-    caller.require(Role::Viewer)?;
     let q = q.into_inner();
     let limit = check_limit(q.limit)?;
     if let Some(s) = &q.state {
@@ -222,11 +220,10 @@ async fn load(state: &ApiState, key: String) -> Result<Job, ApiError> {
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/jobs/{key}")]
 pub async fn get_one(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    caller.require(Role::Viewer)?;
     Ok(web::Json(load(&state, key.into_inner()).await?))
 }
 
@@ -237,12 +234,11 @@ pub async fn get_one(
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/jobs/{key}")]
 pub async fn update(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<web::Json<Job>, ApiError> {
-    caller.require(Role::Operator)?;
     let job = load(&state, key.into_inner()).await?;
     let defaults = state.config.scheduler.defaults.clone();
     let now = Utc::now();
@@ -266,11 +262,10 @@ pub async fn update(
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[delete("/jobs/{key}")]
 pub async fn cancel(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    caller.require(Role::Operator)?;
     let job = load(&state, key.into_inner()).await?;
     let now = Utc::now();
     let job = state
@@ -313,11 +308,10 @@ async fn transition(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/jobs/{key}/pause")]
 pub async fn pause(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    caller.require(Role::Operator)?;
     Ok(web::Json(
         transition(&state, key.into_inner(), "active", "paused").await?,
     ))
@@ -329,11 +323,10 @@ pub async fn pause(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/jobs/{key}/resume")]
 pub async fn resume(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    caller.require(Role::Operator)?;
     Ok(web::Json(
         transition(&state, key.into_inner(), "paused", "active").await?,
     ))
@@ -345,11 +338,10 @@ pub async fn resume(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/jobs/{key}/trigger")]
 pub async fn trigger(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let job = load(&state, key.into_inner()).await?;
     if job.state == "cancelled" {
         return Err(ApiError::conflict("the job is cancelled"));

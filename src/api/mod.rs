@@ -12,6 +12,7 @@ pub mod circuits;
 pub mod error;
 pub mod flags;
 pub mod health;
+pub mod input;
 pub mod jobs;
 pub mod leader;
 pub mod metrics_mw;
@@ -71,6 +72,8 @@ where
         .service(health::metrics)
         .service(
             scope("/api/v1")
+                // Outermost first: authenticate, then the input gate.
+                .wrap(from_fn(input::middleware))
                 .wrap(from_fn(auth::middleware))
                 .service(openapi::openapi_json)
                 .service(flags::list)

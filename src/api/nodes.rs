@@ -2,7 +2,7 @@
 
 use actix_web::{get, web};
 
-use super::auth::{Caller, Role};
+use super::auth::AsViewer;
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::db::nodes::{self, Node};
@@ -16,10 +16,9 @@ const MAX_NODES: i64 = 1000;
 ))]
 #[get("/nodes")]
 pub async fn list(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
 ) -> Result<web::Json<Vec<Node>>, ApiError> {
-    caller.require(Role::Viewer)?;
     let rows = state.db.run(|c| nodes::list(c, MAX_NODES)).await?;
     Ok(web::Json(rows))
 }

@@ -6,7 +6,7 @@ use actix_web::{delete, get, post, put, web, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::auth::{Caller, Role};
+use super::auth::{AsOperator, AsViewer};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError};
@@ -35,10 +35,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 ))]
 #[get("/quotas")]
 pub async fn list(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
 ) -> Result<web::Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
     let out = state
         .db
         .run(|c| {
@@ -60,11 +59,10 @@ pub async fn list(
 ))]
 #[get("/quotas/{name}")]
 pub async fn get_one(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<web::Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
     let name = name.into_inner();
     let out = state
         .db
@@ -86,12 +84,11 @@ pub async fn get_one(
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[put("/quotas/{name}")]
 pub async fn put(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let name = name.into_inner();
     check_name(&name)?;
     let def =
@@ -134,11 +131,10 @@ pub async fn put(
 ))]
 #[delete("/quotas/{name}")]
 pub async fn remove(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let name = name.into_inner();
     let outcome = state
         .db
@@ -180,12 +176,11 @@ pub async fn remove(
         (status = 503, body = ErrorBody)))]
 #[post("/quotas/{name}/consume")]
 pub async fn consume(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     name: web::Path<String>,
     body: Option<web::Json<Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let name = name.into_inner();
     let body = body.map(|b| b.into_inner()).unwrap_or(Value::Null);
     if let Some(obj) = body.as_object() {

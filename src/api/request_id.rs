@@ -6,7 +6,7 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use tracing::Span;
@@ -54,26 +54,10 @@ pub async fn middleware(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let limit = req
-        .app_data::<BodyLimit>()
-        .map(|l| l.0)
-        .unwrap_or(usize::MAX);
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut res = if declared.is_some_and(|n| n > limit) {
-        // Refused before any handler or extractor reads a byte of it.
-        let body = REQUEST_ID.sync_scope(id.clone(), || ApiError::payload_too_large(limit).body());
-        let response = HttpResponse::PayloadTooLarge().json(body);
-        req.into_response(response)
-    } else {
-        REQUEST_ID
-            .scope(id.clone(), next.call(req))
-            .await?
-            .map_into_boxed_body()
-    };
+    let mut res = REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .await?
+        .map_into_boxed_body();
     let status = res.status();
     let is_json = res
         .headers()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{Caller, Role};
+use super::auth::{AsOperator, AsViewer};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_limit;
 use super::ApiState;
@@ -53,11 +53,10 @@ fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiErr
 ))]
 #[get("/runs")]
 pub async fn list(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     q: web::Query<RunQuery>,
 ) -> Result<web::Json<RunPage>, ApiError> {
-    caller.require(Role::Viewer)?;
     let q = q.into_inner();
     let limit = check_limit(q.limit)?;
     if let Some(s) = &q.state {
@@ -112,11 +111,10 @@ pub async fn list(
     responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/runs/{id}")]
 pub async fn get_one(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Run>, ApiError> {
-    caller.require(Role::Viewer)?;
     let id = id.into_inner();
     let run = state
         .db
@@ -136,11 +134,10 @@ pub async fn get_one(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/runs/{id}/requeue")]
 pub async fn requeue(
-    caller: Caller,
+    _caller: AsOperator,
     state: web::Data<ApiState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Operator)?;
     let id = id.into_inner();
     let run = state
         .db
@@ -167,11 +164,10 @@ pub async fn requeue(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/runs/{id}/artifacts/{name}")]
 pub async fn artifact(
-    caller: Caller,
+    _caller: AsViewer,
     state: web::Data<ApiState>,
     path: web::Path<(Uuid, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Role::Viewer)?;
     let (id, name) = path.into_inner();
     let safe = !name.is_empty()
         && name.len() <= 64
