@@ -459,3 +459,59 @@ fn nul_anywhere_in_the_input_is_a_4xx_never_a_500() {
     );
     assert_eq!(a.status, 400, "{}", a.text);
 }
+
+/// Absurd values are refused with a 422 that says the bound, not stored (or a 500 later).
+#[test]
+fn absurd_intervals_and_dates_are_refused_with_their_bound() {
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(Duration::from_secs(30));
+    for (schedule, policy, field, says) in [
+        (
+            r#"{"every": "9999999999999h"}"#,
+            "{}",
+            "schedule.every",
+            "10 years",
+        ),
+        (
+            r#"{"at": "0000-01-01T00:00:00Z"}"#,
+            "{}",
+            "schedule.at",
+            "1970 to 9999",
+        ),
+        (
+            r#"{"every": "1h", "start": "0001-01-01T00:00:00+00:00"}"#,
+            "{}",
+            "schedule.start",
+            "1970 to 9999",
+        ),
+        (
+            r#"{"every": "1h"}"#,
+            r#"{"timeout": "99999999h"}"#,
+            "policy.timeout",
+            "10 years",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"name": "absurd", "kind": "noop", "schedule": {schedule}, "policy": {policy}}}"#
+        );
+        let a = o.post("/api/v1/jobs", o.admin(), Some(&body));
+        assert_eq!(a.status, 422, "{body}: {}", a.text);
+        let err = a.json();
+        let fields = err["error"]["fields"].as_array().unwrap();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f["path"] == field && f["message"].as_str().unwrap().contains(says)),
+            "{body}: {}",
+            a.text
+        );
+    }
+    let a = o.get("/api/v1/runs?since=0000-01-01T00:00:00Z", o.admin());
+    assert!(a.status == 422 || a.status == 400, "{}", a.text);
+    assert_eq!(
+        o.get("/api/v1/jobs", o.admin()).json()["items"],
+        serde_json::json!([])
+    );
+}

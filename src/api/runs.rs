@@ -39,9 +39,7 @@ pub struct RunQuery {
 fn time(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     v.as_deref()
         .map(|s| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| ApiError::invalid_field(field, "expected an RFC 3339 time"))
+            crate::jobs::schedule::parse_instant(s).map_err(|e| ApiError::invalid_field(field, e))
         })
         .transpose()
 }

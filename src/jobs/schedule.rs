@@ -28,10 +28,38 @@ pub enum Schedule {
     },
 }
 
-/// Parses a duration like "30s", "5m", "1h30m", "250ms".
+/// The longest duration any setting may have: 10 years (of 365.25 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+
+/// Parses a duration like "30s", "5m", "1h30m", "250ms", at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("not a duration like \"30s\" or \"5m\" ({e})"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("not a duration like \"30s\" or \"5m\" ({e})"))?;
+    if d > MAX_DURATION {
+        return Err("at most 10 years".to_string());
+    }
+    Ok(d)
+}
+
+/// The years an instant given by a user may fall in.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// Parses an RFC 3339 instant with an offset, in the years 1970–9999, truncated to
+/// microseconds (as PostgreSQL keeps it).
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|_| {
+            "expected an RFC 3339 time with an offset, like 2026-12-01T09:00:00+01:00".to_string()
+        })?
+        .with_timezone(&Utc);
+    if !YEARS.contains(&chrono::Datelike::year(&t)) {
+        return Err(format!(
+            "the year must be {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        ));
+    }
+    Ok(t.trunc_subsecs(6))
 }
 
 pub fn format_duration(d: Duration) -> String {
@@ -75,13 +103,10 @@ impl Schedule {
         };
         if has("at") {
             let raw = str_at("at", p)?;
-            return match DateTime::parse_from_rfc3339(&raw) {
-                Ok(t) => Some(Schedule::At(t.with_timezone(&Utc).trunc_subsecs(6))),
-                Err(_) => {
-                    p.add(
-                        &format!("{path}.at"),
-                        "expected an RFC 3339 time with an offset, like 2026-12-01T09:00:00+01:00",
-                    );
+            return match parse_instant(&raw) {
+                Ok(t) => Some(Schedule::At(t)),
+                Err(e) => {
+                    p.add(&format!("{path}.at"), e);
                     None
                 }
             };
@@ -103,13 +128,10 @@ impl Schedule {
             // time computed here equals the same time read back from a row.
             let anchor = match str_at("start", p) {
                 None => now.trunc_subsecs(6),
-                Some(s) => match DateTime::parse_from_rfc3339(&s) {
-                    Ok(t) => t.with_timezone(&Utc).trunc_subsecs(6),
-                    Err(_) => {
-                        p.add(
-                            &format!("{path}.start"),
-                            "expected an RFC 3339 time with an offset",
-                        );
+                Some(s) => match parse_instant(&s) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        p.add(&format!("{path}.start"), e);
                         return None;
                     }
                 },
@@ -400,6 +422,14 @@ mod tests {
             (json!({"every": "often"}), "schedule.every"),
             (json!({"at": "tomorrow"}), "schedule.at"),
             (json!({"at": "2026-12-01T09:00:00"}), "schedule.at"),
+            (json!({"at": "0000-01-01T00:00:00Z"}), "schedule.at"),
+            (json!({"at": "1969-12-31T23:59:59Z"}), "schedule.at"),
+            (json!({"every": "9999999999999h"}), "schedule.every"),
+            (json!({"every": "11years"}), "schedule.every"),
+            (
+                json!({"every": "1h", "start": "0001-01-01T00:00:00Z"}),
+                "schedule.start",
+            ),
             (json!({"every": "1m", "cron": "@daily"}), "schedule"),
             (json!({}), "schedule"),
             (json!("daily"), "schedule"),
