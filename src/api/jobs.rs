@@ -49,6 +49,49 @@ pub struct JobQuery {
     pub cursor: Option<String>,
 }
 
+/// The shape of `POST /api/v1/jobs` (for the OpenAPI document; `JobDef::parse` validates
+/// the body in full and names every bad field).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the handler reads the body as JSON
+pub struct JobCreate {
+    /// `[a-z0-9][a-z0-9._-]{0,127}`, unique
+    name: String,
+    /// noop, http, notify or browser
+    kind: String,
+    /// `{at}`, `{every, start?}` or `{cron, timezone?}`
+    #[schema(value_type = Object)]
+    schedule: Value,
+    /// The kind's payload
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    policy: Option<Value>,
+    tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    /// Quota claims: `[{name, cost, refund_on_failure, max_per_run}]`
+    #[schema(value_type = Option<Vec<Object>>)]
+    quota: Option<Value>,
+    paused: Option<bool>,
+}
+
+/// The shape of `PATCH /api/v1/jobs/{key}`: any of these (name and kind never change).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct JobChange {
+    #[schema(value_type = Option<Object>)]
+    schedule: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    policy: Option<Value>,
+    tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    quota: Option<Value>,
+}
+
 pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
@@ -63,7 +106,7 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 /// Create a job. 201 with the job; 409 when the name is taken; 422 lists every bad field.
 /// With `Idempotency-Key`, a retried identical request returns the first answer.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
-    request_body(content = Object, description = "name, kind, payload, schedule ({at}|{every,start?}|{cron,timezone?}), policy, tags, metadata, paused"),
+    request_body = JobCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries of this request safe")),
     responses(
         (status = 201, body = Job),
@@ -229,7 +272,7 @@ pub async fn get_one(
 
 /// Change a job's payload, schedule, policy (merged), tags or metadata.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
-    request_body(content = Object, description = "any of payload, schedule, policy, tags, metadata"),
+    request_body = JobChange,
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/jobs/{key}")]

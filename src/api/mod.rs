@@ -133,6 +133,84 @@ fn json_error(
     }
 }
 
+/// The path templates of every route and their methods, from the OpenAPI document (the
+/// route table itself): a request no route takes is 405 with `Allow` when its path exists
+/// under other methods, 404 otherwise.
+#[derive(Debug, Default)]
+pub struct RouteMethods(Vec<(Vec<String>, Vec<String>)>);
+
+impl RouteMethods {
+    pub fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
+        let value = serde_json::to_value(doc).unwrap_or_default();
+        let mut routes = Vec::new();
+        if let Some(paths) = value["paths"].as_object() {
+            for (path, item) in paths {
+                let segments = path.split('/').map(str::to_string).collect();
+                let mut methods: Vec<String> = item
+                    .as_object()
+                    .map(|m| {
+                        m.keys()
+                            .filter(|k| {
+                                ["get", "post", "put", "patch", "delete"].contains(&k.as_str())
+                            })
+                            .map(|k| k.to_ascii_uppercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                methods.sort();
+                routes.push((segments, methods));
+            }
+        }
+        Self(routes)
+    }
+
+    /// The methods the routes matching `path` answer (empty: no such path).
+    pub fn allowed(&self, path: &str) -> Vec<String> {
+        let given: Vec<&str> = path.split('/').collect();
+        let mut out: Vec<String> = Vec::new();
+        for (template, methods) in &self.0 {
+            let matches = template.len() == given.len()
+                && template.iter().zip(&given).all(|(t, g)| {
+                    if t.starts_with('{') && t.ends_with('}') {
+                        !g.is_empty()
+                    } else {
+                        t == g
+                    }
+                });
+            if matches {
+                out.extend(methods.iter().cloned());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+async fn no_route(
+    req: actix_web::HttpRequest,
+    routes: web::Data<RouteMethods>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = routes.allowed(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("no such route"));
+    }
+    let err = ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed here; allowed: {}",
+            req.method(),
+            allowed.join(", ")
+        ),
+    );
+    let mut res = actix_web::ResponseError::error_response(&err);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    Ok(res)
+}
+
 /// Binds the admin API and returns the server (not yet awaited) and its bound addresses.
 pub fn server(
     state: ApiState,
@@ -143,10 +221,12 @@ pub fn server(
     let body_limit = config.server.body_limit;
     let state = web::Data::new(state);
     let tokens = web::Data::new(tokens);
+    let route_methods = web::Data::new(RouteMethods::from_document(&openapi_document()));
     let mut http = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
+            .app_data(route_methods.clone())
             .app_data(request_id::BodyLimit(body_limit))
             .app_data(
                 web::JsonConfig::default()
@@ -165,12 +245,10 @@ pub fn server(
             .into_utoipa_app();
         routes(app)
             .map(|app| {
-                app.default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such route"))
-                }))
-                .wrap(from_fn(metrics_mw::middleware))
-                .wrap(TracingLogger::<request_id::RequestSpan>::new())
-                .wrap(from_fn(request_id::middleware))
+                app.default_service(web::to(no_route))
+                    .wrap(from_fn(metrics_mw::middleware))
+                    .wrap(TracingLogger::<request_id::RequestSpan>::new())
+                    .wrap(from_fn(request_id::middleware))
             })
             .into_app()
     })

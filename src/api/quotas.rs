@@ -77,9 +77,31 @@ pub async fn get_one(
 }
 
 /// Create or replace a quota: `{"limits": {"hour"?, "day"?, "week"?}, "timezone"?, "week_start"?}`.
+/// The shape of `PUT /api/v1/quotas/{name}` (`QuotaDef::parse` validates it in full).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the handler reads the body as JSON
+pub struct QuotaPut {
+    /// At least one of `hour`, `day`, `week`, each a whole number above 0
+    #[schema(value_type = Object)]
+    limits: Value,
+    /// IANA timezone of the windows (default UTC)
+    timezone: Option<String>,
+    /// monday … sunday (default monday)
+    week_start: Option<String>,
+}
+
+/// The shape of `POST /api/v1/quotas/{name}/consume`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct ConsumeBody {
+    /// 1 to 1,000,000 (default 1)
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    cost: Option<i64>,
+}
+
 /// 201 when created, 200 when replaced; 409 for a quota declared in the configuration.
 #[utoipa::path(tag = "quotas", security(("bearer" = [])), params(("name" = String, Path)),
-    request_body(content = Object, description = "limits {hour, day, week}, timezone (IANA), week_start"),
+    request_body = QuotaPut,
     responses((status = 200, body = Object), (status = 201, body = Object), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[put("/quotas/{name}")]
@@ -170,7 +192,7 @@ pub async fn remove(
 /// Consume units (`{"cost": n}`, default 1), all windows or none. 200 with the windows after
 /// it; 429 with `Retry-After` (seconds) when a window is full.
 #[utoipa::path(tag = "quotas", security(("bearer" = [])), params(("name" = String, Path)),
-    request_body(content = Object, description = "{\"cost\": 1}"),
+    request_body(content = Option<ConsumeBody>, description = "optional; cost defaults to 1"),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
