@@ -30,7 +30,7 @@ use crate::browser::politeness::PolitenessConfig;
 use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
-use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "browser_pool";
@@ -46,11 +46,6 @@ pub struct RunBrowser(pub BrowserRun);
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct CancelBrowserRun(pub uuid::Uuid);
-
-/// Process ids of the running browsers (tests and diagnostics).
-#[derive(Message)]
-#[rtype(result = "Vec<(String, i32)>")]
-pub struct BrowserPids;
 
 pub struct BrowserPool {
     deps: Deps,
@@ -287,23 +282,9 @@ impl Handler<CancelBrowserRun> for BrowserPool {
     }
 }
 
-impl Handler<BrowserPids> for BrowserPool {
-    type Result = MessageResult<BrowserPids>;
-    fn handle(&mut self, _: BrowserPids, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.pool.as_ref().map(|p| p.pids()).unwrap_or_default())
-    }
-}
-
-impl Handler<Crash> for BrowserPool {
-    type Result = ();
-    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
-        panic!("fault injection: BrowserPool crashed on request");
-    }
-}
-
-impl Handler<StopChild> for BrowserPool {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+impl BrowserPool {
+    /// `StopChild`: see [`crate::supervised_actor`].
+    fn stop_child(&mut self, ctx: &mut Context<Self>) {
         self.stopping = true;
         let pool = self.pool.clone();
         ctx.wait(
@@ -318,6 +299,7 @@ impl Handler<StopChild> for BrowserPool {
     }
 }
 
+crate::supervised_actor!(BrowserPool, stop = stop_child);
 /// One profile's browser session: runs scripts in the profile's browser. It fails (stops)
 /// when its browser dies; its death watch tells the pool, which starts a new one.
 pub struct BrowserSession {

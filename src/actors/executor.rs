@@ -30,7 +30,7 @@ use crate::jobs::kinds::{self, RunContext, RunError};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
 use crate::quota::JobQuota;
-use crate::supervisor::{panic_message, Crash, Lifeline, StopChild};
+use crate::supervisor::{panic_message, Lifeline};
 use crate::telemetry::events;
 use crate::telemetry::names;
 
@@ -578,16 +578,9 @@ impl Handler<CancelRuns> for Executor {
     }
 }
 
-impl Handler<Crash> for Executor {
-    type Result = ();
-    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
-        panic!("fault injection: Executor crashed on request");
-    }
-}
-
-impl Handler<StopChild> for Executor {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+impl Executor {
+    /// `StopChild`: see [`crate::supervised_actor`].
+    fn stop_child(&mut self, ctx: &mut Context<Self>) {
         self.draining = true;
         if !self.in_flight.is_empty() {
             tracing::info!(
@@ -599,3 +592,5 @@ impl Handler<StopChild> for Executor {
         self.flush(ctx);
     }
 }
+
+crate::supervised_actor!(Executor, stop = stop_child);

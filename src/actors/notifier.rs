@@ -23,7 +23,7 @@ use super::Deps;
 use crate::config::NotifyConfig;
 use crate::db::notifications::{self, Outcome};
 use crate::notify::channel::{Deliverer, DeliveryError};
-use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "notifier";
@@ -193,34 +193,9 @@ impl Actor for Notifier {
     }
 }
 
-/// Look now (sent by whoever just wrote to the outbox on this node).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Wake;
-
-impl Handler<Wake> for Notifier {
-    type Result = ();
-    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        self.tick(ctx);
-    }
-}
-
-impl Handler<Crash> for Notifier {
-    type Result = ();
-    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
-        panic!("fault injection: Notifier crashed on request");
-    }
-}
-
-impl Handler<StopChild> for Notifier {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
-        // Deliveries in flight are abandoned; their claims expire and another round (here
-        // after a restart, or on another node) sends them again with the same id.
-        ctx.stop();
-    }
-}
-
+// Deliveries in flight are abandoned; their claims expire and another round (here
+// after a restart, or on another node) sends them again with the same id.
+crate::supervised_actor!(Notifier);
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use super::Deps;
 use crate::db::quotas::{self, Decision, Receipt, WindowUsage};
 use crate::db::DbError;
-use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "quota_counter";
@@ -69,11 +69,6 @@ pub struct Consume {
 #[derive(Message)]
 #[rtype(result = "Result<(), QuotaError>")]
 pub struct Refund(pub Receipt);
-
-/// The quota's current windows.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<WindowUsage>, QuotaError>")]
-pub struct Remaining(pub String);
 
 /// Definitions changed (through this node's API): re-read them for the gauges.
 #[derive(Message)]
@@ -296,24 +291,6 @@ impl Handler<Refund> for QuotaCounter {
     }
 }
 
-impl Handler<Remaining> for QuotaCounter {
-    type Result = ResponseFuture<Result<Vec<WindowUsage>, QuotaError>>;
-
-    fn handle(&mut self, msg: Remaining, _: &mut Self::Context) -> Self::Result {
-        let db = self.deps.db.clone();
-        Box::pin(async move {
-            let name = msg.0;
-            let n = name.clone();
-            db.run(move |c| {
-                let row = quotas::get(c, &n)?;
-                quotas::usage(c, &row.def(), Utc::now())
-            })
-            .await
-            .map_err(|e| db_error(&name, e))
-        })
-    }
-}
-
 impl Handler<Invalidate> for QuotaCounter {
     type Result = ();
     fn handle(&mut self, _: Invalidate, ctx: &mut Self::Context) {
@@ -321,17 +298,5 @@ impl Handler<Invalidate> for QuotaCounter {
     }
 }
 
-impl Handler<Crash> for QuotaCounter {
-    type Result = ();
-    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
-        panic!("fault injection: QuotaCounter crashed on request");
-    }
-}
-
-impl Handler<StopChild> for QuotaCounter {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
-        // Queued requests are answered "unavailable" when their senders are dropped.
-        ctx.stop();
-    }
-}
+// Queued requests are answered "unavailable" when their senders are dropped.
+crate::supervised_actor!(QuotaCounter);

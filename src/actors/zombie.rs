@@ -25,7 +25,7 @@ use super::Deps;
 use crate::db::runs::{self, RunningRun};
 use crate::db::{leader, nodes, notifications};
 use crate::jobs::policy::Policy;
-use crate::supervisor::{Crash, Lifeline, StopChild};
+use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "zombie_detector";
@@ -297,16 +297,9 @@ impl Actor for ZombieDetector {
     }
 }
 
-impl Handler<Crash> for ZombieDetector {
-    type Result = ();
-    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
-        panic!("fault injection: ZombieDetector crashed on request");
-    }
-}
-
-impl Handler<StopChild> for ZombieDetector {
-    type Result = ();
-    fn handle(&mut self, _: StopChild, ctx: &mut Self::Context) {
+impl ZombieDetector {
+    /// `StopChild`: see [`crate::supervised_actor`].
+    fn stop_child(&mut self, ctx: &mut Context<Self>) {
         // Hand leadership over at once instead of letting the lease run out.
         let db = self.deps.db.clone();
         let node = self.deps.node_id;
@@ -324,3 +317,5 @@ impl Handler<StopChild> for ZombieDetector {
         );
     }
 }
+
+crate::supervised_actor!(ZombieDetector, stop = stop_child);
