@@ -29,7 +29,7 @@ fn main() {
     let pages = pages::Pages::start();
     let tmp = tempfile::tempdir().unwrap();
     let executable = overseer::browser::process::find_executable().expect("chromium on PATH");
-    let mut problems = overseer::jobs::validate::Problems::default();
+    let mut problems = overseer::stdx::problems::Problems::default();
     let script: Vec<Step> = steps::parse(
         &json!([
             {"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}},
@@ -88,7 +88,7 @@ fn main() {
         // Chromium's own view of the same navigation: navigation start → DOMContentLoaded as
         // the page measures it (a separate pass, with one more extract to read it).
         let mut timed = run();
-        let mut p = overseer::jobs::validate::Problems::default();
+        let mut p = overseer::stdx::problems::Problems::default();
         timed.steps.extend(steps::parse(
             &json!([{"extract": {"selector": "#nav-ms", "into": "nav_ms"}}]),
             "steps",

@@ -13,5 +13,6 @@ pub mod db;
 pub mod jobs;
 pub mod notify;
 pub mod quota;
+pub mod stdx;
 pub mod supervisor;
 pub mod telemetry;

@@ -725,7 +725,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
     let pages = Pages::start();
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
-    let mut problems = overseer::jobs::validate::Problems::default();
+    let mut problems = overseer::stdx::problems::Problems::default();
     let script = overseer::browser::steps::parse(
         &json!([{"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}}]),
         "steps",

@@ -436,7 +436,7 @@ async fn execute(
                         "timeout",
                         format!(
                             "exceeded the timeout of {}",
-                            crate::jobs::schedule::format_duration(limit)
+                            crate::stdx::duration::format_duration(limit)
                         ),
                     ))
                 }

@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::db::DbError;
-use crate::jobs::validate::FieldError;
+use crate::stdx::problems::FieldError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {

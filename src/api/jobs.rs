@@ -425,7 +425,7 @@ async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
         .await?
         .into_iter()
         .collect();
-    let mut problems = crate::jobs::validate::Problems::default();
+    let mut problems = crate::stdx::problems::Problems::default();
     for (path, name) in named.iter().filter(|(_, n)| !known.contains(n)) {
         problems.add(
             path,
@@ -443,7 +443,7 @@ fn check_channels(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
     if def.kind != crate::jobs::kinds::notify::Notify.name() {
         return Ok(());
     }
-    let mut problems = crate::jobs::validate::Problems::default();
+    let mut problems = crate::stdx::problems::Problems::default();
     let named = def.payload.get("channels").and_then(Value::as_array);
     for (i, c) in named.into_iter().flatten().enumerate() {
         let name = c.as_str().unwrap_or_default();

@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use self::process::{Chromium, LaunchOptions};
 use self::steps::{Env, ScriptOutput, Step};
-use crate::telemetry::{names, scrub};
+use crate::stdx::secrets::scrub;
+use crate::telemetry::names;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrowserError {

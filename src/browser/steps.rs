@@ -18,8 +18,9 @@ use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::jobs::schedule::parse_duration;
-use crate::jobs::validate::Problems;
+use crate::stdx::duration::parse_duration;
+use crate::stdx::problems::Problems;
+use crate::stdx::secrets::valid_secret_name;
 
 pub const MAX_SLEEP_MS: u64 = 10_000;
 pub const MAX_STEPS: usize = 200;
@@ -433,14 +434,6 @@ fn refine(step: Step, args: &serde_json::Map<String, Value>, at: &str, p: &mut P
         }
         other => other,
     }
-}
-
-pub fn valid_secret_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// What a script produced.

@@ -18,9 +18,9 @@ use crate::jobs::plan::{self, FirePlan};
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::run_state::RunState;
 use crate::jobs::schedule::Schedule;
-use crate::jobs::validate::Problems;
 use crate::jobs::JobDef;
 use crate::notify::Routing;
+use crate::stdx::problems::Problems;
 use crate::telemetry::events::Event;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]

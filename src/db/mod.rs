@@ -125,7 +125,7 @@ impl Db {
             Ok(result) => result,
             Err(join) if join.is_panic() => {
                 let payload = join.into_panic();
-                Err(DbError::Panicked(crate::supervisor::panic_message(
+                Err(DbError::Panicked(crate::stdx::panic::panic_message(
                     &*payload,
                 )))
             }

@@ -6,14 +6,13 @@ pub mod plan;
 pub mod policy;
 pub mod run_state;
 pub mod schedule;
-pub mod validate;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use self::policy::{Policy, PolicyDefaults};
 use self::schedule::Schedule;
-use self::validate::{FieldError, Problems};
+use crate::stdx::problems::{FieldError, Problems};
 
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 pub const MAX_TAGS: usize = 32;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::schedule::{format_duration, parse_duration};
-use super::validate::Problems;
+use crate::stdx::duration::{format_duration, parse_duration};
+use crate::stdx::problems::Problems;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::validate::Problems;
+use crate::stdx::duration::{format_duration, parse_duration};
+use crate::stdx::problems::Problems;
 
 #[derive(Debug, Clone)]
 pub enum Schedule {
@@ -26,19 +27,6 @@ pub enum Schedule {
         cron: Box<croner::Cron>,
         tz: Tz,
     },
-}
-
-/// The longest duration any setting may have: 10 years (of 365.25 days).
-pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
-
-/// Parses a duration like "30s", "5m", "1h30m", "250ms", at most [`MAX_DURATION`].
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("not a duration like \"30s\" or \"5m\" ({e})"))?;
-    if d > MAX_DURATION {
-        return Err("at most 10 years".to_string());
-    }
-    Ok(d)
 }
 
 /// The years an instant given by a user may fall in.
@@ -60,10 +48,6 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
         ));
     }
     Ok(t.trunc_subsecs(6))
-}
-
-pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 impl Schedule {

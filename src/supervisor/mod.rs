@@ -75,19 +75,10 @@ pub enum ExitReason {
 // ---------------------------------------------------------------------------------------------
 // Panic attribution
 
+pub use crate::stdx::panic::panic_message;
+
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// The text of a panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
 }
 
 /// Installs (once) the hook that logs every panic and remembers it on its thread, so that

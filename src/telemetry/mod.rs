@@ -11,16 +11,6 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 /// Initialises the global tracing subscriber (once; later calls are ignored).
-/// Replaces every secret value in `text` with `***` (what runs record and errors say never
-/// carries one).
-pub fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a String>) -> String {
-    let mut out = text.to_string();
-    for v in secrets.into_iter().filter(|v| !v.is_empty()) {
-        out = out.replace(v.as_str(), "***");
-    }
-    out
-}
-
 pub fn init_logging(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -14,8 +14,8 @@ use super::{known_fields, JobKind, RunContext, RunError};
 use crate::browser::steps::{self, Step};
 use crate::browser::BrowserRun;
 use crate::db::circuits;
-use crate::jobs::schedule::parse_duration;
-use crate::jobs::validate::Problems;
+use crate::stdx::duration::parse_duration;
+use crate::stdx::problems::Problems;
 
 pub struct Browser;
 

@@ -11,8 +11,8 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{known_fields, JobKind, RunContext, RunError};
-use crate::jobs::schedule::parse_duration;
-use crate::jobs::validate::Problems;
+use crate::stdx::duration::parse_duration;
+use crate::stdx::problems::Problems;
 
 /// Body excerpt kept in the run's output.
 pub const EXCERPT_BYTES: usize = 2048;
@@ -79,7 +79,7 @@ impl JobKind for Http {
                     for (k, v) in map {
                         let name_ok = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok();
                         let value_ok = match secret_name(v) {
-                            Some(name) => crate::browser::steps::valid_secret_name(name),
+                            Some(name) => crate::stdx::secrets::valid_secret_name(name),
                             None => v
                                 .as_str()
                                 .is_some_and(|s| reqwest::header::HeaderValue::from_str(s).is_ok()),
@@ -190,13 +190,13 @@ impl JobKind for Http {
                 // Without the URL: it may carry credentials or tokens in its query.
                 RunError::new(
                     kind,
-                    crate::telemetry::scrub(&e.without_url().to_string(), &secrets),
+                    crate::stdx::secrets::scrub(&e.without_url().to_string(), &secrets),
                 )
             })?;
             let status = res.status().as_u16();
             let bytes = res.bytes().await.unwrap_or_default();
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let excerpt = crate::telemetry::scrub(
+            let excerpt = crate::stdx::secrets::scrub(
                 &String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]),
                 &secrets,
             );

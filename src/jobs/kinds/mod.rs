@@ -14,7 +14,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::validate::Problems;
+use crate::stdx::problems::Problems;
 
 /// What a running job can know about itself.
 #[derive(Debug, Clone)]

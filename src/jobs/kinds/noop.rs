@@ -6,7 +6,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{known_fields, JobKind, RunContext, RunError};
-use crate::jobs::validate::Problems;
+use crate::stdx::problems::Problems;
 
 /// The longest sleep a noop run may ask for.
 pub const MAX_SLEEP_MS: u64 = 3_600_000;

@@ -8,9 +8,9 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{known_fields, JobKind, RunContext, RunError};
-use crate::jobs::validate::Problems;
 use crate::notify::template::Template;
 use crate::notify::Notice;
+use crate::stdx::problems::Problems;
 use crate::telemetry::events::Severity;
 
 pub struct Notify;

@@ -1,5 +1,5 @@
 //! Validation problems with the JSON path of each bad field (the API answers 422 with all
-//! of them at once).
+//! of them at once; configuration errors name the key).
 
 use serde::Serialize;
 
