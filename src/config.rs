@@ -1088,8 +1088,8 @@ impl Loaded {
         let mut defs = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         let mut check = |value: &serde_json::Value, key: String, origin: Origin| {
-            let def = crate::jobs::JobDef::parse(value, defaults, now).map_err(|errs| {
-                ConfigError::Key {
+            let def = crate::jobs::JobDef::parse(value, crate::kinds::registry(), defaults, now)
+                .map_err(|errs| ConfigError::Key {
                     key: format!("{key}.{}", errs[0].path),
                     origin: origin.clone(),
                     expected: errs
@@ -1097,8 +1097,7 @@ impl Loaded {
                         .map(|e| format!("{}: {}", e.path, e.message))
                         .collect::<Vec<_>>()
                         .join("; "),
-                }
-            })?;
+                })?;
             if !names.insert(def.name.clone()) {
                 return Err(ConfigError::Key {
                     key: format!("{key}.name"),

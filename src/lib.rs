@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod kinds;
 pub mod notify;
 pub mod quota;
 pub mod stdx;

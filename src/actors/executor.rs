@@ -26,9 +26,10 @@ use super::scheduler::Wake;
 use super::Deps;
 use crate::db::quotas::Receipt;
 use crate::db::runs::{self, Claimed, Completion, CompletionEvent, Handoff};
-use crate::jobs::kinds::{self, RunContext, RunError};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
+use crate::kinds::system::System;
+use crate::kinds::{self, RunContext, RunError};
 use crate::quota::JobQuota;
 use crate::supervisor::{panic_message, Lifeline};
 use crate::telemetry::events;
@@ -77,6 +78,8 @@ pub struct Executor {
     /// no slot is offered (a run claimed for this incarnation must not be handed back).
     rehydrated: bool,
     secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    /// What kinds reach the rest of the system through.
+    system: System,
 }
 
 impl Executor {
@@ -97,6 +100,7 @@ impl Executor {
             draining: false,
             rehydrated: false,
             secrets: std::sync::Arc::new(deps.config.browser.secrets.clone()),
+            system: super::system::for_runs(deps),
         }
     }
 
@@ -125,21 +129,14 @@ impl Executor {
             attempt: run.attempt,
             metadata: run.metadata.clone(),
             http: self.http.clone(),
-            db: self.deps.db.clone(),
             routing: self.deps.routing.clone(),
-            browser: self.deps.directory.browser_pool(),
             secrets: self.secrets.clone(),
             quota: serde_json::from_value(run.quota.clone()).unwrap_or_default(),
-            quota_counter: self.deps.directory.quota_counter(),
-            circuit: crate::db::circuits::Settings {
-                failures: self.deps.config.browser.circuit_failures as i32,
-                open_initial: self.deps.config.browser.circuit_open,
-                open_max: self.deps.config.browser.circuit_open_max,
-            },
+            system: self.system.clone(),
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
-        let counter = rctx.quota_counter.clone();
+        let counter = self.deps.directory.quota_counter();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(

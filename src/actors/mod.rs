@@ -9,6 +9,7 @@ pub mod node;
 pub mod notifier;
 pub mod quota;
 pub mod scheduler;
+pub mod system;
 pub mod zombie;
 
 use std::sync::Arc;

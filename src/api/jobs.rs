@@ -17,8 +17,8 @@ use crate::db::jobs::{self as db_jobs, Job, JobFilter};
 use crate::db::runs::{self as db_runs, Run};
 use crate::db::schema::idempotency_keys;
 use crate::db::DbError;
-use crate::jobs::kinds::JobKind;
 use crate::jobs::JobDef;
+use crate::kinds::JobKind;
 
 pub const MAX_LIMIT: i64 = 1000;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -123,8 +123,13 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let now = Utc::now();
-    let def =
-        JobDef::parse(&body, &state.config.scheduler.defaults, now).map_err(ApiError::invalid)?;
+    let def = JobDef::parse(
+        &body,
+        crate::kinds::registry(),
+        &state.config.scheduler.defaults,
+        now,
+    )
+    .map_err(ApiError::invalid)?;
     check_channels(&state, &def)?;
     check_quotas(&state, &def).await?;
     let key = req
@@ -288,7 +293,7 @@ pub async fn update(
     let def = job
         .def(&defaults)
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
-        .patch(&body, now)
+        .patch(&body, crate::kinds::registry(), now)
         .map_err(ApiError::invalid)?;
     check_channels(&state, &def)?;
     check_quotas(&state, &def).await?;
@@ -407,7 +412,7 @@ async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
         .enumerate()
         .map(|(i, q)| (format!("quota.{i}.name"), q.name.clone()))
         .collect();
-    if def.kind == crate::jobs::kinds::browser::Browser.name() {
+    if def.kind == crate::kinds::browser::Browser.name() {
         let steps = def.payload.get("steps").and_then(Value::as_array);
         for (i, step) in steps.into_iter().flatten().enumerate() {
             if let Some(q) = step.pointer("/consume/quota").and_then(Value::as_str) {
@@ -440,7 +445,7 @@ async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
 }
 
 fn check_channels(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
-    if def.kind != crate::jobs::kinds::notify::Notify.name() {
+    if def.kind != crate::kinds::notify::Notify.name() {
         return Ok(());
     }
     let mut problems = crate::stdx::problems::Problems::default();

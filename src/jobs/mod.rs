@@ -1,7 +1,6 @@
 //! Jobs as pure data and logic: definitions and their validation, schedules, policies, fire
 //! planning, run states and job kinds. Nothing here knows about actors, HTTP or diesel.
 
-pub mod kinds;
 pub mod plan;
 pub mod policy;
 pub mod run_state;
@@ -99,23 +98,26 @@ fn check_metadata(v: Option<&Value>, p: &mut Problems) -> Value {
     }
 }
 
-fn check_kind_payload(kind: Option<&str>, payload: &Value, p: &mut Problems) {
+/// The job kinds as a definition's validation sees them: implemented by the kinds'
+/// registry (`kinds::registry()`), so that this module depends on no kind.
+pub trait Kinds {
+    /// Validates `payload` of `kind`, problems under `path`; false when no such kind exists.
+    fn check(&self, kind: &str, payload: &Value, path: &str, p: &mut Problems) -> bool;
+    /// Every kind's name, for the error that lists them.
+    fn names(&self) -> Vec<&'static str>;
+}
+
+fn check_kind_payload(kinds: &dyn Kinds, kind: Option<&str>, payload: &Value, p: &mut Problems) {
     match kind {
         None => p.add("kind", "required"),
-        Some(k) => match kinds::registry().get(k) {
-            Some(kind) => kind.validate(payload, "payload", p),
-            None => p.add(
-                "kind",
-                format!(
-                    "unknown kind `{k}`; known: {}",
-                    kinds::registry()
-                        .keys()
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        },
+        Some(k) => {
+            if !kinds.check(k, payload, "payload", p) {
+                p.add(
+                    "kind",
+                    format!("unknown kind `{k}`; known: {}", kinds.names().join(", ")),
+                );
+            }
+        }
     }
 }
 
@@ -127,6 +129,7 @@ impl JobDef {
     /// Parses and validates a whole definition; every problem is reported with its path.
     pub fn parse(
         v: &Value,
+        kinds: &dyn Kinds,
         defaults: &PolicyDefaults,
         now: DateTime<Utc>,
     ) -> Result<Self, Vec<FieldError>> {
@@ -159,7 +162,7 @@ impl JobDef {
             .get("payload")
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
-        check_kind_payload(kind, &payload, &mut p);
+        check_kind_payload(kinds, kind, &payload, &mut p);
         let schedule = match obj.get("schedule") {
             Some(s) => Schedule::parse(s, "schedule", now, &mut p),
             None => {
@@ -203,7 +206,12 @@ impl JobDef {
     }
 
     /// Applies a PATCH document over this definition (`kind` and `name` are fixed).
-    pub fn patch(mut self, v: &Value, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+    pub fn patch(
+        mut self,
+        v: &Value,
+        kinds: &dyn Kinds,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut p = Problems::default();
         let Some(obj) = v.as_object() else {
             p.add("", "expected a JSON object");
@@ -217,7 +225,7 @@ impl JobDef {
             }
         }
         if let Some(payload) = obj.get("payload") {
-            check_kind_payload(Some(&self.kind), payload, &mut p);
+            check_kind_payload(kinds, Some(&self.kind), payload, &mut p);
             self.payload = payload.clone();
         }
         if let Some(s) = obj.get("schedule") {
@@ -286,6 +294,7 @@ mod tests {
                 "metadata": {"blob": "x".repeat(9000)},
                 "surprise": true
             }),
+            crate::kinds::registry(),
             &defaults(),
             Utc::now(),
         )
@@ -307,6 +316,7 @@ mod tests {
         }
         let errs = JobDef::parse(
             &json!({"name": "x", "kind": "teleport", "schedule": {"every": "1s"}}),
+            crate::kinds::registry(),
             &defaults(),
             Utc::now(),
         )
@@ -327,6 +337,7 @@ mod tests {
                 "tags": ["ops", "ops"],
                 "metadata": {"owner": "me"}
             }),
+            crate::kinds::registry(),
             &defaults(),
             Utc::now(),
         )
@@ -334,13 +345,23 @@ mod tests {
         assert_eq!(def.tags, ["ops"]);
         assert_eq!(def.policy.max_retries, 1);
         let patched = def
-            .patch(&json!({"policy": {"priority": 9}}), Utc::now())
+            .patch(
+                &json!({"policy": {"priority": 9}}),
+                crate::kinds::registry(),
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(patched.policy.priority, 9);
         assert_eq!(
             patched.policy.max_retries, 1,
             "patch merges over the job's policy"
         );
-        assert!(patched.patch(&json!({"kind": "noop"}), Utc::now()).is_err());
+        assert!(patched
+            .patch(
+                &json!({"kind": "noop"}),
+                crate::kinds::registry(),
+                Utc::now()
+            )
+            .is_err());
     }
 }

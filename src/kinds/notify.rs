@@ -123,12 +123,7 @@ impl JobKind for Notify {
                              "fire_at": ctx.fire_at, "metadata": ctx.metadata}),
                 key: format!("{EVENT}:{}:{}", ctx.job_id, ctx.fire_at.timestamp_micros()),
             };
-            let rows = ctx.routing.rows_for(&notice, Some(&channels));
-            let queued = ctx
-                .db
-                .run(move |c| crate::db::notifications::enqueue(c, &rows))
-                .await
-                .map_err(|e| RunError::new("database", e.to_string()))?;
+            let queued = ctx.system.outbox.enqueue(notice, channels.clone()).await?;
             Ok(json!({"subject": subject, "channels": channels, "queued": queued}))
         })
     }

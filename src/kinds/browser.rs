@@ -10,17 +10,17 @@ use std::collections::BTreeMap;
 use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
+use super::system::QuotaAnswer;
 use super::{known_fields, JobKind, RunContext, RunError};
 use crate::browser::steps::{self, Step};
 use crate::browser::BrowserRun;
-use crate::db::circuits;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 
 pub struct Browser;
 
 struct CancelOnDrop {
-    pool: actix::Addr<crate::actors::browser::BrowserPool>,
+    browsers: std::sync::Arc<dyn super::system::Browsers>,
     run_id: uuid::Uuid,
     armed: bool,
 }
@@ -28,8 +28,7 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.pool
-                .do_send(crate::actors::browser::CancelBrowserRun(self.run_id));
+            self.browsers.cancel(self.run_id);
         }
     }
 }
@@ -59,16 +58,16 @@ fn viewport(payload: &Value) -> Option<(u32, u32)> {
 }
 
 /// `consume` steps go to the quota counter, capped per run by the job's `max_per_run`.
-fn consumer(ctx: &RunContext) -> Option<steps::Consumer> {
-    let counter = ctx.quota_counter.clone()?;
+fn consumer(ctx: &RunContext) -> steps::Consumer {
+    let quotas = ctx.system.quotas.clone();
     let caps: BTreeMap<String, i64> = ctx
         .quota
         .iter()
         .filter_map(|q| q.max_per_run.map(|m| (q.name.clone(), m)))
         .collect();
     let used = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
-    Some(std::sync::Arc::new(move |quota: String, cost: i64| {
-        let counter = counter.clone();
+    std::sync::Arc::new(move |quota: String, cost: i64| {
+        let quotas = quotas.clone();
         let cap = caps.get(&quota).copied();
         let used = used.clone();
         Box::pin(async move {
@@ -81,32 +80,21 @@ fn consumer(ctx: &RunContext) -> Option<steps::Consumer> {
                     return Ok(Some(format!("max_per_run ({cap}) reached for {quota}")));
                 }
             }
-            use crate::actors::quota::{Consume, Consumed};
-            match counter
-                .send(Consume {
-                    quota: quota.clone(),
-                    cost,
-                })
-                .await
-            {
-                Ok(Ok(Consumed::Admitted { .. })) => {
+            match quotas.consume(quota.clone(), cost).await? {
+                QuotaAnswer::Admitted => {
                     if let Ok(mut u) = used.lock() {
                         *u.entry(quota).or_default() += cost;
                     }
                     Ok(None)
                 }
-                Ok(Ok(Consumed::Refused {
-                    retry_at, blocking, ..
-                })) => Ok(Some(format!(
+                QuotaAnswer::Refused { retry_at, blocking } => Ok(Some(format!(
                     "{quota} exhausted for this {} (room again at {})",
                     blocking.join(" and "),
                     retry_at.to_rfc3339()
                 ))),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the quota counter is restarting".into()),
             }
         }) as futures_util::future::BoxFuture<'static, _>
-    }))
+    })
 }
 
 impl JobKind for Browser {
@@ -211,14 +199,13 @@ impl JobKind for Browser {
             for name in steps.iter().filter_map(Step::secret) {
                 secrets.insert(name.to_string(), ctx.secret(name)?);
             }
-            let Some(pool) = ctx.browser.clone() else {
+            if !ctx.system.browsers.available() {
                 return Err(RunError::new("browser", "the browser pool is restarting"));
-            };
+            }
             let consume = steps
                 .iter()
                 .any(|s| matches!(s, Step::Consume { .. }))
-                .then(|| consumer(&ctx))
-                .flatten();
+                .then(|| consumer(&ctx));
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
             let run = BrowserRun {
                 run_id: ctx.run_id,
@@ -243,13 +230,7 @@ impl JobKind for Browser {
                 _ => None,
             });
             if let Some(domain) = &domain {
-                let d = domain.clone();
-                let admission = ctx
-                    .db
-                    .run(move |c| circuits::admit(c, &d, chrono::Utc::now()))
-                    .await
-                    .map_err(|e| RunError::new("database", e.to_string()))?;
-                if let circuits::Admission::Wait(until) = admission {
+                if let Some(until) = ctx.system.circuits.admit(domain.clone()).await? {
                     return Err(RunError::deferred(
                         until,
                         format!("circuit open for {domain}"),
@@ -259,20 +240,12 @@ impl JobKind for Browser {
             // Dropped before the answer (job timeout, zombie rescue): the pool cancels the
             // run, closing its page, instead of letting it go on unobserved.
             let mut cancel = CancelOnDrop {
-                pool: pool.clone(),
+                browsers: ctx.system.browsers.clone(),
                 run_id: ctx.run_id,
                 armed: true,
             };
-            let answer = pool.send(crate::actors::browser::RunBrowser(run)).await;
+            let result = ctx.system.browsers.run(run).await;
             cancel.armed = false;
-            let result = match answer {
-                Ok(Ok(output)) => Ok(output),
-                Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
-                Err(_) => Err(RunError::new(
-                    "browser",
-                    "the browser pool stopped during the run",
-                )),
-            };
             if let Some(domain) = domain {
                 // Only what the site did counts (not our secrets, launches or quotas).
                 let counts = match &result {
@@ -281,33 +254,7 @@ impl JobKind for Browser {
                     Err(_) => None,
                 };
                 if let Some(error) = counts {
-                    let settings = ctx.circuit;
-                    let routing = ctx.routing.clone();
-                    let d = domain.clone();
-                    let recorded = ctx
-                        .db
-                        .run(move |c| {
-                            circuits::record(
-                                c,
-                                &d,
-                                error.as_deref(),
-                                chrono::Utc::now(),
-                                &settings,
-                                &routing,
-                            )
-                        })
-                        .await;
-                    match recorded {
-                        Ok(Some(state)) => {
-                            metrics::counter!(crate::telemetry::names::CIRCUIT_TRANSITIONS, "state" => state)
-                                .increment(1);
-                            tracing::warn!(domain = %domain, state, "circuit state changed");
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(domain = %domain, error = %e, "recording the circuit failed")
-                        }
-                    }
+                    ctx.system.circuits.record(domain, error).await;
                 }
             }
             result

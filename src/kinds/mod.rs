@@ -1,10 +1,13 @@
-//! Job kinds: what a run does. Each kind is one module implementing [`JobKind`] and one line
-//! in [`registry`]; the scheduler and executor know nothing about any particular kind.
+//! Job kinds: what a run does. Each kind is one module implementing [`JobKind`] — its
+//! payload's validation, the names it references, its execution — and one line in
+//! [`registry`]; the scheduler and executor know nothing about any particular kind. What a
+//! kind needs from the running system reaches it through the traits of [`system`].
 
 pub mod browser;
 pub mod http;
 pub mod noop;
 pub mod notify;
+pub mod system;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -26,16 +29,12 @@ pub struct RunContext {
     pub attempt: i32,
     pub metadata: Value,
     pub http: reqwest::Client,
-    /// For kinds that write to the database (`notify` writes outbox rows).
-    pub db: crate::db::Db,
+    /// Notification channels and rules (`notify` checks the channels it names).
     pub routing: std::sync::Arc<crate::notify::Routing>,
-    /// This node's browser pool (`browser` kind); None while it restarts.
-    pub browser: Option<actix::Addr<crate::actors::browser::BrowserPool>>,
-    /// The browser circuit breakers' settings.
-    pub circuit: crate::db::circuits::Settings,
     /// The job's quota claims (`max_per_run` caps a script's `consume` steps).
     pub quota: Vec<crate::quota::JobQuota>,
-    pub quota_counter: Option<actix::Addr<crate::actors::quota::QuotaCounter>>,
+    /// The outbox, browsers, circuits and quotas.
+    pub system: system::System,
     /// `[browser.secrets]` (the kind also reads OVERSEER_SECRET_<NAME>).
     pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
@@ -114,6 +113,22 @@ pub fn registry() -> &'static Registry {
         ];
         kinds.into_iter().map(|k| (k.name(), k)).collect()
     })
+}
+
+impl crate::jobs::Kinds for Registry {
+    fn check(&self, kind: &str, payload: &Value, path: &str, p: &mut Problems) -> bool {
+        match self.get(kind) {
+            Some(k) => {
+                k.validate(payload, path, p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.keys().copied().collect()
+    }
 }
 
 /// Rejects fields a kind does not know (a typo must not be silently ignored).

@@ -1,0 +1,144 @@
+//! The actors' side of `kinds::system`: the traits a running kind uses, implemented with the
+//! database, this node's directory of actors and the configuration.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::browser::{CancelBrowserRun, RunBrowser};
+use super::quota::{Consume, Consumed};
+use super::Deps;
+use crate::browser::BrowserRun;
+use crate::db::circuits;
+use crate::kinds::system::{Browsers, Circuits, Outbox, QuotaAnswer, Quotas, System};
+use crate::kinds::RunError;
+use crate::notify::Notice;
+use crate::telemetry::names;
+
+/// The system as the executor hands it to every run.
+pub fn for_runs(deps: &Deps) -> System {
+    let node = Arc::new(Node(deps.clone()));
+    System {
+        outbox: node.clone(),
+        browsers: node.clone(),
+        circuits: node.clone(),
+        quotas: node,
+    }
+}
+
+struct Node(Deps);
+
+impl Outbox for Node {
+    fn enqueue(
+        &self,
+        notice: Notice,
+        channels: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<usize, RunError>> {
+        let rows = self.0.routing.rows_for(&notice, Some(&channels));
+        let db = self.0.db.clone();
+        Box::pin(async move {
+            db.run(move |c| crate::db::notifications::enqueue(c, &rows))
+                .await
+                .map_err(|e| RunError::new("database", e.to_string()))
+        })
+    }
+}
+
+impl Browsers for Node {
+    fn available(&self) -> bool {
+        self.0.directory.browser_pool().is_some()
+    }
+
+    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+        let pool = self.0.directory.browser_pool();
+        Box::pin(async move {
+            let Some(pool) = pool else {
+                return Err(RunError::new("browser", "the browser pool is restarting"));
+            };
+            match pool.send(RunBrowser(run)).await {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
+                Err(_) => Err(RunError::new(
+                    "browser",
+                    "the browser pool stopped during the run",
+                )),
+            }
+        })
+    }
+
+    fn cancel(&self, run_id: Uuid) {
+        if let Some(pool) = self.0.directory.browser_pool() {
+            pool.do_send(CancelBrowserRun(run_id));
+        }
+    }
+}
+
+impl Circuits for Node {
+    fn admit(
+        &self,
+        domain: String,
+    ) -> LocalBoxFuture<'static, Result<Option<DateTime<Utc>>, RunError>> {
+        let db = self.0.db.clone();
+        Box::pin(async move {
+            let admission = db
+                .run(move |c| circuits::admit(c, &domain, Utc::now()))
+                .await
+                .map_err(|e| RunError::new("database", e.to_string()))?;
+            Ok(match admission {
+                circuits::Admission::Wait(until) => Some(until),
+                circuits::Admission::Go | circuits::Admission::Probe => None,
+            })
+        })
+    }
+
+    fn record(&self, domain: String, error: Option<String>) -> LocalBoxFuture<'static, ()> {
+        let db = self.0.db.clone();
+        let routing = self.0.routing.clone();
+        let b = &self.0.config.browser;
+        let settings = circuits::Settings {
+            failures: b.circuit_failures as i32,
+            open_initial: b.circuit_open,
+            open_max: b.circuit_open_max,
+        };
+        Box::pin(async move {
+            let d = domain.clone();
+            let recorded = db
+                .run(move |c| {
+                    circuits::record(c, &d, error.as_deref(), Utc::now(), &settings, &routing)
+                })
+                .await;
+            match recorded {
+                Ok(Some(state)) => {
+                    metrics::counter!(names::CIRCUIT_TRANSITIONS, "state" => state).increment(1);
+                    tracing::warn!(domain = %domain, state, "circuit state changed");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(domain = %domain, error = %e, "recording the circuit failed")
+                }
+            }
+        })
+    }
+}
+
+impl Quotas for Node {
+    fn consume(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<QuotaAnswer, String>> {
+        let counter = self.0.directory.quota_counter();
+        Box::pin(async move {
+            let Some(counter) = counter else {
+                return Err("the quota counter is restarting".into());
+            };
+            match counter.send(Consume { quota, cost }).await {
+                Ok(Ok(Consumed::Admitted { .. })) => Ok(QuotaAnswer::Admitted),
+                Ok(Ok(Consumed::Refused {
+                    retry_at, blocking, ..
+                })) => Ok(QuotaAnswer::Refused { retry_at, blocking }),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the quota counter is restarting".into()),
+            }
+        })
+    }
+}

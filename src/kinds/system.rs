@@ -1,0 +1,76 @@
+//! What a running kind needs from the rest of the system, as small traits owned here and
+//! implemented by the actors (`actors::system`). A kind never sees an actor address, a
+//! database handle or a message type, so this module and `jobs/` stay free of both.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::RunError;
+use crate::browser::BrowserRun;
+use crate::notify::Notice;
+
+/// The durable outbox (`notify` kind).
+pub trait Outbox {
+    /// Writes the notice for each of `channels`; returns how many rows were queued.
+    fn enqueue(
+        &self,
+        notice: Notice,
+        channels: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<usize, RunError>>;
+}
+
+/// This node's browser pool (`browser` kind).
+pub trait Browsers {
+    /// False while the pool restarts (the run fails at once, counting for no circuit).
+    fn available(&self) -> bool;
+    /// Runs a script in its profile's browser.
+    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>>;
+    /// The run's future was dropped (job timeout, zombie rescue): close its page.
+    fn cancel(&self, run_id: Uuid);
+}
+
+/// Per-domain circuit breakers (`browser` kind).
+pub trait Circuits {
+    /// `Some(until)` while the domain's circuit is open.
+    fn admit(
+        &self,
+        domain: String,
+    ) -> LocalBoxFuture<'static, Result<Option<DateTime<Utc>>, RunError>>;
+    /// What the site did: `None` a success, `Some(error)` a failure that counts.
+    fn record(&self, domain: String, error: Option<String>) -> LocalBoxFuture<'static, ()>;
+}
+
+/// The answer of a quota to one consumption.
+#[derive(Debug, Clone)]
+pub enum QuotaAnswer {
+    Admitted,
+    /// No room in `blocking` windows until `retry_at`.
+    Refused {
+        retry_at: DateTime<Utc>,
+        blocking: Vec<&'static str>,
+    },
+}
+
+/// The quota counter (`consume` steps; scripts' run tokens).
+pub trait Quotas: Send + Sync {
+    fn consume(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<QuotaAnswer, String>>;
+}
+
+/// Everything above, as the executor hands it to each run.
+#[derive(Clone)]
+pub struct System {
+    pub outbox: Arc<dyn Outbox>,
+    pub browsers: Arc<dyn Browsers>,
+    pub circuits: Arc<dyn Circuits>,
+    pub quotas: Arc<dyn Quotas>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("System")
+    }
+}
