@@ -89,6 +89,10 @@ pub enum AppError {
     },
     #[error("runtime: {0}")]
     Runtime(String),
+    /// A configuration error only found against the database (a declarative job naming a
+    /// quota that does not exist).
+    #[error("invalid configuration: {0}")]
+    Config(crate::config::ConfigError),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,7 +124,7 @@ fn lock_state_dir(config: &Config) -> Result<StateLock, AppError> {
 /// Runs `overseer serve` to completion; returns the process exit code.
 pub fn serve(
     config: Config,
-    declarative: Vec<crate::jobs::JobDef>,
+    declarative: Vec<crate::config::Declared>,
     opts: ServeOptions,
 ) -> Result<i32, AppError> {
     let started = std::time::Instant::now();
@@ -203,6 +207,49 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
     Ok(())
 }
 
+/// Every quota and channel a declarative job names must exist (as for jobs created through
+/// the API): otherwise start-up stops with a configuration error naming the key.
+fn check_declarative_references(
+    db: &Db,
+    config: &Config,
+    declared: &[crate::config::Declared],
+) -> Result<(), AppError> {
+    let routing = Routing::from_config(&config.notify);
+    let kinds = crate::kinds::registry();
+    let all: Vec<(&crate::config::Declared, Vec<crate::jobs::Reference>)> = declared
+        .iter()
+        .map(|d| (d, d.def.references(kinds)))
+        .collect();
+    let quotas: Vec<String> = all
+        .iter()
+        .flat_map(|(_, refs)| refs.iter())
+        .filter(|r| r.to == crate::jobs::Referent::Quota)
+        .map(|r| r.name.clone())
+        .collect();
+    let known: std::collections::HashSet<String> = if quotas.is_empty() {
+        Default::default()
+    } else {
+        crate::db::quotas::existing(&mut *db.get_blocking()?, &quotas)?
+            .into_iter()
+            .collect()
+    };
+    for (d, refs) in &all {
+        let problems = crate::jobs::unresolved(
+            refs,
+            |q| known.contains(q),
+            |c| routing.channel(c).is_some(),
+        );
+        if let Some(first) = problems.first() {
+            return Err(AppError::Config(crate::config::ConfigError::Key {
+                key: format!("{}.{}", d.key, first.path),
+                origin: d.origin.clone(),
+                expected: first.message.clone(),
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// Upserts `[[quotas]]` (`source = config`; the API cannot change them). A quota that left
 /// the configuration is kept, with its usage, and handed to the API (`source = api`).
 fn upsert_declarative_quotas(db: &Db, defs: &[crate::quota::QuotaDef]) -> Result<(), AppError> {
@@ -222,7 +269,7 @@ fn upsert_declarative_quotas(db: &Db, defs: &[crate::quota::QuotaDef]) -> Result
 
 fn run_with_database(
     config: Config,
-    declarative: &[crate::jobs::JobDef],
+    declarative: &[crate::config::Declared],
     url: DatabaseUrl,
     managed: bool,
     started: std::time::Instant,
@@ -240,7 +287,9 @@ fn run_with_database(
     }
 
     upsert_declarative_quotas(&db, &config.declarative_quotas())?;
-    upsert_declarative_jobs(&db, declarative)?;
+    check_declarative_references(&db, &config, declarative)?;
+    let defs: Vec<crate::jobs::JobDef> = declarative.iter().map(|d| d.def.clone()).collect();
+    upsert_declarative_jobs(&db, &defs)?;
 
     let mut tokens = TokenSet::from_config(&config.auth.tokens);
     if tokens.is_empty() && managed {

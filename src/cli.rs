@@ -127,6 +127,11 @@ pub fn main() -> i32 {
             telemetry::init_logging(&config.log);
             match app::serve(config, jobs, ServeOptions { ephemeral }) {
                 Ok(code) => code,
+                Err(e @ app::AppError::Config(_)) => {
+                    tracing::error!(error = %e, "overseer failed");
+                    eprintln!("overseer: {e}");
+                    exit::CONFIG
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "overseer failed");
                     eprintln!("overseer: {e}");

@@ -493,6 +493,15 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// A declarative job with where it was declared (for errors found after loading).
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub def: crate::jobs::JobDef,
+    /// `jobs.<i>` in its source.
+    pub key: String,
+    pub origin: Origin,
+}
+
 /// Where to read configuration from. `env` is passed in (not read globally) so that tests
 /// and `main` use the same code without touching the process environment.
 #[derive(Debug, Clone, Default)]
@@ -580,10 +589,18 @@ impl Loaded {
 const DEFAULTS_NAME: &str = "built-in defaults";
 const ENV_NAME: &str = "environment";
 
+/// Where `key` came from; for a key figment does not track itself (an element of an array
+/// of tables, like `jobs.1.quota.0.name`), where its nearest tracked parent came from.
 fn origin_of(figment: &Figment, key: &str) -> Origin {
-    match figment.find_metadata(key) {
-        Some(meta) => origin_from_metadata(meta, key),
-        None => Origin::Unknown,
+    let mut k = key;
+    loop {
+        if let Some(meta) = figment.find_metadata(k) {
+            return origin_from_metadata(meta, k);
+        }
+        match k.rsplit_once('.') {
+            Some((parent, _)) => k = parent,
+            None => return Origin::Unknown,
+        }
     }
 }
 
@@ -1082,7 +1099,7 @@ impl Loaded {
 
     /// The declarative jobs: `[[jobs]]` of the configuration, then every `*.toml` in
     /// `scheduler.jobs_dir` (sorted by file name), validated. Names must be unique.
-    pub fn declarative_jobs(&self) -> Result<Vec<crate::jobs::JobDef>, ConfigError> {
+    pub fn declarative_jobs(&self) -> Result<Vec<Declared>, ConfigError> {
         let now = chrono::Utc::now();
         let defaults = &self.config.scheduler.defaults;
         let mut defs = Vec::new();
@@ -1108,7 +1125,7 @@ impl Loaded {
                     ),
                 });
             }
-            defs.push(def);
+            defs.push(Declared { def, key, origin });
             Ok(())
         };
         for (i, job) in self.config.jobs.iter().enumerate() {

@@ -176,3 +176,66 @@ fn token_new_prints_a_token_once_and_its_config_entry() {
         format!("overseer {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A declarative job naming a quota or a channel that does not exist stops start-up with a
+/// configuration error naming the key (exit 2), as the API refuses the same job with a 422.
+#[test]
+fn a_declarative_job_naming_a_missing_quota_or_channel_stops_start_up() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cases = [
+        (
+            "[[quotas]]\nname = \"messages\"\nlimits = { day = 5 }\n\
+             [[jobs]]\nname = \"fine\"\nkind = \"noop\"\nschedule = { every = \"1h\" }\n\
+             quota = [{ name = \"messages\", cost = 1 }]\n\
+             [[jobs]]\nname = \"greet\"\nkind = \"noop\"\nschedule = { every = \"1h\" }\n\
+             quota = [{ name = \"mesages\", cost = 1 }]\n",
+            "jobs.1.quota.0.name",
+            "no quota named `mesages`",
+        ),
+        (
+            "[[jobs]]\nname = \"remind\"\nkind = \"notify\"\nschedule = { every = \"1h\" }\n\
+             payload = { channels = [\"log\", \"slack\"], subject = \"hi\" }\n",
+            "jobs.0.payload.channels.1",
+            "no channel named `slack`",
+        ),
+        (
+            "[[quotas]]\nname = \"messages\"\nlimits = { day = 5 }\n\
+             [[jobs]]\nname = \"browse\"\nkind = \"browser\"\nschedule = { every = \"1h\" }\n\
+             payload = { profile = \"p\", steps = [{ goto = { url = \"http://127.0.0.1:9/\" } }, { consume = { quota = \"other\" } }] }\n",
+            "jobs.0.payload.steps.1.consume.quota",
+            "no quota named `other`",
+        ),
+    ];
+    for (toml, key, says) in cases {
+        let config = dir.path().join("overseer.toml");
+        std::fs::write(&config, toml).unwrap();
+        let (code, _, err) = run_cli(
+            &["--config", config.to_str().unwrap(), "serve"],
+            &[
+                ("OVERSEER__DATABASE__URL", db.url.expose()),
+                ("OVERSEER__STATE_DIR", state.to_str().unwrap()),
+                ("OVERSEER__SERVER__BIND", "127.0.0.1:0"),
+            ],
+        );
+        assert_eq!(code, 2, "{toml}\n{err}");
+        assert!(err.contains(key) && err.contains(says), "{key}: {err}");
+        assert!(
+            err.contains(config.to_str().unwrap()),
+            "names the file: {err}"
+        );
+    }
+    // Nothing was upserted from a configuration that failed.
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let n = diesel::sql_query("SELECT count(*) AS n FROM jobs")
+        .get_result::<N>(&mut db.conn())
+        .unwrap()
+        .n;
+    assert_eq!(n, 0);
+}

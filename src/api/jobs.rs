@@ -18,7 +18,6 @@ use crate::db::runs::{self as db_runs, Run};
 use crate::db::schema::idempotency_keys;
 use crate::db::DbError;
 use crate::jobs::JobDef;
-use crate::kinds::JobKind;
 
 pub const MAX_LIMIT: i64 = 1000;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -130,8 +129,7 @@ pub async fn create(
         now,
     )
     .map_err(ApiError::invalid)?;
-    check_channels(&state, &def)?;
-    check_quotas(&state, &def).await?;
+    check_references(&state, &def).await?;
     let key = req
         .headers()
         .get("idempotency-key")
@@ -295,8 +293,7 @@ pub async fn update(
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
         .patch(&body, crate::kinds::registry(), now)
         .map_err(ApiError::invalid)?;
-    check_channels(&state, &def)?;
-    check_quotas(&state, &def).await?;
+    check_references(&state, &def).await?;
     let updated = state
         .db
         .run(move |c| db_jobs::update_def(c, &job, &def, now))
@@ -402,66 +399,37 @@ pub async fn trigger(
     Ok(HttpResponse::Created().json(run))
 }
 
-/// A `notify` job must name channels this node knows (a typo is a 422, not a failed run).
-/// Every quota a job names (its `quota` claims, a browser script's `consume` steps) must
-/// exist, or its runs could only fail.
-async fn check_quotas(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
-    let mut named: Vec<(String, String)> = def
-        .quota
+/// Every quota and channel a job names (its quota claims, what its kind's payload names)
+/// must exist, or its runs could only fail: a 422 naming each field. Declarative jobs get
+/// the same check at start-up (`app`).
+async fn check_references(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
+    let refs = def.references(crate::kinds::registry());
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let quotas: Vec<String> = refs
         .iter()
-        .enumerate()
-        .map(|(i, q)| (format!("quota.{i}.name"), q.name.clone()))
+        .filter(|r| r.to == crate::jobs::Referent::Quota)
+        .map(|r| r.name.clone())
         .collect();
-    if def.kind == crate::kinds::browser::Browser.name() {
-        let steps = def.payload.get("steps").and_then(Value::as_array);
-        for (i, step) in steps.into_iter().flatten().enumerate() {
-            if let Some(q) = step.pointer("/consume/quota").and_then(Value::as_str) {
-                named.push((format!("payload.steps.{i}.consume.quota"), q.to_string()));
-            }
-        }
-    }
-    if named.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = named.iter().map(|(_, n)| n.clone()).collect();
-    let known: std::collections::HashSet<String> = state
-        .db
-        .run(move |c| crate::db::quotas::existing(c, &names))
-        .await?
-        .into_iter()
-        .collect();
-    let mut problems = crate::stdx::problems::Problems::default();
-    for (path, name) in named.iter().filter(|(_, n)| !known.contains(n)) {
-        problems.add(
-            path,
-            format!("no quota named `{name}` ([[quotas]] or PUT /api/v1/quotas/{name})"),
-        );
-    }
+    let known: std::collections::HashSet<String> = if quotas.is_empty() {
+        Default::default()
+    } else {
+        state
+            .db
+            .run(move |c| crate::db::quotas::existing(c, &quotas))
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let problems = crate::jobs::unresolved(
+        &refs,
+        |q| known.contains(q),
+        |c| state.routing.channel(c).is_some(),
+    );
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(problems.into_vec()))
-    }
-}
-
-fn check_channels(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
-    if def.kind != crate::kinds::notify::Notify.name() {
-        return Ok(());
-    }
-    let mut problems = crate::stdx::problems::Problems::default();
-    let named = def.payload.get("channels").and_then(Value::as_array);
-    for (i, c) in named.into_iter().flatten().enumerate() {
-        let name = c.as_str().unwrap_or_default();
-        if state.routing.channel(name).is_none() {
-            problems.add(
-                &format!("payload.channels.{i}"),
-                format!("no channel named `{name}` in [[notify.channels]]"),
-            );
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(problems.into_vec()))
+        Err(ApiError::invalid(problems))
     }
 }

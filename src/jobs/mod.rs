@@ -105,6 +105,52 @@ pub trait Kinds {
     fn check(&self, kind: &str, payload: &Value, path: &str, p: &mut Problems) -> bool;
     /// Every kind's name, for the error that lists them.
     fn names(&self) -> Vec<&'static str>;
+    /// The names a valid `payload` of `kind` refers to (paths under `path`).
+    fn references(&self, kind: &str, payload: &Value, path: &str) -> Vec<Reference>;
+}
+
+/// Something a job names that must exist outside it, or its runs could only fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// JSON path of the field that names it.
+    pub path: String,
+    pub to: Referent,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Referent {
+    /// A quota (`[[quotas]]` or `PUT /api/v1/quotas/{name}`).
+    Quota,
+    /// A notification channel (`[[notify.channels]]`, or `log`).
+    Channel,
+}
+
+/// The references that do not resolve, as field problems (the same words for the API's 422
+/// and a declarative job's configuration error).
+pub fn unresolved(
+    refs: &[Reference],
+    quota_exists: impl Fn(&str) -> bool,
+    channel_exists: impl Fn(&str) -> bool,
+) -> Vec<FieldError> {
+    let mut p = Problems::default();
+    for r in refs {
+        match r.to {
+            Referent::Quota if !quota_exists(&r.name) => p.add(
+                &r.path,
+                format!(
+                    "no quota named `{}` ([[quotas]] or PUT /api/v1/quotas/{})",
+                    r.name, r.name
+                ),
+            ),
+            Referent::Channel if !channel_exists(&r.name) => p.add(
+                &r.path,
+                format!("no channel named `{}` in [[notify.channels]]", r.name),
+            ),
+            _ => {}
+        }
+    }
+    p.into_vec()
 }
 
 fn check_kind_payload(kinds: &dyn Kinds, kind: Option<&str>, payload: &Value, p: &mut Problems) {
@@ -122,6 +168,22 @@ fn check_kind_payload(kinds: &dyn Kinds, kind: Option<&str>, payload: &Value, p:
 }
 
 impl JobDef {
+    /// Everything this job names: its quota claims and what its kind's payload names.
+    pub fn references(&self, kinds: &dyn Kinds) -> Vec<Reference> {
+        let mut refs: Vec<Reference> = self
+            .quota
+            .iter()
+            .enumerate()
+            .map(|(i, q)| Reference {
+                path: format!("quota.{i}.name"),
+                to: Referent::Quota,
+                name: q.name.clone(),
+            })
+            .collect();
+        refs.extend(kinds.references(&self.kind, &self.payload, "payload"));
+        refs
+    }
+
     pub fn quota_json(&self) -> Value {
         serde_json::to_value(&self.quota).unwrap_or_else(|_| Value::Array(Vec::new()))
     }

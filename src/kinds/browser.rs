@@ -176,6 +176,27 @@ impl JobKind for Browser {
         }
     }
 
+    fn references(&self, payload: &Value, path: &str) -> Vec<crate::jobs::Reference> {
+        let mut problems = Problems::default();
+        let steps = steps::parse(
+            payload.get("steps").unwrap_or(&Value::Null),
+            "steps",
+            &mut problems,
+        );
+        steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| match step {
+                Step::Consume { quota, .. } => Some(crate::jobs::Reference {
+                    path: format!("{path}.steps.{i}.consume.quota"),
+                    to: crate::jobs::Referent::Quota,
+                    name: quota.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn execute(
         &self,
         ctx: RunContext,

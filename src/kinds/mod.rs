@@ -91,6 +91,11 @@ pub trait JobKind: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks a payload; problems are reported under `path` (normally "payload").
     fn validate(&self, payload: &Value, path: &str, problems: &mut Problems);
+    /// The quotas, channels … a valid payload names (checked to exist, for API and
+    /// declarative jobs alike). None by default.
+    fn references(&self, _payload: &Value, _path: &str) -> Vec<crate::jobs::Reference> {
+        Vec::new()
+    }
     /// Runs once. The future runs on the executor's event loop: no blocking calls.
     fn execute(
         &self,
@@ -128,6 +133,12 @@ impl crate::jobs::Kinds for Registry {
 
     fn names(&self) -> Vec<&'static str> {
         self.keys().copied().collect()
+    }
+
+    fn references(&self, kind: &str, payload: &Value, path: &str) -> Vec<crate::jobs::Reference> {
+        self.get(kind)
+            .map(|k| k.references(payload, path))
+            .unwrap_or_default()
     }
 }
 

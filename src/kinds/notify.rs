@@ -72,6 +72,22 @@ impl JobKind for Notify {
         }
     }
 
+    fn references(&self, payload: &Value, path: &str) -> Vec<crate::jobs::Reference> {
+        let named = payload.get("channels").and_then(Value::as_array);
+        named
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                Some(crate::jobs::Reference {
+                    path: format!("{path}.channels.{i}"),
+                    to: crate::jobs::Referent::Channel,
+                    name: c.as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
+
     fn execute(
         &self,
         ctx: RunContext,
