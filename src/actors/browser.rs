@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::browser::politeness::PolitenessConfig;
 use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
@@ -131,41 +131,77 @@ impl BrowserPool {
     }
 }
 
-impl Actor for BrowserPool {
-    type Context = Context<Self>;
+impl BrowserPool {
+    /// Rehydration, off the event loop: kill browsers an earlier overseer (killed with -9)
+    /// left on our profiles (they would hold the profiles' locks), then reconcile the
+    /// `browser_sessions` rows of this machine with the profiles on disk. Only then is the
+    /// pool built, its address published and ready reported; a failure retries.
+    fn rehydrate(&mut self, executable: Option<PathBuf>, ctx: &mut Context<Self>) {
+        let db = self.deps.db.clone();
+        let profiles = self.deps.config.state_path("profiles");
+        ctx.spawn(
+            async move {
+                let dir = profiles.clone();
+                let (leftovers, on_disk) = tokio::task::spawn_blocking(move || {
+                    let leftovers = crate::browser::process::reap_leftovers(&dir);
+                    let on_disk = std::fs::read_dir(&dir)
+                        .map(|d| {
+                            d.flatten()
+                                .filter(|e| e.path().is_dir())
+                                .filter_map(|e| e.file_name().into_string().ok())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                    (leftovers, on_disk)
+                })
+                .await
+                .unwrap_or_default();
+                let host = super::node::hostname();
+                let rehydrated = db
+                    .run(move |c| {
+                        browser_sessions::rehydrate(c, &host, &on_disk, |pid| {
+                            !crate::browser::process::process_gone(pid)
+                        })
+                    })
+                    .await;
+                (leftovers, rehydrated)
+            }
+            .into_actor(self)
+            .map(move |(leftovers, rehydrated), act, ctx| {
+                if leftovers > 0 {
+                    tracing::warn!(
+                        actor = NAME,
+                        killed = leftovers,
+                        "killed Chromium processes left by an earlier run"
+                    );
+                }
+                match rehydrated {
+                    Ok((closed, rows)) => {
+                        tracing::info!(
+                            actor = NAME,
+                            profiles = rows.len(),
+                            closed_leftovers = closed,
+                            "browser sessions rehydrated"
+                        );
+                        act.start_pool(executable, ctx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(actor = NAME, error = %e, "reading browser_sessions failed; retrying");
+                        ctx.run_later(REHYDRATE_RETRY, move |act, ctx| {
+                            act.rehydrate(executable, ctx)
+                        });
+                    }
+                }
+            }),
+        );
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let c = &self.deps.config;
-        let executable = if c.browser.executable.is_empty() {
-            crate::browser::process::find_executable()
-        } else {
-            Some(PathBuf::from(&c.browser.executable))
-        };
-        match &executable {
-            Some(path) => tracing::info!(actor = NAME, chromium = %path.display(), anti_detection = c.flags.anti_detection, "browser pool ready"),
-            None => tracing::warn!(actor = NAME, "no chromium on PATH (browser.executable): browser jobs will fail until it is installed"),
-        }
-        if !c.flags.anti_detection {
-            tracing::warn!(
-                actor = NAME,
-                "flag anti_detection is off: pages see an automated browser"
-            );
-        }
-        // Rehydration: a browser left by an earlier overseer (killed with -9) on our
-        // profiles would hold their locks; it is killed first.
-        let leftovers = crate::browser::process::reap_leftovers(&c.state_path("profiles"));
-        if leftovers > 0 {
-            tracing::warn!(
-                actor = NAME,
-                killed = leftovers,
-                "killed Chromium processes left by an earlier run"
-            );
-        }
+    fn start_pool(&mut self, executable: Option<PathBuf>, ctx: &mut Context<Self>) {
+        let c = self.deps.config.clone();
         let (events, recorded) = tokio::sync::mpsc::unbounded_channel();
         actix_rt::spawn(record_sessions(
             self.deps.db.clone(),
             self.deps.node_id,
-            c.state_path("profiles"),
             recorded,
         ));
         self.pool = Some(Rc::new(Pool::new(
@@ -195,6 +231,30 @@ impl Actor for BrowserPool {
         )));
         self.deps.directory.set_browser_pool(ctx.address());
         self.lifeline.ready();
+    }
+}
+
+impl Actor for BrowserPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let c = self.deps.config.clone();
+        let executable = if c.browser.executable.is_empty() {
+            crate::browser::process::find_executable()
+        } else {
+            Some(PathBuf::from(&c.browser.executable))
+        };
+        match &executable {
+            Some(path) => tracing::info!(actor = NAME, chromium = %path.display(), anti_detection = c.flags.anti_detection, "browser pool ready"),
+            None => tracing::warn!(actor = NAME, "no chromium on PATH (browser.executable): browser jobs will fail until it is installed"),
+        }
+        if !c.flags.anti_detection {
+            tracing::warn!(
+                actor = NAME,
+                "flag anti_detection is off: pages see an automated browser"
+            );
+        }
+        self.rehydrate(executable, ctx);
         // Artifacts live as long as the longest-kept runs (runs.failed_retention).
         let dir = c.state_path("artifacts");
         let keep = c.runs.failed_retention;
@@ -473,39 +533,9 @@ fn changes(batch: Vec<SessionEvent>) -> Vec<(String, Change)> {
 async fn record_sessions(
     db: Db,
     node_id: uuid::Uuid,
-    profiles_dir: PathBuf,
     mut events: tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
 ) {
     let host = super::node::hostname();
-    let on_disk = tokio::task::spawn_blocking(move || {
-        std::fs::read_dir(&profiles_dir)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
-    let h = host.clone();
-    match db
-        .run(move |c| {
-            browser_sessions::rehydrate(c, &h, &on_disk, |pid| {
-                !crate::browser::process::process_gone(pid)
-            })
-        })
-        .await
-    {
-        Ok((closed, rows)) => tracing::info!(
-            actor = NAME,
-            profiles = rows.len(),
-            closed_leftovers = closed,
-            "browser sessions rehydrated"
-        ),
-        Err(e) => tracing::warn!(actor = NAME, error = %e, "reading browser_sessions failed"),
-    }
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = events.try_recv() {

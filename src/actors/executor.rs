@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
 use super::scheduler::Wake;
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::db::quotas::Receipt;
 use crate::db::runs::{self, Claimed, Completion, CompletionEvent, Handoff};
 use crate::jobs::policy::Policy;
@@ -514,7 +514,7 @@ impl Executor {
                 }
                 Err(e) => {
                     tracing::warn!(actor = NAME, error = %e, "executor rehydration failed; retrying");
-                    ctx.run_later(FLUSH_RETRY, |act, ctx| act.rehydrate(ctx));
+                    ctx.run_later(REHYDRATE_RETRY, |act, ctx| act.rehydrate(ctx));
                 }
             }),
         );

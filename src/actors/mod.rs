@@ -34,6 +34,10 @@ pub struct Deps {
     pub routing: Arc<crate::notify::Routing>,
 }
 
+/// The pause before a failed rehydration (database unreachable) is tried again; the actor
+/// stays `starting` meanwhile.
+pub const REHYDRATE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The children, in start order (the supervisor stops them in reverse: the scheduler stops
 /// handing out work before the executor drains).
 pub fn children(deps: &Deps) -> Vec<ChildSpec> {

@@ -9,14 +9,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::db::nodes::{self, Node};
 use crate::db::Db;
 use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "node";
-const REHYDRATE_RETRY: Duration = Duration::from_secs(1);
 
 pub struct NodeActor {
     db: Db,

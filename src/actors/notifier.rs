@@ -19,7 +19,7 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::config::NotifyConfig;
 use crate::db::notifications::{self, Outcome};
 use crate::notify::channel::{Deliverer, DeliveryError};
@@ -153,9 +153,17 @@ impl Notifier {
         ctx.spawn(
             async move { db.run(notifications::pending_count).await }
                 .into_actor(self)
-                .map(|res, _, _| {
-                    if let Ok(n) = res {
+                .map(|res, act, ctx| match res {
+                    Ok(n) => {
                         metrics::gauge!(names::NOTIFICATIONS_PENDING).set(n as f64);
+                        // Rehydrated: the outbox's backlog was read.
+                        act.lifeline.ready();
+                    }
+                    Err(e) => {
+                        tracing::warn!(actor = NAME, error = %e, "reading the outbox backlog failed");
+                        if !act.lifeline.is_ready() {
+                            ctx.run_later(REHYDRATE_RETRY, |act, ctx| act.backlog(ctx));
+                        }
                     }
                 }),
         );
@@ -181,7 +189,8 @@ impl Actor for Notifier {
                 }
             }
         }
-        self.lifeline.ready();
+        // Rehydration: the outbox's backlog; ready once it is read. Delivery rounds claim
+        // from the table, so nothing else is kept between incarnations.
         self.backlog(ctx);
         ctx.run_interval(BACKLOG_EVERY, |act, ctx| act.backlog(ctx));
         if self.deliverer.is_some() {

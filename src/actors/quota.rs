@@ -19,7 +19,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::db::quotas::{self, Decision, Receipt, WindowUsage};
 use crate::db::DbError;
 use crate::supervisor::Lifeline;
@@ -218,7 +218,7 @@ impl QuotaCounter {
                 .await
             }
             .into_actor(self)
-            .map(|res, act, _| match res {
+            .map(|res, act, ctx| match res {
                 Ok(all) => {
                     let names: Vec<String> = all.iter().map(|q| q.0.clone()).collect();
                     for gone in act.known.iter().filter(|n| !names.contains(n)) {
@@ -231,8 +231,15 @@ impl QuotaCounter {
                         publish(name, windows);
                     }
                     act.known = names;
+                    // Rehydrated: the definitions were read.
+                    act.lifeline.ready();
                 }
-                Err(e) => tracing::warn!(actor = NAME, error = %e, "reading quotas failed"),
+                Err(e) => {
+                    tracing::warn!(actor = NAME, error = %e, "reading quotas failed");
+                    if !act.lifeline.is_ready() {
+                        ctx.run_later(REHYDRATE_RETRY, |act, ctx| act.refresh(ctx));
+                    }
+                }
             }),
         );
     }
@@ -249,8 +256,8 @@ impl Actor for QuotaCounter {
             );
         }
         self.deps.directory.set_quota_counter(ctx.address());
+        // Rehydration: the definitions (for the gauges); ready once they are read.
         self.refresh(ctx);
-        self.lifeline.ready();
         ctx.run_interval(GAUGE_EVERY, |act, ctx| act.refresh(ctx));
     }
 }

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::executor::{Capacity, Execute};
-use super::Deps;
+use super::{Deps, REHYDRATE_RETRY};
 use crate::db::jobs::{self, Direct, FireEvent};
 use crate::db::runs::{self, Handoff};
 use crate::jobs::run_state::RunState;
@@ -26,7 +26,6 @@ use crate::telemetry::names;
 pub const NAME: &str = "scheduler";
 /// Fire transactions per tick at most (then dispatch, then tick again at once).
 const MAX_FIRE_ROUNDS: usize = 20;
-const REHYDRATE_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
     deps: Deps,

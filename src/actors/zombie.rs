@@ -113,6 +113,8 @@ impl ZombieDetector {
                 act.electing = false;
                 match res {
                     Ok((lease, silent)) => {
+                        // Rehydrated: who leads is known (the first election read the lease).
+                        act.lifeline.ready();
                         let now_leader = lease.node_id == node;
                         if now_leader != act.leader {
                             if now_leader {
@@ -289,8 +291,8 @@ impl Actor for ZombieDetector {
                 "flag zombie_detection is off: no sweeps on this node"
             );
         }
-        // Rehydrate: whoever holds the lease is read from the table by the first election.
-        self.lifeline.ready();
+        // Rehydrate: whoever holds the lease is read from the table by the first election,
+        // which reports ready (elections repeat every third of the lease).
         self.elect(ctx);
         let every = (self.deps.config.zombie.lease / 3).max(Duration::from_millis(100));
         ctx.run_interval(every, |act, ctx| act.elect(ctx));

@@ -115,6 +115,9 @@ pub struct Lifeline {
     generation: u64,
     supervisor: Addr<Supervisor>,
     failure: Arc<Mutex<Option<String>>>,
+    /// `ready()` reports once per incarnation (an actor may call it after every successful
+    /// rehydration step).
+    readied: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Lifeline {
@@ -122,12 +125,20 @@ impl Lifeline {
         self.name
     }
 
-    /// Rehydration is done: the child is running.
+    /// Rehydration is done: the child is running. Only the first call counts.
     pub fn ready(&self) {
+        if self.readied.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         self.supervisor.do_send(ChildReady {
             name: self.name,
             generation: self.generation,
         });
+    }
+
+    /// Whether `ready()` was called in this incarnation.
+    pub fn is_ready(&self) -> bool {
+        self.readied.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Records why the child is about to stop; call `ctx.stop()` next.
@@ -342,6 +353,7 @@ impl Supervisor {
             generation: child.generation,
             supervisor: me,
             failure: Arc::new(Mutex::new(None)),
+            readied: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         child.info.state = ActorState::Starting;
         child.info.started_at = Some(Utc::now());
