@@ -11,7 +11,7 @@ mod pages;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use overseer::browser::steps::{self, Step};
+use overseer::browser::script::{self as steps, Step};
 use overseer::browser::{BrowserRun, Pool, PoolConfig};
 use serde_json::json;
 

@@ -33,7 +33,7 @@ async fn record_escalation(db: Db, routing: Arc<Routing>, node_id: Uuid, e: Esca
             delay,
         } => Event::ActorRestarted {
             actor,
-            reason,
+            reason: reason.clone(),
             delay: *delay,
         },
         Escalation::Meltdown {
@@ -43,7 +43,7 @@ async fn record_escalation(db: Db, routing: Arc<Routing>, node_id: Uuid, e: Esca
             window,
         } => Event::SupervisorMeltdown {
             actor,
-            reason,
+            reason: reason.clone(),
             max_restarts: *max_restarts,
             window: *window,
         },

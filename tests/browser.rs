@@ -409,6 +409,12 @@ fn a_crashed_pool_restarts_with_new_sessions_and_leaves_no_old_browser() {
         let now = chromium_under(&state.join("profiles/p"));
         now.iter().all(|p| !old.contains(p)).then_some(())
     });
+    // The old browser can be gone before the new pool is up (its sessions end with the
+    // dead pool): the next run waits until the pool is running again, rehydrated.
+    wait_for("the pool running again", T, || {
+        let a = o.actor("browser_pool");
+        (a["state"] == "running" && a["restarts"] == 1).then_some(())
+    });
     let run = job("after");
     assert_eq!(run["state"], "succeeded", "{run}");
     let new = chromium_under(&state.join("profiles/p"));
@@ -726,7 +732,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = tmp.path().join("profiles");
     let mut problems = overseer::stdx::problems::Problems::default();
-    let script = overseer::browser::steps::parse(
+    let script = overseer::browser::script::parse(
         &json!([{"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}}]),
         "steps",
         &mut problems,

@@ -25,7 +25,7 @@ use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
 use super::scheduler::Wake;
 use super::{Deps, REHYDRATE_RETRY};
 use crate::db::quotas::Receipt;
-use crate::db::runs::{self, Claimed, Completion, CompletionEvent, Handoff};
+use crate::db::runs::{self, Claimed, Completion, Handoff};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_state::RunState;
 use crate::kinds::system::System;
@@ -33,6 +33,7 @@ use crate::kinds::{self, RunContext, RunError};
 use crate::quota::JobQuota;
 use crate::supervisor::{panic_message, Lifeline};
 use crate::telemetry::events;
+use crate::telemetry::events::Occurrence;
 use crate::telemetry::names;
 
 pub const NAME: &str = "executor";
@@ -460,9 +461,9 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// The event path for recorded results (also used by the zombie detector's rescues). The
 /// outbox rows were written with the results; this is the log lines and metrics.
-pub fn emit_completion_events(evs: &[CompletionEvent]) {
-    for e in evs {
-        events::emit(e.event());
+pub fn emit_completion_events(evs: &[Occurrence]) {
+    for o in evs {
+        events::emit(o.event.clone());
     }
 }
 

@@ -16,11 +16,12 @@ use chrono::Utc;
 
 use super::executor::{Capacity, Execute};
 use super::{Deps, REHYDRATE_RETRY};
-use crate::db::jobs::{self, Direct, FireEvent};
+use crate::db::jobs::{self, Direct};
 use crate::db::runs::{self, Handoff};
 use crate::jobs::run_state::RunState;
 use crate::supervisor::Lifeline;
 use crate::telemetry::events;
+use crate::telemetry::events::Occurrence;
 use crate::telemetry::names;
 
 pub const NAME: &str = "scheduler";
@@ -43,7 +44,7 @@ pub struct Wake;
 struct TickResult {
     fired_jobs: usize,
     runs_created: usize,
-    events: Vec<FireEvent>,
+    events: Vec<Occurrence>,
     dispatched: usize,
     capacity: usize,
     more_due: bool,
@@ -234,8 +235,8 @@ impl Scheduler {
                     metrics::counter!(names::JOBS_FIRED).increment(r.fired_jobs as u64);
                     metrics::counter!(names::RUNS_CREATED).increment(r.runs_created as u64);
                     metrics::counter!(names::RUNS_DISPATCHED).increment(r.dispatched as u64);
-                    for e in &r.events {
-                        events::emit(e.event());
+                    for o in r.events {
+                        events::emit(o.event);
                     }
                     // Full dispatch or full fire rounds: more work is waiting now. A run
                     // that could not get a slot waits for the executor's Wake.

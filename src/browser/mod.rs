@@ -9,10 +9,12 @@
 //! and replaced on the next run; the run that was using it fails and is retried per its job.
 //! The `browser_pool` actor (actors/browser.rs) owns the pool.
 
+pub mod engine;
+mod page_js;
 pub mod politeness;
 pub mod process;
+pub mod script;
 pub mod stealth;
-pub mod steps;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -30,8 +32,9 @@ use chromiumoxide::cdp::browser_protocol::page::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use self::engine::{Env, ScriptOutput};
 use self::process::{Chromium, LaunchOptions};
-use self::steps::{Env, ScriptOutput, Step};
+use self::script::Step;
 use crate::stdx::secrets::scrub;
 use crate::telemetry::names;
 
@@ -71,7 +74,7 @@ pub struct BrowserRun {
     /// The secrets the script names, resolved.
     pub secrets: BTreeMap<String, String>,
     /// How `consume` steps count (None: the script has none, or no quota counter).
-    pub consume: Option<steps::Consumer>,
+    pub consume: Option<script::Consumer>,
 }
 
 /// What happened to a profile's browser, for whoever records it (the `browser_sessions`
@@ -570,7 +573,7 @@ impl Pool {
             .await
             .map_err(browser_err)?;
         let result = tokio::select! {
-            r = steps::run(&page, &r.steps, &env, &mut out) => r,
+            r = engine::run(&page, &r.steps, &env, &mut out) => r,
             _ = futures_util::StreamExt::next(&mut crashed) => {
                 if process::process_gone(browser_pid) {
                     // The whole browser died (its renderers first): the session is gone. It

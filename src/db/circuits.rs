@@ -123,7 +123,9 @@ pub fn record(
                     return Ok(None);
                 }
                 let rows = routing.rows([(
-                    Event::CircuitClosed { domain },
+                    Event::CircuitClosed {
+                        domain: domain.to_string(),
+                    },
                     format!("{domain}:{}", now.timestamp_micros()),
                 )]);
                 (Some("closed"), rows)
@@ -149,10 +151,10 @@ pub fn record(
                         .execute(conn)?;
                     let rows = routing.rows([(
                         Event::CircuitOpened {
-                            domain,
+                            domain: domain.to_string(),
                             failures,
                             until,
-                            error: err,
+                            error: err.to_string(),
                         },
                         format!("{domain}:{}", now.timestamp_micros()),
                     )]);

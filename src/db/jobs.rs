@@ -21,7 +21,7 @@ use crate::jobs::schedule::Schedule;
 use crate::jobs::JobDef;
 use crate::notify::Routing;
 use crate::stdx::problems::Problems;
-use crate::telemetry::events::Event;
+use crate::telemetry::events::{Event, Occurrence};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = jobs)]
@@ -268,54 +268,17 @@ pub fn pause_config_jobs_except(
     .get_results(conn)?)
 }
 
-/// Something the fire step decided that the event path must hear about (after commit).
-#[derive(Debug, Clone)]
-pub enum FireEvent {
-    Missed {
-        job: String,
-        job_id: Uuid,
-        /// The fire that was due (with the job, what makes the event unique).
-        fire_at: DateTime<Utc>,
-        covers: i32,
-    },
-    Failed {
-        job: String,
-        job_id: Uuid,
-        fire_at: DateTime<Utc>,
-        reason: String,
-    },
-}
-
-impl FireEvent {
-    pub fn event(&self) -> Event<'_> {
-        match self {
-            FireEvent::Missed { job, covers, .. } => Event::JobMissed {
-                job,
-                covers: *covers,
-            },
-            FireEvent::Failed { job, reason, .. } => Event::JobFailed { job, reason },
-        }
-    }
-
-    fn identity(&self) -> String {
-        match self {
-            FireEvent::Missed {
-                job_id, fire_at, ..
-            }
-            | FireEvent::Failed {
-                job_id, fire_at, ..
-            } => {
-                format!("{job_id}:{}", fire_at.timestamp_micros())
-            }
-        }
-    }
+/// What makes a fire's event unique: the job and the fire that was due.
+fn fire_identity(job_id: Uuid, fire_at: DateTime<Utc>) -> String {
+    format!("{job_id}:{}", fire_at.timestamp_micros())
 }
 
 #[derive(Debug, Default)]
 pub struct FireOutcome {
     pub jobs: usize,
     pub runs: usize,
-    pub events: Vec<FireEvent>,
+    /// What the fire step decided that the event path must hear about (after commit).
+    pub events: Vec<Occurrence>,
     /// Runs started at once on the dispatching node (no pending stage).
     pub started: Vec<Claimed>,
     /// The earliest next_fire_at of an active job after this step.
@@ -426,20 +389,22 @@ pub fn fire_due(
                 new_runs.push(run);
             }
             if missed > 0 {
-                out.events.push(FireEvent::Missed {
-                    job: job.name.clone(),
-                    job_id: job.id,
-                    fire_at: due_at,
-                    covers: missed,
-                });
+                out.events.push(Occurrence::new(
+                    fire_identity(job.id, due_at),
+                    Event::JobMissed {
+                        job: job.name.clone(),
+                        covers: missed,
+                    },
+                ));
             }
             if failed {
-                out.events.push(FireEvent::Failed {
-                    job: job.name.clone(),
-                    job_id: job.id,
-                    fire_at: due_at,
-                    reason: "missed fire with no retries left (max_retries = 0)".into(),
-                });
+                out.events.push(Occurrence::new(
+                    fire_identity(job.id, due_at),
+                    Event::JobFailed {
+                        job: job.name.clone(),
+                        reason: "missed fire with no retries left (max_retries = 0)".into(),
+                    },
+                ));
             }
             upd_ids.push(job.id);
             upd_next.push(next_fire_at);
@@ -467,7 +432,11 @@ pub fn fire_due(
         .bind::<Array<Text>, _>(&upd_state)
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
-        let rows = routing.rows(out.events.iter().map(|e| (e.event(), e.identity())));
+        let rows = routing.rows(
+            out.events
+                .iter()
+                .map(|o| (o.event.clone(), o.identity.clone())),
+        );
         notifications::enqueue(conn, &rows)?;
         out.next_due = next_due(conn)?;
         Ok(out)

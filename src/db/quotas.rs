@@ -355,8 +355,8 @@ pub fn consume_batch(
             let rows = routing.rows(exhausted.iter().map(|w| {
                 (
                     Event::QuotaExhausted {
-                        quota: name,
-                        window: w.kind.as_str(),
+                        quota: name.to_string(),
+                        window: w.kind.as_str().to_string(),
                         limit: w.limit,
                         resets_at: w.end,
                     },

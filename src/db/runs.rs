@@ -18,7 +18,7 @@ use crate::jobs::plan::PlannedRun;
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::run_state::RunState;
 use crate::notify::Routing;
-use crate::telemetry::events::Event;
+use crate::telemetry::events::{Event, Occurrence};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema, QueryableByName)]
 #[diesel(table_name = runs)]
@@ -377,138 +377,13 @@ pub struct Completion {
     pub error_message: Option<String>,
 }
 
-/// What recording a batch of completions decided (for the event path, after commit).
-#[derive(Debug, Clone)]
-pub enum CompletionEvent {
-    Executed {
-        job: String,
-        run_id: Uuid,
-        attempt: i32,
-    },
-    Error {
-        job: String,
-        run_id: Uuid,
-        attempt: i32,
-        kind: String,
-        message: String,
-    },
-    RetryScheduled {
-        job: String,
-        run_id: Uuid,
-        next_attempt: i32,
-        delay_ms: i64,
-    },
-    Failed {
-        job: String,
-        run_id: Uuid,
-        attempt: i32,
-    },
-    /// Refused by the fence: the run was no longer ours or no longer running.
-    Refused { run_id: Uuid },
-    /// The run waits (a quota is exhausted); no attempt was used.
-    Deferred {
-        job: String,
-        run_id: Uuid,
-        reason: String,
-        until: DateTime<Utc>,
-    },
-    /// The attempt was rescued by the zombie detector (the retry or dead letter follows).
-    Zombie {
-        job: String,
-        run_id: Uuid,
-        attempt: i32,
-        reason: String,
-    },
-}
-
-impl CompletionEvent {
-    /// The event it is (for logs, metrics and the outbox).
-    pub fn event(&self) -> Event<'_> {
-        match self {
-            CompletionEvent::Executed {
-                job,
-                run_id,
-                attempt,
-            } => Event::JobExecuted {
-                job,
-                run_id: *run_id,
-                attempt: *attempt,
-            },
-            CompletionEvent::Error {
-                job,
-                run_id,
-                attempt,
-                kind,
-                message,
-            } => Event::JobError {
-                job,
-                run_id: *run_id,
-                attempt: *attempt,
-                kind,
-                message,
-            },
-            CompletionEvent::RetryScheduled {
-                job,
-                run_id,
-                next_attempt,
-                delay_ms,
-            } => Event::JobRetryScheduled {
-                job,
-                run_id: *run_id,
-                next_attempt: *next_attempt,
-                delay_ms: *delay_ms,
-            },
-            CompletionEvent::Failed { job, .. } => Event::JobFailed {
-                job,
-                reason: "retries exhausted",
-            },
-            CompletionEvent::Refused { run_id } => Event::RunRefused { run_id: *run_id },
-            CompletionEvent::Deferred {
-                job,
-                run_id,
-                reason,
-                until,
-            } => Event::RunDeferred {
-                job,
-                run_id: *run_id,
-                reason,
-                until: *until,
-            },
-            CompletionEvent::Zombie {
-                job,
-                run_id,
-                attempt,
-                reason,
-            } => Event::RunZombie {
-                job,
-                run_id: *run_id,
-                attempt: *attempt,
-                reason,
-            },
-        }
-    }
-
-    /// What makes this event unique: the run (an attempt has its own run id).
-    fn run_id(&self) -> Uuid {
-        match self {
-            CompletionEvent::Executed { run_id, .. }
-            | CompletionEvent::Error { run_id, .. }
-            | CompletionEvent::RetryScheduled { run_id, .. }
-            | CompletionEvent::Failed { run_id, .. }
-            | CompletionEvent::Refused { run_id }
-            | CompletionEvent::Deferred { run_id, .. }
-            | CompletionEvent::Zombie { run_id, .. } => *run_id,
-        }
-    }
-}
-
 /// Writes the routed events of a batch to the outbox, in the caller's transaction.
 fn enqueue_events(
     conn: &mut PgConnection,
     routing: &Routing,
-    events: &[CompletionEvent],
+    events: &[Occurrence],
 ) -> Result<(), DbError> {
-    let rows = routing.rows(events.iter().map(|e| (e.event(), e.run_id().to_string())));
+    let rows = routing.rows(events.iter().map(|o| (o.event.clone(), o.identity.clone())));
     notifications::enqueue(conn, &rows)?;
     Ok(())
 }
@@ -542,7 +417,7 @@ pub fn complete(
     now: DateTime<Utc>,
     defaults: &PolicyDefaults,
     routing: &Routing,
-) -> Result<Vec<CompletionEvent>, DbError> {
+) -> Result<Vec<Occurrence>, DbError> {
     if results.is_empty() {
         return Ok(Vec::new());
     }
@@ -586,35 +461,44 @@ pub fn complete(
         for r in &recorded {
             if r.state == RunState::Deferred.as_str() {
                 let result = results.iter().find(|c| c.run_id == r.id);
-                events.push(CompletionEvent::Deferred {
-                    job: r.job_name.clone(),
-                    run_id: r.id,
-                    reason: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
-                    until: result.and_then(|c| c.defer_until).unwrap_or(now),
-                });
+                events.push(Occurrence::new(
+                    r.id,
+                    Event::RunDeferred {
+                        job: r.job_name.clone(),
+                        run_id: r.id,
+                        reason: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                        until: result.and_then(|c| c.defer_until).unwrap_or(now),
+                    },
+                ));
                 continue;
             }
             if r.state == RunState::Succeeded.as_str() {
-                events.push(CompletionEvent::Executed {
-                    job: r.job_name.clone(),
-                    run_id: r.id,
-                    attempt: r.attempt,
-                });
+                events.push(Occurrence::new(
+                    r.id,
+                    Event::JobExecuted {
+                        job: r.job_name.clone(),
+                        run_id: r.id,
+                        attempt: r.attempt,
+                    },
+                ));
                 continue;
             }
             let result = results.iter().find(|c| c.run_id == r.id);
-            events.push(CompletionEvent::Error {
-                job: r.job_name.clone(),
-                run_id: r.id,
-                attempt: r.attempt,
-                kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
-                message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
-            });
+            events.push(Occurrence::new(
+                r.id,
+                Event::JobError {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                    kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
+                    message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                },
+            ));
             retry_or_fail(r, now, defaults, &mut retries, &mut events);
         }
         for id in &ids {
             if !recorded.iter().any(|r| r.id == *id) {
-                events.push(CompletionEvent::Refused { run_id: *id });
+                events.push(Occurrence::new(id, Event::RunRefused { run_id: *id }));
             }
         }
         insert_retries(conn, &retries)?;
@@ -630,7 +514,7 @@ fn retry_or_fail(
     now: DateTime<Utc>,
     defaults: &PolicyDefaults,
     retries: &mut Vec<NewRun>,
-    events: &mut Vec<CompletionEvent>,
+    events: &mut Vec<Occurrence>,
 ) {
     let policy = Policy::from_stored(&r.policy, defaults);
     match policy.next_attempt_after(r.attempt as u32) {
@@ -645,18 +529,23 @@ fn retry_or_fail(
                 now + delay,
                 now,
             ));
-            events.push(CompletionEvent::RetryScheduled {
-                job: r.job_name.clone(),
-                run_id: r.id,
-                next_attempt: r.attempt + 1,
-                delay_ms: delay.num_milliseconds(),
-            });
+            events.push(Occurrence::new(
+                r.id,
+                Event::JobRetryScheduled {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    next_attempt: r.attempt + 1,
+                    delay_ms: delay.num_milliseconds(),
+                },
+            ));
         }
-        None => events.push(CompletionEvent::Failed {
-            job: r.job_name.clone(),
-            run_id: r.id,
-            attempt: r.attempt,
-        }),
+        None => events.push(Occurrence::new(
+            r.id,
+            Event::JobFailed {
+                job: r.job_name.clone(),
+                reason: "retries exhausted".to_string(),
+            },
+        )),
     }
 }
 
@@ -712,7 +601,7 @@ pub fn rescue_zombies(
     now: DateTime<Utc>,
     defaults: &PolicyDefaults,
     routing: &Routing,
-) -> Result<Vec<CompletionEvent>, DbError> {
+) -> Result<Vec<Occurrence>, DbError> {
     if zombies.is_empty() {
         return Ok(Vec::new());
     }
@@ -740,12 +629,15 @@ pub fn rescue_zombies(
                 .find(|z| z.0 == r.id)
                 .map(|z| z.1)
                 .unwrap_or("unknown");
-            events.push(CompletionEvent::Zombie {
-                job: r.job_name.clone(),
-                run_id: r.id,
-                attempt: r.attempt,
-                reason: reason.to_string(),
-            });
+            events.push(Occurrence::new(
+                r.id,
+                Event::RunZombie {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                    reason: reason.to_string(),
+                },
+            ));
             retry_or_fail(r, now, defaults, &mut retries, &mut events);
         }
         insert_retries(conn, &retries)?;

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::system::QuotaAnswer;
 use super::{known_fields, JobKind, RunContext, RunError};
-use crate::browser::steps::{self, Step};
+use crate::browser::script::{self as steps, Step};
 use crate::browser::BrowserRun;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;

@@ -44,7 +44,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    pub fn of(event: &Event<'_>, identity: impl Display) -> Self {
+    pub fn of(event: &Event, identity: impl Display) -> Self {
         Self {
             event: event.name().to_string(),
             severity: event.severity(),
@@ -151,10 +151,7 @@ impl Routing {
     }
 
     /// The outbox rows for some events (each with its identity); unrouted ones yield none.
-    pub fn rows<'a>(
-        &self,
-        events: impl IntoIterator<Item = (Event<'a>, String)>,
-    ) -> Vec<OutboxRow> {
+    pub fn rows(&self, events: impl IntoIterator<Item = (Event, String)>) -> Vec<OutboxRow> {
         let mut rows = Vec::new();
         for (event, identity) in events {
             if !self.routes(event.name()) {
@@ -263,8 +260,8 @@ mod tests {
         let id = uuid::Uuid::nil();
         let rows = r.rows([(
             Event::JobFailed {
-                job: "j",
-                reason: "x",
+                job: "j".to_string(),
+                reason: "x".to_string(),
             },
             id.to_string(),
         )]);

@@ -502,7 +502,7 @@ impl Handler<ChildExited> for Supervisor {
                 child.info.restarts += 1;
                 events::emit(Event::ActorRestarted {
                     actor: msg.name,
-                    reason: &message,
+                    reason: message.clone(),
                     delay,
                 });
                 if let Some(tx) = &self.escalate {
@@ -523,7 +523,7 @@ impl Handler<ChildExited> for Supervisor {
                 self.meltdown = Some(msg.name);
                 events::emit(Event::SupervisorMeltdown {
                     actor: msg.name,
-                    reason: &message,
+                    reason: message.clone(),
                     max_restarts: self.config.max_restarts,
                     window: self.config.restart_window,
                 });

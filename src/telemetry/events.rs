@@ -42,78 +42,96 @@ impl Severity {
     }
 }
 
-#[derive(Debug)]
-pub enum Event<'a> {
+/// An event with its identity: what makes it unique (a run, a job's fire, a domain's
+/// transition), so that the outbox's dedupe key holds it once however often its
+/// transaction is replayed.
+#[derive(Debug, Clone)]
+pub struct Occurrence {
+    pub event: Event,
+    pub identity: String,
+}
+
+impl Occurrence {
+    pub fn new(identity: impl ToString, event: Event) -> Self {
+        Self {
+            event,
+            identity: identity.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
     ActorRestarted {
         actor: &'static str,
-        reason: &'a str,
+        reason: String,
         delay: Duration,
     },
     SupervisorMeltdown {
         actor: &'static str,
-        reason: &'a str,
+        reason: String,
         max_restarts: u32,
         window: Duration,
     },
     /// A run succeeded.
     JobExecuted {
-        job: &'a str,
+        job: String,
         run_id: uuid::Uuid,
         attempt: i32,
     },
     /// A run failed or timed out (a retry may follow).
     JobError {
-        job: &'a str,
+        job: String,
         run_id: uuid::Uuid,
         attempt: i32,
-        kind: &'a str,
-        message: &'a str,
+        kind: String,
+        message: String,
     },
     /// Fires later than misfire_grace were recorded as missed.
-    JobMissed { job: &'a str, covers: i32 },
+    JobMissed { job: String, covers: i32 },
     JobRetryScheduled {
-        job: &'a str,
+        job: String,
         run_id: uuid::Uuid,
         next_attempt: i32,
         delay_ms: i64,
     },
     /// Retries exhausted: the run is a dead letter.
-    JobFailed { job: &'a str, reason: &'a str },
+    JobFailed { job: String, reason: String },
     /// A late result was refused by the fence (the attempt was no longer current).
     RunRefused { run_id: uuid::Uuid },
     /// A domain's circuit opened: browser runs for it wait until `until`.
     CircuitOpened {
-        domain: &'a str,
+        domain: String,
         failures: i32,
         until: chrono::DateTime<chrono::Utc>,
-        error: &'a str,
+        error: String,
     },
     /// A domain's circuit closed again (a probe run succeeded).
-    CircuitClosed { domain: &'a str },
+    CircuitClosed { domain: String },
     /// A quota refused a consumption: the window is full until `resets_at`.
     QuotaExhausted {
-        quota: &'a str,
-        window: &'a str,
+        quota: String,
+        window: String,
         limit: i64,
         resets_at: chrono::DateTime<chrono::Utc>,
     },
     /// A run waits (a quota is exhausted) and starts again at `until`; no retry is used.
     RunDeferred {
-        job: &'a str,
+        job: String,
         run_id: uuid::Uuid,
-        reason: &'a str,
+        reason: String,
         until: chrono::DateTime<chrono::Utc>,
     },
     /// A running run was rescued by the zombie detector.
     RunZombie {
-        job: &'a str,
+        job: String,
         run_id: uuid::Uuid,
         attempt: i32,
-        reason: &'a str,
+        reason: String,
     },
 }
 
-impl Event<'_> {
+impl Event {
     /// The stable, dotted event name (what notification routing will match on).
     pub fn name(&self) -> &'static str {
         match self {
@@ -317,7 +335,7 @@ impl Event<'_> {
     }
 }
 
-pub fn emit(event: Event<'_>) {
+pub fn emit(event: Event) {
     let name = event.name();
     metrics::counter!(names::EVENTS, "event" => name).increment(1);
     match event {
