@@ -162,6 +162,18 @@ fn ready_follows_the_database_without_a_restart() {
     o.wait_ready(T);
     assert_eq!(o.child.id(), pid, "same process");
     assert_eq!(o.get("/api/v1/nodes", o.admin()).status, 200);
+    // An outage is not a crash: no actor was restarted, and no restart was reported.
+    let list = o.get("/api/v1/actors", o.admin()).json();
+    let actors = list["actors"].as_array().unwrap();
+    assert!(actors.len() >= 8, "{list}");
+    for a in actors {
+        assert_eq!(a["restarts"], 0, "{a}");
+        assert_eq!(a["state"], "running", "{a}");
+    }
+    assert!(
+        !o.logs.text().contains("actor.restarted"),
+        "an actor.restarted event was emitted during the outage"
+    );
     drop(o);
     pg.stop().unwrap();
 }

@@ -480,7 +480,13 @@ fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
         let runs = off.get("/api/v1/runs?job=while-off", off.admin()).json();
         (runs["items"][0]["state"] == "succeeded").then_some(())
     });
-    // The run's outbox row was committed with it; with the flag off nobody claims it.
+    // The run's outbox row was committed with it; with the flag off nobody claims it, however
+    // long we look: ten poll intervals (100 ms each) after the row is there. A negative
+    // check has to let time pass; the deadline is the thing measured here.
+    let since = std::time::Instant::now();
+    wait_for("ten poll intervals", T, || {
+        (since.elapsed() >= Duration::from_millis(1000)).then_some(())
+    });
     let pending = notifications(&off, "?state=pending");
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["attempts"], 0);
