@@ -26,13 +26,27 @@ fn a_crashed_actor_is_restarted_and_rehydrated_within_a_second() {
         .start_with_tmp(Some(tmp));
     o.wait_ready(T);
 
+    let registered = || {
+        o.logs
+            .lines()
+            .iter()
+            .filter(|l| l.contains("\"node registered\""))
+            .count() as u64
+    };
     for round in 1..=2u64 {
+        // From before the crash request to running again, rehydrated (it registered the
+        // node row anew), with its restart counted.
+        let before = Instant::now();
         let a = o.post("/api/v1/actors/node/crash", o.admin(), None);
         assert_eq!(a.status, 202, "{}", a.text);
-        let actor = wait_for("node restarted and running", T, || {
+        let actor = wait_for("node restarted, rehydrated and running", T, || {
             let a = o.actor("node");
-            (a["restarts"] == round && a["state"] == "running").then_some(a)
+            (a["restarts"] == round && a["state"] == "running" && registered() == round + 1)
+                .then_some(a)
         });
+        let total = before.elapsed();
+        println!("round {round}: crash request to running and rehydrated in {total:?}");
+        assert!(total < Duration::from_secs(1), "recovery took {total:?}");
         let failed_at = ts(&actor["last_failure"]["at"]);
         let restarted_at = ts(&actor["started_at"]);
         let latency = (restarted_at - failed_at).to_std().unwrap();

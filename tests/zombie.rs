@@ -271,14 +271,31 @@ fn leadership_fails_over_within_two_leases() {
     // A clean shutdown hands the lease over at once.
     let c = start(&db, "");
     let mut follower = follower;
+    let stopping: uuid::Uuid = node_id(&follower).parse().unwrap();
     follower.signal(Signal::SIGTERM);
     assert_eq!(follower.wait_exit(T).code(), Some(0));
     let released = Instant::now();
+    // The lease row was given up on the way out, not left to expire.
+    {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let held = diesel::sql_query("SELECT count(*) AS n FROM leader_lease WHERE node_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(stopping)
+            .get_result::<N>(&mut db.conn())
+            .unwrap()
+            .n;
+        assert_eq!(held, 0, "the stopped leader still holds the lease");
+    }
     wait_for("c leads", T, || {
         (leader_of(&c)["this_node_is_leader"] == true).then_some(())
     });
-    println!(
-        "leader stopped cleanly → new leader after {:?}",
-        released.elapsed()
-    );
+    let took = released.elapsed();
+    println!("leader stopped cleanly → new leader after {took:?}");
+    // c tries every third of the 2 s lease: it leads within that (plus a loaded machine's
+    // margin), well before the lease could have expired.
+    assert!(took < Duration::from_millis(1700), "takeover took {took:?}");
 }
