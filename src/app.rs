@@ -124,7 +124,7 @@ fn lock_state_dir(config: &Config) -> Result<StateLock, AppError> {
 /// Runs `overseer serve` to completion; returns the process exit code.
 pub fn serve(
     config: Config,
-    declarative: Vec<crate::config::Declared>,
+    declarative: Vec<crate::declarative::Declared>,
     opts: ServeOptions,
 ) -> Result<i32, AppError> {
     let started = std::time::Instant::now();
@@ -212,11 +212,11 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
 fn check_declarative_references(
     db: &Db,
     config: &Config,
-    declared: &[crate::config::Declared],
+    declared: &[crate::declarative::Declared],
 ) -> Result<(), AppError> {
     let routing = Routing::from_config(&config.notify);
     let kinds = crate::kinds::registry();
-    let all: Vec<(&crate::config::Declared, Vec<crate::jobs::Reference>)> = declared
+    let all: Vec<(&crate::declarative::Declared, Vec<crate::jobs::Reference>)> = declared
         .iter()
         .map(|d| (d, d.def.references(kinds)))
         .collect();
@@ -269,7 +269,7 @@ fn upsert_declarative_quotas(db: &Db, defs: &[crate::quota::QuotaDef]) -> Result
 
 fn run_with_database(
     config: Config,
-    declarative: &[crate::config::Declared],
+    declarative: &[crate::declarative::Declared],
     url: DatabaseUrl,
     managed: bool,
     started: std::time::Instant,
@@ -286,7 +286,7 @@ fn run_with_database(
         }
     }
 
-    upsert_declarative_quotas(&db, &config.declarative_quotas())?;
+    upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
     check_declarative_references(&db, &config, declarative)?;
     let defs: Vec<crate::jobs::JobDef> = declarative.iter().map(|d| d.def.clone()).collect();
     upsert_declarative_jobs(&db, &defs)?;
@@ -299,7 +299,7 @@ fn run_with_database(
                 path: path.clone(),
                 source,
             })?;
-        tokens.add_hash("bootstrap-admin", api::auth::Role::Admin, &hash);
+        tokens.add_hash("bootstrap-admin", crate::config::Role::Admin, &hash);
         tracing::info!(path = %path.display(), "admin token file (mode 0600) in use; no tokens configured");
     } else if tokens.is_empty() {
         tracing::warn!("no API tokens configured: every /api/v1 request will get 401");

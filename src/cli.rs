@@ -77,8 +77,9 @@ pub enum TokenAction {
     },
 }
 
+/// The configuration with its declarations checked (every command sees the same errors).
 fn load(file: Option<PathBuf>) -> Result<config::Loaded, i32> {
-    config::load(&Sources::from_process(file)).map_err(|e| {
+    crate::declarative::load(&Sources::from_process(file)).map_err(|e| {
         eprintln!("overseer: invalid configuration: {e}");
         exit::CONFIG
     })
@@ -115,7 +116,7 @@ pub fn main() -> i32 {
         },
         Command::Serve { ephemeral } => {
             let (config, jobs) = match load(cli.config).and_then(|l| {
-                let jobs = l.declarative_jobs().map_err(|e| {
+                let jobs = crate::declarative::jobs(&l).map_err(|e| {
                     eprintln!("overseer: invalid configuration: {e}");
                     exit::CONFIG
                 })?;

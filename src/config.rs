@@ -19,6 +19,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::db::url::DatabaseUrl;
+use crate::notify::settings::{ChannelType, NotifyConfig, SmtpTls};
+use crate::telemetry::settings::LogConfig;
 
 /// The compiled-in defaults: the same file users read in `config/default.toml`.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
@@ -146,188 +148,6 @@ impl fmt::Debug for BrowserConfig {
     }
 }
 
-/// `[notify]`: the outbox's delivery, channels and routing rules.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// How often each node looks for pending notifications.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Notifications claimed per round.
-    pub batch_size: u32,
-    /// Deliveries in flight at once on a node.
-    pub concurrency: u32,
-    /// Attempts before a notification is marked `failed`.
-    pub max_attempts: u32,
-    /// Retry backoff: starts here, doubles per attempt, capped at `backoff_max`.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// Sent and failed notifications older than this are pruned (by the leader).
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    #[serde(default)]
-    pub channels: Vec<ChannelConfig>,
-    #[serde(default)]
-    pub routes: Vec<RouteConfig>,
-}
-
-impl NotifyConfig {
-    /// The compiled-in defaults with no channel and no rule (unit tests).
-    pub fn for_tests() -> Self {
-        Self {
-            poll_interval: Duration::from_millis(500),
-            batch_size: 200,
-            concurrency: 32,
-            max_attempts: 8,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            retention: Duration::from_secs(30 * 86_400),
-            channels: Vec::new(),
-            routes: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelType {
-    Log,
-    Webhook,
-    Email,
-}
-
-impl ChannelType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelType::Log => "log",
-            ChannelType::Webhook => "webhook",
-            ChannelType::Email => "email",
-        }
-    }
-}
-
-/// How an email channel secures its SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// Plain SMTP (loopback relays only).
-    None,
-    /// Plain connect, then STARTTLS (required, not opportunistic).
-    Starttls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Tls,
-}
-
-/// `[[notify.channels]]`: one destination. Fields apply by `type`; validation names the ones
-/// a type needs. Secrets (`secret`, `password`) are never printed.
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: ChannelType,
-    /// webhook, email: how long one delivery may take.
-    #[serde(with = "humantime_serde", default = "default_channel_timeout")]
-    pub timeout: Duration,
-    /// webhook: where to POST. Shown without its path and query (chat webhook URLs carry
-    /// their token there).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "redact_url"
-    )]
-    pub url: Option<String>,
-    /// webhook: HMAC-SHA256 key; the signature goes in `X-Overseer-Signature: sha256=<hex>`.
-    #[serde(default, skip_serializing)]
-    pub secret: Option<String>,
-    /// webhook: extra request headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// email: SMTP server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(default = "default_smtp_tls")]
-    pub tls: SmtpTls,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing)]
-    pub password: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub to: Vec<String>,
-    /// email: a PEM file of root certificates to trust besides the public ones (a relay
-    /// with a private CA); the server's name is still verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-}
-
-fn redact_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(
-        &u.as_deref()
-            .map(crate::notify::channel::redact_url)
-            .unwrap_or_default(),
-    )
-}
-
-fn default_channel_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_smtp_tls() -> SmtpTls {
-    SmtpTls::Starttls
-}
-
-impl ChannelConfig {
-    pub fn log(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            kind: ChannelType::Log,
-            timeout: default_channel_timeout(),
-            url: None,
-            secret: None,
-            headers: BTreeMap::new(),
-            host: None,
-            port: None,
-            tls: SmtpTls::Starttls,
-            username: None,
-            password: None,
-            from: None,
-            to: Vec::new(),
-            ca_file: None,
-        }
-    }
-}
-
-impl fmt::Debug for ChannelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChannelConfig")
-            .field("name", &self.name)
-            .field("type", &self.kind)
-            .field("host", &self.host)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `[[notify.routes]]`: events matching any pattern (`job.failed`, `job.*`, `*`) with at
-/// least `min_severity` go to `channels`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub events: Vec<String>,
-    #[serde(default = "default_min_severity")]
-    pub min_severity: crate::telemetry::events::Severity,
-    pub channels: Vec<String>,
-}
-
-fn default_min_severity() -> crate::telemetry::events::Severity {
-    crate::telemetry::events::Severity::Info
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunsConfig {
@@ -379,20 +199,6 @@ pub struct ServerConfig {
     pub workers: usize,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
 /// Feature flags: one place, each overridable by environment, read-only over the API.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -429,11 +235,48 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
 }
 
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Reads, and changes jobs and quotas.
+    Operator,
+    /// Everything, including actors and flags.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}`: expected viewer, operator or admin"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,
-    pub role: crate::api::auth::Role,
+    pub role: Role,
     /// Hex SHA-256 of the token. Shown shortened by `config check`.
     #[serde(serialize_with = "shorten_hash")]
     pub sha256: String,
@@ -491,15 +334,6 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Other(String),
-}
-
-/// A declarative job with where it was declared (for errors found after loading).
-#[derive(Debug, Clone)]
-pub struct Declared {
-    pub def: crate::jobs::JobDef,
-    /// `jobs.<i>` in its source.
-    pub key: String,
-    pub origin: Origin,
 }
 
 /// Where to read configuration from. `env` is passed in (not read globally) so that tests
@@ -753,7 +587,7 @@ fn from_figment_error(figment: &Figment, err: figment::Error) -> ConfigError {
 }
 
 impl Loaded {
-    fn bad(&self, key: &str, expected: impl Into<String>) -> ConfigError {
+    pub(crate) fn bad(&self, key: &str, expected: impl Into<String>) -> ConfigError {
         ConfigError::Key {
             key: key.to_string(),
             origin: self.origin(key),
@@ -828,7 +662,6 @@ impl Loaded {
         if c.runs.prune_interval < Duration::from_secs(1) {
             return Err(self.bad("runs.prune_interval", "at least 1s"));
         }
-        self.declarative_jobs()?;
         let z = &c.zombie;
         if z.sweep_interval < Duration::from_secs(1) {
             return Err(self.bad("zombie.sweep_interval", "at least 1s"));
@@ -852,7 +685,6 @@ impl Loaded {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }
         self.validate_notify()?;
-        self.validate_quotas()?;
         let b = &c.browser;
         if b.max_browsers == 0 || b.max_browsers > 64 {
             return Err(self.bad("browser.max_browsers", "a number from 1 to 64"));
@@ -930,31 +762,6 @@ impl Loaded {
 }
 
 impl Loaded {
-    fn validate_quotas(&self) -> Result<(), ConfigError> {
-        let mut names = std::collections::BTreeSet::new();
-        for (i, q) in self.config.quotas.iter().enumerate() {
-            let key = format!("quotas.{i}");
-            let name = q
-                .get("name")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("");
-            let def = crate::quota::QuotaDef::parse(name, q).map_err(|p| {
-                let errs = p.into_vec();
-                self.bad(
-                    &format!("{key}.{}", errs[0].path),
-                    errs.iter()
-                        .map(|e| format!("{}: {}", e.path, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
-            if !names.insert(def.name) {
-                return Err(self.bad(&format!("{key}.name"), "a name no other quota uses"));
-            }
-        }
-        Ok(())
-    }
-
     fn validate_notify(&self) -> Result<(), ConfigError> {
         let n = &self.config.notify;
         if n.poll_interval < Duration::from_millis(10) || n.poll_interval > Duration::from_secs(60)
@@ -1096,94 +903,9 @@ impl Loaded {
         }
         Ok(())
     }
-
-    /// The declarative jobs: `[[jobs]]` of the configuration, then every `*.toml` in
-    /// `scheduler.jobs_dir` (sorted by file name), validated. Names must be unique.
-    pub fn declarative_jobs(&self) -> Result<Vec<Declared>, ConfigError> {
-        let now = chrono::Utc::now();
-        let defaults = &self.config.scheduler.defaults;
-        let mut defs = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
-        let mut check = |value: &serde_json::Value, key: String, origin: Origin| {
-            let def = crate::jobs::JobDef::parse(value, crate::kinds::registry(), defaults, now)
-                .map_err(|errs| ConfigError::Key {
-                    key: format!("{key}.{}", errs[0].path),
-                    origin: origin.clone(),
-                    expected: errs
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                })?;
-            if !names.insert(def.name.clone()) {
-                return Err(ConfigError::Key {
-                    key: format!("{key}.name"),
-                    origin,
-                    expected: format!(
-                        "a name no other declarative job uses (`{}` is taken)",
-                        def.name
-                    ),
-                });
-            }
-            defs.push(Declared { def, key, origin });
-            Ok(())
-        };
-        for (i, job) in self.config.jobs.iter().enumerate() {
-            check(job, format!("jobs.{i}"), self.origin(&format!("jobs.{i}")))?;
-        }
-        if let Some(dir) = &self.config.scheduler.jobs_dir {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| self.bad("scheduler.jobs_dir", format!("a readable directory ({e})")))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            files.sort();
-            for path in files {
-                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: format!("cannot be read: {e}"),
-                })?;
-                let table: toml::Table =
-                    text.parse()
-                        .map_err(|e: toml::de::Error| ConfigError::File {
-                            path: path.clone(),
-                            message: format!("is not valid TOML: {}", e.message()),
-                        })?;
-                let jobs = serde_json::to_value(
-                    table
-                        .get("jobs")
-                        .cloned()
-                        .unwrap_or(toml::Value::Array(vec![])),
-                )
-                .unwrap_or_default();
-                let Some(list) = jobs.as_array() else {
-                    return Err(ConfigError::File {
-                        path,
-                        message: "expected [[jobs]] tables".into(),
-                    });
-                };
-                for (i, job) in list.iter().enumerate() {
-                    check(job, format!("jobs.{i}"), Origin::File(path.clone()))?;
-                }
-            }
-        }
-        Ok(defs)
-    }
 }
 
 impl Config {
-    /// The `[[quotas]]` definitions (validated when the configuration was loaded).
-    pub fn declarative_quotas(&self) -> Vec<crate::quota::QuotaDef> {
-        self.quotas
-            .iter()
-            .filter_map(|q| {
-                let name = q.get("name").and_then(serde_json::Value::as_str)?;
-                crate::quota::QuotaDef::parse(name, q).ok()
-            })
-            .collect()
-    }
-
     /// The configured database URL, normalised. `None`: use the managed cluster.
     pub fn database_url(&self) -> Option<DatabaseUrl> {
         self.database

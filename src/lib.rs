@@ -10,6 +10,7 @@ pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod declarative;
 pub mod jobs;
 pub mod kinds;
 pub mod notify;

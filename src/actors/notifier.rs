@@ -20,9 +20,9 @@ use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 
 use super::{Deps, REHYDRATE_RETRY};
-use crate::config::NotifyConfig;
 use crate::db::notifications::{self, Outcome};
 use crate::notify::channel::{Deliverer, DeliveryError};
+use crate::notify::settings::NotifyConfig;
 use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use super::settings::{ChannelConfig, ChannelType, SmtpTls};
 use super::Routing;
-use crate::config::{ChannelConfig, ChannelType, SmtpTls};
 
 /// A notification on its way out (a claimed outbox row).
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 //! Imports point down: this module knows config and telemetry, not the database.
 
 pub mod channel;
+pub mod settings;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use std::fmt::Display;
 
 use serde_json::Value;
 
-use crate::config::{ChannelConfig, ChannelType, NotifyConfig};
+use self::settings::{ChannelConfig, ChannelType, NotifyConfig};
 use crate::telemetry::events::{Event, Severity};
 
 /// Events routed when `[[notify.routes]]` is empty (to every channel).
@@ -199,8 +200,8 @@ impl Routing {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::RouteConfig;
     use super::*;
-    use crate::config::RouteConfig;
 
     fn cfg(routes: Vec<RouteConfig>) -> NotifyConfig {
         let mut c = NotifyConfig::for_tests();

@@ -2,13 +2,14 @@
 
 pub mod events;
 pub mod names;
+pub mod settings;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use self::settings::{LogConfig, LogFormat};
 
 /// Initialises the global tracing subscriber (once; later calls are ignored).
 pub fn init_logging(cfg: &LogConfig) {
