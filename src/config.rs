@@ -734,7 +734,7 @@ impl Loaded {
             return Err(self.bad("browser.idle_timeout", "at least 1s"));
         }
         for name in b.secrets.keys() {
-            if !crate::stdx::secrets::valid_secret_name(name) {
+            if !crate::stdx::names::secret(name) {
                 return Err(self.bad(
                     &format!("browser.secrets.{name}"),
                     "a name of capitals, digits and _ (like SITE_PASSWORD)",

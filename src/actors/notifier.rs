@@ -39,10 +39,8 @@ pub struct Notifier {
 
 /// The delay before attempt `attempts + 1`, after `attempts` failed ones (without jitter).
 pub fn backoff(cfg: &NotifyConfig, attempts: i32) -> Duration {
-    let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
-    cfg.backoff_initial
-        .saturating_mul(2u32.saturating_pow(exp))
-        .min(cfg.backoff_max)
+    let step = attempts.saturating_sub(1).max(0) as u32;
+    crate::stdx::backoff::exponential(cfg.backoff_initial, cfg.backoff_max, step)
 }
 
 /// What to record after one delivery attempt.

@@ -12,7 +12,8 @@ use super::ApiState;
 use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError};
 use crate::db::quotas as db_quotas;
 use crate::db::DbError;
-use crate::quota::{valid_name, QuotaDef, NAME_RULE};
+use crate::quota::QuotaDef;
+use crate::stdx::names::{quota as valid_name, QUOTA_RULE as NAME_RULE};
 
 fn not_found(e: DbError) -> ApiError {
     match e {

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
-use crate::stdx::secrets::valid_secret_name;
 
 pub const MAX_SLEEP_MS: u64 = 10_000;
 pub const MAX_STEPS: usize = 200;
@@ -336,7 +335,9 @@ fn refine(step: Step, args: &serde_json::Map<String, Value>, at: &str, p: &mut P
                 Some(Value::String(t)) => Text::Plain(t.clone()),
                 Some(Value::Object(o)) if o.len() == 1 => {
                     match o.get("secret").and_then(Value::as_str) {
-                        Some(name) if valid_secret_name(name) => Text::Secret(name.to_string()),
+                        Some(name) if crate::stdx::names::secret(name) => {
+                            Text::Secret(name.to_string())
+                        }
                         _ => {
                             p.add(
                                 &format!("{at}.text.secret"),
@@ -391,8 +392,8 @@ fn refine(step: Step, args: &serde_json::Map<String, Value>, at: &str, p: &mut P
             full_page: bool_of(args, "full_page", at, p),
         },
         Step::Consume { quota, .. } => {
-            if !quota.is_empty() && !crate::quota::valid_name(&quota) {
-                p.add(&format!("{at}.quota"), crate::quota::NAME_RULE);
+            if !quota.is_empty() && !crate::stdx::names::quota(&quota) {
+                p.add(&format!("{at}.quota"), crate::stdx::names::QUOTA_RULE);
             }
             let cost = match args.get("cost") {
                 None => 1,

@@ -135,8 +135,11 @@ pub fn record(
                 let open =
                     c.state == "half_open" || (c.state == "closed" && failures >= s.failures);
                 if open {
-                    let factor = 2u32.saturating_pow(c.opens.clamp(0, 30) as u32);
-                    let period = s.open_initial.saturating_mul(factor).min(s.open_max);
+                    let period = crate::stdx::backoff::exponential(
+                        s.open_initial,
+                        s.open_max,
+                        c.opens.max(0) as u32,
+                    );
                     let until = now
                         + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::zero());
                     diesel::update(circuits::table.find(domain))

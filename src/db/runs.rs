@@ -237,7 +237,7 @@ impl Drop for Handoff {
             .name("overseer-hand-back".into())
             .spawn(move || {
                 let _done = HandBackDone;
-                let mut pause = HAND_BACK_RETRY;
+                let mut tries = 0;
                 loop {
                     match db.get_blocking().and_then(|mut c| hand_back(&mut c, node, &ids)) {
                         Ok(n) => {
@@ -252,8 +252,12 @@ impl Drop for Handoff {
                         }
                         Err(e) => {
                             tracing::warn!(runs = ids.len(), error = %e, "handing back claimed runs failed; retrying");
-                            std::thread::sleep(pause);
-                            pause = (pause * 2).min(HAND_BACK_RETRY_MAX);
+                            std::thread::sleep(crate::stdx::backoff::exponential(
+                                HAND_BACK_RETRY,
+                                HAND_BACK_RETRY_MAX,
+                                tries,
+                            ));
+                            tries += 1;
                         }
                     }
                 }

@@ -16,16 +16,6 @@ use crate::stdx::problems::{FieldError, Problems};
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 pub const MAX_TAGS: usize = 32;
 
-/// `[a-z0-9][a-z0-9._-]{0,127}`
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-}
-
 fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     !b.is_empty()
@@ -206,9 +196,9 @@ impl JobDef {
             }
         }
         let name = match obj.get("name").and_then(Value::as_str) {
-            Some(n) if valid_name(n) => n.to_string(),
+            Some(n) if crate::stdx::names::job(n) => n.to_string(),
             Some(_) => {
-                p.add("name", "expected [a-z0-9][a-z0-9._-]{0,127}");
+                p.add("name", crate::stdx::names::JOB_RULE);
                 String::new()
             }
             None => {
@@ -336,10 +326,10 @@ mod tests {
     #[test]
     fn names() {
         for ok in ["a", "daily-report", "linkedin.follow_up.2", "0abc"] {
-            assert!(valid_name(ok), "{ok}");
+            assert!(crate::stdx::names::job(ok), "{ok}");
         }
         for bad in ["", "Daily", "-x", "a b", "é", &"a".repeat(129)] {
-            assert!(!valid_name(bad), "{bad}");
+            assert!(!crate::stdx::names::job(bad), "{bad}");
         }
     }
 

@@ -43,13 +43,6 @@ const SITE_FAILURES: &[&str] = &[
     "browser",
 ];
 
-fn valid_profile(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 64
-        && p.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 fn viewport(payload: &Value) -> Option<(u32, u32)> {
     let v = payload.get("viewport")?;
     let w = v.get("width")?.as_u64()?;
@@ -122,7 +115,7 @@ impl JobKind for Browser {
             p,
         );
         match payload.get("profile").and_then(Value::as_str) {
-            Some(name) if valid_profile(name) => {}
+            Some(name) if crate::stdx::names::profile(name) => {}
             _ => p.add(
                 &format!("{path}.profile"),
                 "required: a profile name of a-z, 0-9, - and _ (at most 64), like \"linkedin\"",

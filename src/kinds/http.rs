@@ -79,7 +79,7 @@ impl JobKind for Http {
                     for (k, v) in map {
                         let name_ok = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok();
                         let value_ok = match secret_name(v) {
-                            Some(name) => crate::stdx::secrets::valid_secret_name(name),
+                            Some(name) => crate::stdx::names::secret(name),
                             None => v
                                 .as_str()
                                 .is_some_and(|s| reqwest::header::HeaderValue::from_str(s).is_ok()),

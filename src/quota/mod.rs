@@ -61,17 +61,7 @@ pub struct Window {
     pub limit: i64,
 }
 
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b':' | b'-')
-        })
-}
-
-pub const NAME_RULE: &str = "a name matching [a-z0-9][a-z0-9._:-]{0,127}, like linkedin:messages";
+use crate::stdx::names::{quota as valid_name, QUOTA_RULE as NAME_RULE};
 
 fn weekday(s: &str) -> Option<Weekday> {
     Some(match s.to_ascii_lowercase().as_str() {

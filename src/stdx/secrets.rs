@@ -1,14 +1,6 @@
 //! Secrets are referenced by name (`{"secret": NAME}`) and resolved at run time; their values
 //! are scrubbed from everything a run records.
 
-/// `[A-Z0-9_]{1,64}`: the names `[browser.secrets]` and `OVERSEER_SECRET_<NAME>` use.
-pub fn valid_secret_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
 /// Replaces every secret value in `text` with `***` (what runs record and errors say never
 /// carries one).
 pub fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a String>) -> String {

@@ -56,11 +56,11 @@ impl RestartPolicy {
 
     /// Backoff before the `n`th restart (1-based) of a child inside the window.
     pub fn backoff(&self, n: u32) -> Duration {
-        let factor = 2u32.saturating_pow(n.saturating_sub(1).min(31));
-        self.backoff_initial
-            .checked_mul(factor)
-            .unwrap_or(self.backoff_max)
-            .min(self.backoff_max)
+        crate::stdx::backoff::exponential(
+            self.backoff_initial,
+            self.backoff_max,
+            n.saturating_sub(1),
+        )
     }
 }
 
