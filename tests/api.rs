@@ -653,3 +653,45 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "a 500 was logged"
     );
 }
+
+/// `Idempotency-Key` on job creation: a retried identical request gets the first answer
+/// (marked replayed), the same key with another body is a 409, and one job exists.
+#[test]
+fn job_creation_with_an_idempotency_key_happens_once() {
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn
+        .toml("[scheduler]\nenabled = false")
+        .start_with_tmp(Some(tmp));
+    o.wait_ready(Duration::from_secs(30));
+    let post = |body: &str| {
+        let res = ureq::post(&o.url("/api/v1/jobs"))
+            .set("Authorization", &format!("Bearer {}", o.tokens.admin))
+            .set("Content-Type", "application/json")
+            .set("Idempotency-Key", "create-once-1")
+            .send_string(body);
+        let r = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let replayed = r.header("idempotency-replayed").map(str::to_string);
+        (r.status(), replayed, r.into_string().unwrap())
+    };
+    let body = r#"{"name": "once", "kind": "noop", "schedule": {"every": "1h"}}"#;
+    let (status, replayed, first) = post(body);
+    assert_eq!((status, replayed.as_deref()), (201, None), "{first}");
+    let (status, replayed, again) = post(body);
+    assert_eq!(
+        (status, replayed.as_deref()),
+        (201, Some("true")),
+        "{again}"
+    );
+    let id = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["id"].clone();
+    assert_eq!(id(&first), id(&again));
+    let (status, _, other) =
+        post(r#"{"name": "other", "kind": "noop", "schedule": {"every": "1h"}}"#);
+    assert_eq!(status, 409, "{other}");
+    let jobs = o.get("/api/v1/jobs", o.admin()).json();
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+}

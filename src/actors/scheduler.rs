@@ -16,7 +16,8 @@ use chrono::Utc;
 
 use super::executor::{Capacity, Execute};
 use super::{Deps, REHYDRATE_RETRY};
-use crate::db::jobs::{self, Direct};
+use crate::db::fire::{self, Direct};
+use crate::db::jobs;
 use crate::db::runs::{self, Handoff};
 use crate::jobs::run_state::RunState;
 use crate::supervisor::Lifeline;
@@ -142,7 +143,7 @@ impl Scheduler {
                 let out = db
                     .run(move |c| {
                         let out =
-                            jobs::fire_due(c, Utc::now(), batch, &defaults, direct, &routing)?;
+                            fire::fire_due(c, Utc::now(), batch, &defaults, direct, &routing)?;
                         let started = Handoff::new(&handoff_db, node, out.started);
                         Ok((out.jobs, out.runs, out.events, out.next_due, started))
                     })

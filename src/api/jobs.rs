@@ -15,7 +15,6 @@ use super::ApiState;
 use crate::actors::scheduler::Wake;
 use crate::db::jobs::{self as db_jobs, Job, JobFilter};
 use crate::db::runs::{self as db_runs, Run};
-use crate::db::schema::idempotency_keys;
 use crate::db::DbError;
 use crate::jobs::JobDef;
 
@@ -147,37 +146,9 @@ pub async fn create(
         .db
         .run(move |c| {
             c.transaction::<_, DbError, _>(|c| {
-                if let Some(k) = &scoped_key {
-                    // Serialise concurrent retries of the same key.
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind::<diesel::sql_types::Text, _>(k)
-                        .execute(c)?;
-                    let seen: Option<(String, i16, Value)> = idempotency_keys::table
-                        .find(k)
-                        .select((
-                            idempotency_keys::request_hash,
-                            idempotency_keys::status,
-                            idempotency_keys::response,
-                        ))
-                        .first(c)
-                        .optional()?;
-                    if let Some((hash, status, response)) = seen {
-                        return Ok(Err((hash == request_hash, status, response)));
-                    }
-                }
-                let job = db_jobs::insert(c, &def, "api", now)?;
-                if let Some(k) = &scoped_key {
-                    diesel::insert_into(idempotency_keys::table)
-                        .values((
-                            idempotency_keys::key.eq(k),
-                            idempotency_keys::request_hash.eq(&request_hash),
-                            idempotency_keys::status.eq(201i16),
-                            idempotency_keys::response
-                                .eq(serde_json::to_value(&job).unwrap_or_default()),
-                        ))
-                        .execute(c)?;
-                }
-                Ok(Ok(job))
+                crate::db::idempotency::once(c, scoped_key.as_deref(), &request_hash, 201, |c| {
+                    db_jobs::insert(c, &def, "api", now)
+                })
             })
         })
         .await;
@@ -186,12 +157,12 @@ pub async fn create(
             wake(&state);
             Ok(HttpResponse::Created().json(job))
         }
-        Ok(Err((true, status, response))) => Ok(HttpResponse::build(
-            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::CREATED),
+        Ok(Err(seen)) if seen.same_request => Ok(HttpResponse::build(
+            StatusCode::from_u16(seen.status as u16).unwrap_or(StatusCode::CREATED),
         )
         .insert_header(("Idempotency-Replayed", "true"))
-        .json(response)),
-        Ok(Err((false, _, _))) => Err(ApiError::conflict(
+        .json(seen.response)),
+        Ok(Err(_)) => Err(ApiError::conflict(
             "this Idempotency-Key was used for a different request",
         )),
         Err(DbError::Conflict(_)) => Err(ApiError::conflict("a job with this name already exists")),

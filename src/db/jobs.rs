@@ -2,26 +2,18 @@
 //! runs exactly once across every process (row locks with `FOR UPDATE SKIP LOCKED`, and the
 //! unique key on runs).
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::runs::{Claimed, NewRun};
-use super::schema::{jobs, runs};
-use super::{notifications, DbError};
-use crate::jobs::plan::{self, FirePlan};
+use super::schema::jobs;
+use super::DbError;
 use crate::jobs::policy::{Policy, PolicyDefaults};
-use crate::jobs::run_state::RunState;
 use crate::jobs::schedule::Schedule;
 use crate::jobs::JobDef;
-use crate::notify::Routing;
 use crate::stdx::problems::Problems;
-use crate::telemetry::events::{Event, Occurrence};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = jobs)]
@@ -266,181 +258,6 @@ pub fn pause_config_jobs_except(
     .set((jobs::state.eq("paused"), jobs::updated_at.eq(now)))
     .returning(jobs::name)
     .get_results(conn)?)
-}
-
-/// What makes a fire's event unique: the job and the fire that was due.
-fn fire_identity(job_id: Uuid, fire_at: DateTime<Utc>) -> String {
-    format!("{job_id}:{}", fire_at.timestamp_micros())
-}
-
-#[derive(Debug, Default)]
-pub struct FireOutcome {
-    pub jobs: usize,
-    pub runs: usize,
-    /// What the fire step decided that the event path must hear about (after commit).
-    pub events: Vec<Occurrence>,
-    /// Runs started at once on the dispatching node (no pending stage).
-    pub started: Vec<Claimed>,
-    /// The earliest next_fire_at of an active job after this step.
-    pub next_due: Option<DateTime<Utc>>,
-}
-
-/// Where runs that are due now may start directly, from the fire transaction: the node and
-/// how many free executor slots it has.
-#[derive(Debug, Clone, Copy)]
-pub struct Direct {
-    pub node: Uuid,
-    pub slots: usize,
-}
-
-/// One fire step: locks up to `batch` due jobs (skipping rows another process holds), plans
-/// each, records the runs and moves `next_fire_at`, all in one transaction. With `direct`,
-/// the first due run of each idle job starts at once on that node (up to its free slots):
-/// the run is inserted as `running`, saving the pending → running write and a round trip.
-pub fn fire_due(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    batch: i64,
-    defaults: &PolicyDefaults,
-    mut direct: Option<Direct>,
-    routing: &Routing,
-) -> Result<FireOutcome, DbError> {
-    // Microseconds, as PostgreSQL stores them (see jobs::schedule).
-    let now = now.trunc_subsecs(6);
-    conn.transaction::<_, DbError, _>(|conn| {
-        let due: Vec<Job> = jobs::table
-            .filter(jobs::state.eq("active"))
-            .filter(jobs::next_fire_at.le(now))
-            .order(jobs::next_fire_at.asc())
-            .limit(batch)
-            .select(Job::as_select())
-            .for_update()
-            .skip_locked()
-            .load(conn)?;
-        let mut out = FireOutcome {
-            jobs: due.len(),
-            ..Default::default()
-        };
-        if due.is_empty() {
-            out.next_due = next_due(conn)?;
-            return Ok(out);
-        }
-        let ids: Vec<Uuid> = due.iter().map(|j| j.id).collect();
-        let busy: HashSet<Uuid> = runs::table
-            .filter(runs::job_id.eq_any(&ids))
-            .filter(runs::state.eq_any(["pending", "running", "deferred"]))
-            .select(runs::job_id)
-            .distinct()
-            .load::<Uuid>(conn)?
-            .into_iter()
-            .collect();
-
-        let mut new_runs: Vec<NewRun> = Vec::new();
-        let (mut upd_ids, mut upd_next, mut upd_state) = (Vec::new(), Vec::new(), Vec::new());
-        for job in &due {
-            let Some(def) = job.def(defaults) else {
-                // A row that no longer parses (edited by hand?): park it, loudly.
-                tracing::error!(job = %job.name, "stored schedule does not parse; pausing the job");
-                upd_ids.push(job.id);
-                upd_next.push(job.next_fire_at);
-                upd_state.push("paused".to_string());
-                continue;
-            };
-            let Some(due_at) = job.next_fire_at else {
-                continue;
-            };
-            let FirePlan {
-                runs: planned,
-                next_fire_at,
-                missed,
-                failed,
-            } = plan::plan(
-                &def.schedule,
-                &def.policy,
-                due_at,
-                now,
-                busy.contains(&job.id),
-            );
-            let mut started_one = false;
-            for r in planned {
-                let mut run = NewRun::planned(job, &r, now);
-                let idle = !busy.contains(&job.id) && !started_one;
-                if let Some(d) = direct.as_mut() {
-                    if idle && d.slots > 0 && r.state == RunState::Pending && r.due_at <= now {
-                        run.start_on(d.node, now);
-                        d.slots -= 1;
-                        started_one = true;
-                        out.started.push(Claimed {
-                            id: run.id,
-                            job_id: job.id,
-                            fire_at: run.fire_at,
-                            attempt: run.attempt,
-                            priority: job.priority,
-                            job_name: job.name.clone(),
-                            kind: job.kind.clone(),
-                            payload: job.payload.clone(),
-                            policy: job.policy.clone(),
-                            metadata: job.metadata.clone(),
-                            quota: job.quota.clone(),
-                            lateness_ms: run.lateness_ms.unwrap_or(0),
-                        });
-                    }
-                }
-                new_runs.push(run);
-            }
-            if missed > 0 {
-                out.events.push(Occurrence::new(
-                    fire_identity(job.id, due_at),
-                    Event::JobMissed {
-                        job: job.name.clone(),
-                        covers: missed,
-                    },
-                ));
-            }
-            if failed {
-                out.events.push(Occurrence::new(
-                    fire_identity(job.id, due_at),
-                    Event::JobFailed {
-                        job: job.name.clone(),
-                        reason: "missed fire with no retries left (max_retries = 0)".into(),
-                    },
-                ));
-            }
-            upd_ids.push(job.id);
-            upd_next.push(next_fire_at);
-            upd_state.push(
-                if next_fire_at.is_some() {
-                    "active"
-                } else {
-                    "completed"
-                }
-                .to_string(),
-            );
-        }
-        for chunk in new_runs.chunks(1000) {
-            out.runs += diesel::insert_into(runs::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .execute(conn)?;
-        }
-        diesel::sql_query(
-            "UPDATE jobs SET next_fire_at = v.next, state = v.state, updated_at = $4 \
-             FROM unnest($1, $2, $3) AS v(id, next, state) WHERE jobs.id = v.id",
-        )
-        .bind::<Array<SqlUuid>, _>(&upd_ids)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&upd_next)
-        .bind::<Array<Text>, _>(&upd_state)
-        .bind::<Timestamptz, _>(now)
-        .execute(conn)?;
-        let rows = routing.rows(
-            out.events
-                .iter()
-                .map(|o| (o.event.clone(), o.identity.clone())),
-        );
-        notifications::enqueue(conn, &rows)?;
-        out.next_due = next_due(conn)?;
-        Ok(out)
-    })
 }
 
 /// The earliest `next_fire_at` of an active job (the scheduler sleeps until then).

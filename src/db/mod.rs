@@ -9,6 +9,8 @@
 pub mod browser_sessions;
 pub mod circuits;
 pub mod cluster;
+pub mod fire;
+pub mod idempotency;
 pub mod jobs;
 pub mod leader;
 pub mod migrations;

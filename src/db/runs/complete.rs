@@ -1,0 +1,210 @@
+//! Fenced completion: the results of a batch recorded in one statement, only for runs still
+//! `running` on the reporting node, then each failed run's retry or dead letter.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::*;
+use crate::db::schema::runs;
+use crate::db::{notifications, DbError};
+use crate::jobs::policy::{Policy, PolicyDefaults};
+use crate::jobs::run_state::RunState;
+use crate::notify::Routing;
+use crate::telemetry::events::{Event, Occurrence};
+
+/// The result of one execution, reported by the executor.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub run_id: Uuid,
+    pub state: RunState,
+    /// With `RunState::Deferred`: when the run is due again (it returns to waiting).
+    pub defer_until: Option<DateTime<Utc>>,
+    pub output: Option<Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Writes the routed events of a batch to the outbox, in the caller's transaction.
+pub(super) fn enqueue_events(
+    conn: &mut PgConnection,
+    routing: &Routing,
+    events: &[Occurrence],
+) -> Result<(), DbError> {
+    let rows = routing.rows(events.iter().map(|o| (o.event.clone(), o.identity.clone())));
+    notifications::enqueue(conn, &rows)?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+pub(super) struct Recorded {
+    #[diesel(sql_type = SqlUuid)]
+    pub(super) id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub(super) job_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub(super) fire_at: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    pub(super) attempt: i32,
+    #[diesel(sql_type = Int2)]
+    pub(super) priority: i16,
+    #[diesel(sql_type = Text)]
+    pub(super) state: String,
+    #[diesel(sql_type = Text)]
+    pub(super) job_name: String,
+    #[diesel(sql_type = Jsonb)]
+    pub(super) policy: Value,
+}
+
+/// Records a batch of results in one transaction: a fenced update of every run, then the
+/// next attempt of each failed run that has a retry left.
+pub fn complete(
+    conn: &mut PgConnection,
+    node: Uuid,
+    results: &[Completion],
+    now: DateTime<Utc>,
+    defaults: &PolicyDefaults,
+    routing: &Routing,
+) -> Result<Vec<Occurrence>, DbError> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = results.iter().map(|r| r.run_id).collect();
+    let states: Vec<String> = results
+        .iter()
+        .map(|r| r.state.as_str().to_string())
+        .collect();
+    let outputs: Vec<Option<Value>> = results.iter().map(|r| r.output.clone()).collect();
+    let kinds: Vec<Option<String>> = results.iter().map(|r| r.error_kind.clone()).collect();
+    let messages: Vec<Option<String>> = results.iter().map(|r| r.error_message.clone()).collect();
+    let defers: Vec<Option<DateTime<Utc>>> = results.iter().map(|r| r.defer_until).collect();
+    conn.transaction::<_, DbError, _>(|conn| {
+        // A deferred run goes back to waiting: no node, not started, due again later.
+        let recorded: Vec<Recorded> = diesel::sql_query(
+            "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8) AS v(id, state, output, ek, em, defer)), \
+             done AS ( \
+               UPDATE runs SET state = v.state, output = v.output, \
+                      error_kind = v.ek, error_message = v.em, \
+                      finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
+                      due_at = COALESCE(v.defer, runs.due_at), \
+                      node_id = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.node_id END, \
+                      started_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.started_at END, \
+                      heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&states)
+        .bind::<Array<Nullable<Jsonb>>, _>(&outputs)
+        .bind::<Array<Nullable<Text>>, _>(&kinds)
+        .bind::<Array<Nullable<Text>>, _>(&messages)
+        .bind::<Timestamptz, _>(now)
+        .bind::<SqlUuid, _>(node)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&defers)
+        .load(conn)?;
+
+        let mut events = Vec::with_capacity(results.len());
+        let mut retries = Vec::new();
+        for r in &recorded {
+            if r.state == RunState::Deferred.as_str() {
+                let result = results.iter().find(|c| c.run_id == r.id);
+                events.push(Occurrence::new(
+                    r.id,
+                    Event::RunDeferred {
+                        job: r.job_name.clone(),
+                        run_id: r.id,
+                        reason: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                        until: result.and_then(|c| c.defer_until).unwrap_or(now),
+                    },
+                ));
+                continue;
+            }
+            if r.state == RunState::Succeeded.as_str() {
+                events.push(Occurrence::new(
+                    r.id,
+                    Event::JobExecuted {
+                        job: r.job_name.clone(),
+                        run_id: r.id,
+                        attempt: r.attempt,
+                    },
+                ));
+                continue;
+            }
+            let result = results.iter().find(|c| c.run_id == r.id);
+            events.push(Occurrence::new(
+                r.id,
+                Event::JobError {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    attempt: r.attempt,
+                    kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
+                    message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                },
+            ));
+            retry_or_fail(r, now, defaults, &mut retries, &mut events);
+        }
+        for id in &ids {
+            if !recorded.iter().any(|r| r.id == *id) {
+                events.push(Occurrence::new(id, Event::RunRefused { run_id: *id }));
+            }
+        }
+        insert_retries(conn, &retries)?;
+        enqueue_events(conn, routing, &events)?;
+        Ok(events)
+    })
+}
+
+/// The retry policy after a failed attempt (error, timeout, zombie): the next attempt of the
+/// same fire after its delay, or the dead letter and `job.failed`.
+pub(super) fn retry_or_fail(
+    r: &Recorded,
+    now: DateTime<Utc>,
+    defaults: &PolicyDefaults,
+    retries: &mut Vec<NewRun>,
+    events: &mut Vec<Occurrence>,
+) {
+    let policy = Policy::from_stored(&r.policy, defaults);
+    match policy.next_attempt_after(r.attempt as u32) {
+        Some(delay) => {
+            let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+            retries.push(NewRun::pending(
+                r.job_id,
+                r.priority,
+                policy.overlap.as_str(),
+                r.fire_at,
+                r.attempt + 1,
+                now + delay,
+                now,
+            ));
+            events.push(Occurrence::new(
+                r.id,
+                Event::JobRetryScheduled {
+                    job: r.job_name.clone(),
+                    run_id: r.id,
+                    next_attempt: r.attempt + 1,
+                    delay_ms: delay.num_milliseconds(),
+                },
+            ));
+        }
+        None => events.push(Occurrence::new(
+            r.id,
+            Event::JobFailed {
+                job: r.job_name.clone(),
+                reason: "retries exhausted".to_string(),
+            },
+        )),
+    }
+}
+
+pub(super) fn insert_retries(conn: &mut PgConnection, retries: &[NewRun]) -> Result<(), DbError> {
+    if !retries.is_empty() {
+        diesel::insert_into(runs::table)
+            .values(retries)
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    Ok(())
+}

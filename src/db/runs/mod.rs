@@ -1,0 +1,209 @@
+//! The `runs` table: the execution history. Claims (pending → running) and completions
+//! (running → terminal) are single set-based statements; completions are **fenced**: only
+//! the node that holds the run, while it is still `running`, can record its result.
+//!
+//! One file per way a run changes hands: `dispatch` (claims, the hand-off to an executor,
+//! hand-backs, heartbeats), `complete` (fenced results and retries), `rescue` (zombies),
+//! `manual` (trigger, requeue, cancel), `prune` (history retention); reads are here.
+
+mod complete;
+mod dispatch;
+mod manual;
+mod prune;
+mod rescue;
+
+pub use complete::{complete, Completion};
+pub use dispatch::{
+    claim, hand_back, heartbeat, promote_deferred, running_on, wait_for_hand_backs, Claimed,
+    Handoff,
+};
+pub use manual::{cancel_pending, requeue, trigger, RequeueError};
+pub use prune::{prune, prune_batch_exclusive, PRUNE_LOCK};
+pub use rescue::{rescue_zombies, running, RunningRun};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::jobs::Job;
+use crate::db::schema::runs;
+use crate::db::DbError;
+use crate::jobs::plan::PlannedRun;
+use crate::jobs::run_state::RunState;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema, QueryableByName)]
+#[diesel(table_name = runs)]
+pub struct Run {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    /// The scheduled time this run belongs to.
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub state: String,
+    pub node_id: Option<Uuid>,
+    pub priority: i16,
+    /// The job's overlap policy when the run was created.
+    pub overlap: String,
+    /// How many fires this run stands for (a missed run can cover several).
+    pub covers: i32,
+    pub queued_at: DateTime<Utc>,
+    /// Earliest start (retries wait for their delay).
+    pub due_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// started_at − due_at, in milliseconds.
+    pub lateness_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = runs)]
+pub struct NewRun {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub fire_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub state: String,
+    pub priority: i16,
+    pub overlap: String,
+    pub covers: i32,
+    pub queued_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    /// Set when the run starts at once on this node (dispatched in the fire transaction).
+    pub node_id: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub lateness_ms: Option<i64>,
+}
+
+impl NewRun {
+    /// Turns this pending run into one running on `node` from `now`.
+    pub fn start_on(&mut self, node: Uuid, now: DateTime<Utc>) {
+        self.state = RunState::Running.as_str().to_string();
+        self.node_id = Some(node);
+        self.started_at = Some(now);
+        self.heartbeat_at = Some(now);
+        self.lateness_ms = Some((now - self.due_at).num_milliseconds().max(0));
+    }
+
+    pub fn planned(job: &Job, r: &PlannedRun, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            job_id: job.id,
+            fire_at: r.fire_at,
+            attempt: r.attempt,
+            state: r.state.as_str().to_string(),
+            priority: job.priority,
+            overlap: job.overlap.clone(),
+            covers: r.covers,
+            queued_at: now,
+            due_at: r.due_at,
+            finished_at: r.state.is_terminal().then_some(now),
+            error_kind: r.error_kind.map(str::to_string),
+            error_message: r.error_message.clone(),
+            node_id: None,
+            started_at: None,
+            heartbeat_at: None,
+            lateness_ms: None,
+        }
+    }
+
+    pub fn pending(
+        job_id: Uuid,
+        priority: i16,
+        overlap: &str,
+        fire_at: DateTime<Utc>,
+        attempt: i32,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            job_id,
+            fire_at,
+            attempt,
+            state: RunState::Pending.as_str().to_string(),
+            priority,
+            overlap: overlap.to_string(),
+            covers: 1,
+            queued_at: now,
+            due_at,
+            finished_at: None,
+            error_kind: None,
+            error_message: None,
+            node_id: None,
+            started_at: None,
+            heartbeat_at: None,
+            lateness_ms: None,
+        }
+    }
+}
+
+pub fn get(conn: &mut PgConnection, id: Uuid) -> Result<Run, DbError> {
+    Ok(runs::table.find(id).select(Run::as_select()).first(conn)?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub job_id: Option<Uuid>,
+    pub state: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset: runs strictly before (queued_at, id), newest first.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Run>, DbError> {
+    let mut q = runs::table.select(Run::as_select()).into_boxed();
+    if let Some(j) = f.job_id {
+        q = q.filter(runs::job_id.eq(j));
+    }
+    if let Some(s) = &f.state {
+        q = q.filter(runs::state.eq(s.clone()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(runs::queued_at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(runs::queued_at.lt(t));
+    }
+    if let Some((t, id)) = f.before {
+        q = q.filter(
+            runs::queued_at
+                .lt(t)
+                .or(runs::queued_at.eq(t).and(runs::id.lt(id))),
+        );
+    }
+    Ok(q.order((runs::queued_at.desc(), runs::id.desc()))
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// The earliest due time of a pending or deferred run (the scheduler sleeps until then).
+pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
+    let pending = runs::table
+        .filter(runs::state.eq("pending"))
+        .select(diesel::dsl::min(runs::due_at))
+        .first::<Option<DateTime<Utc>>>(conn)?;
+    let deferred = runs::table
+        .filter(runs::state.eq("deferred"))
+        .select(diesel::dsl::min(runs::due_at))
+        .first::<Option<DateTime<Utc>>>(conn)?;
+    Ok(pending.into_iter().chain(deferred).min())
+}
+
+pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, DbError> {
+    Ok(runs::table
+        .filter(runs::state.eq(state.as_str()))
+        .count()
+        .get_result(conn)?)
+}
