@@ -1,0 +1,603 @@
+//! Configuration: layered loading, validation, and the effective view printed by
+//! `overseer config check`.
+//!
+//! Layers (later wins): the compiled-in `config/default.toml`, then the file named by
+//! `--config` / `OVERSEER_CONFIG`, then the aliases `DATABASE_URL` and `ANTI_DETECTION_ENABLED`,
+//! then `OVERSEER__SECTION__KEY` environment variables (the canonical spelling wins over an
+//! alias). Every error names the key, the layer it came from (file path or environment
+//! variable) and what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::url::DatabaseUrl;
+use crate::notify::settings::NotifyConfig;
+use crate::telemetry::settings::LogConfig;
+
+/// The compiled-in defaults: the same file users read in `config/default.toml`.
+pub const DEFAULTS_TOML: &str = include_str!("../../config/default.toml");
+
+const ENV_PREFIX: &str = "OVERSEER__";
+
+mod load;
+mod validate;
+
+pub use load::{load, Loaded, Sources};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub flags: Flags,
+    pub supervisor: SupervisorConfig,
+    pub node: NodeConfig,
+    pub scheduler: SchedulerConfig,
+    pub runs: RunsConfig,
+    pub zombie: ZombieConfig,
+    pub notify: NotifyConfig,
+    pub browser: BrowserConfig,
+    pub auth: AuthConfig,
+    pub debug: DebugConfig,
+    /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
+    #[serde(default)]
+    pub jobs: Vec<serde_json::Value>,
+    /// Declarative quotas (`[[quotas]]`), upserted by name at start-up.
+    #[serde(default)]
+    pub quotas: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run the scheduler and executor on this node.
+    pub enabled: bool,
+    /// The longest the scheduler sleeps between two looks at the tables.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Jobs fired per transaction.
+    pub batch_size: u32,
+    /// Runs executing at once on this node.
+    pub max_concurrency: u32,
+    /// How often in-flight runs refresh `heartbeat_at`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Largest stored run output, in bytes (larger outputs are truncated).
+    pub max_output_bytes: usize,
+    /// Extra declarative job files: every `*.toml` in this directory (each `[[jobs]]`).
+    #[serde(default)]
+    pub jobs_dir: Option<PathBuf>,
+    pub defaults: crate::jobs::policy::PolicyDefaults,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZombieConfig {
+    /// How often the leader sweeps for zombie runs (also at once when a node goes silent).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// A node whose `last_seen` is older than this is gone; its running runs are zombies.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    /// A running run whose `heartbeat_at` is older than this is a zombie (a frozen worker).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Slack after a job's `timeout` before the sweep calls the run a zombie.
+    #[serde(with = "humantime_serde")]
+    pub timeout_grace: Duration,
+    /// Leadership lease; renewed every third of it. A dead leader is replaced within 2× it.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+/// `[browser]`: Chromium sessions for `browser` jobs.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// Chromium's path; empty: `chromium` found on PATH.
+    pub executable: String,
+    /// Browsers (profiles) running at once on this node.
+    pub max_browsers: u32,
+    /// Pages one browser has open for runs at once (more runs wait for a slot).
+    pub max_pages: u32,
+    /// A browser unused this long is closed (and relaunched on demand).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long Chromium may take to start.
+    #[serde(with = "humantime_serde")]
+    pub launch_timeout: Duration,
+    /// Default limit per step (a step or job can set its own).
+    #[serde(with = "humantime_serde")]
+    pub step_timeout: Duration,
+    /// Circuit breaker per domain: open after this many consecutive failed runs ...
+    pub circuit_failures: u32,
+    /// ... for this long, doubling with each consecutive opening ...
+    #[serde(with = "humantime_serde")]
+    pub circuit_open: Duration,
+    /// ... up to this.
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_max: Duration,
+    /// Minimum time between two navigations to one domain (zero: none).
+    #[serde(with = "humantime_serde")]
+    pub min_navigation_interval: Duration,
+    /// Per-domain overrides of `min_navigation_interval` (a domain covers its subdomains).
+    #[serde(default)]
+    pub navigation_intervals: BTreeMap<String, humantime_serde::Serde<Duration>>,
+    /// Check robots.txt before each navigation (refused: error kind `robots_disallowed`).
+    pub robots_txt: bool,
+    /// Our product token for robots.txt groups.
+    pub robots_user_agent: String,
+    /// Secrets for `type` steps (`text = {secret = "NAME"}`); also read from the environment
+    /// as OVERSEER_SECRET_<NAME>. Never printed.
+    #[serde(default, skip_serializing)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for BrowserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrowserConfig")
+            .field("executable", &self.executable)
+            .field("max_browsers", &self.max_browsers)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Terminal runs older than this are pruned (succeeded, missed, cancelled).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Failed, timed-out and zombie runs (dead letters) are kept this long.
+    #[serde(with = "humantime_serde")]
+    pub failed_retention: Duration,
+    /// How often the pruning runs (on one node at a time).
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Raw as configured; [`Config::database_url`] is the parsed, normalised form.
+    #[serde(default, skip_serializing)]
+    pub url: Option<String>,
+    pub pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url.as_deref().map(|u| match DatabaseUrl::parse(u) {
+            Ok(url) => url.redacted(),
+            Err(_) => "<invalid>".to_string(),
+        });
+        f.debug_struct("DatabaseConfig")
+            .field("url", &url)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+}
+
+/// Feature flags: one place, each overridable by environment, read-only over the API.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flags {
+    pub anti_detection: bool,
+    pub zombie_detection: bool,
+    pub notifications: bool,
+    pub quota_enforcement: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    pub exit_on_meltdown: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads.
+    Viewer,
+    /// Reads, and changes jobs and quotas.
+    Operator,
+    /// Everything, including actors and flags.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}`: expected viewer, operator or admin"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the token. Shown shortened by `config check`.
+    #[serde(serialize_with = "shorten_hash")]
+    pub sha256: String,
+}
+
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shorten_hash<S: serde::Serializer>(hash: &str, s: S) -> Result<S::Ok, S::Error> {
+    let head: String = hash.chars().take(8).collect();
+    s.serialize_str(&format!("{head}…"))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    pub fault_injection: bool,
+}
+
+/// Where a configuration value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Defaults,
+    File(PathBuf),
+    Env(String),
+    Unknown,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Defaults => f.write_str("built-in defaults"),
+            Origin::File(p) => write!(f, "file {}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::Unknown => f.write_str("unknown source"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("configuration key `{key}` (from {origin}): {expected}")]
+    Key {
+        key: String,
+        origin: Origin,
+        expected: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Config {
+    /// The configured database URL, normalised. `None`: use the managed cluster.
+    pub fn database_url(&self) -> Option<DatabaseUrl> {
+        self.database
+            .url
+            .as_deref()
+            .and_then(|u| DatabaseUrl::parse(u).ok())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.server
+            .bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The effective configuration as TOML, secrets redacted (for `overseer config check`).
+    pub fn effective_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render configuration: {e}\n"),
+        };
+        if let (Some(db), Some(url)) = (
+            value.get_mut("database").and_then(|d| d.as_table_mut()),
+            self.database_url(),
+        ) {
+            db.insert("url".into(), toml::Value::String(url.redacted()));
+        }
+        toml::to_string_pretty(&value).unwrap_or_default()
+    }
+
+    pub fn state_path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.state_dir.join(rel)
+    }
+
+    /// The flags as a name → value map (for logs and the API).
+    pub fn flag_map(&self) -> BTreeMap<&'static str, bool> {
+        let f = &self.flags;
+        BTreeMap::from([
+            ("anti_detection", f.anti_detection),
+            ("zombie_detection", f.zombie_detection),
+            ("notifications", f.notifications),
+            ("quota_enforcement", f.quota_enforcement),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_with(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut tmp = None;
+        let file = file.map(|text| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let p = f.path().to_path_buf();
+            tmp = Some(f);
+            p
+        });
+        load(&Sources {
+            file,
+            env: env(vars),
+        })
+        .map(|l| l.config)
+    }
+
+    #[test]
+    fn defaults_load_and_match_documented_values() {
+        let c = load_with(None, &[]).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.state_dir, PathBuf::from("./var"));
+        assert!(c.database.url.is_none());
+        assert_eq!(c.supervisor.max_restarts, 5);
+        assert_eq!(c.supervisor.restart_window, Duration::from_secs(60));
+        assert_eq!(c.supervisor.backoff_initial, Duration::from_millis(100));
+        assert_eq!(c.supervisor.backoff_max, Duration::from_secs(5));
+        assert!(c.flags.anti_detection && c.flags.quota_enforcement);
+        assert!(!c.debug.fault_injection);
+        assert_eq!(c.server.body_limit, 64 * 1024);
+    }
+
+    #[test]
+    fn layering_file_then_env_then_aliases() {
+        let file =
+            "[server]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n[flags]\nnotifications = false\n";
+        let c = load_with(
+            Some(file),
+            &[
+                ("OVERSEER__SERVER__BIND", "127.0.0.1:9100"),
+                ("OVERSEER__FLAGS__ZOMBIE_DETECTION", "false"),
+                ("ANTI_DETECTION_ENABLED", "0"),
+                ("DATABASE_URL", "postgresql+psycopg2://u:pw@h/db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:9100", "env beats file");
+        assert_eq!(c.server.workers, 3, "file beats defaults");
+        assert!(!c.flags.notifications);
+        assert!(!c.flags.zombie_detection);
+        assert!(!c.flags.anti_detection);
+        assert_eq!(c.database_url().unwrap().expose(), "postgresql://u:pw@h/db");
+    }
+
+    #[test]
+    fn canonical_env_key_beats_alias() {
+        let c = load_with(None, &[("DATABASE_URL", "postgres://a@h/one")]).unwrap();
+        assert_eq!(c.database_url().unwrap().database(), "one");
+        let c = load_with(
+            None,
+            &[
+                ("DATABASE_URL", "postgres://a@h/one"),
+                ("OVERSEER__DATABASE__URL", "postgres://a@h/two"),
+                ("ANTI_DETECTION_ENABLED", "false"),
+                ("OVERSEER__FLAGS__ANTI_DETECTION", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database_url().unwrap().database(), "two");
+        assert!(c.flags.anti_detection);
+    }
+
+    fn key_error(file: Option<&str>, vars: &[(&str, &str)]) -> (String, Origin, String) {
+        match load_with(file, vars) {
+            Err(ConfigError::Key {
+                key,
+                origin,
+                expected,
+            }) => (key, origin, expected),
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_errors_name_key_variable_and_expectation() {
+        let (key, origin, expected) = key_error(None, &[("OVERSEER__SERVER__BIND", "nowhere")]);
+        assert_eq!(key, "server.bind");
+        assert_eq!(origin, Origin::Env("OVERSEER__SERVER__BIND".into()));
+        assert!(expected.contains("IP address and port"), "{expected}");
+
+        let (key, origin, expected) = key_error(None, &[("OVERSEER__DATABASE__POOL_SIZE", "lots")]);
+        assert_eq!(key, "database.pool_size");
+        assert_eq!(origin, Origin::Env("OVERSEER__DATABASE__POOL_SIZE".into()));
+        assert!(
+            expected.contains("u32") || expected.contains("integer"),
+            "{expected}"
+        );
+
+        let (key, origin, _) = key_error(None, &[("DATABASE_URL", "sqlite:///x.db")]);
+        assert_eq!(key, "database.url");
+        assert_eq!(origin, Origin::Env("DATABASE_URL".into()));
+
+        let (key, origin, _) = key_error(None, &[("ANTI_DETECTION_ENABLED", "maybe")]);
+        assert_eq!(key, "flags.anti_detection");
+        assert_eq!(origin, Origin::Env("ANTI_DETECTION_ENABLED".into()));
+
+        let (key, _, expected) = key_error(None, &[("OVERSEER__SUPERVISOR__BACKOFF_MAX", "soon")]);
+        assert_eq!(key, "supervisor.backoff_max");
+        assert!(expected.contains("5s"), "{expected}");
+    }
+
+    #[test]
+    fn file_errors_name_key_and_file() {
+        let (key, origin, expected) = key_error(Some("[server]\nbnid = \"x\"\n"), &[]);
+        assert_eq!(key, "server.bnid");
+        assert!(matches!(origin, Origin::File(_)), "{origin:?}");
+        assert!(expected.contains("unknown key"), "{expected}");
+
+        let (key, origin, _) = key_error(Some("[database]\npool_size = 0\n"), &[]);
+        assert_eq!(key, "database.pool_size");
+        assert!(matches!(origin, Origin::File(_)));
+
+        let (key, _, expected) = key_error(
+            Some("[[auth.tokens]]\nname = \"x\"\nrole = \"root\"\nsha256 = \"00\"\n"),
+            &[],
+        );
+        assert!(key.starts_with("auth.tokens"), "{key}");
+        assert!(expected.contains("viewer"), "{expected}");
+
+        let (key, _, expected) = key_error(
+            Some("[[auth.tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"00\"\n"),
+            &[],
+        );
+        assert_eq!(key, "auth.tokens.0.sha256");
+        assert!(expected.contains("64 hex"), "{expected}");
+
+        let (key, _, _) = key_error(Some("[log]\nformat = \"xml\"\n"), &[]);
+        assert_eq!(key, "log.format");
+
+        match load_with(Some("this is = = not toml"), &[]) {
+            Err(ConfigError::File { message, .. }) => assert!(message.contains("TOML")),
+            other => panic!("{other:?}"),
+        }
+        match load(&Sources {
+            file: Some("/nonexistent/overseer.toml".into()),
+            env: vec![],
+        }) {
+            Err(ConfigError::File { path, .. }) => {
+                assert_eq!(path, PathBuf::from("/nonexistent/overseer.toml"))
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("loaded a missing file"),
+        }
+    }
+
+    #[test]
+    fn notify_channels_are_validated_and_their_secrets_never_shown() {
+        let ok = "[[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\n\
+                  url = \"https://hooks.example.org/services/T0/SECRETPATH\"\nsecret = \"hmac-key-x\"\n\
+                  [[notify.channels]]\nname = \"mail\"\ntype = \"email\"\nhost = \"smtp.example.org\"\n\
+                  username = \"u\"\npassword = \"smtp-pass-y\"\nfrom = \"o <o@example.org>\"\nto = [\"me@example.org\"]\n";
+        let c = load_with(Some(ok), &[]).unwrap();
+        let shown = c.effective_toml();
+        for secret in ["SECRETPATH", "hmac-key-x", "smtp-pass-y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://hooks.example.org/…"), "{shown}");
+        assert!(!format!("{c:?}").contains("smtp-pass-y"));
+
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"h\"\ntype = \"webhook\"\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.url");
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"m\"\ntype = \"email\"\nhost = \"x\"\nfrom = \"o@example.org\"\nto = [\"not an address\"]\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.to.0");
+        let (key, _, _) = key_error(
+            Some("[[notify.channels]]\nname = \"x\"\ntype = \"pager\"\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.channels.0.type");
+        let (key, _, _) = key_error(
+            Some("[[notify.routes]]\nevents = [\"*\"]\nmin_severity = \"loud\"\nchannels = [\"log\"]\n"),
+            &[],
+        );
+        assert_eq!(key, "notify.routes.0.min_severity");
+    }
+
+    #[test]
+    fn effective_view_redacts_secrets() {
+        let c = load_with(
+            Some("[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"aaaaaaaabbbbbbbbccccccccddddddddeeeeeeeeffffffff0000000011111111\"\n"),
+            &[("DATABASE_URL", "postgres://app:topsecret@db/prod")],
+        )
+        .unwrap();
+        let shown = c.effective_toml();
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(shown.contains("postgresql://app:***@db/prod"), "{shown}");
+        assert!(!shown.contains("ffffffff0000000011111111"), "{shown}");
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}
