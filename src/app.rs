@@ -220,19 +220,11 @@ fn check_declarative_references(
         .iter()
         .map(|d| (d, d.def.references(kinds)))
         .collect();
-    let quotas: Vec<String> = all
+    let every: Vec<crate::jobs::Reference> = all
         .iter()
-        .flat_map(|(_, refs)| refs.iter())
-        .filter(|r| r.to == crate::jobs::Referent::Quota)
-        .map(|r| r.name.clone())
+        .flat_map(|(_, refs)| refs.iter().cloned())
         .collect();
-    let known: std::collections::HashSet<String> = if quotas.is_empty() {
-        Default::default()
-    } else {
-        crate::db::quotas::existing(&mut *db.get_blocking()?, &quotas)?
-            .into_iter()
-            .collect()
-    };
+    let known = crate::db::quotas::referenced(&mut *db.get_blocking()?, &every)?;
     for (d, refs) in &all {
         let problems = crate::jobs::unresolved(
             refs,

@@ -378,20 +378,14 @@ async fn check_references(state: &ApiState, def: &JobDef) -> Result<(), ApiError
     if refs.is_empty() {
         return Ok(());
     }
-    let quotas: Vec<String> = refs
-        .iter()
-        .filter(|r| r.to == crate::jobs::Referent::Quota)
-        .map(|r| r.name.clone())
-        .collect();
-    let known: std::collections::HashSet<String> = if quotas.is_empty() {
-        Default::default()
-    } else {
+    let known = if refs.iter().any(|r| r.to == crate::jobs::Referent::Quota) {
+        let refs = refs.clone();
         state
             .db
-            .run(move |c| crate::db::quotas::existing(c, &quotas))
+            .run(move |c| crate::db::quotas::referenced(c, &refs))
             .await?
-            .into_iter()
-            .collect()
+    } else {
+        Default::default()
     };
     let problems = crate::jobs::unresolved(
         &refs,

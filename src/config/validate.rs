@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-
 use crate::db::url::DatabaseUrl;
 use crate::notify::settings::{ChannelType, SmtpTls};
 

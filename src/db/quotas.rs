@@ -112,6 +112,22 @@ pub fn get(conn: &mut PgConnection, name: &str) -> Result<QuotaRow, DbError> {
         .first(conn)?)
 }
 
+/// The quotas among those `refs` name that exist (for `jobs::unresolved`).
+pub fn referenced(
+    conn: &mut PgConnection,
+    refs: &[crate::jobs::Reference],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let names: Vec<String> = refs
+        .iter()
+        .filter(|r| r.to == crate::jobs::Referent::Quota)
+        .map(|r| r.name.clone())
+        .collect();
+    if names.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(existing(conn, &names)?.into_iter().collect())
+}
+
 /// Which of `names` exist.
 pub fn existing(conn: &mut PgConnection, names: &[String]) -> Result<Vec<String>, DbError> {
     Ok(quotas::table
