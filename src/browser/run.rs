@@ -1,0 +1,350 @@
+//! One run in a profile's browser: a page (a parked one woken, or a new one with its
+//! emulation), the script on it under the run's cancellation and crash watch, artifacts
+//! saved, secrets scrubbed from the output.
+
+use super::artifacts::save_artifacts;
+use super::*;
+
+impl Pool {
+    /// A new page in the profile's browser, set up for the run (init script, user agent,
+    /// locale, viewport, timezone, crash reports, focus).
+    pub(super) async fn open_page(
+        &self,
+        chromium: &Chromium,
+        session: &Session,
+        r: &BrowserRun,
+    ) -> Result<chromiumoxide::Page, RunFailure> {
+        let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
+            kind: "browser",
+            message: e.to_string(),
+        };
+        let page = chromium
+            .browser
+            .new_page("about:blank")
+            .await
+            .map_err(browser_err)?;
+        // Closed again if its setup fails or takes too long.
+        let mut guard = PageGuard(Some(page.clone()));
+        if self.cfg.stealth {
+            page.add_init_script(stealth::init_script(&r.locale))
+                .await
+                .map_err(browser_err)?;
+        }
+        let ua = match &r.user_agent {
+            Some(ua) => Some(ua.clone()),
+            None if self.cfg.stealth => {
+                let cached = session.plain_ua.borrow().clone();
+                match cached {
+                    Some(ua) => Some(ua),
+                    None => {
+                        let ua = chromium
+                            .browser
+                            .user_agent()
+                            .await
+                            .ok()
+                            .map(|ua| stealth::plain_user_agent(&ua));
+                        *session.plain_ua.borrow_mut() = ua.clone();
+                        ua
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(ua) = ua {
+            let mut p = SetUserAgentOverrideParams::new(ua);
+            p.accept_language = Some(r.locale.clone());
+            page.execute(p).await.map_err(browser_err)?;
+        }
+        if let Some((w, h)) = r.viewport {
+            page.execute(SetDeviceMetricsOverrideParams::new(
+                w as i64, h as i64, 1.0, false,
+            ))
+            .await
+            .map_err(browser_err)?;
+        }
+        let mut locale = SetLocaleOverrideParams::default();
+        locale.locale = Some(r.locale.clone());
+        let _ = page.execute(locale).await;
+        if let Some(tz) = &r.timezone {
+            page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+                .await
+                .map_err(browser_err)?;
+        }
+        // Renderer crashes are reported through the Inspector domain.
+        page.execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
+            .await
+            .map_err(browser_err)?;
+        // Focused and visible, as a page in front is, also after being parked
+        // (a frozen page is hidden otherwise).
+        page.execute(SetFocusEmulationEnabledParams::new(true))
+            .await
+            .map_err(browser_err)?;
+        guard.disarm();
+        Ok(page)
+    }
+
+    pub(super) async fn run_in(
+        &self,
+        session: &Session,
+        r: &BrowserRun,
+    ) -> Result<Value, RunFailure> {
+        let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
+            kind: "browser",
+            message: e.to_string(),
+        };
+        let browser_pid;
+        let (page, reusable) = {
+            let mut guard = session.chromium.lock().await;
+            if guard.is_some() && !session.alive.get() {
+                self.replace_dead(session, &mut guard).await;
+            }
+            if guard.is_none() {
+                self.make_room(&r.profile).await?;
+                let alive = session.alive.clone();
+                alive.set(true);
+                let flag = alive.clone();
+                let (events, profile) = (self.events.clone(), r.profile.clone());
+                let profile_dir = self.cfg.profiles_dir.join(&r.profile);
+                let launched = Chromium::launch(
+                    &LaunchOptions {
+                        executable: &self.cfg.executable,
+                        profile_dir: &profile_dir,
+                        window: r.viewport.unwrap_or((1280, 800)),
+                        lang: &r.locale,
+                        stealth: self.cfg.stealth,
+                        timeout: self.cfg.launch_timeout,
+                    },
+                    // The handler ended while we still counted on the browser: it died.
+                    move || {
+                        if flag.replace(false) {
+                            if let Some(tx) = events {
+                                let _ = tx.send(SessionEvent::Died { profile });
+                            }
+                        }
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    alive.set(false);
+                    self.tell(SessionEvent::LaunchFailed {
+                        profile: r.profile.clone(),
+                        error: e.to_string(),
+                    });
+                    RunFailure {
+                        kind: "browser_launch",
+                        message: e.to_string(),
+                    }
+                })?;
+                metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
+                tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
+                self.tell(SessionEvent::Launched {
+                    profile: r.profile.clone(),
+                    pid: launched.pid(),
+                });
+                *guard = Some(launched);
+                self.publish();
+            }
+            let chromium = guard.as_ref().ok_or_else(|| RunFailure {
+                kind: "browser",
+                message: "no browser".into(),
+            })?;
+            browser_pid = chromium.pid();
+            let reusable = r.user_agent.is_none() && r.viewport.is_none() && r.timezone.is_none();
+            let parked = if reusable {
+                let mut idle = session.idle_pages.borrow_mut();
+                idle.iter()
+                    .position(|(locale, _)| *locale == r.locale)
+                    .map(|i| idle.remove(i).1)
+            } else {
+                None
+            };
+            let parked = match parked {
+                Some(page) => wake(page, &r.steps).await,
+                None => None,
+            };
+            if let Some(page) = parked {
+                (page, reusable)
+            } else {
+                let opened = tokio::time::timeout(
+                    self.cfg.launch_timeout,
+                    self.open_page(chromium, session, r),
+                )
+                .await
+                .map_err(|_| RunFailure {
+                    kind: "browser",
+                    message: format!(
+                        "opening a page took longer than {:?} (browser.launch_timeout)",
+                        self.cfg.launch_timeout
+                    ),
+                })?;
+                (opened?, reusable)
+            }
+        };
+        let mut page_guard = PageGuard(Some(page.clone()));
+        let env = Env {
+            secrets: &r.secrets,
+            step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
+            consume: r.consume.as_ref(),
+            politeness: Some(&self.politeness),
+        };
+        let mut out = ScriptOutput::default();
+        // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
+        let mut crashed = page
+            .event_listener::<chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed>()
+            .await
+            .map_err(browser_err)?;
+        let result = tokio::select! {
+            r = engine::run(&page, &r.steps, &env, &mut out) => r,
+            _ = futures_util::StreamExt::next(&mut crashed) => {
+                if process::process_gone(browser_pid) {
+                    // The whole browser died (its renderers first): the session is gone. It
+                    // is counted once, when the next run finds it dead and replaces it.
+                    self.mark_dead(session);
+                    return Err(RunFailure {
+                        kind: "browser_crashed",
+                        message: "the browser died during the run".into(),
+                    });
+                }
+                metrics::counter!(names::BROWSER_CRASHES).increment(1);
+                self.tell(SessionEvent::RendererCrashed {
+                    profile: r.profile.clone(),
+                });
+                return Err(RunFailure {
+                    kind: "renderer_crashed",
+                    message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
+                });
+            }
+        };
+        let mut failure_shot = None;
+        if result.is_err() && session.alive.get() {
+            failure_shot = tokio::time::timeout(
+                Duration::from_secs(5),
+                page.screenshot(
+                    chromiumoxide::page::ScreenshotParams::builder()
+                        .format(chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat::Png)
+                        .build(),
+                ),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+            out.url = tokio::time::timeout(Duration::from_secs(2), page.url())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+        }
+        // A page that served a good run is parked, frozen (its document's scripts and timers
+        // stop), for the next run; any other is closed. Freezing costs one command where
+        // navigating to about:blank cost a navigation, and the next run's `goto` to the same
+        // site stays in the site's renderer.
+        let park = reusable
+            && result.is_ok()
+            && session.alive.get()
+            && session.idle_pages.borrow().len() < MAX_IDLE_PAGES;
+        page_guard.disarm();
+        if park {
+            // Not awaited: the run's answer does not wait for it, and the next run's wake
+            // command follows it on the same CDP session.
+            let parked = page.clone();
+            tokio::spawn(async move {
+                let frozen = SetWebLifecycleStateParams::new(SetWebLifecycleStateState::Frozen);
+                let _ = tokio::time::timeout(Duration::from_secs(5), parked.execute(frozen)).await;
+            });
+            session
+                .idle_pages
+                .borrow_mut()
+                .push((r.locale.clone(), page));
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+        }
+        let dir = self.cfg.artifacts_dir.join(r.run_id.to_string());
+        let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
+        if let (Some(png), Err(f)) = (failure_shot, &result) {
+            files.push(("failure.png".into(), png));
+            let meta = json!({"step": f.index, "action": f.action,
+                "error": scrub(&f.message, r.secrets.values()), "url": out.url});
+            files.push(("failure.json".into(), meta.to_string().into_bytes()));
+        }
+        let names_saved: Vec<String> = save_artifacts(dir, files)
+            .await
+            .into_iter()
+            .filter(|n| n != "failure.json")
+            .collect();
+        let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
+        let extracted: Value =
+            serde_json::from_str(&scrub(&extracted.to_string(), r.secrets.values()))
+                .unwrap_or_default();
+        match result {
+            Ok(None) => Ok(json!({
+                "outcome": "completed",
+                "extracted": extracted,
+                "url": out.url,
+                "steps": r.steps.len(),
+                "artifacts": names_saved,
+            })),
+            // Not a failure: the quota said stop (no retry follows).
+            Ok(Some(stop)) => Ok(json!({
+                "outcome": "quota_exhausted",
+                "quota": stop.quota,
+                "reason": stop.reason,
+                "stopped_at_step": stop.index,
+                "extracted": extracted,
+                "url": out.url,
+                "steps": r.steps.len(),
+                "artifacts": names_saved,
+            })),
+            Err(f) => {
+                let lost = f.kind == "browser" && connection_lost(&f.message);
+                if lost || !session.alive.get() {
+                    self.mark_dead(session);
+                    return Err(RunFailure {
+                        kind: "browser_crashed",
+                        message: format!("the browser died during step {} ({})", f.index, f.action),
+                    });
+                }
+                Err(RunFailure {
+                    kind: f.kind,
+                    message: format!(
+                        "step {} ({}): {}{}",
+                        f.index,
+                        f.action,
+                        f.message,
+                        out.url.map(|u| format!(" at {u}")).unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Wakes a parked page for a new run; a script that does not start with `goto` gets a blank
+/// document (it never sees the previous run's). None: the page is unusable (closed).
+async fn wake(page: chromiumoxide::Page, steps: &[Step]) -> Option<chromiumoxide::Page> {
+    let limit = Duration::from_secs(5);
+    let woke = tokio::time::timeout(
+        limit,
+        page.execute(SetWebLifecycleStateParams::new(
+            SetWebLifecycleStateState::Active,
+        )),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let ready = woke
+        && (matches!(steps.first(), Some(Step::Goto { .. }))
+            || tokio::time::timeout(limit, page.goto("about:blank"))
+                .await
+                .is_ok_and(|r| r.is_ok()));
+    if ready {
+        Some(page)
+    } else {
+        let _ = tokio::time::timeout(limit, page.close()).await;
+        None
+    }
+}
+
+pub(super) fn connection_lost(message: &str) -> bool {
+    ["oneshot canceled", "channel closed", "Ws", "connection"]
+        .iter()
+        .any(|m| message.contains(m))
+}
