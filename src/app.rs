@@ -330,6 +330,7 @@ async fn run(
         node_id,
         directory: directory.clone(),
         routing: routing.clone(),
+        clock: Arc::new(crate::stdx::clock::SystemClock),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(

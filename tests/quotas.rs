@@ -423,3 +423,84 @@ fn four_processes_and_64_consumers_admit_exactly_the_limit() {
     assert_eq!(window(&q, "day")["remaining"], 0);
     drop(nodes);
 }
+
+/// The quota counter actor, started by a supervisor on a clock the test moves: a full hour
+/// window refuses, and the next hour admits again — time passes by setting the clock, not by
+/// waiting an hour (or sleeping at all).
+#[test]
+fn the_quota_counter_follows_its_clock_into_the_next_window() {
+    use overseer::actors::quota::{Consume, Consumed, QuotaCounter, NAME};
+    use overseer::stdx::clock::ManualClock;
+    use overseer::supervisor::{ChildSpec, Restart, Supervisor};
+
+    let db = TestDb::migrated();
+    let loaded = overseer::config::load(&overseer::config::Sources::default()).unwrap();
+    let config = Arc::new(loaded.config);
+    let pool = overseer::db::Db::new(&db.url, 4, Duration::from_secs(5));
+    {
+        let def = overseer::quota::QuotaDef::parse(
+            "messages",
+            &json!({"limits": {"hour": 2}, "timezone": "UTC"}),
+        )
+        .unwrap();
+        overseer::db::quotas::upsert(&mut pool.get_blocking().unwrap(), &def, "api", Utc::now())
+            .unwrap();
+    }
+    // 09:10 on a fixed day: the hour window is 09:00–10:00.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T09:10:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let clock = Arc::new(ManualClock::new(t0));
+    let deps = overseer::actors::Deps {
+        config: config.clone(),
+        db: pool,
+        node_id: uuid::Uuid::new_v4(),
+        directory: Default::default(),
+        routing: Arc::new(overseer::notify::Routing::from_config(&config.notify)),
+        clock: clock.clone(),
+    };
+    actix::System::new().block_on(async move {
+        let d = deps.clone();
+        let spec = ChildSpec::new(NAME, Restart::Permanent, move |lifeline| {
+            QuotaCounter::new(&d, lifeline)
+        });
+        let _supervisor =
+            actix::Actor::start(Supervisor::new(config.supervisor.clone(), vec![spec], None));
+        let deadline = std::time::Instant::now() + T;
+        let counter = loop {
+            if let Some(c) = deps.directory.quota_counter() {
+                break c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the counter never started"
+            );
+            actix_rt::task::yield_now().await;
+        };
+        let consume = || {
+            counter.send(Consume {
+                quota: "messages".into(),
+                cost: 1,
+            })
+        };
+        for _ in 0..2 {
+            let c = consume().await.unwrap().unwrap();
+            assert!(matches!(c, Consumed::Admitted { .. }), "{c:?}");
+        }
+        match consume().await.unwrap().unwrap() {
+            Consumed::Refused { retry_at, .. } => {
+                assert_eq!(
+                    retry_at,
+                    t0 + chrono::Duration::minutes(50),
+                    "the next hour"
+                )
+            }
+            other => panic!("a full window must refuse: {other:?}"),
+        }
+        // The clock reaches the next hour: room again, without waiting for it.
+        clock.advance(chrono::Duration::minutes(50));
+        let c = consume().await.unwrap().unwrap();
+        assert!(matches!(c, Consumed::Admitted { .. }), "{c:?}");
+        actix::System::current().stop();
+    });
+}

@@ -268,9 +268,10 @@ impl Executor {
         let defaults = self.deps.config.scheduler.defaults.clone();
         let routing = self.deps.routing.clone();
         let kept = batch.clone();
+        let clock = self.deps.clock.clone();
         ctx.spawn(
             async move {
-                db.run(move |c| runs::complete(c, node, &batch, Utc::now(), &defaults, &routing))
+                db.run(move |c| runs::complete(c, node, &batch, clock.now(), &defaults, &routing))
                     .await
             }
                 .into_actor(self)
@@ -307,9 +308,10 @@ impl Executor {
         let ids: Vec<Uuid> = self.in_flight.keys().copied().collect();
         let db = self.deps.db.clone();
         let node = self.deps.node_id;
+        let clock = self.deps.clock.clone();
         ctx.spawn(
             async move {
-                db.run(move |c| runs::heartbeat(c, node, &ids, Utc::now()))
+                db.run(move |c| runs::heartbeat(c, node, &ids, clock.now()))
                     .await
             }
             .into_actor(self)
@@ -544,7 +546,7 @@ impl Handler<Execute> for Executor {
                 self.done.push(Completion {
                     run_id: run.id,
                     state: RunState::Deferred,
-                    defer_until: Some(Utc::now()),
+                    defer_until: Some(self.deps.clock.now()),
                     output: None,
                     error_kind: None,
                     error_message: Some("the node was shutting down".into()),

@@ -32,6 +32,8 @@ pub struct Deps {
     pub directory: Directory,
     /// Notification channels and routing rules (from `[notify]`).
     pub routing: Arc<crate::notify::Routing>,
+    /// Wall-clock time: the system clock, or one a test moves.
+    pub clock: Arc<dyn crate::stdx::clock::Clock>,
 }
 
 /// The pause before a failed rehydration (database unreachable) is tried again; the actor

@@ -82,6 +82,7 @@ impl Notifier {
         self.busy = true;
         self.again = false;
         let db = self.deps.db.clone();
+        let clock = self.deps.clock.clone();
         let cfg = self.deps.config.notify.clone();
         let claim_ms = self.deps.routing.claim_timeout().as_millis() as i64;
         let fut = async move {
@@ -127,7 +128,7 @@ impl Notifier {
                     .increment(1);
                 outcomes.push((msg.id, o));
             }
-            db.run(move |c| notifications::record(c, &outcomes, Utc::now()))
+            db.run(move |c| notifications::record(c, &outcomes, clock.now()))
                 .await?;
             Ok::<_, crate::db::DbError>(n)
         };

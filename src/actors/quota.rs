@@ -128,10 +128,11 @@ impl QuotaCounter {
         let routing = self.deps.routing.clone();
         let enforce = self.deps.config.flags.quota_enforcement;
         let name = quota.clone();
+        let clock = self.deps.clock.clone();
         ctx.spawn(
             async move {
                 db.run(move |c| {
-                    quotas::consume_batch(c, &name, &costs, enforce, Utc::now(), &routing)
+                    quotas::consume_batch(c, &name, &costs, enforce, clock.now(), &routing)
                 })
                 .await
             }
@@ -204,10 +205,11 @@ impl QuotaCounter {
     /// Re-reads the definitions and publishes every quota's remaining units.
     fn refresh(&mut self, ctx: &mut Context<Self>) {
         let db = self.deps.db.clone();
+        let clock = self.deps.clock.clone();
         ctx.spawn(
             async move {
-                db.run(|c| {
-                    let now = Utc::now();
+                db.run(move |c| {
+                    let now = clock.now();
                     let mut out = Vec::new();
                     for row in quotas::list(c)? {
                         let windows = quotas::usage(c, &row.def(), now)?;

@@ -12,7 +12,6 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
 
 use super::executor::{Capacity, Execute};
 use super::{Deps, REHYDRATE_RETRY};
@@ -115,6 +114,7 @@ impl Scheduler {
         self.ticking = true;
         self.again = false;
         let db = self.deps.db.clone();
+        let clock = self.deps.clock.clone();
         let cfg = self.deps.config.scheduler.clone();
         let node = self.deps.node_id;
         let routing = self.deps.routing.clone();
@@ -140,10 +140,11 @@ impl Scheduler {
                 let routing = routing.clone();
                 let direct = (slots > 0).then_some(Direct { node, slots });
                 let handoff_db = db.clone();
+                let clock = clock.clone();
                 let out = db
                     .run(move |c| {
                         let out =
-                            fire::fire_due(c, Utc::now(), batch, &defaults, direct, &routing)?;
+                            fire::fire_due(c, clock.now(), batch, &defaults, direct, &routing)?;
                         let started = Handoff::new(&handoff_db, node, out.started);
                         Ok((out.jobs, out.runs, out.events, out.next_due, started))
                     })
@@ -171,10 +172,11 @@ impl Scheduler {
             let mut next_run = None;
             if failure.is_none() {
                 let handoff_db = db.clone();
+                let clock = clock.clone();
                 let claimed = db
                     .run(move |c| {
-                        runs::promote_deferred(c, Utc::now())?;
-                        let claimed = runs::claim(c, node, Utc::now(), slots as i64)?;
+                        runs::promote_deferred(c, clock.now())?;
+                        let claimed = runs::claim(c, node, clock.now(), slots as i64)?;
                         let claimed = Handoff::new(&handoff_db, node, claimed);
                         Ok((claimed, runs::next_pending_due(c)))
                     })
@@ -203,7 +205,7 @@ impl Scheduler {
             if let Some(e) = failure {
                 return Err((e, dispatched));
             }
-            let now = Utc::now();
+            let now = clock.now();
             // Pending runs already due were either just dispatched, wait for a free slot
             // (the executor wakes us), or wait behind a queued run: none is a reason to spin.
             let next = [next_job, next_run.filter(|t| *t > now)]

@@ -82,9 +82,10 @@ impl Circuits for Node {
         domain: String,
     ) -> LocalBoxFuture<'static, Result<Option<DateTime<Utc>>, RunError>> {
         let db = self.0.db.clone();
+        let clock = self.0.clock.clone();
         Box::pin(async move {
             let admission = db
-                .run(move |c| circuits::admit(c, &domain, Utc::now()))
+                .run(move |c| circuits::admit(c, &domain, clock.now()))
                 .await
                 .map_err(|e| RunError::new("database", e.to_string()))?;
             Ok(match admission {
@@ -103,11 +104,12 @@ impl Circuits for Node {
             open_initial: b.circuit_open,
             open_max: b.circuit_open_max,
         };
+        let clock = self.0.clock.clone();
         Box::pin(async move {
             let d = domain.clone();
             let recorded = db
                 .run(move |c| {
-                    circuits::record(c, &d, error.as_deref(), Utc::now(), &settings, &routing)
+                    circuits::record(c, &d, error.as_deref(), clock.now(), &settings, &routing)
                 })
                 .await;
             match recorded {

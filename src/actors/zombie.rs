@@ -160,6 +160,7 @@ impl ZombieDetector {
         self.sweeping = true;
         self.last_sweep = Some(Instant::now());
         let db = self.deps.db.clone();
+        let clock = self.deps.clock.clone();
         let cfg = self.deps.config.zombie.clone();
         let defaults = self.deps.config.scheduler.defaults.clone();
         let routing = self.deps.routing.clone();
@@ -174,7 +175,7 @@ impl ZombieDetector {
                         .filter_map(|r| judge(r, &cfg, &defaults).map(|why| (r.id, why, r.node_id)))
                         .collect();
                     let ids: Vec<_> = zombies.iter().map(|z| (z.0, z.1)).collect();
-                    let events = runs::rescue_zombies(c, &ids, Utc::now(), &defaults, &routing)?;
+                    let events = runs::rescue_zombies(c, &ids, clock.now(), &defaults, &routing)?;
                     let local: Vec<_> = zombies
                         .iter()
                         .filter(|z| z.2 == Some(me))
@@ -213,6 +214,7 @@ impl ZombieDetector {
     fn prune(&mut self, ctx: &mut Context<Self>) {
         self.last_prune = Some(Instant::now());
         let db = self.deps.db.clone();
+        let clock = self.deps.clock.clone();
         let runs_cfg = self.deps.config.runs.clone();
         let notify_keep = chrono::Duration::from_std(self.deps.config.notify.retention)
             .unwrap_or(chrono::Duration::MAX);
@@ -224,11 +226,12 @@ impl ZombieDetector {
                     .unwrap_or(chrono::Duration::MAX);
                 let mut total = 0usize;
                 for _ in 0..100 {
+                    let clock = clock.clone();
                     let n = db
                         .run(move |c| {
                             runs::prune_batch_exclusive(
                                 c,
-                                Utc::now(),
+                                clock.now(),
                                 keep,
                                 keep_failed,
                                 PRUNE_BATCH,
@@ -246,7 +249,7 @@ impl ZombieDetector {
                     }
                 }
                 let mut notes = 0usize;
-                if let Some(cutoff) = Utc::now().checked_sub_signed(notify_keep) {
+                if let Some(cutoff) = clock.now().checked_sub_signed(notify_keep) {
                     for _ in 0..100 {
                         let n = db
                             .run(move |c| notifications::prune_batch(c, cutoff, PRUNE_BATCH))
@@ -258,7 +261,7 @@ impl ZombieDetector {
                     }
                 }
                 // Quota windows that ended a week ago are history nobody reads.
-                let cutoff = Utc::now() - chrono::Duration::days(7);
+                let cutoff = clock.now() - chrono::Duration::days(7);
                 db.run(move |c| crate::db::quotas::prune(c, cutoff)).await?;
                 Ok::<_, crate::db::DbError>((total, notes))
             }

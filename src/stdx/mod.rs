@@ -3,6 +3,7 @@
 //! floor may use it.
 
 pub mod backoff;
+pub mod clock;
 pub mod duration;
 pub mod names;
 pub mod panic;
