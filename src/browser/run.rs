@@ -6,6 +6,61 @@ use super::artifacts::save_artifacts;
 use super::*;
 
 impl Pool {
+    /// Launches the profile's browser into `guard` (room made first: the least recently
+    /// used idle browser closes when `max_browsers` are running).
+    async fn launch_into(
+        &self,
+        session: &Session,
+        guard: &mut Option<Chromium>,
+        r: &BrowserRun,
+    ) -> Result<(), RunFailure> {
+        self.make_room(&r.profile).await?;
+        let alive = session.alive.clone();
+        alive.set(true);
+        let flag = alive.clone();
+        let (events, profile) = (self.events.clone(), r.profile.clone());
+        let profile_dir = self.cfg.profiles_dir.join(&r.profile);
+        let launched = Chromium::launch(
+            &LaunchOptions {
+                executable: &self.cfg.executable,
+                profile_dir: &profile_dir,
+                window: r.viewport.unwrap_or((1280, 800)),
+                lang: &r.locale,
+                stealth: self.cfg.stealth,
+                timeout: self.cfg.launch_timeout,
+            },
+            // The handler ended while we still counted on the browser: it died.
+            move || {
+                if flag.replace(false) {
+                    if let Some(tx) = events {
+                        let _ = tx.send(SessionEvent::Died { profile });
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(|e| {
+            alive.set(false);
+            self.tell(SessionEvent::LaunchFailed {
+                profile: r.profile.clone(),
+                error: e.to_string(),
+            });
+            RunFailure {
+                kind: "browser_launch",
+                message: e.to_string(),
+            }
+        })?;
+        metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
+        tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
+        self.tell(SessionEvent::Launched {
+            profile: r.profile.clone(),
+            pid: launched.pid(),
+        });
+        *guard = Some(launched);
+        self.publish();
+        Ok(())
+    }
+
     /// A new page in the profile's browser, set up for the run (init script, user agent,
     /// locale, viewport, timezone, crash reports, focus).
     pub(super) async fn open_page(
@@ -92,57 +147,14 @@ impl Pool {
             kind: "browser",
             message: e.to_string(),
         };
-        let browser_pid;
+        let mut browser_pid;
         let (page, reusable) = {
             let mut guard = session.chromium.lock().await;
             if guard.is_some() && !session.alive.get() {
                 self.replace_dead(session, &mut guard).await;
             }
             if guard.is_none() {
-                self.make_room(&r.profile).await?;
-                let alive = session.alive.clone();
-                alive.set(true);
-                let flag = alive.clone();
-                let (events, profile) = (self.events.clone(), r.profile.clone());
-                let profile_dir = self.cfg.profiles_dir.join(&r.profile);
-                let launched = Chromium::launch(
-                    &LaunchOptions {
-                        executable: &self.cfg.executable,
-                        profile_dir: &profile_dir,
-                        window: r.viewport.unwrap_or((1280, 800)),
-                        lang: &r.locale,
-                        stealth: self.cfg.stealth,
-                        timeout: self.cfg.launch_timeout,
-                    },
-                    // The handler ended while we still counted on the browser: it died.
-                    move || {
-                        if flag.replace(false) {
-                            if let Some(tx) = events {
-                                let _ = tx.send(SessionEvent::Died { profile });
-                            }
-                        }
-                    },
-                )
-                .await
-                .map_err(|e| {
-                    alive.set(false);
-                    self.tell(SessionEvent::LaunchFailed {
-                        profile: r.profile.clone(),
-                        error: e.to_string(),
-                    });
-                    RunFailure {
-                        kind: "browser_launch",
-                        message: e.to_string(),
-                    }
-                })?;
-                metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
-                tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
-                self.tell(SessionEvent::Launched {
-                    profile: r.profile.clone(),
-                    pid: launched.pid(),
-                });
-                *guard = Some(launched);
-                self.publish();
+                self.launch_into(session, &mut guard, r).await?;
             }
             let chromium = guard.as_ref().ok_or_else(|| RunFailure {
                 kind: "browser",
@@ -169,15 +181,36 @@ impl Pool {
                     self.cfg.launch_timeout,
                     self.open_page(chromium, session, r),
                 )
-                .await
-                .map_err(|_| RunFailure {
-                    kind: "browser",
-                    message: format!(
-                        "opening a page took longer than {:?} (browser.launch_timeout)",
-                        self.cfg.launch_timeout
-                    ),
-                })?;
-                (opened?, reusable)
+                .await;
+                match opened {
+                    Ok(opened) => (opened?, reusable),
+                    Err(_) => {
+                        // A browser that cannot open a page (seen after its renderers were
+                        // killed) is replaced, and the page opened in the new one, once.
+                        tracing::warn!(profile = %r.profile, "opening a page hung; relaunching the profile's browser");
+                        session.alive.set(false);
+                        self.replace_dead(session, &mut guard).await;
+                        self.launch_into(session, &mut guard, r).await?;
+                        let chromium = guard.as_ref().ok_or_else(|| RunFailure {
+                            kind: "browser",
+                            message: "no browser".into(),
+                        })?;
+                        browser_pid = chromium.pid();
+                        let opened = tokio::time::timeout(
+                            self.cfg.launch_timeout,
+                            self.open_page(chromium, session, r),
+                        )
+                        .await
+                        .map_err(|_| RunFailure {
+                            kind: "browser",
+                            message: format!(
+                                "opening a page took longer than {:?} (browser.launch_timeout), twice",
+                                self.cfg.launch_timeout
+                            ),
+                        })?;
+                        (opened?, reusable)
+                    }
+                }
             }
         };
         let mut page_guard = PageGuard(Some(page.clone()));
