@@ -468,6 +468,21 @@ fn timeouts_and_overlap_policies() {
         count(r, "timed_out") == 2
     });
     assert!(runs.iter().all(|r| r["error_kind"] == "timeout"));
+    // Each attempt ended at its timeout: not before, and long before the 5 s it would have run.
+    // (The upper margin covers recording results in a batch on a loaded 2-core machine.)
+    for r in &runs {
+        let ts = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let ran = (ts("finished_at") - ts("started_at")).to_std().unwrap();
+        assert!(
+            ran >= Duration::from_millis(200) && ran < Duration::from_millis(1500),
+            "attempt {} ran {ran:?} against a 200 ms timeout",
+            r["attempt"]
+        );
+    }
 
     // A 2.5 s run fired every second.
     let body = |name: &str, overlap: &str| {
