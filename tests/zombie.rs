@@ -114,9 +114,13 @@ fn a_killed_nodes_runs_are_rescued_by_another_node() {
         .filter_map(|r| r.finished_at)
         .max()
         .unwrap();
-    let latency = (rescued_at - killed).to_std().unwrap_or_default();
+    let latency = (rescued_at - killed)
+        .to_std()
+        .expect("the rescue is recorded after the kill");
     println!("kill -9 → rescued: {latency:?} (node_timeout 3 s + 1 s sweeps)");
-    assert!(latency < Duration::from_secs(10), "rescue took {latency:?}");
+    // The documented target is 5 s (node_timeout 3 s + a 1 s sweep + the transaction); the
+    // extra second is the margin a loaded 2-core machine needs (measured here: 3.3 s).
+    assert!(latency < Duration::from_secs(6), "rescue took {latency:?}");
     for r in rows.iter().filter(|r| r.state == "zombie") {
         assert_eq!(r.error_kind.as_deref(), Some("node_lost"), "{r:?}");
         assert_eq!(r.attempt, 1);
@@ -263,8 +267,10 @@ fn leadership_fails_over_within_two_leases() {
     });
     let took = killed.elapsed();
     println!("leader killed → new leader after {took:?} (lease 2 s)");
+    // The documented bound is 2 × lease (4 s); 1 s of margin for a loaded 2-core machine
+    // (measured here: 1.9 s).
     assert!(
-        took <= Duration::from_secs(4) + Duration::from_millis(1500),
+        took <= Duration::from_secs(4) + Duration::from_secs(1),
         "failover took {took:?}"
     );
 
