@@ -138,6 +138,7 @@ impl Executor {
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
         let counter = self.deps.directory.quota_counter();
+        let now = self.deps.clock.now();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
@@ -145,7 +146,7 @@ impl Executor {
                     format!("no job kind `{kind_name}` in this build"),
                 )));
             };
-            let receipts = match take_quota(&quota, counter.as_ref()).await {
+            let receipts = match take_quota(&quota, counter.as_ref(), now).await {
                 Ok(r) => r,
                 Err(gate) => return gate,
             };
@@ -345,12 +346,13 @@ enum Ran {
 async fn take_quota(
     quota: &[JobQuota],
     counter: Option<&Addr<QuotaCounter>>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Receipt>, Ran> {
     let mut receipts = Vec::new();
     for q in quota.iter().filter(|q| q.cost > 0) {
         let Some(counter) = counter else {
             return Err(Ran::Deferred {
-                until: Utc::now() + chrono::Duration::seconds(1),
+                until: now + chrono::Duration::seconds(1),
                 reason: "the quota counter is restarting".into(),
             });
         };
@@ -377,7 +379,7 @@ async fn take_quota(
                 ),
             },
             Err(QuotaError::Unavailable(m)) => Ran::Deferred {
-                until: Utc::now() + chrono::Duration::seconds(1),
+                until: now + chrono::Duration::seconds(1),
                 reason: format!("quota counter unavailable: {m}"),
             },
             Err(e) => Ran::Done(Err(RunError::new("quota", e.to_string()))),

@@ -34,8 +34,7 @@ pub fn hostname() -> String {
 }
 
 /// The row describing this process.
-pub fn this_node(id: Uuid) -> Node {
-    let now = chrono::Utc::now();
+pub fn this_node(id: Uuid, now: chrono::DateTime<chrono::Utc>) -> Node {
     Node {
         id,
         hostname: hostname(),
@@ -51,7 +50,7 @@ impl NodeActor {
     pub fn new(deps: &Deps, lifeline: Lifeline) -> Self {
         Self {
             db: deps.db.clone(),
-            node: this_node(deps.node_id),
+            node: this_node(deps.node_id, deps.clock.now()),
             interval: deps.config.node.heartbeat_interval,
             lifeline,
             beating: false,

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 
@@ -44,7 +44,12 @@ pub fn backoff(cfg: &NotifyConfig, attempts: i32) -> Duration {
 }
 
 /// What to record after one delivery attempt.
-pub fn outcome(cfg: &NotifyConfig, attempts: i32, result: Result<(), DeliveryError>) -> Outcome {
+pub fn outcome(
+    cfg: &NotifyConfig,
+    attempts: i32,
+    result: Result<(), DeliveryError>,
+    now: DateTime<Utc>,
+) -> Outcome {
     match result {
         Ok(()) => Outcome::Sent,
         Err(DeliveryError::Permanent(e)) => Outcome::Failed(e),
@@ -55,7 +60,7 @@ pub fn outcome(cfg: &NotifyConfig, attempts: i32, result: Result<(), DeliveryErr
             let base = backoff(cfg, attempts).as_secs_f64();
             let jittered = base * rand::thread_rng().gen_range(0.9..=1.1);
             let delay = chrono::Duration::milliseconds((jittered * 1000.0) as i64);
-            Outcome::Retry(Utc::now() + delay, e)
+            Outcome::Retry(now + delay, e)
         }
     }
 }
@@ -110,7 +115,7 @@ impl Notifier {
                 .await;
             let mut outcomes = Vec::with_capacity(results.len());
             for (msg, result) in results {
-                let o = outcome(&cfg, msg.attempts, result);
+                let o = outcome(&cfg, msg.attempts, result, clock.now());
                 let label = match &o {
                     Outcome::Sent => "sent",
                     Outcome::Retry(at, e) => {
@@ -220,17 +225,35 @@ mod tests {
     #[test]
     fn outcomes() {
         let cfg = NotifyConfig::for_tests();
-        assert!(matches!(outcome(&cfg, 1, Ok(())), Outcome::Sent));
         assert!(matches!(
-            outcome(&cfg, 1, Err(DeliveryError::Permanent("HTTP 400".into()))),
+            outcome(&cfg, 1, Ok(()), Utc::now()),
+            Outcome::Sent
+        ));
+        assert!(matches!(
+            outcome(
+                &cfg,
+                1,
+                Err(DeliveryError::Permanent("HTTP 400".into())),
+                Utc::now()
+            ),
             Outcome::Failed(_)
         ));
         assert!(matches!(
-            outcome(&cfg, 1, Err(DeliveryError::Transient("HTTP 503".into()))),
+            outcome(
+                &cfg,
+                1,
+                Err(DeliveryError::Transient("HTTP 503".into())),
+                Utc::now()
+            ),
             Outcome::Retry(..)
         ));
         assert!(matches!(
-            outcome(&cfg, 8, Err(DeliveryError::Transient("HTTP 503".into()))),
+            outcome(
+                &cfg,
+                8,
+                Err(DeliveryError::Transient("HTTP 503".into())),
+                Utc::now()
+            ),
             Outcome::Failed(_)
         ));
     }
