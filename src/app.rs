@@ -211,10 +211,9 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
 /// the API): otherwise start-up stops with a configuration error naming the key.
 fn check_declarative_references(
     db: &Db,
-    config: &Config,
+    routing: &Routing,
     declared: &[crate::declarative::Declared],
 ) -> Result<(), AppError> {
-    let routing = Routing::from_config(&config.notify);
     let kinds = crate::kinds::registry();
     let all: Vec<(&crate::declarative::Declared, Vec<crate::jobs::Reference>)> = declared
         .iter()
@@ -279,7 +278,8 @@ fn run_with_database(
     }
 
     upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
-    check_declarative_references(&db, &config, declarative)?;
+    let routing = Arc::new(Routing::from_config(&config.notify));
+    check_declarative_references(&db, &routing, declarative)?;
     let defs: Vec<crate::jobs::JobDef> = declarative.iter().map(|d| d.def.clone()).collect();
     upsert_declarative_jobs(&db, &defs)?;
 
@@ -299,13 +299,14 @@ fn run_with_database(
 
     let system = actix_rt::System::new();
     system
-        .block_on(run(Arc::new(config), db, tokens, started))
+        .block_on(run(Arc::new(config), db, routing, tokens, started))
         .map_err(|e| AppError::Runtime(e.to_string()))?
 }
 
 async fn run(
     config: Arc<Config>,
     db: Db,
+    routing: Arc<Routing>,
     tokens: TokenSet,
     started: std::time::Instant,
 ) -> Result<Result<i32, AppError>, std::io::Error> {
@@ -323,7 +324,6 @@ async fn run(
 
     let node_id = Uuid::new_v4();
     let directory = crate::actors::directory::Directory::default();
-    let routing = Arc::new(Routing::from_config(&config.notify));
     let deps = Deps {
         config: config.clone(),
         db: db.clone(),

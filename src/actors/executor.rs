@@ -281,7 +281,7 @@ impl Executor {
                     act.recording = 0;
                     match res {
                         Ok(evs) => {
-                            emit_completion_events(&evs);
+                            emit_completion_events(evs);
                             if let Some(s) = act.deps.directory.scheduler() {
                                 s.do_send(Wake);
                             }
@@ -465,9 +465,9 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// The event path for recorded results (also used by the zombie detector's rescues). The
 /// outbox rows were written with the results; this is the log lines and metrics.
-pub fn emit_completion_events(evs: &[Occurrence]) {
+pub fn emit_completion_events(evs: Vec<Occurrence>) {
     for o in evs {
-        events::emit(o.event.clone());
+        events::emit(o.event);
     }
 }
 

@@ -192,7 +192,7 @@ impl ZombieDetector {
                     .record(started.elapsed().as_secs_f64());
                 match res {
                     Ok((evs, local)) => {
-                        emit_completion_events(&evs);
+                        emit_completion_events(evs);
                         if !local.is_empty() {
                             // Our own worker hung: cancel it (its result would be refused anyway).
                             if let Some(ex) = act.deps.directory.executor() {

@@ -140,8 +140,9 @@ fn json_error(
 pub struct RouteMethods(Vec<(Vec<String>, Vec<String>)>);
 
 impl RouteMethods {
-    pub fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
-        let value = serde_json::to_value(doc).unwrap_or_default();
+    /// From the served document (JSON), so it is built once.
+    pub fn from_document(doc: &str) -> Self {
+        let value: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
         let mut routes = Vec::new();
         if let Some(paths) = value["paths"].as_object() {
             for (path, item) in paths {
@@ -221,7 +222,7 @@ pub fn server(
     let body_limit = config.server.body_limit;
     let state = web::Data::new(state);
     let tokens = web::Data::new(tokens);
-    let route_methods = web::Data::new(RouteMethods::from_document(&openapi_document()));
+    let route_methods = web::Data::new(RouteMethods::from_document(&state.openapi));
     let mut http = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())

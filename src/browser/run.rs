@@ -61,6 +61,21 @@ impl Pool {
         Ok(())
     }
 
+    /// `open_page` bounded by `launch_timeout`; None when it took longer.
+    async fn open_page_in_time(
+        &self,
+        chromium: &Chromium,
+        session: &Session,
+        r: &BrowserRun,
+    ) -> Option<Result<chromiumoxide::Page, RunFailure>> {
+        tokio::time::timeout(
+            self.cfg.launch_timeout,
+            self.open_page(chromium, session, r),
+        )
+        .await
+        .ok()
+    }
+
     /// A new page in the profile's browser, set up for the run (init script, user agent,
     /// locale, viewport, timezone, crash reports, focus).
     pub(super) async fn open_page(
@@ -156,10 +171,7 @@ impl Pool {
             if guard.is_none() {
                 self.launch_into(session, &mut guard, r).await?;
             }
-            let chromium = guard.as_ref().ok_or_else(|| RunFailure {
-                kind: "browser",
-                message: "no browser".into(),
-            })?;
+            let chromium = launched(&guard)?;
             browser_pid = chromium.pid();
             let reusable = r.user_agent.is_none() && r.viewport.is_none() && r.timezone.is_none();
             let parked = if reusable {
@@ -177,31 +189,21 @@ impl Pool {
             if let Some(page) = parked {
                 (page, reusable)
             } else {
-                let opened = tokio::time::timeout(
-                    self.cfg.launch_timeout,
-                    self.open_page(chromium, session, r),
-                )
-                .await;
-                match opened {
-                    Ok(opened) => (opened?, reusable),
-                    Err(_) => {
+                match self.open_page_in_time(chromium, session, r).await {
+                    Some(opened) => (opened?, reusable),
+                    None => {
                         // A browser that cannot open a page (seen after its renderers were
                         // killed) is replaced, and the page opened in the new one, once.
                         tracing::warn!(profile = %r.profile, "opening a page hung; relaunching the profile's browser");
                         session.alive.set(false);
                         self.replace_dead(session, &mut guard).await;
                         self.launch_into(session, &mut guard, r).await?;
-                        let chromium = guard.as_ref().ok_or_else(|| RunFailure {
-                            kind: "browser",
-                            message: "no browser".into(),
-                        })?;
+                        let chromium = launched(&guard)?;
                         browser_pid = chromium.pid();
-                        let opened = tokio::time::timeout(
-                            self.cfg.launch_timeout,
-                            self.open_page(chromium, session, r),
-                        )
-                        .await
-                        .map_err(|_| RunFailure {
+                        let opened = self
+                            .open_page_in_time(chromium, session, r)
+                            .await
+                            .ok_or_else(|| RunFailure {
                             kind: "browser",
                             message: format!(
                                 "opening a page took longer than {:?} (browser.launch_timeout), twice",
@@ -374,6 +376,14 @@ async fn wake(page: chromiumoxide::Page, steps: &[Step]) -> Option<chromiumoxide
         let _ = tokio::time::timeout(limit, page.close()).await;
         None
     }
+}
+
+/// The session's browser, launched just before.
+fn launched(guard: &Option<Chromium>) -> Result<&Chromium, RunFailure> {
+    guard.as_ref().ok_or_else(|| RunFailure {
+        kind: "browser",
+        message: "no browser".into(),
+    })
 }
 
 pub(super) fn connection_lost(message: &str) -> bool {

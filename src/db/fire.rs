@@ -184,11 +184,7 @@ pub fn fire_due(
         .bind::<Array<Text>, _>(&upd_state)
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
-        let rows = routing.rows(
-            out.events
-                .iter()
-                .map(|o| (o.event.clone(), o.identity.clone())),
-        );
+        let rows = routing.rows(out.events.iter().map(|o| (&o.event, &o.identity)));
         notifications::enqueue(conn, &rows)?;
         out.next_due = next_due(conn)?;
         Ok(out)

@@ -152,13 +152,19 @@ impl Routing {
     }
 
     /// The outbox rows for some events (each with its identity); unrouted ones yield none.
-    pub fn rows(&self, events: impl IntoIterator<Item = (Event, String)>) -> Vec<OutboxRow> {
+    /// Events are taken by value or borrowed (no copy for a batch the caller keeps).
+    pub fn rows<E, I>(&self, events: impl IntoIterator<Item = (E, I)>) -> Vec<OutboxRow>
+    where
+        E: std::borrow::Borrow<Event>,
+        I: std::fmt::Display,
+    {
         let mut rows = Vec::new();
         for (event, identity) in events {
+            let event = event.borrow();
             if !self.routes(event.name()) {
                 continue;
             }
-            let notice = Notice::of(&event, identity);
+            let notice = Notice::of(event, identity);
             rows.extend(self.rows_for(&notice, None));
         }
         rows

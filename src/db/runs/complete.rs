@@ -33,7 +33,7 @@ pub(super) fn enqueue_events(
     routing: &Routing,
     events: &[Occurrence],
 ) -> Result<(), DbError> {
-    let rows = routing.rows(events.iter().map(|o| (o.event.clone(), o.identity.clone())));
+    let rows = routing.rows(events.iter().map(|o| (&o.event, &o.identity)));
     notifications::enqueue(conn, &rows)?;
     Ok(())
 }
