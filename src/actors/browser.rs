@@ -18,7 +18,7 @@
 //! (with their cookies) when runs need them. A pool that dies leaves no Chromium behind:
 //! each process is killed with its group when its handle drops.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,8 @@ use crate::browser::politeness::PolitenessConfig;
 use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
-use crate::supervisor::Lifeline;
+use crate::supervisor::policy::Intensity;
+use crate::supervisor::{DeathWatch, FailureCell, Lifeline};
 use crate::telemetry::names;
 
 pub const NAME: &str = "browser_pool";
@@ -52,6 +53,8 @@ pub struct BrowserPool {
     lifeline: Lifeline,
     pool: Option<Rc<Pool>>,
     sessions: HashMap<String, SessionEntry>,
+    /// Session failures per profile (the supervisor's intensity window, keyed by profile).
+    failures: Intensity<String>,
     stopping: bool,
 }
 
@@ -61,8 +64,6 @@ struct SessionEntry {
     addr: Option<Addr<BrowserSession>>,
     /// Generation of the current actor (a late death notice of an older one is ignored).
     generation: u64,
-    /// Recent failures (restart intensity).
-    failures: VecDeque<Instant>,
 }
 
 /// Restart intensity per profile: this many session failures within the window ...
@@ -77,6 +78,7 @@ impl BrowserPool {
             lifeline,
             pool: None,
             sessions: HashMap::new(),
+            failures: Intensity::new(SESSION_WINDOW),
             stopping: false,
         }
     }
@@ -102,18 +104,11 @@ impl BrowserPool {
         if let Some(addr) = entry.addr.as_ref().filter(|a| a.connected()) {
             return Ok(addr.clone());
         }
-        while entry
-            .failures
-            .front()
-            .is_some_and(|t| t.elapsed() > SESSION_WINDOW)
-        {
-            entry.failures.pop_front();
-        }
-        if entry.failures.len() >= SESSION_MAX_FAILURES {
+        let failures = self.failures.of(&profile.to_string(), Instant::now());
+        if failures >= SESSION_MAX_FAILURES {
             return Err(unavailable(format!(
-                "profile {profile}'s browser session failed {} times within {}s; runs resume \
-                 when the oldest failure is that old",
-                entry.failures.len(),
+                "profile {profile}'s browser session failed {failures} times within {}s; runs \
+                 resume when the oldest failure is that old",
                 SESSION_WINDOW.as_secs()
             )));
         }
@@ -123,7 +118,7 @@ impl BrowserPool {
             pool,
             parent: ctx.address(),
             generation: entry.generation,
-            reason: Default::default(),
+            failure: Default::default(),
         }
         .start();
         entry.addr = Some(addr.clone());
@@ -318,14 +313,16 @@ impl Handler<SessionDown> for BrowserPool {
         if entry.generation == msg.generation {
             entry.addr = None;
         }
-        entry.failures.push_back(Instant::now());
+        let now = Instant::now();
+        self.failures.record(msg.profile.clone(), now);
+        let recent_failures = self.failures.of(&msg.profile, now);
         metrics::counter!(names::BROWSER_SESSION_RESTARTS).increment(1);
         // The next run starts the new session; a dead browser is reaped and replaced then.
         tracing::warn!(
             actor = NAME,
             profile = %msg.profile,
             reason = %msg.reason,
-            recent_failures = entry.failures.len(),
+            recent_failures,
             "browser session failed; restarted"
         );
     }
@@ -368,7 +365,7 @@ pub struct BrowserSession {
     parent: Addr<BrowserPool>,
     generation: u64,
     /// Why it failed, for its death watch.
-    reason: Rc<std::cell::RefCell<Option<String>>>,
+    failure: FailureCell,
 }
 
 /// Run a script in this session's browser.
@@ -379,32 +376,11 @@ struct RunInSession(BrowserRun);
 /// How often a session checks that its browser is alive (between runs).
 const SESSION_CHECK: Duration = Duration::from_millis(500);
 
-/// Dropped with the session's context, however it ends (including a panicking handler).
-struct SessionWatch {
-    parent: Addr<BrowserPool>,
-    profile: String,
-    generation: u64,
-    reason: Rc<std::cell::RefCell<Option<String>>>,
-}
-
-impl Drop for SessionWatch {
-    fn drop(&mut self) {
-        let reason = self
-            .reason
-            .borrow_mut()
-            .take()
-            .unwrap_or_else(|| "its actor stopped (a handler panicked)".into());
-        self.parent.do_send(SessionDown {
-            profile: std::mem::take(&mut self.profile),
-            generation: self.generation,
-            reason,
-        });
-    }
-}
-
 impl BrowserSession {
     fn fail(&self, ctx: &mut Context<Self>, reason: String) {
-        *self.reason.borrow_mut() = Some(reason);
+        if let Ok(mut f) = self.failure.lock() {
+            *f = Some(reason);
+        }
         ctx.stop();
     }
 }
@@ -413,20 +389,16 @@ impl Actor for BrowserSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let watch = SessionWatch {
-            parent: self.parent.clone(),
-            profile: self.profile.clone(),
-            generation: self.generation,
-            reason: self.reason.clone(),
-        };
-        // Never finishes: dropped (and fired) only when the context ends.
-        ctx.spawn(
-            async move {
-                let _watch = watch;
-                std::future::pending::<()>().await
-            }
-            .into_actor(self),
-        );
+        // The supervisor's death watch: the pool hears of this session's end, however it ends.
+        let (parent, profile, generation) =
+            (self.parent.clone(), self.profile.clone(), self.generation);
+        DeathWatch::install(ctx, self.failure.clone(), move |reason| {
+            parent.do_send(SessionDown {
+                profile,
+                generation,
+                reason: reason.describe(),
+            })
+        });
         // Rehydration: a browser the previous session left dead is reaped before any run.
         let (pool, profile) = (self.pool.clone(), self.profile.clone());
         ctx.wait(async move { pool.reap_dead(&profile).await }.into_actor(self));
@@ -435,8 +407,7 @@ impl Actor for BrowserSession {
             if !act.parent.connected() {
                 // The pool died (it is restarted with new sessions): this one ends with it,
                 // releasing its browser.
-                *act.reason.borrow_mut() = Some("its pool stopped".into());
-                ctx.stop();
+                act.fail(ctx, "its pool stopped".into());
             } else if act.pool.browser_dead(&act.profile) {
                 act.fail(ctx, "its browser died".into());
             }

@@ -153,83 +153,113 @@ impl Pool {
         Ok(page)
     }
 
+    /// One run: a page, the script on it, the page parked or closed, artifacts, the output.
     pub(super) async fn run_in(
         &self,
         session: &Session,
         r: &BrowserRun,
     ) -> Result<Value, RunFailure> {
-        let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
-            kind: "browser",
-            message: e.to_string(),
-        };
-        let mut browser_pid;
-        let (page, reusable) = {
-            let mut guard = session.chromium.lock().await;
-            if guard.is_some() && !session.alive.get() {
-                self.replace_dead(session, &mut guard).await;
-            }
-            if guard.is_none() {
-                self.launch_into(session, &mut guard, r).await?;
-            }
-            let chromium = launched(&guard)?;
-            browser_pid = chromium.pid();
-            let reusable = r.user_agent.is_none() && r.viewport.is_none() && r.timezone.is_none();
-            let parked = if reusable {
-                let mut idle = session.idle_pages.borrow_mut();
-                idle.iter()
-                    .position(|(locale, _)| *locale == r.locale)
-                    .map(|i| idle.remove(i).1)
-            } else {
-                None
-            };
-            let parked = match parked {
-                Some(page) => wake(page, &r.steps).await,
-                None => None,
-            };
-            if let Some(page) = parked {
-                (page, reusable)
-            } else {
-                match self.open_page_in_time(chromium, session, r).await {
-                    Some(opened) => (opened?, reusable),
-                    None => {
-                        // A browser that cannot open a page (seen after its renderers were
-                        // killed) is replaced, and the page opened in the new one, once.
-                        tracing::warn!(profile = %r.profile, "opening a page hung; relaunching the profile's browser");
-                        session.alive.set(false);
-                        self.replace_dead(session, &mut guard).await;
-                        self.launch_into(session, &mut guard, r).await?;
-                        let chromium = launched(&guard)?;
-                        browser_pid = chromium.pid();
-                        let opened = self
-                            .open_page_in_time(chromium, session, r)
-                            .await
-                            .ok_or_else(|| RunFailure {
-                            kind: "browser",
-                            message: format!(
-                                "opening a page took longer than {:?} (browser.launch_timeout), twice",
-                                self.cfg.launch_timeout
-                            ),
-                        })?;
-                        (opened?, reusable)
-                    }
-                }
-            }
-        };
+        let (page, reusable, browser_pid) = self.take_page(session, r).await?;
+        // Closed if the run ends early (a crash, or the run's future dropped on cancel).
         let mut page_guard = PageGuard(Some(page.clone()));
+        let mut out = ScriptOutput::default();
+        let result = self.drive(session, r, &page, browser_pid, &mut out).await?;
+        let failure_shot = if result.is_err() && session.alive.get() {
+            failure_evidence(&page, &mut out).await
+        } else {
+            None
+        };
+        page_guard.disarm();
+        self.park_or_close(session, r, page, reusable && result.is_ok())
+            .await;
+        let artifacts = self
+            .keep_artifacts(r, &mut out, failure_shot, &result)
+            .await;
+        self.outcome(session, r, result, out, artifacts)
+    }
+
+    /// The run's page: a parked one of the right locale woken, or a new one (the browser
+    /// launched, or relaunched once when opening a page hangs). Also says whether the page
+    /// may be parked afterwards and the browser's pid.
+    async fn take_page(
+        &self,
+        session: &Session,
+        r: &BrowserRun,
+    ) -> Result<(chromiumoxide::Page, bool, i32), RunFailure> {
+        let mut guard = session.chromium.lock().await;
+        if guard.is_some() && !session.alive.get() {
+            self.replace_dead(session, &mut guard).await;
+        }
+        if guard.is_none() {
+            self.launch_into(session, &mut guard, r).await?;
+        }
+        let chromium = launched(&guard)?;
+        let browser_pid = chromium.pid();
+        let reusable = r.user_agent.is_none() && r.viewport.is_none() && r.timezone.is_none();
+        let parked = if reusable {
+            let mut idle = session.idle_pages.borrow_mut();
+            idle.iter()
+                .position(|(locale, _)| *locale == r.locale)
+                .map(|i| idle.remove(i).1)
+        } else {
+            None
+        };
+        let parked = match parked {
+            Some(page) => wake(page, &r.steps).await,
+            None => None,
+        };
+        if let Some(page) = parked {
+            return Ok((page, reusable, browser_pid));
+        }
+        if let Some(opened) = self.open_page_in_time(chromium, session, r).await {
+            return Ok((opened?, reusable, browser_pid));
+        }
+        // A browser that cannot open a page (seen after its renderers were killed) is
+        // replaced, and the page opened in the new one, once.
+        tracing::warn!(profile = %r.profile, "opening a page hung; relaunching the profile's browser");
+        session.alive.set(false);
+        self.replace_dead(session, &mut guard).await;
+        self.launch_into(session, &mut guard, r).await?;
+        let chromium = launched(&guard)?;
+        let opened = self
+            .open_page_in_time(chromium, session, r)
+            .await
+            .ok_or_else(|| RunFailure {
+                kind: "browser",
+                message: format!(
+                    "opening a page took longer than {:?} (browser.launch_timeout), twice",
+                    self.cfg.launch_timeout
+                ),
+            })?;
+        Ok((opened?, reusable, chromium.pid()))
+    }
+
+    /// The script on the page, under the renderer crash watch. The outer error ends the run
+    /// at once (the renderer or the browser died); the inner one is a failed step.
+    async fn drive(
+        &self,
+        session: &Session,
+        r: &BrowserRun,
+        page: &chromiumoxide::Page,
+        browser_pid: i32,
+        out: &mut ScriptOutput,
+    ) -> Result<Result<Option<script::Stopped>, engine::StepFailure>, RunFailure> {
         let env = Env {
             secrets: &r.secrets,
             step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
             consume: r.consume.as_ref(),
             politeness: Some(&self.politeness),
         };
-        let mut out = ScriptOutput::default();
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
         let mut crashed = page
             .event_listener::<chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed>()
             .await
-            .map_err(browser_err)?;
-        let result = tokio::select! {
-            r = engine::run(&page, &r.steps, &env, &mut out) => r,
+            .map_err(|e| RunFailure {
+                kind: "browser",
+                message: e.to_string(),
+            })?;
+        tokio::select! {
+            r = engine::run(page, &r.steps, &env, out) => Ok(r),
             _ = futures_util::StreamExt::next(&mut crashed) => {
                 if process::process_gone(browser_pid) {
                     // The whole browser died (its renderers first): the session is gone. It
@@ -244,40 +274,27 @@ impl Pool {
                 self.tell(SessionEvent::RendererCrashed {
                     profile: r.profile.clone(),
                 });
-                return Err(RunFailure {
+                Err(RunFailure {
                     kind: "renderer_crashed",
                     message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
-                });
+                })
             }
-        };
-        let mut failure_shot = None;
-        if result.is_err() && session.alive.get() {
-            failure_shot = tokio::time::timeout(
-                Duration::from_secs(5),
-                page.screenshot(
-                    chromiumoxide::page::ScreenshotParams::builder()
-                        .format(chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat::Png)
-                        .build(),
-                ),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok);
-            out.url = tokio::time::timeout(Duration::from_secs(2), page.url())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten();
         }
-        // A page that served a good run is parked, frozen (its document's scripts and timers
-        // stop), for the next run; any other is closed. Freezing costs one command where
-        // navigating to about:blank cost a navigation, and the next run's `goto` to the same
-        // site stays in the site's renderer.
-        let park = reusable
-            && result.is_ok()
-            && session.alive.get()
-            && session.idle_pages.borrow().len() < MAX_IDLE_PAGES;
-        page_guard.disarm();
+    }
+
+    /// A page that served a good run is parked, frozen (its document's scripts and timers
+    /// stop), for the next run; any other is closed. Freezing costs one command where
+    /// navigating to about:blank cost a navigation, and the next run's `goto` to the same
+    /// site stays in the site's renderer.
+    async fn park_or_close(
+        &self,
+        session: &Session,
+        r: &BrowserRun,
+        page: chromiumoxide::Page,
+        parkable: bool,
+    ) {
+        let park =
+            parkable && session.alive.get() && session.idle_pages.borrow().len() < MAX_IDLE_PAGES;
         if park {
             // Not awaited: the run's answer does not wait for it, and the next run's wake
             // command follows it on the same CDP session.
@@ -293,19 +310,41 @@ impl Pool {
         } else {
             let _ = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
         }
+    }
+
+    /// Saves the run's screenshots (and, for a failed run, `failure.png` with its
+    /// `failure.json`) under the run's artifacts directory; returns the names shown.
+    async fn keep_artifacts(
+        &self,
+        r: &BrowserRun,
+        out: &mut ScriptOutput,
+        failure_shot: Option<Vec<u8>>,
+        result: &Result<Option<script::Stopped>, engine::StepFailure>,
+    ) -> Vec<String> {
         let dir = self.cfg.artifacts_dir.join(r.run_id.to_string());
         let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
-        if let (Some(png), Err(f)) = (failure_shot, &result) {
+        if let (Some(png), Err(f)) = (failure_shot, result) {
             files.push(("failure.png".into(), png));
             let meta = json!({"step": f.index, "action": f.action,
                 "error": scrub(&f.message, r.secrets.values()), "url": out.url});
             files.push(("failure.json".into(), meta.to_string().into_bytes()));
         }
-        let names_saved: Vec<String> = save_artifacts(dir, files)
+        save_artifacts(dir, files)
             .await
             .into_iter()
             .filter(|n| n != "failure.json")
-            .collect();
+            .collect()
+    }
+
+    /// The run's output (secrets scrubbed from what was extracted), or its failure.
+    fn outcome(
+        &self,
+        session: &Session,
+        r: &BrowserRun,
+        result: Result<Option<script::Stopped>, engine::StepFailure>,
+        out: ScriptOutput,
+        artifacts: Vec<String>,
+    ) -> Result<Value, RunFailure> {
         let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
         let extracted: Value =
             serde_json::from_str(&scrub(&extracted.to_string(), r.secrets.values()))
@@ -316,7 +355,7 @@ impl Pool {
                 "extracted": extracted,
                 "url": out.url,
                 "steps": r.steps.len(),
-                "artifacts": names_saved,
+                "artifacts": artifacts,
             })),
             // Not a failure: the quota said stop (no retry follows).
             Ok(Some(stop)) => Ok(json!({
@@ -327,7 +366,7 @@ impl Pool {
                 "extracted": extracted,
                 "url": out.url,
                 "steps": r.steps.len(),
-                "artifacts": names_saved,
+                "artifacts": artifacts,
             })),
             Err(f) => {
                 let lost = f.kind == "browser" && connection_lost(&f.message);
@@ -351,6 +390,27 @@ impl Pool {
             }
         }
     }
+}
+
+/// A failed run's screenshot, and the URL it failed at (into `out`).
+async fn failure_evidence(page: &chromiumoxide::Page, out: &mut ScriptOutput) -> Option<Vec<u8>> {
+    let shot = tokio::time::timeout(
+        Duration::from_secs(5),
+        page.screenshot(
+            chromiumoxide::page::ScreenshotParams::builder()
+                .format(chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat::Png)
+                .build(),
+        ),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
+    out.url = tokio::time::timeout(Duration::from_secs(2), page.url())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    shot
 }
 
 /// Wakes a parked page for a new run; a script that does not start with `goto` gets a blank

@@ -11,7 +11,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 
 use super::system::QuotaAnswer;
-use super::{known_fields, JobKind, RunContext, RunError};
+use super::{object_with_fields, JobKind, RunContext, RunError};
 use crate::browser::script::{self as steps, Step};
 use crate::browser::BrowserRun;
 use crate::stdx::duration::parse_duration;
@@ -96,13 +96,11 @@ impl JobKind for Browser {
     }
 
     fn validate(&self, payload: &Value, path: &str, p: &mut Problems) {
-        if !payload.is_object() {
-            p.add(path, "expected an object with `profile` and `steps`");
-            return;
-        }
-        known_fields(
+        let expected = "an object with `profile` and `steps`";
+        if !object_with_fields(
             payload,
             path,
+            expected,
             &[
                 "profile",
                 "steps",
@@ -113,7 +111,9 @@ impl JobKind for Browser {
                 "step_timeout",
             ],
             p,
-        );
+        ) {
+            return;
+        }
         match payload.get("profile").and_then(Value::as_str) {
             Some(name) if crate::stdx::names::profile(name) => {}
             _ => p.add(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
-use super::{known_fields, JobKind, RunContext, RunError};
+use super::{object_with_fields, JobKind, RunContext, RunError};
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 
@@ -41,13 +41,11 @@ impl JobKind for Http {
     }
 
     fn validate(&self, payload: &Value, path: &str, p: &mut Problems) {
-        if !payload.is_object() {
-            p.add(path, "expected an object with at least `url`");
-            return;
-        }
-        known_fields(
+        let expected = "an object with at least `url`";
+        if !object_with_fields(
             payload,
             path,
+            expected,
             &[
                 "url",
                 "method",
@@ -57,7 +55,9 @@ impl JobKind for Http {
                 "expect_status",
             ],
             p,
-        );
+        ) {
+            return;
+        }
         match payload
             .get("url")
             .and_then(Value::as_str)

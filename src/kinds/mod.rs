@@ -143,12 +143,23 @@ impl crate::jobs::Kinds for Registry {
 }
 
 /// Rejects fields a kind does not know (a typo must not be silently ignored).
-pub fn known_fields(payload: &Value, path: &str, allowed: &[&str], p: &mut Problems) {
-    if let Some(obj) = payload.as_object() {
-        for key in obj.keys() {
-            if !allowed.contains(&key.as_str()) {
-                p.add(&format!("{path}.{key}"), "unknown field");
-            }
+/// Checks that a payload is an object whose fields are all in `allowed` (each other field is
+/// a problem at its path); false, with the problem recorded, when it is not an object.
+pub fn object_with_fields(
+    payload: &Value,
+    path: &str,
+    expected: &str,
+    allowed: &[&str],
+    p: &mut Problems,
+) -> bool {
+    let Some(obj) = payload.as_object() else {
+        p.add(path, format!("expected {expected}"));
+        return false;
+    };
+    for key in obj.keys() {
+        if !allowed.contains(&key.as_str()) {
+            p.add(&format!("{path}.{key}"), "unknown field");
         }
     }
+    true
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
-use super::{known_fields, JobKind, RunContext, RunError};
+use super::{object_with_fields, JobKind, RunContext, RunError};
 use crate::stdx::problems::Problems;
 
 /// The longest sleep a noop run may ask for.
@@ -19,11 +19,10 @@ impl JobKind for Noop {
     }
 
     fn validate(&self, payload: &Value, path: &str, p: &mut Problems) {
-        if !payload.is_object() {
-            p.add(path, "expected an object (may be empty)");
+        let expected = "an object (may be empty)";
+        if !object_with_fields(payload, path, expected, &["sleep_ms", "fail"], p) {
             return;
         }
-        known_fields(payload, path, &["sleep_ms", "fail"], p);
         if let Some(v) = payload.get("sleep_ms") {
             if v.as_u64().is_none_or(|n| n > MAX_SLEEP_MS) {
                 p.add(

@@ -7,7 +7,7 @@
 use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
-use super::{known_fields, JobKind, RunContext, RunError};
+use super::{object_with_fields, JobKind, RunContext, RunError};
 use crate::notify::template::Template;
 use crate::notify::Notice;
 use crate::stdx::problems::Problems;
@@ -31,16 +31,16 @@ impl JobKind for Notify {
     }
 
     fn validate(&self, payload: &Value, path: &str, p: &mut Problems) {
-        if !payload.is_object() {
-            p.add(path, "expected an object with `channels` and `subject`");
-            return;
-        }
-        known_fields(
+        let expected = "an object with `channels` and `subject`";
+        if !object_with_fields(
             payload,
             path,
+            expected,
             &["channels", "subject", "body", "severity"],
             p,
-        );
+        ) {
+            return;
+        }
         match payload.get("channels").and_then(Value::as_array) {
             Some(list) if !list.is_empty() => {
                 for (i, c) in list.iter().enumerate() {

@@ -72,6 +72,17 @@ pub enum ExitReason {
     Panic(String),
 }
 
+impl ExitReason {
+    /// How a failure is shown (`last_failure`, events, logs).
+    pub fn describe(&self) -> String {
+        match self {
+            ExitReason::Normal => "stopped unexpectedly".to_string(),
+            ExitReason::Error(e) => format!("error: {e}"),
+            ExitReason::Panic(p) => format!("panic: {p}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Panic attribution
 
@@ -114,7 +125,7 @@ pub struct Lifeline {
     name: &'static str,
     generation: u64,
     supervisor: Addr<Supervisor>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: FailureCell,
     /// `ready()` reports once per incarnation (an actor may call it after every successful
     /// rehydration step).
     readied: Arc<std::sync::atomic::AtomicBool>,
@@ -149,24 +160,48 @@ impl Lifeline {
     }
 }
 
-/// Owned by the child's context (as a spawned, never-finishing future): it is dropped when
-/// the context ends for any reason, including a panic that unwound out of a handler.
-struct DeathWatch(Lifeline);
+/// Where an actor writes why it is about to stop (read by its [`DeathWatch`]).
+pub type FailureCell = Arc<Mutex<Option<String>>>;
+
+/// Owned by an actor's context (as a spawned, never-finishing future): it is dropped when
+/// the context ends for any reason, including a panic that unwound out of a handler, and
+/// then tells `on_exit` why. The supervisor watches its children with it; the browser pool
+/// watches its sessions with it.
+pub struct DeathWatch {
+    failure: FailureCell,
+    on_exit: Option<Box<dyn FnOnce(ExitReason)>>,
+}
+
+impl DeathWatch {
+    /// Watches the actor whose context this is.
+    pub fn install<A: Actor<Context = Context<A>>>(
+        ctx: &mut Context<A>,
+        failure: FailureCell,
+        on_exit: impl FnOnce(ExitReason) + 'static,
+    ) {
+        let watch = DeathWatch {
+            failure,
+            on_exit: Some(Box::new(on_exit)),
+        };
+        ctx.spawn(
+            actix::fut::wrap_future::<_, A>(std::future::pending::<()>())
+                .map(move |_, _, _| drop(watch)),
+        );
+    }
+}
 
 impl Drop for DeathWatch {
     fn drop(&mut self) {
         let panic = LAST_PANIC.with(|p| p.borrow_mut().take());
-        let failure = self.0.failure.lock().ok().and_then(|mut f| f.take());
+        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
         let reason = match (panic, failure) {
             (Some(p), _) => ExitReason::Panic(p),
             (None, Some(e)) => ExitReason::Error(e),
             (None, None) => ExitReason::Normal,
         };
-        self.0.supervisor.do_send(ChildExited {
-            name: self.0.name,
-            generation: self.0.generation,
-            reason,
-        });
+        if let Some(on_exit) = self.on_exit.take() {
+            on_exit(reason);
+        }
     }
 }
 
@@ -241,11 +276,18 @@ impl ChildSpec {
         let start: StartFn = Box::new(move |arbiter, lifeline| {
             let factory = factory.clone();
             let addr = A::start_in_arbiter(arbiter, move |ctx: &mut Context<A>| {
-                let watch = DeathWatch(lifeline.clone());
-                ctx.spawn(
-                    actix::fut::wrap_future::<_, A>(std::future::pending::<()>())
-                        .map(move |_, _, _| drop(watch)),
+                let (supervisor, name, generation) = (
+                    lifeline.supervisor.clone(),
+                    lifeline.name,
+                    lifeline.generation,
                 );
+                DeathWatch::install(ctx, lifeline.failure.clone(), move |reason| {
+                    supervisor.do_send(ChildExited {
+                        name,
+                        generation,
+                        reason,
+                    })
+                });
                 factory(lifeline)
             });
             ChildHandle {
@@ -483,9 +525,7 @@ impl Handler<ChildExited> for Supervisor {
                 tracing::info!(actor = msg.name, "transient actor finished");
                 return;
             }
-            ExitReason::Normal => "stopped unexpectedly".to_string(),
-            ExitReason::Error(e) => format!("error: {e}"),
-            ExitReason::Panic(p) => format!("panic: {p}"),
+            other => other.describe(),
         };
         child.info.last_failure = Some(Failure {
             message: message.clone(),

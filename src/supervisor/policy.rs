@@ -14,43 +14,85 @@ pub enum Decision {
     Meltdown,
 }
 
+/// Deaths within a sliding window, keyed by who died: the restart intensity of the
+/// supervisor (keyed by child name) and of the browser pool's sessions (keyed by profile).
+#[derive(Debug)]
+pub struct Intensity<K> {
+    window: Duration,
+    /// Deaths, newest last.
+    recent: VecDeque<(Instant, K)>,
+}
+
+impl<K: PartialEq> Intensity<K> {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            recent: VecDeque::new(),
+        }
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Forgets deaths older than the window at `now`.
+    fn forget_old(&mut self, now: Instant) {
+        while let Some((at, _)) = self.recent.front() {
+            if now.saturating_duration_since(*at) > self.window {
+                self.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Records a death of `key` at `now`.
+    pub fn record(&mut self, key: K, now: Instant) {
+        self.forget_old(now);
+        self.recent.push_back((now, key));
+    }
+
+    /// Deaths of anyone within the window at `now`.
+    pub fn total(&mut self, now: Instant) -> usize {
+        self.forget_old(now);
+        self.recent.len()
+    }
+
+    /// Deaths of `key` within the window at `now`.
+    pub fn of(&mut self, key: &K, now: Instant) -> usize {
+        self.forget_old(now);
+        self.recent.iter().filter(|(_, k)| k == key).count()
+    }
+}
+
 /// OTP-style restart intensity: more than `max_restarts` restarts within `window` is a
 /// meltdown. The backoff doubles with each restart of the same child inside the window.
 #[derive(Debug)]
 pub struct RestartPolicy {
     max_restarts: u32,
-    window: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
-    /// Restarts of any child, newest last (the intensity counts them all).
-    recent: VecDeque<(Instant, &'static str)>,
+    /// Restarts of any child (the intensity counts them all).
+    deaths: Intensity<&'static str>,
 }
 
 impl RestartPolicy {
     pub fn new(cfg: &SupervisorConfig) -> Self {
         Self {
             max_restarts: cfg.max_restarts,
-            window: cfg.restart_window,
             backoff_initial: cfg.backoff_initial,
             backoff_max: cfg.backoff_max,
-            recent: VecDeque::new(),
+            deaths: Intensity::new(cfg.restart_window),
         }
     }
 
     /// Records that `child` died at `now` and decides what to do.
     pub fn on_death(&mut self, child: &'static str, now: Instant) -> Decision {
-        while let Some((at, _)) = self.recent.front() {
-            if now.duration_since(*at) > self.window {
-                self.recent.pop_front();
-            } else {
-                break;
-            }
-        }
-        self.recent.push_back((now, child));
-        if self.recent.len() > self.max_restarts as usize {
+        self.deaths.record(child, now);
+        if self.deaths.total(now) > self.max_restarts as usize {
             return Decision::Meltdown;
         }
-        let same_child = self.recent.iter().filter(|(_, c)| *c == child).count() as u32;
+        let same_child = self.deaths.of(&child, now) as u32;
         Decision::RestartAfter(self.backoff(same_child))
     }
 
@@ -109,6 +151,18 @@ mod tests {
             let d = p.on_death("node", t0 + Duration::from_secs(15 * i));
             assert!(matches!(d, Decision::RestartAfter(_)), "death {i}: {d:?}");
         }
+    }
+
+    #[test]
+    fn intensity_counts_per_key_within_its_window() {
+        let mut i = Intensity::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        i.record("p".to_string(), t0);
+        i.record("q".to_string(), t0 + Duration::from_secs(30));
+        assert_eq!(i.of(&"p".to_string(), t0 + Duration::from_secs(60)), 1);
+        assert_eq!(i.total(t0 + Duration::from_secs(60)), 2);
+        assert_eq!(i.of(&"p".to_string(), t0 + Duration::from_secs(61)), 0);
+        assert_eq!(i.total(t0 + Duration::from_secs(61)), 1);
     }
 
     #[test]
