@@ -207,11 +207,13 @@ fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), 
     Ok(())
 }
 
-/// Every quota and channel a declarative job names must exist (as for jobs created through
-/// the API): otherwise start-up stops with a configuration error naming the key.
+/// Every quota and channel a declarative job names must exist, and every program it runs
+/// must be allowed (as for jobs created through the API): otherwise start-up stops with a
+/// configuration error naming the key.
 fn check_declarative_references(
     db: &Db,
     routing: &Routing,
+    command: &crate::kinds::command::settings::CommandConfig,
     declared: &[crate::declarative::Declared],
 ) -> Result<(), AppError> {
     let kinds = crate::kinds::registry();
@@ -227,8 +229,11 @@ fn check_declarative_references(
     for (d, refs) in &all {
         let problems = crate::jobs::unresolved(
             refs,
-            |q| known.contains(q),
-            |c| routing.channel(c).is_some(),
+            &crate::jobs::Resolver {
+                quota_exists: &|q| known.contains(q),
+                channel_exists: &|c| routing.channel(c).is_some(),
+                program_refused: &|p| command.permits(p).err().map(|e| e.to_string()),
+            },
         );
         if let Some(first) = problems.first() {
             return Err(AppError::Config(crate::config::ConfigError::Key {
@@ -279,7 +284,7 @@ fn run_with_database(
 
     upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
     let routing = Arc::new(Routing::from_config(&config.notify));
-    check_declarative_references(&db, &routing, declarative)?;
+    check_declarative_references(&db, &routing, &config.command, declarative)?;
     let defs: Vec<crate::jobs::JobDef> = declarative.iter().map(|d| d.def.clone()).collect();
     upsert_declarative_jobs(&db, &defs)?;
 
@@ -301,6 +306,17 @@ fn run_with_database(
     system
         .block_on(run(Arc::new(config), db, routing, tokens, started))
         .map_err(|e| AppError::Runtime(e.to_string()))?
+}
+
+/// The URL a program on this host reaches the API at (a wildcard bind is reached on
+/// loopback).
+fn api_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 async fn run(
@@ -341,6 +357,7 @@ async fn run(
     .start();
 
     let openapi = serde_json::to_string(&api::openapi_document()).unwrap_or_else(|_| "{}".into());
+    let directory_for_commands = directory.clone();
     let state = ApiState {
         config: config.clone(),
         db: db.clone(),
@@ -358,6 +375,9 @@ async fn run(
     };
     for addr in &addrs {
         tracing::info!(addr = %addr, "admin API listening");
+    }
+    if let Some(addr) = addrs.first() {
+        directory_for_commands.set_api_url(api_url(*addr));
     }
     let server_handle = server.handle();
     let server_task = actix_rt::spawn(server);

@@ -28,6 +28,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/runs", "viewer"),
     ("GET", "/api/v1/runs/{id}", "viewer"),
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
+    ("POST", "/api/v1/runs/{id}/progress", "operator"),
+    ("POST", "/api/v1/runs/{id}/notice", "operator"),
     ("GET", "/api/v1/runs/{id}/artifacts/{name}", "viewer"),
     ("GET", "/api/v1/circuits", "viewer"),
     ("GET", "/api/v1/browser/sessions", "viewer"),
@@ -38,6 +40,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/api/v1/quotas/{name}", "operator"),
     ("DELETE", "/api/v1/quotas/{name}", "operator"),
     ("POST", "/api/v1/quotas/{name}/consume", "operator"),
+    ("POST", "/api/v1/quotas/{name}/refund", "operator"),
 ];
 
 const PUBLIC: &[(&str, &str)] = &[("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")];

@@ -177,8 +177,9 @@ fn token_new_prints_a_token_once_and_its_config_entry() {
     );
 }
 
-/// A declarative job naming a quota or a channel that does not exist stops start-up with a
-/// configuration error naming the key (exit 2), as the API refuses the same job with a 422.
+/// A declarative job naming a quota or a channel that does not exist, or running a program
+/// `[command] allowed` does not list, stops start-up with a configuration error naming the
+/// key (exit 2), as the API refuses the same job with a 422.
 #[test]
 fn a_declarative_job_naming_a_missing_quota_or_channel_stops_start_up() {
     let db = TestDb::new();
@@ -206,6 +207,26 @@ fn a_declarative_job_naming_a_missing_quota_or_channel_stops_start_up() {
              payload = { profile = \"p\", steps = [{ goto = { url = \"http://127.0.0.1:9/\" } }, { consume = { quota = \"other\" } }] }\n",
             "jobs.0.payload.steps.1.consume.quota",
             "no quota named `other`",
+        ),
+        (
+            "[[jobs]]\nname = \"script\"\nkind = \"command\"\nschedule = { every = \"1h\" }\n\
+             payload = { program = \"/bin/true\" }\n",
+            "jobs.0.payload.program",
+            "command jobs are off: [command] allowed lists no program",
+        ),
+        (
+            "[command]\nallowed = [\"/opt/automations/*\"]\n\
+             [[jobs]]\nname = \"script\"\nkind = \"command\"\nschedule = { every = \"1h\" }\n\
+             payload = { program = \"/bin/true\", quotas = [\"nope\"] }\n",
+            "jobs.0.payload.program",
+            "`/bin/true` is not allowed by [command] allowed",
+        ),
+        (
+            "[command]\nallowed = [\"/bin/true\"]\n\
+             [[jobs]]\nname = \"script\"\nkind = \"command\"\nschedule = { every = \"1h\" }\n\
+             payload = { program = \"/bin/true\", quotas = [\"nope\"] }\n",
+            "jobs.0.payload.quotas.0",
+            "no quota named `nope`",
         ),
     ];
     for (toml, key, says) in cases {

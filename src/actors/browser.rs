@@ -27,7 +27,7 @@ use actix::prelude::*;
 
 use super::{Deps, REHYDRATE_RETRY};
 use crate::browser::politeness::PolitenessConfig;
-use crate::browser::{BrowserRun, Pool, PoolConfig, RunFailure, SessionEvent};
+use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
 use crate::supervisor::policy::Intensity;
@@ -41,6 +41,19 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 #[derive(Message)]
 #[rtype(result = "Result<serde_json::Value, RunFailure>")]
 pub struct RunBrowser(pub BrowserRun);
+
+/// Hold a profile for a command run (its browser for that run alone; see `browser::Held`).
+#[derive(Message)]
+#[rtype(result = "Result<Held, RunFailure>")]
+pub struct HoldProfile {
+    pub run_id: uuid::Uuid,
+    pub profile: String,
+}
+
+/// The command run is over: close the held profile's browser and free it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseProfile(pub uuid::Uuid);
 
 /// Cancel a run in progress (its job timed out, or it was rescued as a zombie): its page
 /// is closed and its browser freed for the next run.
@@ -336,6 +349,41 @@ impl Handler<CancelBrowserRun> for BrowserPool {
             tracing::warn!(actor = NAME, run_id = %msg.0, "browser run cancelled; its page is closed");
         }
         cancelled
+    }
+}
+
+impl Handler<HoldProfile> for BrowserPool {
+    type Result = ResponseActFuture<Self, Result<Held, RunFailure>>;
+
+    fn handle(&mut self, msg: HoldProfile, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone();
+        let stopping = self.stopping;
+        Box::pin(
+            async move {
+                match pool {
+                    Some(pool) if !stopping => pool.hold(msg.run_id, &msg.profile).await,
+                    _ => Err(RunFailure {
+                        kind: "browser_unavailable",
+                        message: "the browser pool is starting or stopping".into(),
+                    }),
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<ReleaseProfile> for BrowserPool {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseProfile, ctx: &mut Self::Context) {
+        if let Some(pool) = self.pool.clone() {
+            ctx.spawn(
+                async move {
+                    pool.release(msg.0).await;
+                }
+                .into_actor(self),
+            );
+        }
     }
 }
 

@@ -22,9 +22,19 @@ struct Entries {
     executor: Option<Addr<Executor>>,
     quota: Option<Addr<QuotaCounter>>,
     browser: Option<Addr<BrowserPool>>,
+    /// Where this node's API listens (known once it is bound): `OVERSEER_API_URL`.
+    api_url: Option<String>,
 }
 
 impl Directory {
+    pub fn api_url(&self) -> Option<String> {
+        self.inner.read().ok()?.api_url.clone()
+    }
+    pub fn set_api_url(&self, url: String) {
+        if let Ok(mut e) = self.inner.write() {
+            e.api_url = Some(url);
+        }
+    }
     pub fn scheduler(&self) -> Option<Addr<Scheduler>> {
         self.inner
             .read()

@@ -81,6 +81,8 @@ pub struct Executor {
     secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     /// What kinds reach the rest of the system through.
     system: System,
+    /// `[command]` and where command runs keep their files.
+    command: std::sync::Arc<kinds::command::Settings>,
 }
 
 impl Executor {
@@ -102,6 +104,7 @@ impl Executor {
             rehydrated: false,
             secrets: std::sync::Arc::new(deps.config.browser.secrets.clone()),
             system: super::system::for_runs(deps),
+            command: std::sync::Arc::new(command_settings(&deps.config)),
         }
     }
 
@@ -134,6 +137,8 @@ impl Executor {
             secrets: self.secrets.clone(),
             quota: serde_json::from_value(run.quota.clone()).unwrap_or_default(),
             system: self.system.clone(),
+            command: self.command.clone(),
+            api_url: self.deps.directory.api_url().unwrap_or_default(),
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
@@ -212,7 +217,7 @@ impl Executor {
                         RunState::Failed
                     },
                     defer_until: None,
-                    output: None,
+                    output: e.output.map(|o| act.bounded(o)),
                     error_kind: Some(e.kind.to_string()),
                     error_message: Some(truncate(&e.message, 2000)),
                 },
@@ -328,6 +333,20 @@ impl Executor {
         if self.draining && self.in_flight.is_empty() && self.done.is_empty() && !self.flushing {
             ctx.stop();
         }
+    }
+}
+
+/// Where command runs of this node keep their files.
+fn command_settings(c: &crate::config::Config) -> kinds::command::Settings {
+    kinds::command::Settings {
+        config: c.command.clone(),
+        work_dir: if c.command.work_dir.is_empty() {
+            c.state_path("work")
+        } else {
+            c.command.work_dir.clone().into()
+        },
+        artifacts_dir: c.state_path("artifacts"),
+        results_dir: c.state_path("command-results"),
     }
 }
 

@@ -8,12 +8,14 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::browser::{CancelBrowserRun, RunBrowser};
+use super::browser::{CancelBrowserRun, HoldProfile, ReleaseProfile, RunBrowser};
 use super::quota::{Consume, Consumed};
 use super::Deps;
 use crate::browser::BrowserRun;
 use crate::db::circuits;
-use crate::kinds::system::{Browsers, Circuits, Outbox, QuotaAnswer, Quotas, System};
+use crate::kinds::system::{
+    Browsers, Circuits, Grants, HeldProfile, Outbox, QuotaAnswer, Quotas, RunTokens, System,
+};
 use crate::kinds::RunError;
 use crate::notify::Notice;
 use crate::telemetry::names;
@@ -25,7 +27,8 @@ pub fn for_runs(deps: &Deps) -> System {
         outbox: node.clone(),
         browsers: node.clone(),
         circuits: node.clone(),
-        quotas: node,
+        quotas: node.clone(),
+        tokens: node,
     }
 }
 
@@ -72,6 +75,39 @@ impl Browsers for Node {
     fn cancel(&self, run_id: Uuid) {
         if let Some(pool) = self.0.directory.browser_pool() {
             pool.do_send(CancelBrowserRun(run_id));
+        }
+    }
+
+    fn hold(
+        &self,
+        run_id: Uuid,
+        profile: String,
+    ) -> LocalBoxFuture<'static, Result<HeldProfile, RunError>> {
+        let pool = self.0.directory.browser_pool();
+        Box::pin(async move {
+            let Some(pool) = pool else {
+                return Err(RunError::new(
+                    "browser_unavailable",
+                    "the browser pool is restarting",
+                ));
+            };
+            match pool.send(HoldProfile { run_id, profile }).await {
+                Ok(Ok(held)) => Ok(HeldProfile {
+                    cdp_url: held.cdp_url,
+                    died: held.died,
+                }),
+                Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
+                Err(_) => Err(RunError::new(
+                    "browser_unavailable",
+                    "the browser pool stopped",
+                )),
+            }
+        })
+    }
+
+    fn release(&self, run_id: Uuid) {
+        if let Some(pool) = self.0.directory.browser_pool() {
+            pool.do_send(ReleaseProfile(run_id));
         }
     }
 }
@@ -142,5 +178,51 @@ impl Quotas for Node {
                 Err(_) => Err("the quota counter is restarting".into()),
             }
         })
+    }
+}
+
+impl RunTokens for Node {
+    fn issue(&self, grants: Grants) -> LocalBoxFuture<'static, Result<String, RunError>> {
+        let db = self.0.db.clone();
+        let now = self.0.clock.now();
+        Box::pin(async move {
+            let (token, hash) =
+                crate::stdx::secrets::new_token(crate::db::run_tokens::RUN_TOKEN_PREFIX);
+            db.run(move |c| {
+                crate::db::run_tokens::issue(
+                    c,
+                    &hash,
+                    grants.run_id,
+                    grants.attempt,
+                    &grants.quotas,
+                    now,
+                )
+            })
+            .await
+            .map_err(|e| RunError::new("database", e.to_string()))?;
+            Ok(token)
+        })
+    }
+
+    fn revoke(&self, run_id: Uuid) {
+        let db = self.0.db.clone();
+        // From a thread: it is called from Drop (maybe outside any runtime), and retried
+        // briefly while the database is away (the token dies with the run's state anyway).
+        let _ = std::thread::Builder::new()
+            .name("run-token-revoke".into())
+            .spawn(move || {
+                for _ in 0..10 {
+                    let done = db
+                        .get_blocking()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut c| {
+                            crate::db::run_tokens::revoke(&mut c, run_id).map_err(|e| e.to_string())
+                        });
+                    if done.is_ok() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            });
     }
 }

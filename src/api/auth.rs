@@ -14,26 +14,20 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::input::InputProblem;
 use crate::config::{Role, TokenConfig};
+use crate::db::run_tokens::{RunGrant, RUN_TOKEN_PREFIX};
 
 /// A new random token (`ovs_` + 64 hex digits) and its SHA-256 (hex) for the configuration.
 pub fn new_token() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!("ovs_{}", hex::encode(bytes));
-    let hash = hash_token(&token);
-    (token, hash)
+    crate::stdx::secrets::new_token("ovs_")
 }
 
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::stdx::secrets::hash_token;
 
 struct Entry {
     name: String,
@@ -82,6 +76,7 @@ impl TokenSet {
         found.map(|e| Caller {
             name: e.name.clone(),
             role: e.role,
+            run: None,
         })
     }
 }
@@ -110,11 +105,21 @@ pub fn bootstrap_admin_token(path: &Path) -> std::io::Result<String> {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// A running program's run token (`OVERSEER_RUN_TOKEN`): it may do only what the grant
+    /// says, on the routes that take `AsViewerOrRun` / `AsOperatorOrRun`.
+    pub run: Option<RunGrant>,
 }
 
+/// What a run token may do, said once for every refusal.
+const RUN_TOKEN_SCOPE: &str = "a run token may only read, consume and refund the quotas in its \
+     job's payload.quotas, and report progress and notices for its own run";
+
 impl Caller {
-    /// 403 unless the caller's role is at least `role`.
+    /// 403 unless the caller's role is at least `role` (a run token never has one).
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.run.is_some() {
+            return Err(ApiError::forbidden(RUN_TOKEN_SCOPE));
+        }
         if self.role >= role {
             Ok(())
         } else {
@@ -126,17 +131,39 @@ impl Caller {
     }
 }
 
-/// The authenticated caller, with `role` checked when given, then what the input gate
-/// found wrong with the request: 401, then 403, then the input error, before any other
-/// extractor reads the body.
-fn caller_for(req: &HttpRequest, role: Option<Role>) -> Result<Caller, ApiError> {
+impl Caller {
+    /// For a run token: 403 unless `quota` is one its job's payload lists.
+    pub fn may_use_quota(&self, quota: &str) -> Result<(), ApiError> {
+        match &self.run {
+            Some(g) if !g.quotas.iter().any(|q| q == quota) => {
+                Err(ApiError::forbidden(RUN_TOKEN_SCOPE))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// For a run token: 403 unless `run_id` is its own run.
+    pub fn may_report_on(&self, run_id: uuid::Uuid) -> Result<(), ApiError> {
+        match &self.run {
+            Some(g) if g.run_id != run_id => Err(ApiError::forbidden(RUN_TOKEN_SCOPE)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The authenticated caller, with `role` checked when given (a run token passes only where
+/// `run_ok`), then what the input gate found wrong with the request: 401, then 403, then
+/// the input error, before any other extractor reads the body.
+fn caller_for(req: &HttpRequest, role: Option<Role>, run_ok: bool) -> Result<Caller, ApiError> {
     let caller = req
         .extensions()
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-    if let Some(role) = role {
-        caller.require(role)?;
+    match role {
+        Some(_) if run_ok && caller.run.is_some() => {}
+        Some(role) => caller.require(role)?,
+        None => {}
     }
     if let Some(problem) = req.extensions().get::<InputProblem>() {
         return Err(problem.0.clone());
@@ -148,12 +175,15 @@ impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(caller_for(req, None))
+        ready(caller_for(req, None, true))
     }
 }
 
 macro_rules! role_extractor {
     ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        role_extractor!($(#[$doc])* $name, $role, false);
+    };
+    ($(#[$doc:meta])* $name:ident, $role:expr, $run_ok:expr) => {
         $(#[$doc])*
         /// Put it first among a handler's arguments: it is checked before the body is read.
         #[derive(Debug, Clone)]
@@ -170,7 +200,7 @@ macro_rules! role_extractor {
             type Error = ApiError;
             type Future = Ready<Result<Self, ApiError>>;
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                ready(caller_for(req, Some($role)).map($name))
+                ready(caller_for(req, Some($role), $run_ok).map($name))
             }
         }
     };
@@ -191,13 +221,26 @@ role_extractor!(
     AsAdmin,
     Role::Admin
 );
+role_extractor!(
+    /// A viewer, or a run token (the handler checks what the token's grant covers).
+    AsViewerOrRun,
+    Role::Viewer,
+    true
+);
+role_extractor!(
+    /// An operator, or a run token (the handler checks what the token's grant covers).
+    AsOperatorOrRun,
+    Role::Operator,
+    true
+);
 
-/// Middleware on `/api/v1`: 401 unless a configured token is presented.
+/// Middleware on `/api/v1`: 401 unless a configured token, or the run token of a running
+/// run, is presented.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    match authenticate(&req) {
+    match authenticate(&req).await {
         Ok(caller) => {
             tracing::Span::current().record("caller", caller.name.as_str());
             req.extensions_mut().insert(caller);
@@ -210,10 +253,7 @@ pub async fn middleware(
     }
 }
 
-fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
-    let tokens = req
-        .app_data::<web::Data<TokenSet>>()
-        .ok_or_else(ApiError::internal)?;
+async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
@@ -222,15 +262,35 @@ fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    match presented {
-        None => Err(ApiError::unauthorized(
-            "missing `Authorization: Bearer <token>` header",
-        )),
-        Some(token) => tokens
-            .authenticate(token)
-            .ok_or_else(|| ApiError::unauthorized("invalid token")),
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    if presented.starts_with(RUN_TOKEN_PREFIX) {
+        return run_caller(req, presented).await;
     }
+    let tokens = req
+        .app_data::<web::Data<TokenSet>>()
+        .ok_or_else(ApiError::internal)?;
+    tokens
+        .authenticate(presented)
+        .ok_or_else(|| ApiError::unauthorized("invalid token"))
+}
+
+/// A run token is valid while its run is running in the attempt it was issued for.
+async fn run_caller(req: &ServiceRequest, presented: &str) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<super::ApiState>>()
+        .ok_or_else(ApiError::internal)?;
+    let hash = hash_token(presented);
+    let grant = state
+        .db
+        .run(move |c| crate::db::run_tokens::lookup(c, &hash))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid token (a run token dies with its run)"))?;
+    Ok(Caller {
+        name: format!("run:{}", grant.run_id),
+        role: Role::Viewer,
+        run: Some(grant),
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +313,7 @@ mod tests {
     #[test]
     fn roles_are_ordered() {
         let c = Caller {
+            run: None,
             name: "x".into(),
             role: Role::Operator,
         };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::auth::{AsOperator, AsViewer};
+use super::auth::{AsOperator, AsViewer, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::actors::scheduler::Wake;
@@ -101,6 +101,16 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// Jobs whose runs execute the user's code on the host (`command`) are created and changed
+/// by admins only.
+fn require_admin_for_code(caller: &Caller, kind: &str) -> Result<(), ApiError> {
+    use crate::jobs::Kinds;
+    if crate::kinds::registry().runs_code(kind) {
+        caller.require(crate::config::Role::Admin)?;
+    }
+    Ok(())
+}
+
 /// Create a job. 201 with the job; 409 when the name is taken; 422 lists every bad field.
 /// With `Idempotency-Key`, a retried identical request returns the first answer.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])),
@@ -120,6 +130,8 @@ pub async fn create(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    require_admin_for_code(&caller, kind)?;
     let now = Utc::now();
     let def = JobDef::parse(
         &body,
@@ -251,12 +263,13 @@ pub async fn get_one(
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/jobs/{key}")]
 pub async fn update(
-    _caller: AsOperator,
+    caller: AsOperator,
     state: web::Data<ApiState>,
     key: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<web::Json<Job>, ApiError> {
     let job = load(&state, key.into_inner()).await?;
+    require_admin_for_code(&caller, &job.kind)?;
     let defaults = state.config.scheduler.defaults.clone();
     let now = Utc::now();
     let def = job
@@ -389,8 +402,11 @@ async fn check_references(state: &ApiState, def: &JobDef) -> Result<(), ApiError
     };
     let problems = crate::jobs::unresolved(
         &refs,
-        |q| known.contains(q),
-        |c| state.routing.channel(c).is_some(),
+        &crate::jobs::Resolver {
+            quota_exists: &|q| known.contains(q),
+            channel_exists: &|c| state.routing.channel(c).is_some(),
+            program_refused: &|p| state.config.command.permits(p).err().map(|e| e.to_string()),
+        },
     );
     if problems.is_empty() {
         Ok(())

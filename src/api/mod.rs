@@ -93,6 +93,8 @@ where
                 .service(runs::get_one)
                 .service(runs::requeue)
                 .service(runs::artifact)
+                .service(runs::progress)
+                .service(runs::notice)
                 .service(circuits::list)
                 .service(browser_sessions::list)
                 .service(notifications::list)
@@ -101,7 +103,8 @@ where
                 .service(quotas::get_one)
                 .service(quotas::put)
                 .service(quotas::remove)
-                .service(quotas::consume),
+                .service(quotas::consume)
+                .service(quotas::refund),
         )
 }
 

@@ -6,10 +6,10 @@ use actix_web::{delete, get, post, put, web, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::auth::{AsOperator, AsViewer};
+use super::auth::{AsOperator, AsOperatorOrRun, AsViewer, AsViewerOrRun};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
-use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError};
+use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError, Refund};
 use crate::db::quotas as db_quotas;
 use crate::db::DbError;
 use crate::quota::QuotaDef;
@@ -60,11 +60,12 @@ pub async fn list(
 ))]
 #[get("/quotas/{name}")]
 pub async fn get_one(
-    _caller: AsViewer,
+    caller: AsViewerOrRun,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<web::Json<Value>, ApiError> {
     let name = name.into_inner();
+    caller.may_use_quota(&name)?;
     let out = state
         .db
         .run(move |c| {
@@ -190,21 +191,8 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Consume units (`{"cost": n}`, default 1), all windows or none. 200 with the windows after
-/// it; 429 with `Retry-After` (seconds) when a window is full.
-#[utoipa::path(tag = "quotas", security(("bearer" = [])), params(("name" = String, Path)),
-    request_body(content = Option<ConsumeBody>, description = "optional; cost defaults to 1"),
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
-#[post("/quotas/{name}/consume")]
-pub async fn consume(
-    _caller: AsOperator,
-    state: web::Data<ApiState>,
-    name: web::Path<String>,
-    body: Option<web::Json<Value>>,
-) -> Result<HttpResponse, ApiError> {
-    let name = name.into_inner();
+/// `{"cost": n}` (default 1) of a consume or refund body.
+fn cost_of(body: Option<web::Json<Value>>) -> Result<i64, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or(Value::Null);
     if let Some(obj) = body.as_object() {
         if let Some(k) = obj.keys().find(|k| k.as_str() != "cost") {
@@ -216,18 +204,93 @@ pub async fn consume(
             "expected an object like {\"cost\": 1}",
         ));
     }
-    let cost = match body.get("cost") {
-        None => 1,
+    match body.get("cost") {
+        None => Ok(1),
         Some(c) => match c.as_i64() {
-            Some(n) if (1..=1_000_000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_field(
-                    "cost",
-                    "expected a whole number from 1 to 1000000",
-                ))
-            }
+            Some(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_field(
+                "cost",
+                "expected a whole number from 1 to 1000000",
+            )),
         },
+    }
+}
+
+/// Give back units consumed in the current windows (`{"cost": n}`, default 1): what a
+/// script took and then did not use. A window never goes below zero. 200 with the windows.
+#[utoipa::path(tag = "quotas", security(("bearer" = [])), params(("name" = String, Path)),
+    request_body(content = Option<ConsumeBody>, description = "optional; cost defaults to 1"),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[post("/quotas/{name}/refund")]
+pub async fn refund(
+    caller: AsOperatorOrRun,
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+    body: Option<web::Json<Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    caller.may_use_quota(&name)?;
+    let cost = cost_of(body)?;
+    let now = Utc::now();
+    let q = name.clone();
+    let def = state
+        .db
+        .run(move |c| db_quotas::get(c, &q))
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such quota"),
+            e => e.into(),
+        })?
+        .def();
+    let receipt = crate::db::quotas::Receipt {
+        quota: name.clone(),
+        cost,
+        windows: def
+            .windows_at(now)
+            .iter()
+            .map(|w| (w.kind, w.start))
+            .collect(),
     };
+    let counter = state
+        .directory
+        .quota_counter()
+        .ok_or_else(|| ApiError::unavailable("the quota counter is restarting; try again"))?;
+    counter
+        .send(Refund(receipt))
+        .await
+        .map_err(|_| ApiError::unavailable("the quota counter is restarting; try again"))?
+        .map_err(|e| match e {
+            QuotaError::Unknown(_) => ApiError::not_found("no such quota"),
+            QuotaError::Unavailable(m) => ApiError::unavailable(m),
+            e => ApiError::invalid_field("cost", e.to_string()),
+        })?;
+    let windows = state
+        .db
+        .run(move |c| db_quotas::usage(c, &def, now))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "refunded": cost, "quota": name, "windows": windows,
+    })))
+}
+
+/// Consume units (`{"cost": n}`, default 1), all windows or none. 200 with the windows after
+/// it; 429 with `Retry-After` (seconds) when a window is full.
+#[utoipa::path(tag = "quotas", security(("bearer" = [])), params(("name" = String, Path)),
+    request_body(content = Option<ConsumeBody>, description = "optional; cost defaults to 1"),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+#[post("/quotas/{name}/consume")]
+pub async fn consume(
+    caller: AsOperatorOrRun,
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+    body: Option<web::Json<Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    caller.may_use_quota(&name)?;
+    let cost = cost_of(body)?;
     let counter = state
         .directory
         .quota_counter()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{AsOperator, AsViewer};
+use super::auth::{AsOperator, AsOperatorOrRun, AsViewer};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_limit;
 use super::ApiState;
@@ -195,6 +195,8 @@ pub async fn artifact(
                 "image/png"
             } else if name.ends_with(".json") {
                 "application/json"
+            } else if name.ends_with(".log") {
+                "text/plain; charset=utf-8"
             } else {
                 "application/octet-stream"
             };
@@ -206,5 +208,129 @@ pub async fn artifact(
             }
             _ => format!("no artifact `{name}` for this run"),
         })),
+    }
+}
+
+/// A running run's progress note (`{"note": "..."}`, up to 2,000 characters); it also
+/// counts as the run's heartbeat. For the run's own token, or an operator. 409 when the run
+/// is not running.
+#[utoipa::path(tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "run id")),
+    request_body(content = Object, description = "{\"note\": \"42 of 50 sent\"}"),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/runs/{id}/progress")]
+pub async fn progress(
+    caller: AsOperatorOrRun,
+    state: web::Data<ApiState>,
+    id: web::Path<Uuid>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    caller.may_report_on(id)?;
+    running_run(&state, id).await?;
+    let body = body.into_inner();
+    only_fields(&body, &["note"])?;
+    let note = text_field(&body, "note", 2000)?.unwrap_or_default();
+    let at = Utc::now();
+    let n = note.clone();
+    let recorded = state
+        .db
+        .run(move |c| db_runs::progress(c, id, &n, at))
+        .await?;
+    if !recorded {
+        return Err(ApiError::conflict("the run is not running"));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"run_id": id, "progress": note, "at": at})))
+}
+
+/// A notice from a running run (`{"subject", "body"?, "severity"?}`): the event `run.notice`,
+/// sent through the outbox to the channels the routing rules give it (by default every
+/// channel). For the run's own token, or an operator. 409 when the run is not running.
+#[utoipa::path(tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "run id")),
+    request_body(content = Object, description = "{\"subject\": \"…\", \"body\": \"…\", \"severity\": \"info\"}"),
+    responses((status = 202, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/runs/{id}/notice")]
+pub async fn notice(
+    caller: AsOperatorOrRun,
+    state: web::Data<ApiState>,
+    id: web::Path<Uuid>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    caller.may_report_on(id)?;
+    let run = running_run(&state, id).await?;
+    let body = body.into_inner();
+    only_fields(&body, &["subject", "body", "severity"])?;
+    let subject = text_field(&body, "subject", 500)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid_field("subject", "required: a non-empty string"))?;
+    let text = text_field(&body, "body", 20_000)?.unwrap_or_default();
+    let severity = match text_field(&body, "severity", 20)? {
+        None => crate::telemetry::events::Severity::Info,
+        Some(s) => crate::telemetry::events::Severity::parse(&s).ok_or_else(|| {
+            ApiError::invalid_field("severity", "expected info, warning, error or critical")
+        })?,
+    };
+    let job = state
+        .db
+        .run(move |c| db_jobs::find(c, &run.job_id.to_string()))
+        .await?;
+    let notice = crate::notify::Notice {
+        event: "run.notice".into(),
+        severity,
+        subject,
+        body: text,
+        data: serde_json::json!({"job": job.name, "run_id": id, "attempt": run.attempt}),
+        key: format!("run.notice:{id}:{}", Uuid::new_v4()),
+    };
+    let rows = state.routing.rows_for(&notice, None);
+    let queued = state
+        .db
+        .run(move |c| crate::db::notifications::enqueue(c, &rows))
+        .await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"queued": queued})))
+}
+
+/// The run, 404 when there is none, 409 when it is not running.
+async fn running_run(state: &ApiState, id: Uuid) -> Result<Run, ApiError> {
+    let run = state
+        .db
+        .run(move |c| db_runs::get(c, id))
+        .await
+        .map_err(|e| match e {
+            DbError::NotFound => ApiError::not_found("no such run"),
+            e => e.into(),
+        })?;
+    if run.state != RunState::Running.as_str() {
+        return Err(ApiError::conflict("the run is not running"));
+    }
+    Ok(run)
+}
+
+/// 422 for a field not in `allowed` (or a body that is not an object).
+fn only_fields(body: &serde_json::Value, allowed: &[&str]) -> Result<(), ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_field("", "expected a JSON object"))?;
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::invalid_field(k, "unknown field")),
+        None => Ok(()),
+    }
+}
+
+/// An optional string field of at most `max` characters.
+fn text_field(
+    body: &serde_json::Value,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_field(
+            field,
+            format!("expected a string of at most {max} characters"),
+        )),
     }
 }

@@ -11,6 +11,7 @@
 
 mod artifacts;
 pub mod engine;
+mod hold;
 mod page_js;
 pub mod politeness;
 pub mod process;
@@ -19,6 +20,7 @@ pub mod script;
 pub mod stealth;
 
 pub use artifacts::prune_artifacts;
+pub use hold::Held;
 use run::connection_lost;
 
 use std::cell::{Cell, RefCell};
@@ -134,6 +136,10 @@ struct Session {
     idle_pages: RefCell<Vec<(String, chromiumoxide::Page)>>,
     /// The browser's user agent without "Headless" (asked once per launch).
     plain_ua: RefCell<Option<String>>,
+    /// Browser runs share the profile (read); a command run holds it alone (write).
+    exclusive: std::sync::Arc<tokio::sync::RwLock<()>>,
+    /// Counts the deaths of this profile's browsers (a holder watches it).
+    deaths: Rc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Idle pages kept per browser.
@@ -146,6 +152,10 @@ pub struct Pool {
     running: RefCell<HashMap<Uuid, futures_util::future::AbortHandle>>,
     politeness: politeness::Politeness,
     events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+    /// Profiles held by command runs, by run.
+    holds: RefCell<HashMap<Uuid, hold::Hold>>,
+    /// Holds waiting for their profile; true when the run was released meanwhile.
+    pending_holds: RefCell<HashMap<Uuid, bool>>,
 }
 
 /// Marks a session busy for as long as it lives (also when the run's future is dropped).
@@ -210,6 +220,8 @@ impl Pool {
             events,
             sessions: RefCell::new(HashMap::new()),
             running: RefCell::new(HashMap::new()),
+            holds: RefCell::new(HashMap::new()),
+            pending_holds: RefCell::new(HashMap::new()),
             politeness: politeness::Politeness::new(cfg.politeness.clone()),
             cfg,
         }
@@ -256,6 +268,8 @@ impl Pool {
                     pages: tokio::sync::Semaphore::new(self.cfg.max_pages.max(1)),
                     idle_pages: RefCell::new(Vec::new()),
                     plain_ua: RefCell::new(None),
+                    exclusive: std::sync::Arc::new(tokio::sync::RwLock::new(())),
+                    deaths: Rc::new(tokio::sync::watch::channel(0).0),
                 })
             })
             .clone()
@@ -298,6 +312,9 @@ impl Pool {
         let _registered = Registered(&self.running, r.run_id);
         let outcome = futures_util::future::Abortable::new(
             async {
+                // Not while a command run holds the profile (waited for up to the run's
+                // own timeout).
+                let _shared = session.exclusive.read().await;
                 // A page slot in the profile's browser (browser.max_pages), waited for as
                 // long as a step may take.
                 let wait = r.step_timeout.unwrap_or(self.cfg.step_timeout);

@@ -94,6 +94,8 @@ pub fn find_executable() -> Option<PathBuf> {
 
 pub struct Chromium {
     pub browser: Browser,
+    /// Its DevTools websocket (`ws://127.0.0.1:<port>/devtools/browser/<id>`).
+    ws_url: String,
     child: tokio::process::Child,
     pgid: Pid,
     closed: bool,
@@ -161,16 +163,16 @@ impl Chromium {
             None
         })
         .await;
-        let browser = match found {
+        let (browser, ws_url) = match found {
             Ok(Some(ws)) => {
                 // Keep draining stderr, or Chromium blocks on a full pipe.
                 actix_rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                let (browser, handler) = Browser::connect(ws).await.map_err(|e| {
+                let (browser, handler) = Browser::connect(ws.clone()).await.map_err(|e| {
                     kill_group(pgid);
                     BrowserError::Launch(format!("cannot connect to Chromium: {e}"))
                 })?;
                 spawn_handler(handler, on_exit);
-                browser
+                (browser, ws)
             }
             Ok(None) => {
                 kill_group(pgid);
@@ -190,6 +192,7 @@ impl Chromium {
         };
         Ok(Chromium {
             browser,
+            ws_url,
             child,
             pgid,
             closed: false,
@@ -198,6 +201,11 @@ impl Chromium {
 
     pub fn pid(&self) -> i32 {
         self.pgid.as_raw()
+    }
+
+    /// The DevTools websocket (on loopback) another CDP client can connect to.
+    pub fn ws_url(&self) -> &str {
+        &self.ws_url
     }
 
     /// Asks Chromium to exit and waits for it; kills the process group if it does not

@@ -5,33 +5,52 @@
 use super::artifacts::save_artifacts;
 use super::*;
 
+/// What a browser is launched with.
+pub(super) struct Launch<'a> {
+    pub profile: &'a str,
+    pub viewport: Option<(u32, u32)>,
+    pub locale: &'a str,
+}
+
+impl<'a> Launch<'a> {
+    fn of(r: &'a BrowserRun) -> Self {
+        Self {
+            profile: &r.profile,
+            viewport: r.viewport,
+            locale: &r.locale,
+        }
+    }
+}
+
 impl Pool {
     /// Launches the profile's browser into `guard` (room made first: the least recently
     /// used idle browser closes when `max_browsers` are running).
-    async fn launch_into(
+    pub(super) async fn launch_into(
         &self,
         session: &Session,
         guard: &mut Option<Chromium>,
-        r: &BrowserRun,
+        r: &Launch<'_>,
     ) -> Result<(), RunFailure> {
-        self.make_room(&r.profile).await?;
+        self.make_room(r.profile).await?;
         let alive = session.alive.clone();
         alive.set(true);
         let flag = alive.clone();
-        let (events, profile) = (self.events.clone(), r.profile.clone());
-        let profile_dir = self.cfg.profiles_dir.join(&r.profile);
+        let (events, profile) = (self.events.clone(), r.profile.to_string());
+        let deaths = session.deaths.clone();
+        let profile_dir = self.cfg.profiles_dir.join(r.profile);
         let launched = Chromium::launch(
             &LaunchOptions {
                 executable: &self.cfg.executable,
                 profile_dir: &profile_dir,
                 window: r.viewport.unwrap_or((1280, 800)),
-                lang: &r.locale,
+                lang: r.locale,
                 stealth: self.cfg.stealth,
                 timeout: self.cfg.launch_timeout,
             },
             // The handler ended while we still counted on the browser: it died.
             move || {
                 if flag.replace(false) {
+                    deaths.send_modify(|n| *n += 1);
                     if let Some(tx) = events {
                         let _ = tx.send(SessionEvent::Died { profile });
                     }
@@ -42,7 +61,7 @@ impl Pool {
         .map_err(|e| {
             alive.set(false);
             self.tell(SessionEvent::LaunchFailed {
-                profile: r.profile.clone(),
+                profile: r.profile.to_string(),
                 error: e.to_string(),
             });
             RunFailure {
@@ -53,7 +72,7 @@ impl Pool {
         metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
         tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
         self.tell(SessionEvent::Launched {
-            profile: r.profile.clone(),
+            profile: r.profile.to_string(),
             pid: launched.pid(),
         });
         *guard = Some(launched);
@@ -191,7 +210,8 @@ impl Pool {
             self.replace_dead(session, &mut guard).await;
         }
         if guard.is_none() {
-            self.launch_into(session, &mut guard, r).await?;
+            self.launch_into(session, &mut guard, &Launch::of(r))
+                .await?;
         }
         let chromium = launched(&guard)?;
         let browser_pid = chromium.pid();
@@ -219,7 +239,8 @@ impl Pool {
         tracing::warn!(profile = %r.profile, "opening a page hung; relaunching the profile's browser");
         session.alive.set(false);
         self.replace_dead(session, &mut guard).await;
-        self.launch_into(session, &mut guard, r).await?;
+        self.launch_into(session, &mut guard, &Launch::of(r))
+            .await?;
         let chromium = launched(&guard)?;
         let opened = self
             .open_page_in_time(chromium, session, r)

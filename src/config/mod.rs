@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::db::url::DatabaseUrl;
+use crate::kinds::command::settings::CommandConfig;
 use crate::notify::settings::NotifyConfig;
 use crate::telemetry::settings::LogConfig;
 
@@ -44,6 +45,7 @@ pub struct Config {
     pub zombie: ZombieConfig,
     pub notify: NotifyConfig,
     pub browser: BrowserConfig,
+    pub command: CommandConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.

@@ -107,6 +107,7 @@ impl Loaded {
             return Err(self.bad("node.heartbeat_interval", "at least 100ms"));
         }
         self.validate_notify()?;
+        self.validate_command()?;
         let b = &c.browser;
         if b.max_browsers == 0 || b.max_browsers > 64 {
             return Err(self.bad("browser.max_browsers", "a number from 1 to 64"));
@@ -184,6 +185,39 @@ impl Loaded {
 }
 
 impl Loaded {
+    fn validate_command(&self) -> Result<(), ConfigError> {
+        use crate::kinds::command::settings::plain_absolute;
+        let c = &self.config.command;
+        for (i, g) in c.allowed.iter().enumerate() {
+            if !plain_absolute(Path::new(g)) || g.contains('\0') {
+                return Err(self.bad(
+                    &format!("command.allowed.{i}"),
+                    "an absolute path or glob like \"/opt/automations/*\" (no . or .. parts)",
+                ));
+            }
+        }
+        for (i, name) in c.pass_env.iter().enumerate() {
+            let ok =
+                !name.is_empty() && !name.contains(['=', '\0']) && !name.starts_with("OVERSEER_");
+            if !ok {
+                return Err(self.bad(
+                    &format!("command.pass_env.{i}"),
+                    "an environment variable name (not OVERSEER_*)",
+                ));
+            }
+        }
+        if c.path.is_empty() || c.path.split(':').any(|d| !d.starts_with('/')) {
+            return Err(self.bad(
+                "command.path",
+                "absolute directories separated by `:`, like \"/usr/local/bin:/usr/bin:/bin\"",
+            ));
+        }
+        if !c.work_dir.is_empty() && !plain_absolute(Path::new(&c.work_dir)) {
+            return Err(self.bad("command.work_dir", "an absolute directory, or empty"));
+        }
+        Ok(())
+    }
+
     fn validate_notify(&self) -> Result<(), ConfigError> {
         let n = &self.config.notify;
         if n.poll_interval < Duration::from_millis(10) || n.poll_interval > Duration::from_secs(60)

@@ -17,6 +17,7 @@ pub mod migrations;
 pub mod nodes;
 pub mod notifications;
 pub mod quotas;
+pub mod run_tokens;
 pub mod runs;
 pub mod schema;
 pub mod url;

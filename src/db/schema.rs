@@ -54,6 +54,18 @@ diesel::table! {
         error_message -> Nullable<Text>,
         output -> Nullable<Jsonb>,
         lateness_ms -> Nullable<Int8>,
+        progress -> Nullable<Text>,
+        progress_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    run_tokens (token_hash) {
+        token_hash -> Text,
+        run_id -> Uuid,
+        attempt -> Int4,
+        quotas -> Array<Text>,
+        created_at -> Timestamptz,
     }
 }
 

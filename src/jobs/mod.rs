@@ -97,6 +97,8 @@ pub trait Kinds {
     fn names(&self) -> Vec<&'static str>;
     /// The names a valid `payload` of `kind` refers to (paths under `path`).
     fn references(&self, kind: &str, payload: &Value, path: &str) -> Vec<Reference>;
+    /// Whether runs of `kind` execute the user's code (admin only).
+    fn runs_code(&self, kind: &str) -> bool;
 }
 
 /// Something a job names that must exist outside it, or its runs could only fail.
@@ -114,29 +116,40 @@ pub enum Referent {
     Quota,
     /// A notification channel (`[[notify.channels]]`, or `log`).
     Channel,
+    /// A program a `command` job runs (`[command] allowed`).
+    Program,
+}
+
+/// What the references of a job are checked against (the API and start-up pass the same).
+pub struct Resolver<'a> {
+    pub quota_exists: &'a dyn Fn(&str) -> bool,
+    pub channel_exists: &'a dyn Fn(&str) -> bool,
+    /// Why the program may not run, if it may not.
+    pub program_refused: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// The references that do not resolve, as field problems (the same words for the API's 422
 /// and a declarative job's configuration error).
-pub fn unresolved(
-    refs: &[Reference],
-    quota_exists: impl Fn(&str) -> bool,
-    channel_exists: impl Fn(&str) -> bool,
-) -> Vec<FieldError> {
+pub fn unresolved(refs: &[Reference], known: &Resolver<'_>) -> Vec<FieldError> {
     let mut p = Problems::default();
     for r in refs {
         match r.to {
-            Referent::Quota if !quota_exists(&r.name) => p.add(
+            Referent::Quota if !(known.quota_exists)(&r.name) => p.add(
                 &r.path,
                 format!(
                     "no quota named `{}` ([[quotas]] or PUT /api/v1/quotas/{})",
                     r.name, r.name
                 ),
             ),
-            Referent::Channel if !channel_exists(&r.name) => p.add(
+            Referent::Channel if !(known.channel_exists)(&r.name) => p.add(
                 &r.path,
                 format!("no channel named `{}` in [[notify.channels]]", r.name),
             ),
+            Referent::Program => {
+                if let Some(why) = (known.program_refused)(&r.name) {
+                    p.add(&r.path, why);
+                }
+            }
             _ => {}
         }
     }

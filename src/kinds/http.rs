@@ -149,10 +149,11 @@ impl JobKind for Http {
                 .and_then(Value::as_str)
                 .and_then(|s| parse_duration(s).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
-            let mut req = ctx.http.request(method, &url).timeout(timeout).header(
-                "Idempotency-Key",
-                format!("{}:{}", ctx.job_id, ctx.fire_at.to_rfc3339()),
-            );
+            let mut req = ctx
+                .http
+                .request(method, &url)
+                .timeout(timeout)
+                .header("Idempotency-Key", ctx.idempotency_key());
             // Secret header values are resolved now, marked sensitive, and scrubbed from
             // whatever the run records.
             let mut secrets: Vec<String> = Vec::new();

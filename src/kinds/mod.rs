@@ -4,6 +4,7 @@
 //! kind needs from the running system reaches it through the traits of [`system`].
 
 pub mod browser;
+pub mod command;
 pub mod http;
 pub mod noop;
 pub mod notify;
@@ -37,9 +38,19 @@ pub struct RunContext {
     pub system: system::System,
     /// `[browser.secrets]` (the kind also reads OVERSEER_SECRET_<NAME>).
     pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    /// `[command]` and where command runs keep their files.
+    pub command: std::sync::Arc<command::Settings>,
+    /// This node's API (`OVERSEER_API_URL`), e.g. `http://127.0.0.1:8080`.
+    pub api_url: String,
 }
 
 impl RunContext {
+    /// The same for every attempt of one fire: `<job id>:<fire_at>` (the http kind's
+    /// `Idempotency-Key`, a command's `OVERSEER_IDEMPOTENCY_KEY`).
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.job_id, self.fire_at.to_rfc3339())
+    }
+
     /// A named secret: `[browser.secrets]`, then OVERSEER_SECRET_<NAME>. The error names
     /// where it may be configured, never a value.
     pub fn secret(&self, name: &str) -> Result<String, RunError> {
@@ -67,6 +78,8 @@ pub struct RunError {
     /// Not a failure: the run should wait until then (a circuit is open) and run again,
     /// without using an attempt.
     pub defer_until: Option<DateTime<Utc>>,
+    /// What the failed run still has to show (a command's exit code and last lines).
+    pub output: Option<Value>,
 }
 
 impl RunError {
@@ -75,7 +88,14 @@ impl RunError {
             kind,
             message: message.into(),
             defer_until: None,
+            output: None,
         }
+    }
+
+    /// Keeps `output` with the failure.
+    pub fn with_output(mut self, output: Value) -> Self {
+        self.output = Some(output);
+        self
     }
 
     pub fn deferred(until: DateTime<Utc>, message: impl Into<String>) -> Self {
@@ -83,12 +103,18 @@ impl RunError {
             kind: "deferred",
             message: message.into(),
             defer_until: Some(until),
+            output: None,
         }
     }
 }
 
 pub trait JobKind: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether its runs execute the user's code on the host (creating or changing such a
+    /// job needs the admin role).
+    fn runs_code(&self) -> bool {
+        false
+    }
     /// Checks a payload; problems are reported under `path` (normally "payload").
     fn validate(&self, payload: &Value, path: &str, problems: &mut Problems);
     /// The quotas, channels … a valid payload names (checked to exist, for API and
@@ -115,6 +141,7 @@ pub fn registry() -> &'static Registry {
             Box::new(http::Http),
             Box::new(notify::Notify),
             Box::new(browser::Browser),
+            Box::new(command::Command),
         ];
         kinds.into_iter().map(|k| (k.name(), k)).collect()
     })
@@ -133,6 +160,10 @@ impl crate::jobs::Kinds for Registry {
 
     fn names(&self) -> Vec<&'static str> {
         self.keys().copied().collect()
+    }
+
+    fn runs_code(&self, kind: &str) -> bool {
+        self.get(kind).is_some_and(|k| k.runs_code())
     }
 
     fn references(&self, kind: &str, payload: &Value, path: &str) -> Vec<crate::jobs::Reference> {

@@ -31,6 +31,23 @@ pub trait Browsers {
     fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>>;
     /// The run's future was dropped (job timeout, zombie rescue): close its page.
     fn cancel(&self, run_id: Uuid);
+    /// Holds a profile's browser for a command run alone (`command` kind).
+    fn hold(
+        &self,
+        run_id: Uuid,
+        profile: String,
+    ) -> LocalBoxFuture<'static, Result<HeldProfile, RunError>>;
+    /// The command run is over: its profile's browser is closed and the profile freed.
+    fn release(&self, run_id: Uuid);
+}
+
+/// A profile held by a command run.
+#[derive(Debug, Clone)]
+pub struct HeldProfile {
+    /// The browser's DevTools websocket on loopback.
+    pub cdp_url: String,
+    /// Changes when the browser dies during the hold.
+    pub died: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Per-domain circuit breakers (`browser` kind).
@@ -60,6 +77,24 @@ pub trait Quotas: Send + Sync {
     fn consume(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<QuotaAnswer, String>>;
 }
 
+/// What a run token may do besides reporting on its own run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    pub run_id: Uuid,
+    /// The token dies with this attempt (a retry gets a new one).
+    pub attempt: i32,
+    /// Quotas it may read, consume and refund.
+    pub quotas: Vec<String>,
+}
+
+/// Run tokens (`command` kind): `OVERSEER_RUN_TOKEN`, valid while its run is `running`.
+pub trait RunTokens {
+    /// A new token for the run; only its hash is stored.
+    fn issue(&self, grants: Grants) -> LocalBoxFuture<'static, Result<String, RunError>>;
+    /// The run is over: its token stops working now (not only when the run is recorded).
+    fn revoke(&self, run_id: Uuid);
+}
+
 /// Everything above, as the executor hands it to each run.
 #[derive(Clone)]
 pub struct System {
@@ -67,6 +102,7 @@ pub struct System {
     pub browsers: Arc<dyn Browsers>,
     pub circuits: Arc<dyn Circuits>,
     pub quotas: Arc<dyn Quotas>,
+    pub tokens: Arc<dyn RunTokens>,
 }
 
 impl std::fmt::Debug for System {

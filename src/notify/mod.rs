@@ -26,6 +26,7 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "actor.restarted",
     "quota.exhausted",
     "circuit.opened",
+    "run.notice",
 ];
 
 /// The channel every configuration has (unless it defines its own channel named `log`).

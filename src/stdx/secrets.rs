@@ -10,3 +10,20 @@ pub fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a String>) -> S
     }
     out
 }
+
+/// A new random token (`<prefix>` + 64 hex digits) and its SHA-256 (hex), the only form
+/// in which it is stored.
+pub fn new_token(prefix: &str) -> (String, String) {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("{prefix}{}", hex::encode(bytes));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+/// The SHA-256 (hex) of a token.
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

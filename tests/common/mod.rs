@@ -366,6 +366,12 @@ impl Overseer {
     pub fn post(&self, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
         request("POST", &self.url(path), token, &[], body)
     }
+    pub fn put(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+        request("PUT", &self.url(path), token, &[], Some(body))
+    }
+    pub fn patch(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+        request("PATCH", &self.url(path), token, &[], Some(body))
+    }
     pub fn admin(&self) -> Option<&str> {
         Some(self.tokens.admin.as_str())
     }

@@ -60,6 +60,9 @@ pub struct Run {
     pub output: Option<Value>,
     /// started_at − due_at, in milliseconds.
     pub lateness_ms: Option<i64>,
+    /// The latest note the running program posted (`POST /api/v1/runs/{id}/progress`).
+    pub progress: Option<String>,
+    pub progress_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -206,4 +209,23 @@ pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, D
         .filter(runs::state.eq(state.as_str()))
         .count()
         .get_result(conn)?)
+}
+
+/// Records a running run's progress note (and counts as a heartbeat). False when the run is
+/// not running.
+pub fn progress(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = diesel::sql_query(
+        "UPDATE runs SET progress = $2, progress_at = $3, heartbeat_at = $3 \
+         WHERE id = $1 AND state = 'running'",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(run_id)
+    .bind::<diesel::sql_types::Text, _>(note)
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .execute(conn)?;
+    Ok(n == 1)
 }

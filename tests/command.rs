@@ -1,0 +1,647 @@
+//! `command` jobs with real processes: shell and Python programs, exit codes, results
+//! through `$OVERSEER_OUTPUT`, a 100 MB flood of output, secrets scrubbed from both streams,
+//! a SIGTERM-ignoring forking script on timeout, kill -9 of overseer mid-run, the run
+//! token's permissions and expiry, quotas consumed from scripts on two processes, and who
+//! may create command jobs for which programs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(60);
+const SECRET: &str = "s3cr3t-Value-0f-the-API-key";
+
+/// A directory of test programs, allowed by `[command] allowed`.
+struct Programs {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Programs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        Self { _dir: dir, bin }
+    }
+
+    /// Writes an executable script; returns its path.
+    fn script(&self, name: &str, text: &str) -> String {
+        let path = self.bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "[command]\nallowed = [\"{}/*\", \"/usr/bin/python3\"]\n\
+             [browser.secrets]\nAPI_KEY = \"{SECRET}\"\n\
+             [scheduler]\nheartbeat_interval = \"500ms\"\n",
+            self.bin.display()
+        )
+    }
+}
+
+fn start(db: &TestDb, extra: &str) -> Overseer {
+    let (spawn, tmp) = Spawn::with_db(db);
+    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    o
+}
+
+fn create(o: &Overseer, body: Value) -> Value {
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.json()
+}
+
+/// A job that fires once, now.
+fn once(name: &str, payload: Value, policy: Value) -> Value {
+    json!({"name": name, "kind": "command", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+           "payload": payload, "policy": policy})
+}
+
+/// The job's latest run once it is in a terminal state.
+fn finished(o: &Overseer, job: &str, timeout: Duration) -> Value {
+    wait_for(&format!("a finished run of {job}"), timeout, || {
+        let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
+        runs["items"]
+            .as_array()?
+            .iter()
+            .find(|r| {
+                !matches!(
+                    r["state"].as_str(),
+                    Some("pending" | "running" | "deferred")
+                )
+            })
+            .cloned()
+    })
+}
+
+fn artifact(o: &Overseer, run: &Value, name: &str) -> Answer {
+    o.get(
+        &format!(
+            "/api/v1/runs/{}/artifacts/{name}",
+            run["id"].as_str().unwrap()
+        ),
+        o.admin(),
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s[s.rfind(')').unwrap() + 2..]
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        })
+        .unwrap_or(false)
+}
+
+/// The pids a script wrote, one per line, once it wrote `want` of them.
+fn pids(file: &Path, want: usize) -> Vec<i32> {
+    wait_for("the script's pids", T, || {
+        let text = std::fs::read_to_string(file).ok()?;
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        (pids.len() >= want).then_some(pids)
+    })
+}
+
+#[test]
+fn a_shell_script_runs_with_its_context_a_clean_environment_and_its_result() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let script = p.script(
+        "context.sh",
+        r#"#!/bin/sh
+echo "run=$OVERSEER_RUN_ID job=$OVERSEER_JOB_NAME attempt=$OVERSEER_ATTEMPT"
+echo "key=$OVERSEER_IDEMPOTENCY_KEY fire=$OVERSEER_FIRE_AT"
+echo "api=$OVERSEER_API_URL"
+echo "leak=${LEAKY_VAR:-none} mine=$MY_SETTING path=$PATH"
+echo "secret on stdout: $API_TOKEN"
+echo "secret on stderr: $API_TOKEN and the run token $OVERSEER_RUN_TOKEN" >&2
+echo "stdin: $(cat)"
+echo "cwd: $(pwd)"
+printf '{"sent": 3, "echo": "%s"}' "$API_TOKEN" > "$OVERSEER_OUTPUT"
+"#,
+    );
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let mut spawn = spawn.toml(&p.toml());
+    spawn.env.push(("LEAKY_VAR".into(), "leaked".into()));
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    let job = create(
+        &o,
+        once(
+            "context",
+            json!({"program": script, "env": {"MY_SETTING": "42", "API_TOKEN": {"secret": "API_KEY"}}}),
+            json!({}),
+        ),
+    );
+    let run = finished(&o, "context", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let out = &run["output"];
+    assert_eq!(out["exit_code"], 0);
+    assert_eq!(out["result"], json!({"sent": 3, "echo": "***"}), "{out}");
+    let stdout = out["stdout_tail"].as_array().unwrap();
+    let line = |prefix: &str| -> String {
+        stdout
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix}: {out}"))
+            .to_string()
+    };
+    let id = run["id"].as_str().unwrap();
+    assert_eq!(
+        line("run="),
+        format!("run={id} job=context attempt=1"),
+        "{out}"
+    );
+    let fire_at = chrono::DateTime::parse_from_rfc3339(run["fire_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        line("key="),
+        format!(
+            "key={}:{} fire={}",
+            job["id"].as_str().unwrap(),
+            fire_at.with_timezone(&chrono::Utc).to_rfc3339(),
+            fire_at.with_timezone(&chrono::Utc).to_rfc3339()
+        )
+    );
+    assert_eq!(line("api="), format!("api=http://{}", o.addr));
+    assert_eq!(
+        line("leak="),
+        "leak=none mine=42 path=/usr/local/bin:/usr/bin:/bin"
+    );
+    assert_eq!(line("secret on stdout"), "secret on stdout: ***");
+    assert_eq!(line("stdin"), "stdin: ");
+    assert_eq!(
+        line("cwd"),
+        format!("cwd: {}", o.state_dir.join("work/context").display())
+    );
+    let stderr = out["stderr_tail"].to_string();
+    assert!(
+        stderr.contains("secret on stderr: *** and the run token ***"),
+        "{stderr}"
+    );
+    // Both streams are artifacts, scrubbed too; the logs never carry the secret.
+    let so = artifact(&o, &run, "stdout.log");
+    assert_eq!(so.status, 200);
+    assert!(
+        so.content_type.starts_with("text/plain"),
+        "{}",
+        so.content_type
+    );
+    assert!(so.text.contains("secret on stdout: ***\n"), "{}", so.text);
+    let se = artifact(&o, &run, "stderr.log");
+    assert!(
+        se.text
+            .contains("secret on stderr: *** and the run token ***"),
+        "{}",
+        se.text
+    );
+    for text in [&so.text, &se.text, &run.to_string(), &o.logs.text()] {
+        assert!(!text.contains(SECRET), "a secret leaked: {text}");
+        assert!(!text.contains("ovr_"), "a run token leaked: {text}");
+    }
+    // The result file is gone with the run.
+    assert!(!o
+        .state_dir
+        .join(format!("command-results/{id}.json"))
+        .exists());
+}
+
+#[test]
+fn exit_codes_decide_the_outcome_and_a_bad_result_is_explained() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let script = p.script(
+        "exit.sh",
+        "#!/bin/sh\necho \"about to exit $1\" >&2\necho 'not json' > \"$OVERSEER_OUTPUT\"\nexit \"$1\"\n",
+    );
+    let python = p.script(
+        "report.py",
+        "import json, os, sys\n\
+         print('from python', sys.version_info[0])\n\
+         json.dump({'contacts': ['ann', 'bob'], 'n': 2}, open(os.environ['OVERSEER_OUTPUT'], 'w'))\n",
+    );
+    let o = start(&db, &p.toml());
+    create(
+        &o,
+        once(
+            "three",
+            json!({"program": script, "args": ["3"]}),
+            json!({}),
+        ),
+    );
+    create(
+        &o,
+        once(
+            "three-ok",
+            json!({"program": script, "args": ["3"], "success_exit_codes": [0, 3]}),
+            json!({}),
+        ),
+    );
+    create(
+        &o,
+        once(
+            "python",
+            json!({"program": "/usr/bin/python3", "args": [python]}),
+            json!({}),
+        ),
+    );
+    let failed = finished(&o, "three", T);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error_kind"], "exit_status");
+    assert_eq!(
+        failed["error_message"],
+        "exited with code 3; stderr: about to exit 3"
+    );
+    assert_eq!(failed["output"]["exit_code"], 3);
+    let ok = finished(&o, "three-ok", T);
+    assert_eq!(ok["state"], "succeeded", "{ok}");
+    assert!(ok["output"].get("result").is_none());
+    assert!(
+        ok["output"]["result_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the result file is not valid JSON"),
+        "{ok}"
+    );
+    let py = finished(&o, "python", T);
+    assert_eq!(py["state"], "succeeded", "{py}");
+    assert_eq!(
+        py["output"]["result"],
+        json!({"contacts": ["ann", "bob"], "n": 2})
+    );
+    assert_eq!(py["output"]["stdout_tail"], json!(["from python 3"]));
+}
+
+fn rss_hwm_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 100 MB on stdout: read to the end without stalling the program, the artifact stops at
+/// the limit with a marker, and overseer's memory stays flat.
+#[test]
+fn a_flood_of_output_is_bounded_and_never_stalls_the_program() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let script = p.script(
+        "flood.sh",
+        "#!/bin/sh\nyes 'all work and no play makes a chatty script' | head -c 100000000\n\
+         echo done >&2\n",
+    );
+    let o = start(&db, &p.toml());
+    let before = rss_hwm_kib(o.pid().as_raw());
+    create(
+        &o,
+        once(
+            "flood",
+            json!({"program": script, "output_limit": 65536}),
+            json!({"timeout": "50s"}),
+        ),
+    );
+    let run = finished(&o, "flood", Duration::from_secs(90));
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let out = &run["output"];
+    assert_eq!(out["stdout_bytes"], 100_000_000);
+    assert_eq!(out["truncated"], true);
+    assert_eq!(out["stderr_tail"], json!(["done"]));
+    let kept = artifact(&o, &run, "stdout.log").text;
+    assert!(
+        kept.ends_with("\n[overseer: output truncated at 65536 bytes (output_limit)]\n"),
+        "{}",
+        &kept[kept.len().saturating_sub(200)..]
+    );
+    assert_eq!(
+        kept.len(),
+        65536 + "\n[overseer: output truncated at 65536 bytes (output_limit)]\n".len()
+    );
+    let after = rss_hwm_kib(o.pid().as_raw());
+    println!("overseer peak RSS before {before} KiB, after a 100 MB flood {after} KiB");
+    assert!(
+        after < before + 32 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+/// The script ignores SIGTERM and forks grandchildren that ignore it too: at the timeout the
+/// whole group gets SIGTERM, then SIGKILL after `kill_grace`; nothing survives.
+#[test]
+fn a_timeout_ends_the_whole_group_even_when_it_ignores_sigterm() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let pid_file = p.bin.join("pids.txt");
+    let script = p.script(
+        "stubborn.sh",
+        &format!(
+            "#!/bin/sh\ntrap '' TERM\necho $$ >> {f}\nsleep 1000 &\necho $! >> {f}\n\
+             (trap '' TERM; sleep 1000 & echo $! >> {f}; wait) &\necho $! >> {f}\nwait\n",
+            f = pid_file.display()
+        ),
+    );
+    let o = start(&db, &p.toml());
+    create(
+        &o,
+        once(
+            "stubborn",
+            json!({"program": script, "kill_grace": "1s"}),
+            json!({"timeout": "2s", "max_retries": 0}),
+        ),
+    );
+    let pids = pids(&pid_file, 4);
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "the script and its children run"
+    );
+    let run = finished(&o, "stubborn", T);
+    assert_eq!(run["state"], "timed_out", "{run}");
+    assert_eq!(run["error_kind"], "timeout");
+    wait_for(
+        "every process of the group gone",
+        Duration::from_secs(15),
+        || pids.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}
+
+/// overseer killed with -9 while a forking script runs: the shim's death signal ends the
+/// group (no child left), another node rescues the run and the retry succeeds.
+#[test]
+fn kill_9_of_overseer_leaves_no_child_and_the_run_is_rescued_and_retried_once() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let pid_file = p.bin.join("pids.txt");
+    let script = p.script(
+        "long.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$OVERSEER_ATTEMPT\" = 1 ]; then\n  trap '' TERM\n  echo $$ >> {f}\n  \
+             sleep 1000 &\n  echo $! >> {f}\n  wait\nfi\necho \"attempt $OVERSEER_ATTEMPT done\"\n",
+            f = pid_file.display()
+        ),
+    );
+    let fast = "[node]\nheartbeat_interval = \"500ms\"\n\
+                [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"\n";
+    let config = format!("{}{fast}", p.toml());
+    let mut a = start(&db, &config);
+    create(
+        &a,
+        once(
+            "long",
+            json!({"program": script, "kill_grace": "1s"}),
+            json!({"max_retries": 1, "retry_delays": ["1s"]}),
+        ),
+    );
+    let pids = pids(&pid_file, 2);
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit(T);
+    wait_for(
+        "no process of the killed node's run left",
+        Duration::from_secs(15),
+        || pids.iter().all(|&p| !alive(p)).then_some(()),
+    );
+    let b = start(&db, &config);
+    let run = wait_for("the retry succeeded on the other node", T, || {
+        let runs = b.get("/api/v1/runs?job=long", b.admin()).json();
+        runs["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["state"] == "succeeded")
+            .cloned()
+    });
+    assert_eq!(run["attempt"], 2, "{run}");
+    assert_eq!(run["output"]["stdout_tail"], json!(["attempt 2 done"]));
+    let runs = b.get("/api/v1/runs?job=long", b.admin()).json();
+    let states: Vec<&str> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 2, "one rescue, one retry: {runs}");
+    assert!(states.contains(&"zombie"), "{states:?}");
+}
+
+/// What the run token may do (its quotas, its run's progress and notices) and may not (any
+/// other route or quota, another run), and that it dies with the run.
+#[test]
+fn the_run_token_is_scoped_to_its_run_and_dies_with_it() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let token_file = p.bin.join("token.txt");
+    let script = p.script(
+        "token.py",
+        &format!(
+            r#"import json, os, urllib.request
+api, token, run = os.environ["OVERSEER_API_URL"], os.environ["OVERSEER_RUN_TOKEN"], os.environ["OVERSEER_RUN_ID"]
+open("{f}", "w").write(token)
+def call(method, path, body=None):
+    req = urllib.request.Request(api + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={{"Authorization": "Bearer " + token, "Content-Type": "application/json"}})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+other = "00000000-0000-4000-8000-000000000000"
+got = {{
+    "consume_mine": call("POST", "/api/v1/quotas/messages/consume", {{"cost": 2}}),
+    "refund_mine": call("POST", "/api/v1/quotas/messages/refund", {{"cost": 1}}),
+    "read_mine": call("GET", "/api/v1/quotas/messages"),
+    "consume_other": call("POST", "/api/v1/quotas/other/consume"),
+    "read_other": call("GET", "/api/v1/quotas/other"),
+    "list_jobs": call("GET", "/api/v1/jobs"),
+    "list_runs": call("GET", "/api/v1/runs"),
+    "create_job": call("POST", "/api/v1/jobs", {{"name": "x", "kind": "noop", "schedule": {{"every": "1h"}}}}),
+    "progress_mine": call("POST", "/api/v1/runs/" + run + "/progress", {{"note": "2 of 5"}}),
+    "progress_other": call("POST", "/api/v1/runs/" + other + "/progress", {{"note": "x"}}),
+    "notice_mine": call("POST", "/api/v1/runs/" + run + "/notice", {{"subject": "hello from a script"}}),
+    "notice_other": call("POST", "/api/v1/runs/" + other + "/notice", {{"subject": "x"}}),
+}}
+json.dump(got, open(os.environ["OVERSEER_OUTPUT"], "w"))
+"#,
+            f = token_file.display()
+        ),
+    );
+    let o = start(&db, &p.toml());
+    for q in ["messages", "other"] {
+        let a = o.put(
+            &format!("/api/v1/quotas/{q}"),
+            o.admin(),
+            &json!({"limits": {"day": 10}}).to_string(),
+        );
+        assert!(a.status == 200 || a.status == 201, "{}", a.text);
+    }
+    create(
+        &o,
+        once(
+            "token",
+            json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
+            json!({}),
+        ),
+    );
+    let run = finished(&o, "token", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"]["result"],
+        json!({
+            "consume_mine": 200, "refund_mine": 200, "read_mine": 200,
+            "consume_other": 403, "read_other": 403,
+            "list_jobs": 403, "list_runs": 403, "create_job": 403,
+            "progress_mine": 200, "progress_other": 403,
+            "notice_mine": 202, "notice_other": 403,
+        }),
+        "{run}"
+    );
+    assert_eq!(run["progress"], "2 of 5");
+    let used = o.get("/api/v1/quotas/messages", o.admin()).json();
+    assert_eq!(
+        used["windows"][0]["used"], 1,
+        "2 consumed, 1 refunded: {used}"
+    );
+    // The notice went through the outbox.
+    wait_for("the script's notice queued", T, || {
+        let n = o.get("/api/v1/notifications?event=run.notice", o.admin());
+        n.text.contains("hello from a script").then_some(())
+    });
+    // Dead with its run: 401, not 403.
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.starts_with("ovr_"));
+    let after = o.get("/api/v1/quotas/messages", Some(&token));
+    assert_eq!(after.status, 401, "{}", after.text);
+    let after = o.post("/api/v1/quotas/messages/consume", Some(&token), Some("{}"));
+    assert_eq!(after.status, 401, "{}", after.text);
+    assert!(!o.logs.text().contains(&token), "the run token was logged");
+}
+
+/// Scripts on two processes consume one quota through their run tokens: exactly the limit
+/// is admitted, whatever the interleaving.
+#[test]
+fn scripts_on_two_processes_consume_a_quota_exactly() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let script = p.script(
+        "send.py",
+        r#"import json, os, urllib.request
+api, token = os.environ["OVERSEER_API_URL"], os.environ["OVERSEER_RUN_TOKEN"]
+admitted = refused = 0
+for _ in range(6):
+    req = urllib.request.Request(api + "/api/v1/quotas/messages/consume", method="POST",
+        data=b"{}", headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            admitted += r.status == 200
+    except urllib.error.HTTPError as e:
+        assert e.code == 429, e.code
+        assert int(e.headers["Retry-After"]) >= 1
+        refused += 1
+json.dump({"admitted": admitted, "refused": refused}, open(os.environ["OVERSEER_OUTPUT"], "w"))
+"#,
+    );
+    let a = start(&db, &p.toml());
+    let b = start(&db, &p.toml());
+    let q = a.put(
+        "/api/v1/quotas/messages",
+        a.admin(),
+        &json!({"limits": {"day": 25}}).to_string(),
+    );
+    assert!(q.status == 200 || q.status == 201, "{}", q.text);
+    for i in 0..10 {
+        create(
+            &a,
+            once(
+                &format!("send-{i}"),
+                json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
+                json!({}),
+            ),
+        );
+    }
+    let mut admitted = 0;
+    let mut refused = 0;
+    for i in 0..10 {
+        let run = finished(&a, &format!("send-{i}"), T);
+        assert_eq!(run["state"], "succeeded", "{run}");
+        admitted += run["output"]["result"]["admitted"].as_i64().unwrap();
+        refused += run["output"]["result"]["refused"].as_i64().unwrap();
+    }
+    assert_eq!((admitted, refused), (25, 35));
+    let used = b.get("/api/v1/quotas/messages", b.admin()).json();
+    assert_eq!(used["windows"][0]["used"], 25, "{used}");
+}
+
+/// Only admins create or change command jobs, and only for programs `[command] allowed`
+/// lists; the kind is off while it lists nothing.
+#[test]
+fn command_jobs_need_the_admin_role_and_an_allowed_program() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let ok = p.script("ok.sh", "#!/bin/sh\necho ok\n");
+    let job = |program: &str| {
+        json!({"name": "c", "kind": "command", "schedule": {"every": "1h"},
+               "payload": {"program": program}})
+        .to_string()
+    };
+    let off = start(&db, "");
+    let a = off.post("/api/v1/jobs", off.admin(), Some(&job(&ok)));
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("payload.program"), "{}", a.text);
+    assert!(
+        a.text.contains("[command] allowed lists no program"),
+        "{}",
+        a.text
+    );
+    drop(off);
+
+    let o = start(&db, &p.toml());
+    for token in [o.tokens.operator.clone(), o.tokens.viewer.clone()] {
+        let a = o.post("/api/v1/jobs", Some(&token), Some(&job(&ok)));
+        assert_eq!(a.status, 403, "{}", a.text);
+    }
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&job("/bin/sh")));
+    assert_eq!(a.status, 422, "{}", a.text);
+    let err = a.json();
+    assert_eq!(
+        err["error"]["fields"][0]["path"], "payload.program",
+        "{err}"
+    );
+    assert!(
+        err["error"]["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`/bin/sh` is not allowed by [command] allowed"),
+        "{err}"
+    );
+    let a = o.post(
+        "/api/v1/jobs",
+        o.admin(),
+        Some(&job(&format!("{}/../../bin/sh", p.bin.display()))),
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&job(&ok)));
+    assert_eq!(a.status, 201, "{}", a.text);
+    // An operator may not change it either (but may trigger it).
+    let a = o.patch(
+        "/api/v1/jobs/c",
+        Some(&o.tokens.operator),
+        &json!({"payload": {"program": ok, "args": ["x"]}}).to_string(),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = o.post("/api/v1/jobs/c/trigger", Some(&o.tokens.operator), None);
+    assert_eq!(a.status, 201, "{}", a.text);
+    let run = finished(&o, "c", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+}
