@@ -645,3 +645,262 @@ fn command_jobs_need_the_admin_role_and_an_allowed_program() {
     let run = finished(&o, "c", T);
     assert_eq!(run["state"], "succeeded", "{run}");
 }
+
+/// The Python of `target/py` (scripts/test installs playwright there, from PyPI; no browser
+/// is downloaded: the script connects to overseer's Chromium over CDP).
+fn python_with_playwright() -> String {
+    let python = std::env::var("OVERSEER_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/py/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} has no playwright: run ./scripts/test, which installs it"
+    );
+    python
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/commands/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Chromium processes whose command line mentions `dir`.
+fn chromium_under(dir: &Path) -> Vec<i32> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("chrom") && c.contains(&dir)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The shipped Playwright example (examples/commands/login_and_check.py) in the job's
+/// browser profile: the first run logs in, the second finds the cookie already there, and a
+/// `browser` job on the same profile sees the same login. Between runs the profile's
+/// browser is closed (its DevTools endpoint dies with the hold).
+#[test]
+fn a_playwright_script_drives_the_profile_over_cdp_and_finds_its_login_again() {
+    let db = TestDb::new();
+    let pages = common::pages::Pages::start();
+    let python = python_with_playwright();
+    let p = Programs::new();
+    let config = format!(
+        "{}[browser.secrets]\nSITE_PASSWORD = \"{SECRET}\"\n",
+        p.toml()
+            .replace("[browser.secrets]\n", "")
+            .replace(&format!("API_KEY = \"{SECRET}\"\n"), "")
+            .replace(
+                "\"/usr/bin/python3\"]",
+                &format!("\"/usr/bin/python3\", \"{python}\"]")
+            )
+    );
+    let o = start(&db, &config);
+    let q = o.put(
+        "/api/v1/quotas/messages",
+        o.admin(),
+        &json!({"limits": {"day": 1}}).to_string(),
+    );
+    assert!(q.status == 200 || q.status == 201, "{}", q.text);
+    let payload = json!({
+        "program": python, "args": [example("login_and_check.py")],
+        "env": {"SITE_URL": pages.url("/"), "SITE_USER": "dana",
+                "SITE_PASSWORD": {"secret": "SITE_PASSWORD"}},
+        "browser_profile": "site", "quotas": ["messages"],
+    });
+    let profile_dir = o.state_dir.join("profiles/site");
+    for (i, signed_in_before, may_send) in [(1, false, true), (2, true, false)] {
+        create(
+            &o,
+            once(
+                &format!("login-{i}"),
+                payload.clone(),
+                json!({"timeout": "60s"}),
+            ),
+        );
+        let run = finished(&o, &format!("login-{i}"), T);
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(
+            run["output"]["result"],
+            json!({"was_signed_in": signed_in_before, "who": "Signed in as dana",
+                   "may_send": may_send}),
+            "{run}"
+        );
+        assert_eq!(run["progress"], "Signed in as dana");
+        assert!(!run.to_string().contains(SECRET));
+        wait_for("the held browser closed after the run", T, || {
+            chromium_under(&profile_dir).is_empty().then_some(())
+        });
+    }
+    // A browser job on the same profile sees the script's login.
+    let a = o.post(
+        "/api/v1/jobs",
+        o.admin(),
+        Some(
+            &json!({"name": "account", "kind": "browser",
+                    "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+                    "payload": {"profile": "site", "steps": [
+                        {"goto": {"url": pages.url("/account")}},
+                        {"assert_text": {"selector": "#who", "contains": "Signed in as dana"}}]}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    let run = finished(&o, "account", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert!(!o.logs.text().contains(SECRET));
+}
+
+/// The shipped shell example (examples/commands/daily_report.sh).
+#[test]
+fn the_shell_example_reports_through_its_result() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(dir.path().join(f), f).unwrap();
+    }
+    let config = format!(
+        "[command]\nallowed = [\"{}/examples/commands/*\"]\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let o = start(&db, &config);
+    create(
+        &o,
+        once(
+            "report",
+            json!({"program": example("daily_report.sh"),
+                   "env": {"REPORT_DIR": dir.path().to_string_lossy()}}),
+            json!({}),
+        ),
+    );
+    let run = finished(&o, "report", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"]["result"],
+        json!({"files": 3, "dir": dir.path().to_string_lossy()})
+    );
+    assert_eq!(
+        run["output"]["stderr_tail"],
+        json!([format!("counted 3 files in {}", dir.path().display())])
+    );
+}
+
+/// While a command run holds a profile, a browser job on it waits; a Chromium crash during
+/// the hold fails the command run as `browser_crashed` and ends its program; then the
+/// browser job runs.
+#[test]
+fn a_held_profile_is_not_shared_and_its_crash_fails_the_command_run() {
+    let db = TestDb::new();
+    let pages = common::pages::Pages::start();
+    let p = Programs::new();
+    let pid_file = p.bin.join("pids.txt");
+    let script = p.script(
+        "hold.sh",
+        &format!(
+            "#!/bin/sh\ncase \"$OVERSEER_CDP_URL\" in ws://127.0.0.1:*) ;; *) exit 9 ;; esac\n\
+             sleep 1000 &\necho $! >> {f}\nwait\n",
+            f = pid_file.display()
+        ),
+    );
+    let o = start(&db, &p.toml());
+    create(
+        &o,
+        once(
+            "holder",
+            json!({"program": script, "browser_profile": "shared", "kill_grace": "1s"}),
+            json!({"max_retries": 0}),
+        ),
+    );
+    let sleeper = pids(&pid_file, 1)[0];
+    let profile_dir = o.state_dir.join("profiles/shared");
+    let browser = wait_for("the held browser", T, || {
+        chromium_under(&profile_dir).into_iter().min()
+    });
+    let a = o.post(
+        "/api/v1/jobs",
+        o.admin(),
+        Some(
+            &json!({"name": "visitor", "kind": "browser",
+                    "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+                    "payload": {"profile": "shared", "steps": [
+                        {"goto": {"url": pages.url("/account")}}]}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    wait_for(
+        "the browser job started (and waits for the profile)",
+        T,
+        || {
+            let runs = o.get("/api/v1/runs?job=visitor", o.admin()).json();
+            (runs["items"][0]["state"] == "running").then_some(())
+        },
+    );
+    // Kill the main Chromium process (the lowest pid of its group).
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(browser),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let held = finished(&o, "holder", T);
+    assert_eq!(held["state"], "failed", "{held}");
+    assert_eq!(held["error_kind"], "browser_crashed", "{held}");
+    wait_for("the program ended with its browser", T, || {
+        (!alive(sleeper)).then_some(())
+    });
+    let visitor = finished(&o, "visitor", T);
+    assert_eq!(visitor["state"], "succeeded", "{visitor}");
+    assert!(
+        visitor["finished_at"].as_str().unwrap() > held["finished_at"].as_str().unwrap(),
+        "the browser job ran after the hold: {visitor} {held}"
+    );
+}
+
+/// Cancelling the job ends its running program's group (the node learns it at its next
+/// heartbeat) and the run stays `cancelled`.
+#[test]
+fn cancelling_the_job_ends_its_running_program() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let pid_file = p.bin.join("pids.txt");
+    let script = p.script(
+        "forever.sh",
+        &format!(
+            "#!/bin/sh\necho $$ >> {f}\nsleep 1000 &\necho $! >> {f}\nwait\n",
+            f = pid_file.display()
+        ),
+    );
+    let o = start(&db, &p.toml());
+    create(
+        &o,
+        once(
+            "forever",
+            json!({"program": script, "kill_grace": "1s"}),
+            json!({}),
+        ),
+    );
+    let pids = pids(&pid_file, 2);
+    let a = request(
+        "DELETE",
+        &o.url("/api/v1/jobs/forever"),
+        o.admin(),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    wait_for("the program and its child gone", T, || {
+        pids.iter().all(|&p| !alive(p)).then_some(())
+    });
+    let run = finished(&o, "forever", T);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(run["error_kind"], "job_cancelled");
+    assert!(o.logs.text().contains("no longer running here"));
+}

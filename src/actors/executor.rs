@@ -312,6 +312,7 @@ impl Executor {
             return;
         }
         let ids: Vec<Uuid> = self.in_flight.keys().copied().collect();
+        let sent = ids.clone();
         let db = self.deps.db.clone();
         let node = self.deps.node_id;
         let clock = self.deps.clock.clone();
@@ -321,12 +322,43 @@ impl Executor {
                     .await
             }
             .into_actor(self)
-            .map(|res, _, _| {
-                if let Err(e) = res {
-                    tracing::warn!(actor = NAME, error = %e, "run heartbeat failed");
+            .map(move |res, act, ctx| match res {
+                Ok(still_ours) => {
+                    // Runs no longer ours (the job was cancelled, or another node rescued
+                    // them): their work ends now, their result would be refused anyway.
+                    let gone: Vec<Uuid> = sent
+                        .into_iter()
+                        .filter(|id| !still_ours.contains(id) && act.in_flight.contains_key(id))
+                        .collect();
+                    if !gone.is_empty() {
+                        act.cancel_workers(
+                            gone,
+                            "no longer running here (cancelled or rescued)",
+                            ctx,
+                        );
+                    }
                 }
+                Err(e) => tracing::warn!(actor = NAME, error = %e, "run heartbeat failed"),
             }),
         );
+    }
+
+    /// Drops the workers of these runs (their futures end: a command's group, a browser
+    /// run's page) and frees their slots.
+    fn cancel_workers(&mut self, ids: Vec<Uuid>, why: &str, ctx: &mut Context<Self>) {
+        for id in ids {
+            if let Some(f) = self.in_flight.remove(&id) {
+                if let Some(h) = f.handle {
+                    ctx.cancel_future(h);
+                }
+                tracing::warn!(actor = NAME, run_id = %id, why, "worker cancelled");
+            }
+        }
+        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
+        self.maybe_finish_drain(ctx);
+        if let Some(s) = self.deps.directory.scheduler() {
+            s.do_send(Wake);
+        }
     }
 
     fn maybe_finish_drain(&mut self, ctx: &mut Context<Self>) {
@@ -583,19 +615,7 @@ impl Handler<Execute> for Executor {
 impl Handler<CancelRuns> for Executor {
     type Result = ();
     fn handle(&mut self, msg: CancelRuns, ctx: &mut Self::Context) {
-        for id in msg.0 {
-            if let Some(f) = self.in_flight.remove(&id) {
-                if let Some(h) = f.handle {
-                    ctx.cancel_future(h);
-                }
-                tracing::warn!(actor = NAME, run_id = %id, "hung worker cancelled (rescued as a zombie)");
-            }
-        }
-        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
-        self.maybe_finish_drain(ctx);
-        if let Some(s) = self.deps.directory.scheduler() {
-            s.do_send(Wake);
-        }
+        self.cancel_workers(msg.0, "hung worker rescued as a zombie", ctx);
     }
 }
 

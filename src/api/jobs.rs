@@ -286,7 +286,8 @@ pub async fn update(
     Ok(web::Json(updated))
 }
 
-/// Cancel a job: it never fires again and its pending runs are cancelled. History stays.
+/// Cancel a job: it never fires again; its pending runs are cancelled, and its running ones
+/// too (their work is ended within a heartbeat interval). History stays.
 #[utoipa::path(tag = "jobs", security(("bearer" = [])), params(("key" = String, Path, description = "job id or name")),
     responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[delete("/jobs/{key}")]
@@ -301,7 +302,7 @@ pub async fn cancel(
         .db
         .run(move |c| {
             c.transaction(|c| {
-                db_runs::cancel_pending(c, job.id, now)?;
+                db_runs::cancel_open(c, job.id, now)?;
                 db_jobs::set_state(c, job.id, "cancelled", now)
             })
         })

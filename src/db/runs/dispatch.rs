@@ -244,15 +244,16 @@ pub fn claim(
     .load(conn)?)
 }
 
-/// Refreshes `heartbeat_at` of this node's in-flight runs.
+/// Refreshes `heartbeat_at` of this node's in-flight runs; returns those still running
+/// here (any other was cancelled, or rescued by the zombie detector).
 pub fn heartbeat(
     conn: &mut PgConnection,
     node: Uuid,
     ids: &[Uuid],
     now: DateTime<Utc>,
-) -> Result<usize, DbError> {
+) -> Result<Vec<Uuid>, DbError> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     Ok(diesel::update(
         runs::table
@@ -261,7 +262,8 @@ pub fn heartbeat(
             .filter(runs::node_id.eq(node)),
     )
     .set(runs::heartbeat_at.eq(now))
-    .execute(conn)?)
+    .returning(runs::id)
+    .get_results(conn)?)
 }
 
 /// Deferred runs whose time has come wait again like any pending run (deferred → pending).

@@ -73,8 +73,11 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
     })
 }
 
-/// Cancels a job's pending and deferred runs (the job was cancelled).
-pub fn cancel_pending(
+/// Cancels a job's open runs (the job was cancelled): pending and deferred ones never
+/// start; running ones are `cancelled` now — their node's executor learns it at its next
+/// heartbeat and ends the work (a command's process group, a browser run's page), and their
+/// late result is refused by the fence.
+pub fn cancel_open(
     conn: &mut PgConnection,
     job_id: Uuid,
     now: DateTime<Utc>,
@@ -82,12 +85,13 @@ pub fn cancel_pending(
     Ok(diesel::update(
         runs::table
             .filter(runs::job_id.eq(job_id))
-            .filter(runs::state.eq_any(["pending", "deferred"])),
+            .filter(runs::state.eq_any(["pending", "deferred", "running"])),
     )
     .set((
         runs::state.eq("cancelled"),
         runs::finished_at.eq(now),
         runs::error_kind.eq("job_cancelled"),
+        runs::error_message.eq("the job was cancelled"),
     ))
     .execute(conn)?)
 }

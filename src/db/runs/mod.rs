@@ -17,7 +17,7 @@ pub use dispatch::{
     claim, hand_back, heartbeat, promote_deferred, running_on, wait_for_hand_backs, Claimed,
     Handoff,
 };
-pub use manual::{cancel_pending, requeue, trigger, RequeueError};
+pub use manual::{cancel_open, requeue, trigger, RequeueError};
 pub use prune::{prune, prune_batch_exclusive, PRUNE_LOCK};
 pub use rescue::{rescue_zombies, running, RunningRun};
 

@@ -4,7 +4,8 @@
 //! `[command] allowed`), `args`, `env` (values are strings or `{"secret": NAME}`), `cwd`
 //! (default `<work_dir>/<job name>`), `kill_grace` (default 10 s), `output_limit` (bytes per
 //! stream, default 1 MiB), `success_exit_codes` (default `[0]`), `quotas` (names the run
-//! token may consume) and `browser_profile`.
+//! token may consume) and `browser_profile` (the profile's browser, held for this run alone,
+//! its DevTools websocket in `OVERSEER_CDP_URL`; closed when the run ends).
 //!
 //! The program runs through the [`shim`] in a process group of its own with a cleared
 //! environment (`[command] pass_env`, PATH, the job's `env` and the run context
@@ -79,6 +80,7 @@ struct Payload {
     output_limit: u64,
     success_exit_codes: Vec<i32>,
     quotas: Vec<String>,
+    browser_profile: Option<String>,
 }
 
 enum EnvValue {
@@ -144,6 +146,10 @@ fn parse(payload: &Value) -> Payload {
             })
             .unwrap_or_else(|| vec![0]),
         quotas: strings("quotas"),
+        browser_profile: payload
+            .get("browser_profile")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 
@@ -283,11 +289,13 @@ impl JobKind for Command {
                 None => p.add(&at("quotas"), "expected an array of quota names"),
             }
         }
-        if payload.get("browser_profile").is_some() {
-            p.add(
-                &at("browser_profile"),
-                "browser profiles for command jobs are not available in this build yet",
-            );
+        if let Some(b) = payload.get("browser_profile") {
+            if !b.as_str().is_some_and(crate::stdx::names::profile) {
+                p.add(
+                    &at("browser_profile"),
+                    "expected a profile name (letters, digits, - and _)",
+                );
+            }
         }
     }
 
@@ -416,6 +424,25 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         ),
     ];
     env.extend(context.into_iter().map(|(k, v)| (k.to_string(), v)));
+    // The profile's browser, for this run alone, released however the run ends.
+    let mut browser_died = None;
+    let _release = match &p.browser_profile {
+        Some(profile) => {
+            let release = Release {
+                browsers: ctx.system.browsers.clone(),
+                run_id: ctx.run_id,
+            };
+            let held = ctx
+                .system
+                .browsers
+                .hold(ctx.run_id, profile.clone())
+                .await?;
+            env.insert("OVERSEER_CDP_URL".into(), held.cdp_url);
+            browser_died = Some(held.died);
+            Some(release)
+        }
+        None => None,
+    };
     let stdout_file = std::fs::File::create(artifacts.join("stdout.log"))
         .map_err(|e| io("creating stdout.log", e))?;
     let stderr_file = std::fs::File::create(artifacts.join("stderr.log"))
@@ -443,7 +470,23 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let err = from_thread(move || output::capture(stderr, Some(stderr_file), limit, &s2));
     let readers = futures_util::future::join(out, err);
     // Dropping this future (timeout, cancel) drops `group`, which ends the group.
-    let status = from_thread(move || child.wait()).await;
+    let status = from_thread(move || child.wait());
+    let status = match browser_died {
+        None => status.await,
+        Some(mut died) => {
+            tokio::select! {
+                status = status => status,
+                _ = died.changed() => {
+                    let mut group = group;
+                    from_thread(move || group.end()).await;
+                    return Err(RunError::new(
+                        "browser_crashed",
+                        "the profile's browser died during the run; the program was ended",
+                    ));
+                }
+            }
+        }
+    };
     let mut group = group;
     let leftovers = from_thread(move || group.end()).await.unwrap_or(false);
     let (out, err) = match tokio::time::timeout(PIPE_DRAIN, readers).await {
@@ -494,6 +537,18 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         Exit::Signal(s) => format!("killed by signal {s}{last}"),
     };
     Err(RunError::new("exit_status", message).with_output(output))
+}
+
+/// Releases the held profile when the run ends, however it ends.
+struct Release {
+    browsers: std::sync::Arc<dyn super::system::Browsers>,
+    run_id: uuid::Uuid,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.browsers.release(self.run_id);
+    }
 }
 
 /// Revokes the run token when the run ends, however it ends.
