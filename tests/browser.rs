@@ -55,28 +55,6 @@ fn finished(o: &Overseer, job: &str) -> Value {
     })
 }
 
-/// Processes whose command line contains every one of `needles`.
-fn processes_with(needles: &[&str]) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    needles.iter().all(|n| c.contains(n))
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// Chromium processes whose command line mentions `dir`.
-fn chromium_under(dir: &Path) -> Vec<i32> {
-    processes_with(&["chrom", &dir.to_string_lossy()])
-}
-
 #[test]
 fn steps_and_waits_work_on_real_pages() {
     let db = TestDb::new();

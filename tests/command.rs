@@ -666,24 +666,6 @@ fn example(name: &str) -> String {
     format!("{}/examples/commands/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Chromium processes whose command line mentions `dir`.
-fn chromium_under(dir: &Path) -> Vec<i32> {
-    let dir = dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("chrom") && c.contains(&dir)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// The shipped Playwright example (examples/commands/login_and_check.py) in the job's
 /// browser profile: the first run logs in, the second finds the cookie already there, and a
 /// `browser` job on the same profile sees the same login. Between runs the profile's

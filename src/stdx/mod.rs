@@ -9,3 +9,4 @@ pub mod names;
 pub mod panic;
 pub mod problems;
 pub mod secrets;
+pub mod template;

@@ -460,3 +460,25 @@ pub fn fresh_db(pg: &ManagedCluster, name: &str) -> DatabaseUrl {
         .unwrap();
     url
 }
+
+/// Processes whose command line contains every one of `needles`.
+pub fn processes_with(needles: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    needles.iter().all(|n| c.contains(n))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Chromium processes whose command line mentions `dir`.
+pub fn chromium_under(dir: &Path) -> Vec<i32> {
+    processes_with(&["chrom", &dir.to_string_lossy()])
+}
