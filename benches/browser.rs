@@ -63,6 +63,9 @@ fn main() {
             step_timeout: None,
             secrets: BTreeMap::new(),
             consume: None,
+            once: None,
+            notify: None,
+            context: serde_json::json!({}),
         };
         let cold = Instant::now();
         pool.run(run()).await.expect("first run");

@@ -20,6 +20,12 @@ pub struct Declared {
 /// Loads the configuration and checks its declarations (what every command does).
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     let loaded = crate::config::load(sources)?;
+    // Browser scripts are checked against the configured limits, from here on.
+    let b = &loaded.config.browser;
+    crate::browser::script::set_limits(crate::browser::script::Limits {
+        max_depth: b.max_script_depth,
+        max_steps: b.max_script_steps,
+    });
     check(&loaded)?;
     Ok(loaded)
 }

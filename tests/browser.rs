@@ -738,6 +738,9 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
         step_timeout: None,
         secrets: Default::default(),
         consume: None,
+        once: None,
+        notify: None,
+        context: serde_json::json!({}),
     };
     let dir = profiles.clone();
     actix::System::new().block_on(async move {

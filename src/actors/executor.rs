@@ -139,6 +139,7 @@ impl Executor {
             system: self.system.clone(),
             command: self.command.clone(),
             api_url: self.deps.directory.api_url().unwrap_or_default(),
+            timezone: run.timezone.clone(),
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();

@@ -70,6 +70,14 @@ pub struct Consume {
 #[rtype(result = "Result<(), QuotaError>")]
 pub struct Refund(pub Receipt);
 
+/// Give back `cost` units in the windows that contain now (what was taken and not used).
+#[derive(Message)]
+#[rtype(result = "Result<(), QuotaError>")]
+pub struct RefundNow {
+    pub quota: String,
+    pub cost: i64,
+}
+
 /// Definitions changed (through this node's API): re-read them for the gauges.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -294,6 +302,36 @@ impl Handler<Refund> for QuotaCounter {
             db.run(move |c| quotas::refund(c, &receipt))
                 .await
                 .map_err(|e| db_error(&quota, e))?;
+            metrics::counter!(names::QUOTA_REFUNDED, "quota" => quota).increment(cost as u64);
+            Ok(())
+        })
+    }
+}
+
+impl Handler<RefundNow> for QuotaCounter {
+    type Result = ResponseFuture<Result<(), QuotaError>>;
+
+    fn handle(&mut self, msg: RefundNow, _: &mut Self::Context) -> Self::Result {
+        let db = self.deps.db.clone();
+        let now = self.deps.clock.now();
+        Box::pin(async move {
+            let RefundNow { quota, cost } = msg;
+            let name = quota.clone();
+            db.run(move |c| {
+                let def = quotas::get(c, &name)?.def();
+                let receipt = quotas::Receipt {
+                    quota: name,
+                    cost,
+                    windows: def
+                        .windows_at(now)
+                        .iter()
+                        .map(|w| (w.kind, w.start))
+                        .collect(),
+                };
+                quotas::refund(c, &receipt)
+            })
+            .await
+            .map_err(|e| db_error(&quota, e))?;
             metrics::counter!(names::QUOTA_REFUNDED, "quota" => quota).increment(cost as u64);
             Ok(())
         })

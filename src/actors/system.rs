@@ -9,12 +9,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::browser::{CancelBrowserRun, HoldProfile, ReleaseProfile, RunBrowser};
-use super::quota::{Consume, Consumed};
+use super::quota::{Consume, Consumed, RefundNow};
 use super::Deps;
+use crate::browser::script::{Entry, Notifier, OnceLedger};
 use crate::browser::BrowserRun;
 use crate::db::circuits;
 use crate::kinds::system::{
-    Browsers, Circuits, Grants, HeldProfile, Outbox, QuotaAnswer, Quotas, RunTokens, System,
+    Browsers, Circuits, Grants, HeldProfile, Outbox, QuotaAnswer, Quotas, RunTokens, ScriptRun,
+    Scripts, System,
 };
 use crate::kinds::RunError;
 use crate::notify::Notice;
@@ -28,7 +30,8 @@ pub fn for_runs(deps: &Deps) -> System {
         browsers: node.clone(),
         circuits: node.clone(),
         quotas: node.clone(),
-        tokens: node,
+        tokens: node.clone(),
+        scripts: node,
     }
 }
 
@@ -177,6 +180,120 @@ impl Quotas for Node {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the quota counter is restarting".into()),
             }
+        })
+    }
+
+    fn refund(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<(), String>> {
+        let counter = self.0.directory.quota_counter();
+        Box::pin(async move {
+            let Some(counter) = counter else {
+                return Err("the quota counter is restarting".into());
+            };
+            match counter.send(RefundNow { quota, cost }).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the quota counter is restarting".into()),
+            }
+        })
+    }
+}
+
+/// `once` keys of one run, in PostgreSQL.
+struct Ledger {
+    db: crate::db::Db,
+    clock: Arc<dyn crate::stdx::clock::Clock>,
+    run: ScriptRun,
+}
+
+impl OnceLedger for Ledger {
+    fn enter(
+        &self,
+        key: String,
+        retry_uncertain: bool,
+    ) -> BoxFuture<'static, Result<Entry, String>> {
+        let (db, run, now) = (self.db.clone(), self.run.clone(), self.clock.now());
+        Box::pin(async move {
+            use crate::db::once_keys::{enter, Entered};
+            let entered = db
+                .run(move |c| {
+                    enter(
+                        c,
+                        run.job_id,
+                        &key,
+                        run.run_id,
+                        run.attempt,
+                        retry_uncertain,
+                        now,
+                    )
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(match entered {
+                Entered::Run => Entry::Run,
+                Entered::Done => Entry::Done,
+                Entered::Busy(r) => Entry::Busy {
+                    run_id: r.to_string(),
+                },
+                Entered::Uncertain(r) => Entry::Uncertain {
+                    run_id: r.to_string(),
+                },
+            })
+        })
+    }
+
+    fn complete(&self, key: String) -> BoxFuture<'static, Result<(), String>> {
+        let (db, run, now) = (self.db.clone(), self.run.clone(), self.clock.now());
+        Box::pin(async move {
+            let done = db
+                .run(move |c| crate::db::once_keys::complete(c, run.job_id, &key, run.run_id, now))
+                .await
+                .map_err(|e| e.to_string())?;
+            if done {
+                Ok(())
+            } else {
+                Err("the once key is no longer this run's (it was forgotten or taken over)".into())
+            }
+        })
+    }
+
+    fn abandon(&self, key: String) -> BoxFuture<'static, Result<(), String>> {
+        let (db, run) = (self.db.clone(), self.run.clone());
+        Box::pin(async move {
+            db.run(move |c| crate::db::once_keys::abandon(c, run.job_id, &key, run.run_id))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl Scripts for Node {
+    fn once_ledger(&self, run: ScriptRun) -> Arc<dyn OnceLedger> {
+        Arc::new(Ledger {
+            db: self.0.db.clone(),
+            clock: self.0.clock.clone(),
+            run,
+        })
+    }
+
+    fn notifier(&self, run: ScriptRun) -> Notifier {
+        let (db, routing) = (self.0.db.clone(), self.0.routing.clone());
+        Arc::new(move |subject: String, body: String, severity: String| {
+            let notice = Notice {
+                event: "run.notice".into(),
+                severity: crate::telemetry::events::Severity::parse(&severity)
+                    .unwrap_or(crate::telemetry::events::Severity::Info),
+                subject,
+                body,
+                data: serde_json::json!({"job": run.job_name, "run_id": run.run_id, "attempt": run.attempt}),
+                key: format!("run.notice:{}:{}", run.run_id, Uuid::new_v4()),
+            };
+            let rows = routing.rows_for(&notice, None);
+            let db = db.clone();
+            Box::pin(async move {
+                db.run(move |c| crate::db::notifications::enqueue(c, &rows))
+                    .await
+                    .map_err(|e| e.to_string())
+            }) as BoxFuture<'static, Result<usize, String>>
         })
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::auth::{AsOperator, AsOperatorOrRun, AsViewer, AsViewerOrRun};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
-use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError, Refund};
+use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError, RefundNow};
 use crate::db::quotas as db_quotas;
 use crate::db::DbError;
 use crate::quota::QuotaDef;
@@ -232,32 +232,15 @@ pub async fn refund(
     let name = name.into_inner();
     caller.may_use_quota(&name)?;
     let cost = cost_of(body)?;
-    let now = Utc::now();
-    let q = name.clone();
-    let def = state
-        .db
-        .run(move |c| db_quotas::get(c, &q))
-        .await
-        .map_err(|e| match e {
-            DbError::NotFound => ApiError::not_found("no such quota"),
-            e => e.into(),
-        })?
-        .def();
-    let receipt = crate::db::quotas::Receipt {
-        quota: name.clone(),
-        cost,
-        windows: def
-            .windows_at(now)
-            .iter()
-            .map(|w| (w.kind, w.start))
-            .collect(),
-    };
     let counter = state
         .directory
         .quota_counter()
         .ok_or_else(|| ApiError::unavailable("the quota counter is restarting; try again"))?;
     counter
-        .send(Refund(receipt))
+        .send(RefundNow {
+            quota: name.clone(),
+            cost,
+        })
         .await
         .map_err(|_| ApiError::unavailable("the quota counter is restarting; try again"))?
         .map_err(|e| match e {
@@ -265,6 +248,9 @@ pub async fn refund(
             QuotaError::Unavailable(m) => ApiError::unavailable(m),
             e => ApiError::invalid_field("cost", e.to_string()),
         })?;
+    let now = Utc::now();
+    let q = name.clone();
+    let def = state.db.run(move |c| db_quotas::get(c, &q)).await?.def();
     let windows = state
         .db
         .run(move |c| db_quotas::usage(c, &def, now))

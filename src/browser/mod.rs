@@ -82,6 +82,12 @@ pub struct BrowserRun {
     pub secrets: BTreeMap<String, String>,
     /// How `consume` steps count (None: the script has none, or no quota counter).
     pub consume: Option<script::Consumer>,
+    /// Where `once` blocks record their keys (None: the script has none).
+    pub once: Option<std::sync::Arc<dyn script::OnceLedger>>,
+    /// Where `notify` steps go (None: the script has none).
+    pub notify: Option<script::Notifier>,
+    /// Template data: `job`, `run`, `now`, `today`.
+    pub context: Value,
 }
 
 /// What happened to a profile's browser, for whoever records it (the `browser_sessions`

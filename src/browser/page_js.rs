@@ -1,9 +1,31 @@
 //! The JavaScript the engine evaluates in pages (function declarations called with
-//! `Runtime.callFunctionOn`).
+//! `Runtime.callFunctionOn`). Every function takes the loop scope first: a list of
+//! `[selector, index]`, outermost loop first; a selector starting with `:scope` is resolved
+//! inside the current loop item, any other in the document.
 
-pub const WAIT_FOR_JS: &str = r#"(sel, state, timeoutMs) => new Promise((resolve) => {
+/// Declares `root` (the current loop item, or the document), `q(sel)` and `qa(sel)`.
+macro_rules! with_scope {
+    ($params:literal, $body:literal) => {
+        concat!(
+            "(scope, ",
+            $params,
+            ") => { const root = (() => { let r = document; for (const [s, i] of scope) { ",
+            "const list = (s.startsWith(':scope') && r !== document ? r : document).querySelectorAll(s); ",
+            "r = list[i]; if (!r) return null; } return r; })(); ",
+            "const base = (s) => root === null ? null : (s.startsWith(':scope') && root !== document ? root : document); ",
+            "const q = (s) => { const b = base(s); return b ? b.querySelector(s) : null; }; ",
+            "const qa = (s) => { const b = base(s); return b ? [...b.querySelectorAll(s)] : []; }; ",
+            $body,
+            " }"
+        )
+    };
+}
+
+pub const WAIT_FOR_JS: &str = with_scope!(
+    "sel, state, timeoutMs",
+    r#"return new Promise((resolve) => {
   const check = () => {
-    const el = document.querySelector(sel);
+    const el = q(sel);
     if (state === 'attached') return !!el;
     const visible = !!el && !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length)
       && getComputedStyle(el).visibility !== 'hidden';
@@ -16,21 +38,50 @@ pub const WAIT_FOR_JS: &str = r#"(sel, state, timeoutMs) => new Promise((resolve
   obs.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
   iv = setInterval(() => { if (check()) done(true); }, 100);
   to = setTimeout(() => done(false), timeoutMs);
-})"#;
+});"#
+);
 
-pub const EXTRACT_JS: &str = r#"(sel, attr, all) => {
-  const value = (e) => attr ? e.getAttribute(attr) : (e.innerText !== undefined ? e.innerText : e.textContent).trim();
-  if (all) return [...document.querySelectorAll(sel)].map(value);
-  const e = document.querySelector(sel);
-  return e ? { v: value(e) } : null;
-}"#;
+pub const EXTRACT_JS: &str = with_scope!(
+    "sel, attr, all",
+    r#"const value = (e) => attr ? e.getAttribute(attr) : (e.innerText !== undefined ? e.innerText : e.textContent).trim();
+  if (all) return qa(sel).map(value);
+  const e = q(sel);
+  return e ? { v: value(e) } : null;"#
+);
 
-pub const CLEAR_JS: &str = r#"(sel) => { const e = document.querySelector(sel); if (!e) return false;
-  e.focus(); if ('value' in e) { e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true })); } return true; }"#;
+pub const CLEAR_JS: &str = with_scope!(
+    "sel",
+    r#"const e = q(sel); if (!e) return false;
+  e.focus(); if ('value' in e) { e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true })); } return true;"#
+);
 
-pub const SELECT_JS: &str = r#"(sel, value) => { const e = document.querySelector(sel); if (!e) return 'missing';
+pub const SELECT_JS: &str = with_scope!(
+    "sel, value",
+    r#"const e = q(sel); if (!e) return 'missing';
   if (![...e.options].some(o => o.value === value)) return 'no option';
   e.value = value; e.dispatchEvent(new Event('input', { bubbles: true }));
-  e.dispatchEvent(new Event('change', { bubbles: true })); return 'ok'; }"#;
+  e.dispatchEvent(new Event('change', { bubbles: true })); return 'ok';"#
+);
 
-pub const TEXT_JS: &str = r#"(sel) => { const e = document.querySelector(sel); return e ? (e.innerText || e.textContent || '') : null; }"#;
+pub const TEXT_JS: &str = with_scope!(
+    "sel",
+    r#"const e = q(sel); return e ? (e.innerText || e.textContent || '') : null;"#
+);
+
+pub const EXISTS_JS: &str = with_scope!("sel", r#"return q(sel) !== null;"#);
+
+pub const VISIBLE_JS: &str = with_scope!(
+    "sel",
+    r#"const el = q(sel); return !!el && !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length)
+      && getComputedStyle(el).visibility !== 'hidden';"#
+);
+
+/// The items of a loop at its start: text and attributes of the first `max` matches.
+pub const ITEMS_JS: &str = with_scope!(
+    "sel, max",
+    r#"if (root === null) return null;
+  return qa(sel).slice(0, max).map((e) => ({
+    text: (e.innerText !== undefined ? e.innerText : e.textContent || '').trim(),
+    attr: Object.fromEntries([...e.attributes].map((a) => [a.name, a.value])),
+  }));"#
+);

@@ -270,6 +270,9 @@ impl Pool {
             step_timeout: r.step_timeout.unwrap_or(self.cfg.step_timeout),
             consume: r.consume.as_ref(),
             politeness: Some(&self.politeness),
+            once: r.once.as_ref(),
+            notify: r.notify.as_ref(),
+            context: &r.context,
         };
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
         let mut crashed = page
@@ -346,7 +349,7 @@ impl Pool {
         let mut files: Vec<(String, Vec<u8>)> = std::mem::take(&mut out.screenshots);
         if let (Some(png), Err(f)) = (failure_shot, result) {
             files.push(("failure.png".into(), png));
-            let meta = json!({"step": f.index, "action": f.action,
+            let meta = json!({"step": f.index, "path": f.path, "action": f.action,
                 "error": scrub(&f.message, r.secrets.values()), "url": out.url});
             files.push(("failure.json".into(), meta.to_string().into_bytes()));
         }
@@ -363,46 +366,69 @@ impl Pool {
         session: &Session,
         r: &BrowserRun,
         result: Result<Option<script::Stopped>, engine::StepFailure>,
-        out: ScriptOutput,
+        mut out: ScriptOutput,
         artifacts: Vec<String>,
     ) -> Result<Value, RunFailure> {
-        let extracted = serde_json::to_value(&out.extracted).unwrap_or_default();
-        let extracted: Value =
-            serde_json::from_str(&scrub(&extracted.to_string(), r.secrets.values()))
-                .unwrap_or_default();
+        let scrubbed = |v: Value| -> Value {
+            serde_json::from_str(&scrub(&v.to_string(), r.secrets.values())).unwrap_or_default()
+        };
+        let mut output = json!({
+            "extracted": scrubbed(serde_json::to_value(&out.extracted).unwrap_or_default()),
+            "url": out.url,
+            "steps": r.steps.len(),
+            "artifacts": artifacts,
+            "trace": scrubbed(Value::Array(std::mem::take(&mut out.trace))),
+        });
+        if out.trace_truncated {
+            output["trace_truncated"] = json!(true);
+        }
+        if !out.uncertain.is_empty() {
+            output["uncertain"] = scrubbed(Value::Array(std::mem::take(&mut out.uncertain)));
+        }
+        if !out.item_errors.is_empty() {
+            output["item_errors"] = scrubbed(Value::Array(std::mem::take(&mut out.item_errors)));
+        }
         match result {
-            Ok(None) => Ok(json!({
-                "outcome": "completed",
-                "extracted": extracted,
-                "url": out.url,
-                "steps": r.steps.len(),
-                "artifacts": artifacts,
-            })),
-            // Not a failure: the quota said stop (no retry follows).
-            Ok(Some(stop)) => Ok(json!({
-                "outcome": "quota_exhausted",
-                "quota": stop.quota,
-                "reason": stop.reason,
-                "stopped_at_step": stop.index,
-                "extracted": extracted,
-                "url": out.url,
-                "steps": r.steps.len(),
-                "artifacts": artifacts,
-            })),
+            Ok(None) => {
+                output["outcome"] = json!("completed");
+                Ok(output)
+            }
+            // Not a failure: the quota said stop (no retry follows), or defer (the run waits
+            // for the window, without using an attempt).
+            Ok(Some(stop)) => {
+                output["outcome"] = json!(if stop.defer_until.is_some() {
+                    "deferred"
+                } else {
+                    "quota_exhausted"
+                });
+                output["quota"] = json!(stop.quota);
+                output["reason"] = json!(stop.reason);
+                output["stopped_at_step"] = json!(stop.index);
+                output["stopped_at"] = json!(stop.path);
+                output["remaining_items"] = scrubbed(Value::Array(stop.remaining_items));
+                if let Some(until) = stop.defer_until {
+                    output["defer_until"] = json!(until);
+                }
+                Ok(output)
+            }
             Err(f) => {
                 let lost = f.kind == "browser" && connection_lost(&f.message);
                 if lost || !session.alive.get() {
                     self.mark_dead(session);
                     return Err(RunFailure {
                         kind: "browser_crashed",
-                        message: format!("the browser died during step {} ({})", f.index, f.action),
+                        message: format!(
+                            "the browser died during step {} ({})",
+                            f.step(),
+                            f.action
+                        ),
                     });
                 }
                 Err(RunFailure {
                     kind: f.kind,
                     message: format!(
                         "step {} ({}): {}{}",
-                        f.index,
+                        f.step(),
                         f.action,
                         f.message,
                         out.url.map(|u| format!(" at {u}")).unwrap_or_default()

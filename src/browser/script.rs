@@ -1,15 +1,58 @@
 //! Browser scripts as data: the steps a `browser` job runs and their validation (422 with
-//! the step's index). No chromiumoxide here: `engine` runs them.
+//! the full path of each problem, e.g. `payload.steps.2.for_each.steps.1.click.selector`).
+//! No chromiumoxide here: `engine` runs them.
+//!
+//! A small, safe language — values, loops, conditions and "never twice" — and nothing more
+//! (anything beyond it belongs in a `command` job):
+//! - every string field (`url`, `selector`, `text`, `value`, `contains`, `key`, `into`,
+//!   `subject`, `body`) is a [`Template`] over `job`, `vars`, `run`, `now`, `today` and the
+//!   aliases of the loops around it (`item` by default), parsed here so a typo is a 422;
+//! - `for_each`, `if`, `once` hold steps of their own, nested at most `max_depth` deep, at
+//!   most `max_steps` in all ([`Limits`], from `[browser]`).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
+use crate::stdx::template::Template;
 
 pub const MAX_SLEEP_MS: u64 = 10_000;
-pub const MAX_STEPS: usize = 200;
+/// Items a `for_each` may visit at most (its `max` is capped here).
+pub const MAX_ITEMS: usize = 1000;
+
+/// What templates in a script can read (plus the aliases of the loops around them).
+pub const ROOTS: &[&str] = &["job", "vars", "run", "now", "today"];
+
+/// How deep blocks nest and how many steps a script has in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_steps: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 4,
+            max_steps: 500,
+        }
+    }
+}
+
+static LIMITS: OnceLock<Limits> = OnceLock::new();
+
+/// Sets the limits for this process (start-up, from `[browser]`); the first call wins.
+pub fn set_limits(limits: Limits) {
+    let _ = LIMITS.set(limits);
+}
+
+pub fn limits() -> Limits {
+    LIMITS.get().copied().unwrap_or_default()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitUntil {
@@ -25,50 +68,77 @@ pub enum ElementState {
     Hidden,
 }
 
-/// Text to type: literal, or a named secret resolved at run time (never stored in output).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Text to type: a template, or a named secret resolved at run time (never template data,
+/// never stored in output).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Text {
-    Plain(String),
+    Plain(Template),
     Secret(String),
+}
+
+/// What a `consume` step does when the quota has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// End the loop and the run successfully; what is left is reported.
+    Stop,
+    /// Keep what was done and defer the run to when the window has room again.
+    Defer,
+    /// Fail the run (`quota_exhausted`).
+    Fail,
+}
+
+/// What a failing item of a `for_each` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Fail,
+    Continue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Exists(Template),
+    Visible(Template),
+    TextContains { selector: Template, text: Template },
+    Equals { value: Template, to: Template },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Goto {
-        url: String,
+        url: Template,
         wait_until: WaitUntil,
         timeout: Option<Duration>,
     },
     WaitFor {
-        selector: String,
+        selector: Template,
         state: ElementState,
         timeout: Option<Duration>,
     },
     Click {
-        selector: String,
+        selector: Template,
     },
     Type {
-        selector: String,
+        selector: Template,
         text: Text,
         delay_ms: u64,
         clear: bool,
     },
     Press {
-        key: String,
+        key: Template,
     },
     Select {
-        selector: String,
-        value: String,
+        selector: Template,
+        value: Template,
     },
     Extract {
-        selector: String,
+        selector: Template,
         attribute: Option<String>,
         all: bool,
-        into: String,
+        into: Template,
     },
     AssertText {
-        selector: String,
-        contains: String,
+        selector: Template,
+        contains: Template,
     },
     Screenshot {
         full_page: bool,
@@ -76,27 +146,115 @@ pub enum Step {
     Sleep {
         ms: u64,
     },
-    /// Count one action against a quota; a refusal stops the script cleanly.
+    /// Count one action against a quota.
     Consume {
         quota: String,
         cost: i64,
+        on_exhausted: OnExhausted,
+    },
+    /// A notice (event `run.notice`) through the outbox, routed like every event.
+    Notify {
+        subject: Template,
+        body: Option<Template>,
+        severity: String,
+    },
+    ForEach {
+        selector: Template,
+        alias: String,
+        max: usize,
+        on_error: OnError,
+        steps: Vec<Step>,
+    },
+    If {
+        condition: Condition,
+        then: Vec<Step>,
+        otherwise: Vec<Step>,
+    },
+    Once {
+        key: Template,
+        retry_uncertain: bool,
+        steps: Vec<Step>,
     },
 }
 
-/// Consumes `cost` units of a quota for a `consume` step: `Ok(None)` admitted,
-/// `Ok(Some(why))` refused (the script stops with outcome `quota_exhausted`), `Err` failed.
-pub type Consumer = std::sync::Arc<
-    dyn Fn(String, i64) -> futures_util::future::BoxFuture<'static, Result<Option<String>, String>>
+/// A quota's refusal of a `consume`.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: String,
+    /// When the blocking windows have room again.
+    pub retry_at: DateTime<Utc>,
+}
+
+/// How `consume` steps count: consumption (`Ok(None)` admitted, `Ok(Some(_))` refused,
+/// `Err` failed) and refunds (a `once` block that failed gives back what it took).
+pub trait Quota: Send + Sync {
+    fn consume(
+        &self,
+        quota: String,
+        cost: i64,
+    ) -> futures_util::future::BoxFuture<'static, Result<Option<Refusal>, String>>;
+    fn refund(
+        &self,
+        quota: String,
+        cost: i64,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+}
+
+pub type Consumer = std::sync::Arc<dyn Quota>;
+
+/// Where `once` blocks record their keys (PostgreSQL, per job).
+pub trait OnceLedger: Send + Sync {
+    /// Whether the block for `key` may run now; when it may, the key is marked as being run
+    /// by this run (no other run can enter it).
+    fn enter(
+        &self,
+        key: String,
+        retry_uncertain: bool,
+    ) -> futures_util::future::BoxFuture<'static, Result<Entry, String>>;
+    /// The block's steps succeeded: the key is done for good.
+    fn complete(&self, key: String)
+        -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+    /// The block failed before it completed: the key is forgotten (a later run may try).
+    fn abandon(&self, key: String) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+}
+
+/// The answer of [`OnceLedger::enter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Run the block (the key is now this run's).
+    Run,
+    /// Completed before: skip.
+    Done,
+    /// Another run that is running now holds it: skip.
+    Busy { run_id: String },
+    /// A run that died while in the block held it: its effect may have happened; skip and
+    /// report it (unless `retry_uncertain`).
+    Uncertain { run_id: String },
+}
+
+/// Notices from `notify` steps: `(subject, body, severity)` → rows queued.
+pub type Notifier = std::sync::Arc<
+    dyn Fn(
+            String,
+            String,
+            String,
+        ) -> futures_util::future::BoxFuture<'static, Result<usize, String>>
         + Send
         + Sync,
 >;
 
-/// A script that stopped early on purpose (not a failure).
+/// A script that stopped early on purpose (not a failure): a quota said stop or defer.
 #[derive(Debug, Clone)]
 pub struct Stopped {
+    /// Index of the top-level step it stopped at, and the full path of the step.
     pub index: usize,
+    pub path: String,
     pub quota: String,
     pub reason: String,
+    /// `Some` when the run is to be deferred until then (`on_exhausted: "defer"`).
+    pub defer_until: Option<DateTime<Utc>>,
+    /// Loop items not done, innermost loop first: `{loop, index, text}`.
+    pub remaining_items: Vec<Value>,
 }
 
 impl Step {
@@ -113,19 +271,69 @@ impl Step {
             Step::Screenshot { .. } => "screenshot",
             Step::Sleep { .. } => "sleep",
             Step::Consume { .. } => "consume",
+            Step::Notify { .. } => "notify",
+            Step::ForEach { .. } => "for_each",
+            Step::If { .. } => "if",
+            Step::Once { .. } => "once",
         }
     }
 
-    /// The secrets a script needs (checked before it runs).
-    pub fn secret(&self) -> Option<&str> {
+    /// The step lists inside a block, with the field that holds each.
+    pub fn blocks(&self) -> Vec<(&'static str, &[Step])> {
         match self {
-            Step::Type {
-                text: Text::Secret(s),
-                ..
-            } => Some(s),
-            _ => None,
+            Step::ForEach { steps, .. } | Step::Once { steps, .. } => vec![("steps", steps)],
+            Step::If {
+                then, otherwise, ..
+            } => vec![("then", then), ("else", otherwise)],
+            _ => Vec::new(),
         }
     }
+}
+
+/// Calls `f` with every step and its path (`<base>.<i>.<action>`), blocks included.
+pub fn visit<'a>(steps: &'a [Step], base: &str, f: &mut dyn FnMut(&str, &'a Step)) {
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("{base}.{i}.{}", step.action());
+        f(&path, step);
+        for (field, inner) in step.blocks() {
+            visit(inner, &format!("{path}.{field}"), f);
+        }
+    }
+}
+
+/// The secrets a script names (resolved before it runs).
+pub fn secrets(steps: &[Step]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    visit(steps, "steps", &mut |_, s| {
+        if let Step::Type {
+            text: Text::Secret(name),
+            ..
+        } = s
+        {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    });
+    out
+}
+
+/// The quotas `consume` steps name, with the path of each `quota` field under `base`.
+pub fn quotas(steps: &[Step], base: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    visit(steps, base, &mut |path, s| {
+        if let Step::Consume { quota, .. } = s {
+            out.push((format!("{path}.quota"), quota.clone()));
+        }
+    });
+    out
+}
+
+/// Whether any step is of the kind `pred` says.
+pub fn any(steps: &[Step], pred: &dyn Fn(&Step) -> bool) -> bool {
+    let mut found = false;
+    visit(steps, "steps", &mut |_, s| found |= pred(s));
+    found
 }
 
 const FIELDS: &[(&str, &[&str])] = &[
@@ -139,120 +347,549 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("assert_text", &["selector", "contains"]),
     ("screenshot", &["full_page"]),
     ("sleep", &["ms"]),
-    ("consume", &["quota", "cost"]),
+    ("consume", &["quota", "cost", "on_exhausted"]),
+    ("notify", &["subject", "body", "severity"]),
+    ("for_each", &["selector", "as", "max", "on_error", "steps"]),
+    (
+        "if",
+        &[
+            "exists",
+            "visible",
+            "text_contains",
+            "equals",
+            "then",
+            "else",
+        ],
+    ),
+    ("once", &["key", "steps", "retry_uncertain"]),
 ];
 
-/// Parses `steps` (a list of `{"<action>": {...}}`); problems are reported as
-/// `<path>.<index>...`.
+/// What the parser carries down into blocks.
+struct Parser<'p> {
+    p: &'p mut Problems,
+    limits: Limits,
+    count: usize,
+    counted_over: bool,
+}
+
+/// Parses `steps` (a list of `{"<action>": {...}}`); problems are reported under `path`.
 pub fn parse(v: &Value, path: &str, p: &mut Problems) -> Vec<Step> {
-    let Some(list) = v.as_array() else {
-        p.add(
-            path,
-            "expected a list of steps like [{\"goto\": {\"url\": \"https://…\"}}]",
-        );
-        return Vec::new();
+    let mut parser = Parser {
+        p,
+        limits: limits(),
+        count: 0,
+        counted_over: false,
     };
-    if list.is_empty() {
-        p.add(path, "at least one step");
+    let roots: Vec<String> = ROOTS.iter().map(|r| r.to_string()).collect();
+    let steps = parser.list(v, path, 1, &roots);
+    if parser.counted_over {
+        let max = parser.limits.max_steps;
+        parser.p.add(
+            path,
+            format!("at most {max} steps in all (browser.max_script_steps)"),
+        );
     }
-    if list.len() > MAX_STEPS {
-        p.add(path, format!("at most {MAX_STEPS} steps"));
+    steps
+}
+
+impl Parser<'_> {
+    fn list(&mut self, v: &Value, path: &str, depth: usize, roots: &[String]) -> Vec<Step> {
+        let Some(list) = v.as_array() else {
+            self.p.add(
+                path,
+                "expected a list of steps like [{\"goto\": {\"url\": \"https://…\"}}]",
+            );
+            return Vec::new();
+        };
+        if list.is_empty() {
+            self.p.add(path, "at least one step");
+        }
+        if depth > self.limits.max_depth {
+            self.p.add(
+                path,
+                format!(
+                    "blocks nest at most {} deep (browser.max_script_depth)",
+                    self.limits.max_depth
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            self.count += 1;
+            if self.count > self.limits.max_steps {
+                self.counted_over = true;
+                return out;
+            }
+            if let Some(step) = self.step(item, &format!("{path}.{i}"), depth, roots) {
+                out.push(step);
+            }
+        }
+        out
     }
-    let mut out = Vec::new();
-    for (i, item) in list.iter().enumerate() {
-        let at = format!("{path}.{i}");
+
+    fn template(
+        &mut self,
+        args: &serde_json::Map<String, Value>,
+        k: &str,
+        at: &str,
+        roots: &[String],
+        required: bool,
+    ) -> Option<Template> {
+        match args.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => match Template::parse_with(s, roots) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.p.add(&format!("{at}.{k}"), e.to_string());
+                    None
+                }
+            },
+            None if !required => None,
+            _ => {
+                self.p
+                    .add(&format!("{at}.{k}"), "required: a non-empty string");
+                None
+            }
+        }
+    }
+
+    fn step(&mut self, item: &Value, at: &str, depth: usize, roots: &[String]) -> Option<Step> {
         let Some((action, args)) = item
             .as_object()
             .filter(|o| o.len() == 1)
             .and_then(|o| o.iter().next())
         else {
-            p.add(
-                &at,
+            self.p.add(
+                at,
                 "expected one action, like {\"click\": {\"selector\": \"#send\"}}",
             );
-            continue;
+            return None;
         };
         let Some((_, allowed)) = FIELDS.iter().find(|(a, _)| a == action) else {
-            p.add(
+            self.p.add(
                 &format!("{at}.{action}"),
                 format!(
                     "unknown action; known: {}",
                     FIELDS.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
                 ),
             );
-            continue;
+            return None;
         };
         let at = format!("{at}.{action}");
         let Some(args) = args.as_object() else {
-            p.add(&at, "expected an object of arguments");
-            continue;
+            self.p.add(&at, "expected an object of arguments");
+            return None;
         };
         for k in args.keys() {
             if !allowed.contains(&k.as_str()) {
-                p.add(&format!("{at}.{k}"), "unknown field");
+                self.p.add(&format!("{at}.{k}"), "unknown field");
             }
         }
-        let before = p.as_slice().len();
-        let mut s = |k: &str| -> String {
-            match args.get(k).and_then(Value::as_str) {
-                Some(v) if !v.is_empty() => v.to_string(),
-                _ => {
-                    p.add(&format!("{at}.{k}"), "required: a non-empty string");
-                    String::new()
-                }
-            }
-        };
-        let step = match action.as_str() {
+        let before = self.p.as_slice().len();
+        let step = self.build(action, args, &at, depth, roots);
+        (self.p.as_slice().len() == before)
+            .then_some(step)
+            .flatten()
+    }
+
+    fn build(
+        &mut self,
+        action: &str,
+        args: &serde_json::Map<String, Value>,
+        at: &str,
+        depth: usize,
+        roots: &[String],
+    ) -> Option<Step> {
+        let t = |me: &mut Self, k: &str| me.template(args, k, at, roots, true);
+        Some(match action {
             "goto" => {
-                let url = s("url");
+                let url = t(self, "url")?;
+                if url.is_literal() {
+                    match url::Url::parse(url.source()) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        _ => self
+                            .p
+                            .add(&format!("{at}.url"), "expected an http:// or https:// URL"),
+                    }
+                }
+                let wait_until = match args.get("wait_until").map(|v| v.as_str()) {
+                    None | Some(Some("load")) => WaitUntil::Load,
+                    Some(Some("domcontentloaded")) => WaitUntil::DomContentLoaded,
+                    Some(Some("networkidle")) => WaitUntil::NetworkIdle,
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.wait_until"),
+                            "expected load, domcontentloaded or networkidle",
+                        );
+                        WaitUntil::Load
+                    }
+                };
                 Step::Goto {
                     url,
-                    wait_until: WaitUntil::Load,
-                    timeout: None,
+                    wait_until,
+                    timeout: timeout_of(args, at, self.p),
                 }
             }
-            "wait_for" => Step::WaitFor {
-                selector: s("selector"),
-                state: ElementState::Visible,
-                timeout: None,
-            },
+            "wait_for" => {
+                let selector = t(self, "selector")?;
+                let state = match args.get("state").map(|v| v.as_str()) {
+                    None | Some(Some("visible")) => ElementState::Visible,
+                    Some(Some("attached")) => ElementState::Attached,
+                    Some(Some("hidden")) => ElementState::Hidden,
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.state"),
+                            "expected attached, visible or hidden",
+                        );
+                        ElementState::Visible
+                    }
+                };
+                Step::WaitFor {
+                    selector,
+                    state,
+                    timeout: timeout_of(args, at, self.p),
+                }
+            }
             "click" => Step::Click {
-                selector: s("selector"),
+                selector: t(self, "selector")?,
             },
-            "type" => Step::Type {
-                selector: s("selector"),
-                text: Text::Plain(String::new()),
-                delay_ms: 100,
-                clear: false,
+            "type" => {
+                let selector = t(self, "selector");
+                let text = match args.get("text") {
+                    Some(Value::String(_)) => t(self, "text").map(Text::Plain),
+                    Some(Value::Object(o)) if o.len() == 1 => {
+                        match o.get("secret").and_then(Value::as_str) {
+                            Some(name) if crate::stdx::names::secret(name) => {
+                                Some(Text::Secret(name.to_string()))
+                            }
+                            _ => {
+                                self.p.add(
+                                    &format!("{at}.text.secret"),
+                                    "expected a secret name like LINKEDIN_PASSWORD",
+                                );
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.text"),
+                            "required: a string, or {\"secret\": \"NAME\"}",
+                        );
+                        None
+                    }
+                };
+                let delay_ms = match args.get("delay_ms") {
+                    None => 100,
+                    Some(v) => match v.as_u64() {
+                        Some(n) if n <= 2_000 => n,
+                        _ => {
+                            self.p.add(&format!("{at}.delay_ms"), "expected 0 to 2000");
+                            100
+                        }
+                    },
+                };
+                let clear = bool_of(args, "clear", at, self.p);
+                Step::Type {
+                    selector: selector?,
+                    text: text?,
+                    delay_ms,
+                    clear,
+                }
+            }
+            "press" => Step::Press {
+                key: t(self, "key")?,
             },
-            "press" => Step::Press { key: s("key") },
-            "select" => Step::Select {
-                selector: s("selector"),
-                value: s("value"),
+            "select" => {
+                let selector = t(self, "selector");
+                let value = t(self, "value");
+                Step::Select {
+                    selector: selector?,
+                    value: value?,
+                }
+            }
+            "extract" => {
+                let selector = t(self, "selector");
+                let into = t(self, "into");
+                let attribute = match args.get("attribute") {
+                    None => None,
+                    Some(Value::String(a)) if !a.is_empty() => Some(a.clone()),
+                    Some(_) => {
+                        self.p
+                            .add(&format!("{at}.attribute"), "expected an attribute name");
+                        None
+                    }
+                };
+                let all = bool_of(args, "all", at, self.p);
+                Step::Extract {
+                    selector: selector?,
+                    attribute,
+                    all,
+                    into: into?,
+                }
+            }
+            "assert_text" => {
+                let selector = t(self, "selector");
+                let contains = t(self, "contains");
+                Step::AssertText {
+                    selector: selector?,
+                    contains: contains?,
+                }
+            }
+            "screenshot" => Step::Screenshot {
+                full_page: bool_of(args, "full_page", at, self.p),
             },
-            "extract" => Step::Extract {
-                selector: s("selector"),
-                attribute: None,
-                all: false,
-                into: s("into"),
-            },
-            "assert_text" => Step::AssertText {
-                selector: s("selector"),
-                contains: s("contains"),
-            },
-            "screenshot" => Step::Screenshot { full_page: false },
-            "consume" => Step::Consume {
-                quota: s("quota"),
-                cost: 1,
-            },
-            _ => Step::Sleep { ms: 0 },
-        };
-        let step = refine(step, args, &at, p);
-        if p.as_slice().len() == before {
-            out.push(step);
+            "sleep" => {
+                let ms = match args.get("ms").and_then(Value::as_u64) {
+                    Some(ms) if ms <= MAX_SLEEP_MS => ms,
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.ms"),
+                            format!(
+                                "required: 0 to {MAX_SLEEP_MS} (wait for something with wait_for instead)"
+                            ),
+                        );
+                        0
+                    }
+                };
+                Step::Sleep { ms }
+            }
+            "consume" => {
+                let quota = match args.get("quota").and_then(Value::as_str) {
+                    Some(q) if crate::stdx::names::quota(q) => q.to_string(),
+                    Some(q) if !q.is_empty() => {
+                        self.p
+                            .add(&format!("{at}.quota"), crate::stdx::names::QUOTA_RULE);
+                        String::new()
+                    }
+                    _ => {
+                        self.p
+                            .add(&format!("{at}.quota"), "required: a non-empty string");
+                        String::new()
+                    }
+                };
+                let cost = match args.get("cost") {
+                    None => 1,
+                    Some(c) => match c.as_i64() {
+                        Some(n) if (1..=1_000_000).contains(&n) => n,
+                        _ => {
+                            self.p.add(
+                                &format!("{at}.cost"),
+                                "expected a whole number from 1 to 1000000",
+                            );
+                            1
+                        }
+                    },
+                };
+                let on_exhausted = match args.get("on_exhausted").map(|v| v.as_str()) {
+                    None | Some(Some("stop")) => OnExhausted::Stop,
+                    Some(Some("defer")) => OnExhausted::Defer,
+                    Some(Some("fail")) => OnExhausted::Fail,
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.on_exhausted"),
+                            "expected stop, defer or fail",
+                        );
+                        OnExhausted::Stop
+                    }
+                };
+                Step::Consume {
+                    quota,
+                    cost,
+                    on_exhausted,
+                }
+            }
+            "notify" => {
+                let subject = t(self, "subject");
+                let body = self.template(args, "body", at, roots, false);
+                let severity = match args.get("severity").map(|v| v.as_str()) {
+                    None => "info".to_string(),
+                    Some(Some(s @ ("info" | "warning" | "error" | "critical"))) => s.to_string(),
+                    _ => {
+                        self.p.add(
+                            &format!("{at}.severity"),
+                            "expected info, warning, error or critical",
+                        );
+                        "info".to_string()
+                    }
+                };
+                Step::Notify {
+                    subject: subject?,
+                    body,
+                    severity,
+                }
+            }
+            "for_each" => {
+                let selector = t(self, "selector");
+                let alias = match args.get("as") {
+                    None => "item".to_string(),
+                    Some(Value::String(a))
+                        if !a.is_empty()
+                            && a.len() <= 32
+                            && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !ROOTS.contains(&a.as_str()) =>
+                    {
+                        a.clone()
+                    }
+                    Some(_) => {
+                        self.p.add(
+                            &format!("{at}.as"),
+                            format!(
+                                "expected a name like item or contact (letters, digits, _; not {})",
+                                ROOTS.join(", ")
+                            ),
+                        );
+                        "item".to_string()
+                    }
+                };
+                let max = match args.get("max") {
+                    None => 50,
+                    Some(v) => match v.as_u64() {
+                        Some(n) if (1..=MAX_ITEMS as u64).contains(&n) => n as usize,
+                        _ => {
+                            self.p
+                                .add(&format!("{at}.max"), format!("expected 1 to {MAX_ITEMS}"));
+                            50
+                        }
+                    },
+                };
+                let on_error = match args.get("on_error").map(|v| v.as_str()) {
+                    None | Some(Some("fail")) => OnError::Fail,
+                    Some(Some("continue")) => OnError::Continue,
+                    _ => {
+                        self.p
+                            .add(&format!("{at}.on_error"), "expected fail or continue");
+                        OnError::Fail
+                    }
+                };
+                let mut inner: Vec<String> = roots.to_vec();
+                if !inner.contains(&alias) {
+                    inner.push(alias.clone());
+                }
+                let steps = self.block(args, "steps", at, depth, &inner);
+                Step::ForEach {
+                    selector: selector?,
+                    alias,
+                    max,
+                    on_error,
+                    steps,
+                }
+            }
+            "if" => {
+                let given: Vec<&str> = ["exists", "visible", "text_contains", "equals"]
+                    .into_iter()
+                    .filter(|k| args.contains_key(*k))
+                    .collect();
+                if given.len() != 1 {
+                    self.p.add(
+                        at,
+                        "expected exactly one condition: exists, visible, text_contains or equals",
+                    );
+                    return None;
+                }
+                let condition = match given[0] {
+                    "exists" => Condition::Exists(t(self, "exists")?),
+                    "visible" => Condition::Visible(t(self, "visible")?),
+                    k => {
+                        let inner_at = format!("{at}.{k}");
+                        let Some(o) = args.get(k).and_then(Value::as_object) else {
+                            self.p.add(&inner_at, "expected an object");
+                            return None;
+                        };
+                        let fields: &[&str] = if k == "equals" {
+                            &["value", "to"]
+                        } else {
+                            &["selector", "text"]
+                        };
+                        for key in o.keys() {
+                            if !fields.contains(&key.as_str()) {
+                                self.p.add(&format!("{inner_at}.{key}"), "unknown field");
+                            }
+                        }
+                        let a = self.template(o, fields[0], &inner_at, roots, true);
+                        let b = if k == "equals" {
+                            // Comparing with "" is allowed.
+                            match o.get("to") {
+                                Some(Value::String(s)) => match Template::parse_with(s, roots) {
+                                    Ok(t) => Some(t),
+                                    Err(e) => {
+                                        self.p.add(&format!("{inner_at}.to"), e.to_string());
+                                        None
+                                    }
+                                },
+                                _ => {
+                                    self.p.add(&format!("{inner_at}.to"), "required: a string");
+                                    None
+                                }
+                            }
+                        } else {
+                            self.template(o, "text", &inner_at, roots, true)
+                        };
+                        if k == "equals" {
+                            Condition::Equals { value: a?, to: b? }
+                        } else {
+                            Condition::TextContains {
+                                selector: a?,
+                                text: b?,
+                            }
+                        }
+                    }
+                };
+                if !args.contains_key("then") && !args.contains_key("else") {
+                    self.p.add(at, "expected `then` and/or `else` steps");
+                }
+                let then = self.optional_block(args, "then", at, depth, roots);
+                let otherwise = self.optional_block(args, "else", at, depth, roots);
+                Step::If {
+                    condition,
+                    then,
+                    otherwise,
+                }
+            }
+            "once" => {
+                let key = t(self, "key");
+                let retry_uncertain = bool_of(args, "retry_uncertain", at, self.p);
+                let steps = self.block(args, "steps", at, depth, roots);
+                Step::Once {
+                    key: key?,
+                    retry_uncertain,
+                    steps,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn block(
+        &mut self,
+        args: &serde_json::Map<String, Value>,
+        k: &str,
+        at: &str,
+        depth: usize,
+        roots: &[String],
+    ) -> Vec<Step> {
+        self.list(
+            args.get(k).unwrap_or(&Value::Null),
+            &format!("{at}.{k}"),
+            depth + 1,
+            roots,
+        )
+    }
+
+    fn optional_block(
+        &mut self,
+        args: &serde_json::Map<String, Value>,
+        k: &str,
+        at: &str,
+        depth: usize,
+        roots: &[String],
+    ) -> Vec<Step> {
+        if args.contains_key(k) {
+            self.block(args, k, at, depth, roots)
+        } else {
+            Vec::new()
         }
     }
-    out
 }
 
 fn timeout_of(
@@ -284,150 +921,16 @@ fn bool_of(args: &serde_json::Map<String, Value>, k: &str, at: &str, p: &mut Pro
     }
 }
 
-fn refine(step: Step, args: &serde_json::Map<String, Value>, at: &str, p: &mut Problems) -> Step {
-    match step {
-        Step::Goto { url, .. } => {
-            if !url.is_empty() {
-                match url::Url::parse(&url) {
-                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    _ => p.add(&format!("{at}.url"), "expected an http:// or https:// URL"),
-                }
-            }
-            let wait_until = match args.get("wait_until").map(|v| v.as_str()) {
-                None | Some(Some("load")) => WaitUntil::Load,
-                Some(Some("domcontentloaded")) => WaitUntil::DomContentLoaded,
-                Some(Some("networkidle")) => WaitUntil::NetworkIdle,
-                _ => {
-                    p.add(
-                        &format!("{at}.wait_until"),
-                        "expected load, domcontentloaded or networkidle",
-                    );
-                    WaitUntil::Load
-                }
-            };
-            Step::Goto {
-                url,
-                wait_until,
-                timeout: timeout_of(args, at, p),
-            }
-        }
-        Step::WaitFor { selector, .. } => {
-            let state = match args.get("state").map(|v| v.as_str()) {
-                None | Some(Some("visible")) => ElementState::Visible,
-                Some(Some("attached")) => ElementState::Attached,
-                Some(Some("hidden")) => ElementState::Hidden,
-                _ => {
-                    p.add(
-                        &format!("{at}.state"),
-                        "expected attached, visible or hidden",
-                    );
-                    ElementState::Visible
-                }
-            };
-            Step::WaitFor {
-                selector,
-                state,
-                timeout: timeout_of(args, at, p),
-            }
-        }
-        Step::Type { selector, .. } => {
-            let text = match args.get("text") {
-                Some(Value::String(t)) => Text::Plain(t.clone()),
-                Some(Value::Object(o)) if o.len() == 1 => {
-                    match o.get("secret").and_then(Value::as_str) {
-                        Some(name) if crate::stdx::names::secret(name) => {
-                            Text::Secret(name.to_string())
-                        }
-                        _ => {
-                            p.add(
-                                &format!("{at}.text.secret"),
-                                "expected a secret name like LINKEDIN_PASSWORD",
-                            );
-                            Text::Plain(String::new())
-                        }
-                    }
-                }
-                _ => {
-                    p.add(
-                        &format!("{at}.text"),
-                        "required: a string, or {\"secret\": \"NAME\"}",
-                    );
-                    Text::Plain(String::new())
-                }
-            };
-            let delay_ms = match args.get("delay_ms") {
-                None => 100,
-                Some(v) => match v.as_u64() {
-                    Some(n) if n <= 2_000 => n,
-                    _ => {
-                        p.add(&format!("{at}.delay_ms"), "expected 0 to 2000");
-                        100
-                    }
-                },
-            };
-            Step::Type {
-                selector,
-                text,
-                delay_ms,
-                clear: bool_of(args, "clear", at, p),
-            }
-        }
-        Step::Extract { selector, into, .. } => {
-            let attribute = match args.get("attribute") {
-                None => None,
-                Some(Value::String(a)) if !a.is_empty() => Some(a.clone()),
-                Some(_) => {
-                    p.add(&format!("{at}.attribute"), "expected an attribute name");
-                    None
-                }
-            };
-            Step::Extract {
-                selector,
-                attribute,
-                all: bool_of(args, "all", at, p),
-                into,
-            }
-        }
-        Step::Screenshot { .. } => Step::Screenshot {
-            full_page: bool_of(args, "full_page", at, p),
-        },
-        Step::Consume { quota, .. } => {
-            if !quota.is_empty() && !crate::stdx::names::quota(&quota) {
-                p.add(&format!("{at}.quota"), crate::stdx::names::QUOTA_RULE);
-            }
-            let cost = match args.get("cost") {
-                None => 1,
-                Some(c) => match c.as_i64() {
-                    Some(n) if (1..=1_000_000).contains(&n) => n,
-                    _ => {
-                        p.add(
-                            &format!("{at}.cost"),
-                            "expected a whole number from 1 to 1000000",
-                        );
-                        1
-                    }
-                },
-            };
-            Step::Consume { quota, cost }
-        }
-        Step::Sleep { .. } => {
-            let ms = match args.get("ms").and_then(Value::as_u64) {
-                Some(ms) if ms <= MAX_SLEEP_MS => ms,
-                _ => {
-                    p.add(&format!("{at}.ms"), format!("required: 0 to {MAX_SLEEP_MS} (wait for something with wait_for instead)"));
-                    0
-                }
-            };
-            Step::Sleep { ms }
-        }
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn paths(v: Value) -> Vec<String> {
+        let mut p = Problems::default();
+        parse(&v, "payload.steps", &mut p);
+        p.into_vec().into_iter().map(|f| f.path).collect()
+    }
 
     #[test]
     fn parses_every_step_and_reports_indexes() {
@@ -450,7 +953,7 @@ mod tests {
         );
         assert!(p.is_empty(), "{:?}", p.as_slice());
         assert_eq!(steps.len(), 10);
-        assert_eq!(steps[3].secret(), Some("SITE_PASSWORD"));
+        assert_eq!(secrets(&steps), ["SITE_PASSWORD"]);
         assert!(matches!(
             steps[0],
             Step::Goto {
@@ -458,10 +961,8 @@ mod tests {
                 ..
             }
         ));
-
-        let mut p = Problems::default();
-        parse(
-            &json!([
+        assert_eq!(
+            paths(json!([
                 {"goto": {"url": "ftp://x"}},
                 {"sleep": {"ms": 60000}},
                 {"fly": {}},
@@ -469,13 +970,7 @@ mod tests {
                 {"type": {"selector": "#a", "text": {"secret": "lower"}}},
                 {"wait_for": {"selector": "#a", "state": "gone"}},
                 {"click": {"selector": "#a"}, "extra": 1},
-            ]),
-            "payload.steps",
-            &mut p,
-        );
-        let paths: Vec<String> = p.into_vec().into_iter().map(|f| f.path).collect();
-        assert_eq!(
-            paths,
+            ])),
             [
                 "payload.steps.0.goto.url",
                 "payload.steps.1.sleep.ms",
@@ -486,5 +981,79 @@ mod tests {
                 "payload.steps.6",
             ]
         );
+    }
+
+    #[test]
+    fn blocks_nest_with_full_paths_and_templates_are_checked_at_parse_time() {
+        let mut p = Problems::default();
+        let steps = parse(
+            &json!([
+                {"goto": {"url": "{{ job.metadata.site }}/birthdays"}},
+                {"for_each": {"selector": ".contact", "as": "contact", "max": 5, "on_error": "continue", "steps": [
+                    {"once": {"key": "birthday:{{ contact.attr.data-id }}:{{ today | truncate(4) }}", "steps": [
+                        {"consume": {"quota": "messages", "on_exhausted": "defer"}},
+                        {"click": {"selector": ":scope .message"}},
+                        {"type": {"selector": "#text", "text": "Happy birthday, {{ contact.text | first_word }}!"}},
+                    ]}},
+                    {"if": {"text_contains": {"selector": ":scope .status", "text": "new"},
+                            "then": [{"notify": {"subject": "{{ contact.text }} is new"}}]}},
+                ]}},
+            ]),
+            "payload.steps",
+            &mut p,
+        );
+        assert!(p.is_empty(), "{:?}", p.as_slice());
+        assert_eq!(
+            quotas(&steps, "payload.steps"),
+            [(
+                "payload.steps.1.for_each.steps.0.once.steps.0.consume.quota".to_string(),
+                "messages".to_string()
+            )]
+        );
+        assert_eq!(
+            paths(json!([
+                {"for_each": {"selector": ".c", "steps": [
+                    {"click": {"selector": "{{ item.text | shout }}"}},
+                    {"click": {"selector": "{{ contact.text }}"}},
+                    {"if": {"exists": "#a", "visible": "#b", "then": [{"click": {"selector": "#x"}}]}},
+                    {"if": {"equals": {"value": "{{ vars.x }}"}, "then": [{"click": {"selector": "#x"}}]}},
+                    {"once": {"key": "k", "steps": []}},
+                ]}},
+                {"click": {"selector": "{{ item.text }}"}},
+                {"for_each": {"selector": ".c", "as": "vars", "max": 0, "on_error": "skip", "steps": [{"click": {"selector": "#a"}}]}},
+                {"consume": {"quota": "q", "on_exhausted": "later"}},
+                {"goto": {"url": "{{ job.name"}},
+            ])),
+            [
+                "payload.steps.0.for_each.steps.0.click.selector",
+                "payload.steps.0.for_each.steps.1.click.selector",
+                "payload.steps.0.for_each.steps.2.if",
+                "payload.steps.0.for_each.steps.3.if.equals.to",
+                "payload.steps.0.for_each.steps.4.once.steps",
+                "payload.steps.1.click.selector",
+                "payload.steps.2.for_each.as",
+                "payload.steps.2.for_each.max",
+                "payload.steps.2.for_each.on_error",
+                "payload.steps.3.consume.on_exhausted",
+                "payload.steps.4.goto.url",
+            ]
+        );
+    }
+
+    #[test]
+    fn depth_and_size_are_limited() {
+        let mut v = json!([{"click": {"selector": "#a"}}]);
+        for _ in 0..4 {
+            v = json!([{"once": {"key": "k", "steps": v}}]);
+        }
+        // Five lists deep: the innermost is one too many.
+        assert_eq!(
+            paths(v),
+            ["payload.steps.0.once.steps.0.once.steps.0.once.steps.0.once.steps"]
+        );
+        let many: Vec<Value> = (0..501)
+            .map(|_| json!({"click": {"selector": "#a"}}))
+            .collect();
+        assert_eq!(paths(Value::Array(many)), ["payload.steps"]);
     }
 }

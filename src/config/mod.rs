@@ -136,6 +136,10 @@ pub struct BrowserConfig {
     pub robots_txt: bool,
     /// Our product token for robots.txt groups.
     pub robots_user_agent: String,
+    /// Browser scripts: blocks (`for_each`, `if`, `once`) nest at most this deep ...
+    pub max_script_depth: usize,
+    /// ... and a script has at most this many steps in all.
+    pub max_script_steps: usize,
     /// Secrets for `type` steps (`text = {secret = "NAME"}`); also read from the environment
     /// as OVERSEER_SECRET_<NAME>. Never printed.
     #[serde(default, skip_serializing)]

@@ -115,6 +115,12 @@ impl Loaded {
         if b.max_pages == 0 || b.max_pages > 64 {
             return Err(self.bad("browser.max_pages", "a number from 1 to 64"));
         }
+        if b.max_script_depth == 0 || b.max_script_depth > 16 {
+            return Err(self.bad("browser.max_script_depth", "a number from 1 to 16"));
+        }
+        if b.max_script_steps == 0 || b.max_script_steps > 10_000 {
+            return Err(self.bad("browser.max_script_steps", "a number from 1 to 10000"));
+        }
         for domain in b.navigation_intervals.keys() {
             let ok = !domain.is_empty()
                 && domain

@@ -135,6 +135,11 @@ pub fn fire_due(
                             metadata: job.metadata.clone(),
                             quota: job.quota.clone(),
                             lateness_ms: run.lateness_ms.unwrap_or(0),
+                            timezone: job
+                                .schedule
+                                .get("timezone")
+                                .and_then(serde_json::Value::as_str)
+                                .map(str::to_string),
                         });
                     }
                 }

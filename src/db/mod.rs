@@ -16,6 +16,7 @@ pub mod leader;
 pub mod migrations;
 pub mod nodes;
 pub mod notifications;
+pub mod once_keys;
 pub mod quotas;
 pub mod run_tokens;
 pub mod runs;

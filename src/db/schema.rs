@@ -174,3 +174,15 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    once_keys (job_id, key) {
+        job_id -> Uuid,
+        key -> Text,
+        state -> Text,
+        run_id -> Uuid,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}

@@ -51,18 +51,21 @@ fn viewport(payload: &Value) -> Option<(u32, u32)> {
 }
 
 /// `consume` steps go to the quota counter, capped per run by the job's `max_per_run`.
-fn consumer(ctx: &RunContext) -> steps::Consumer {
-    let quotas = ctx.system.quotas.clone();
-    let caps: BTreeMap<String, i64> = ctx
-        .quota
-        .iter()
-        .filter_map(|q| q.max_per_run.map(|m| (q.name.clone(), m)))
-        .collect();
-    let used = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
-    std::sync::Arc::new(move |quota: String, cost: i64| {
-        let quotas = quotas.clone();
-        let cap = caps.get(&quota).copied();
-        let used = used.clone();
+struct Consumer {
+    quotas: std::sync::Arc<dyn super::system::Quotas>,
+    caps: BTreeMap<String, i64>,
+    used: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+}
+
+impl steps::Quota for Consumer {
+    fn consume(
+        &self,
+        quota: String,
+        cost: i64,
+    ) -> futures_util::future::BoxFuture<'static, Result<Option<steps::Refusal>, String>> {
+        let quotas = self.quotas.clone();
+        let cap = self.caps.get(&quota).copied();
+        let used = self.used.clone();
         Box::pin(async move {
             let so_far = used
                 .lock()
@@ -70,7 +73,12 @@ fn consumer(ctx: &RunContext) -> steps::Consumer {
                 .unwrap_or(0);
             if let Some(cap) = cap {
                 if so_far + cost > cap {
-                    return Ok(Some(format!("max_per_run ({cap}) reached for {quota}")));
+                    // The run's own cap: room again with the next run (a deferral waits a
+                    // moment, not a window).
+                    return Ok(Some(steps::Refusal {
+                        reason: format!("max_per_run ({cap}) reached for {quota}"),
+                        retry_at: chrono::Utc::now() + chrono::Duration::seconds(1),
+                    }));
                 }
             }
             match quotas.consume(quota.clone(), cost).await? {
@@ -80,13 +88,63 @@ fn consumer(ctx: &RunContext) -> steps::Consumer {
                     }
                     Ok(None)
                 }
-                QuotaAnswer::Refused { retry_at, blocking } => Ok(Some(format!(
-                    "{quota} exhausted for this {} (room again at {})",
-                    blocking.join(" and "),
-                    retry_at.to_rfc3339()
-                ))),
+                QuotaAnswer::Refused { retry_at, blocking } => Ok(Some(steps::Refusal {
+                    reason: format!(
+                        "{quota} exhausted for this {} (room again at {})",
+                        blocking.join(" and "),
+                        retry_at.to_rfc3339()
+                    ),
+                    retry_at,
+                })),
             }
-        }) as futures_util::future::BoxFuture<'static, _>
+        })
+    }
+
+    fn refund(
+        &self,
+        quota: String,
+        cost: i64,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let quotas = self.quotas.clone();
+        let used = self.used.clone();
+        Box::pin(async move {
+            quotas.refund(quota.clone(), cost).await?;
+            if let Ok(mut u) = used.lock() {
+                let n = u.entry(quota).or_default();
+                *n = (*n - cost).max(0);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn consumer(ctx: &RunContext) -> steps::Consumer {
+    std::sync::Arc::new(Consumer {
+        quotas: ctx.system.quotas.clone(),
+        caps: ctx
+            .quota
+            .iter()
+            .filter_map(|q| q.max_per_run.map(|m| (q.name.clone(), m)))
+            .collect(),
+        used: Default::default(),
+    })
+}
+
+/// Template data of a run: `job`, `run`, `now`, `today` (in the schedule's timezone, else
+/// UTC).
+fn context(ctx: &RunContext) -> Value {
+    let now = chrono::Utc::now();
+    let today = ctx
+        .timezone
+        .as_deref()
+        .and_then(|tz| tz.parse::<chrono_tz::Tz>().ok())
+        .map(|tz| now.with_timezone(&tz).date_naive())
+        .unwrap_or_else(|| now.date_naive());
+    serde_json::json!({
+        "job": {"name": ctx.job_name, "metadata": ctx.metadata},
+        "run": {"id": ctx.run_id, "attempt": ctx.attempt, "fire_at": ctx.fire_at.to_rfc3339()},
+        "now": now.to_rfc3339(),
+        "today": today.to_string(),
     })
 }
 
@@ -176,16 +234,12 @@ impl JobKind for Browser {
             "steps",
             &mut problems,
         );
-        steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, step)| match step {
-                Step::Consume { quota, .. } => Some(crate::jobs::Reference {
-                    path: format!("{path}.steps.{i}.consume.quota"),
-                    to: crate::jobs::Referent::Quota,
-                    name: quota.clone(),
-                }),
-                _ => None,
+        steps::quotas(&steps, &format!("{path}.steps"))
+            .into_iter()
+            .map(|(path, name)| crate::jobs::Reference {
+                path,
+                to: crate::jobs::Referent::Quota,
+                name,
             })
             .collect()
     }
@@ -210,16 +264,25 @@ impl JobKind for Browser {
             }
             // Secrets: [browser.secrets], then OVERSEER_SECRET_<NAME>.
             let mut secrets = BTreeMap::new();
-            for name in steps.iter().filter_map(Step::secret) {
-                secrets.insert(name.to_string(), ctx.secret(name)?);
+            for name in steps::secrets(&steps) {
+                let value = ctx.secret(&name)?;
+                secrets.insert(name, value);
             }
             if !ctx.system.browsers.available() {
                 return Err(RunError::new("browser", "the browser pool is restarting"));
             }
-            let consume = steps
-                .iter()
-                .any(|s| matches!(s, Step::Consume { .. }))
-                .then(|| consumer(&ctx));
+            let consume =
+                steps::any(&steps, &|s| matches!(s, Step::Consume { .. })).then(|| consumer(&ctx));
+            let script_run = super::system::ScriptRun {
+                job_id: ctx.job_id,
+                job_name: ctx.job_name.clone(),
+                run_id: ctx.run_id,
+                attempt: ctx.attempt,
+            };
+            let once = steps::any(&steps, &|s| matches!(s, Step::Once { .. }))
+                .then(|| ctx.system.scripts.once_ledger(script_run.clone()));
+            let notify = steps::any(&steps, &|s| matches!(s, Step::Notify { .. }))
+                .then(|| ctx.system.scripts.notifier(script_run));
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
             let run = BrowserRun {
                 run_id: ctx.run_id,
@@ -232,15 +295,21 @@ impl JobKind for Browser {
                 step_timeout: s("step_timeout").and_then(|t| parse_duration(&t).ok()),
                 secrets,
                 consume,
+                once,
+                notify,
+                context: context(&ctx),
             };
             // The domain's circuit: an open one defers the run (no attempt used).
-            let domain = run.steps.iter().find_map(|s| match s {
-                Step::Goto { url, .. } => url::Url::parse(url).ok().and_then(|u| {
-                    u.host_str().map(|h| match u.port() {
-                        Some(p) => format!("{h}:{p}"),
-                        None => h.to_string(),
+            // (Of a literal first `goto`: a templated one is only known when it runs.)
+            let domain = run.steps.first().and_then(|s| match s {
+                Step::Goto { url, .. } if url.is_literal() => {
+                    url::Url::parse(url.source()).ok().and_then(|u| {
+                        u.host_str().map(|h| match u.port() {
+                            Some(p) => format!("{h}:{p}"),
+                            None => h.to_string(),
+                        })
                     })
-                }),
+                }
                 _ => None,
             });
             if let Some(domain) = &domain {
@@ -269,6 +338,19 @@ impl JobKind for Browser {
                 };
                 if let Some(error) = counts {
                     ctx.system.circuits.record(domain, error).await;
+                }
+            }
+            // A quota said defer: what was done is kept (its once keys), and the run waits
+            // for the window without using an attempt.
+            if let Ok(out) = &result {
+                if out["outcome"] == "deferred" {
+                    let until = out["defer_until"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .unwrap_or_else(chrono::Utc::now);
+                    let reason = out["reason"].as_str().unwrap_or("quota exhausted");
+                    return Err(RunError::deferred(until, reason.to_string()));
                 }
             }
             result

@@ -42,6 +42,8 @@ pub struct RunContext {
     pub command: std::sync::Arc<command::Settings>,
     /// This node's API (`OVERSEER_API_URL`), e.g. `http://127.0.0.1:8080`.
     pub api_url: String,
+    /// The timezone of the job's schedule, if it has one.
+    pub timezone: Option<String>,
 }
 
 impl RunContext {

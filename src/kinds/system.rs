@@ -75,6 +75,25 @@ pub enum QuotaAnswer {
 /// The quota counter (`consume` steps; scripts' run tokens).
 pub trait Quotas: Send + Sync {
     fn consume(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<QuotaAnswer, String>>;
+    /// Gives back `cost` units in the windows that contain now.
+    fn refund(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// The run a script runs in, for its `once` keys and notices.
+#[derive(Debug, Clone)]
+pub struct ScriptRun {
+    pub job_id: Uuid,
+    pub job_name: String,
+    pub run_id: Uuid,
+    pub attempt: i32,
+}
+
+/// What browser scripts record beyond their page (`browser` kind): `once` keys in
+/// PostgreSQL and `notify` steps' notices through the outbox. Both are handed to the
+/// browser pool's thread, so they are `Send`.
+pub trait Scripts {
+    fn once_ledger(&self, run: ScriptRun) -> Arc<dyn crate::browser::script::OnceLedger>;
+    fn notifier(&self, run: ScriptRun) -> crate::browser::script::Notifier;
 }
 
 /// What a run token may do besides reporting on its own run.
@@ -103,6 +122,7 @@ pub struct System {
     pub circuits: Arc<dyn Circuits>,
     pub quotas: Arc<dyn Quotas>,
     pub tokens: Arc<dyn RunTokens>,
+    pub scripts: Arc<dyn Scripts>,
 }
 
 impl std::fmt::Debug for System {

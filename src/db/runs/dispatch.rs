@@ -38,6 +38,9 @@ pub struct Claimed {
     pub quota: Value,
     #[diesel(sql_type = BigInt)]
     pub lateness_ms: i64,
+    /// The timezone of the job's schedule, if it has one (a script's `today`).
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub timezone: Option<String>,
 }
 
 /// Runs committed as `running` on this node and not yet taken by an executor: the owner of
@@ -235,7 +238,8 @@ pub fn claim(
            RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.lateness_ms \
          ) \
          SELECT c.id, c.job_id, c.fire_at, c.attempt, c.priority, c.lateness_ms, \
-                j.name AS job_name, j.kind, j.payload, j.policy, j.metadata, j.quota \
+                j.name AS job_name, j.kind, j.payload, j.policy, j.metadata, j.quota, \
+                j.schedule->>'timezone' AS timezone \
          FROM claimed c JOIN jobs j ON j.id = c.job_id",
     )
     .bind::<SqlUuid, _>(node)
