@@ -25,6 +25,12 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/jobs/{key}/pause", "operator"),
     ("POST", "/api/v1/jobs/{key}/resume", "operator"),
     ("POST", "/api/v1/jobs/{key}/trigger", "operator"),
+    ("GET", "/api/v1/jobs/{key}/once-keys", "viewer"),
+    (
+        "DELETE",
+        "/api/v1/jobs/{key}/once-keys/{once_key}",
+        "operator",
+    ),
     ("GET", "/api/v1/runs", "viewer"),
     ("GET", "/api/v1/runs/{id}", "viewer"),
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
@@ -94,6 +100,7 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
         let concrete = path
             .replace("{name}", "no-such-actor")
             .replace("{key}", "no-such-job")
+            .replace("{once_key}", "no-such-key")
             .replace("{name}", "no-such-name")
             .replace("{id}", "00000000-0000-0000-0000-000000000000");
         let url = o.url(&concrete);

@@ -233,7 +233,7 @@ pub async fn list(
     Ok(web::Json(JobPage { items, next_cursor }))
 }
 
-async fn load(state: &ApiState, key: String) -> Result<Job, ApiError> {
+pub(super) async fn load(state: &ApiState, key: String) -> Result<Job, ApiError> {
     state
         .db
         .run(move |c| db_jobs::find(c, &key))

@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics_mw;
 pub mod nodes;
 pub mod notifications;
+pub mod once_keys;
 pub mod openapi;
 pub mod quotas;
 pub mod request_id;
@@ -89,6 +90,8 @@ where
                 .service(jobs::pause)
                 .service(jobs::resume)
                 .service(jobs::trigger)
+                .service(once_keys::list)
+                .service(once_keys::forget)
                 .service(runs::list)
                 .service(runs::get_one)
                 .service(runs::requeue)

@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod http;
 pub mod pages;
 pub mod sink;
+pub mod social;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_overseer");
 
