@@ -310,7 +310,7 @@ fn run_with_database(
 
 /// The URL a program on this host reaches the API at (a wildcard bind is reached on
 /// loopback).
-fn api_url(addr: std::net::SocketAddr) -> String {
+pub fn api_url(addr: std::net::SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),

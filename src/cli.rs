@@ -1,4 +1,6 @@
-//! The command line: `serve`, `migrate run|revert|status`, `config check`, `token new`.
+//! The command line: `serve`, `migrate run|revert|status`, `config check`, `token new`, and
+//! the client commands (`jobs`, `runs`, `quotas`, `notifications`, `status`) that talk to a
+//! running overseer over its API (`client`).
 
 use std::path::PathBuf;
 
@@ -20,6 +22,16 @@ pub struct Cli {
     /// Configuration file (TOML), layered over the built-in defaults. Also OVERSEER_CONFIG.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Client commands: the overseer to talk to (default: this configuration's server.bind).
+    #[arg(long, global = true, env = "OVERSEER_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Client commands: a file holding the API token (OVERSEER_TOKEN wins; default for a
+    /// local overseer: <state_dir>/admin.token).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Client commands: print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +58,94 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Jobs of a running overseer.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Runs of a running overseer.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
+    /// Quotas of a running overseer.
+    Quotas {
+        #[command(subcommand)]
+        action: QuotasAction,
+    },
+    /// Notifications (the outbox) of a running overseer.
+    Notifications {
+        #[command(subcommand)]
+        action: NotificationsAction,
+    },
+    /// A running overseer at a glance: readiness, actors, leader, runs in flight.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsAction {
+    /// List jobs.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one job.
+    Get { name: String },
+    /// Create or change jobs from a TOML file of [[jobs]] (the configuration's format), by name.
+    Apply {
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Pause a job.
+    Pause { name: String },
+    /// Resume a paused job.
+    Resume { name: String },
+    /// Run a job now.
+    Trigger { name: String },
+    /// Cancel a job (it never fires again; its open runs are cancelled).
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsAction {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one run.
+    Get { id: String },
+    /// Requeue a dead letter.
+    Requeue { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotasAction {
+    /// Every quota and its windows.
+    List,
+    /// One quota.
+    Get { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotificationsAction {
+    /// List notifications, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -89,9 +189,70 @@ fn load_config(file: Option<PathBuf>) -> Result<Config, i32> {
     load(file).map(|l| l.config)
 }
 
+/// The request of a client command, if `command` is one.
+fn client_request(command: &Command) -> Option<crate::client::Request> {
+    use crate::client::Request as R;
+    Some(match command {
+        Command::Jobs { action } => match action {
+            JobsAction::List {
+                state,
+                kind,
+                tag,
+                limit,
+            } => R::JobsList {
+                state: state.clone(),
+                kind: kind.clone(),
+                tag: tag.clone(),
+                limit: *limit,
+            },
+            JobsAction::Get { name } => R::JobsGet(name.clone()),
+            JobsAction::Apply { file } => R::JobsApply(file.clone()),
+            JobsAction::Pause { name } => R::JobAction("pause", name.clone()),
+            JobsAction::Resume { name } => R::JobAction("resume", name.clone()),
+            JobsAction::Trigger { name } => R::JobAction("trigger", name.clone()),
+            JobsAction::Delete { name } => R::JobsDelete(name.clone()),
+        },
+        Command::Runs { action } => match action {
+            RunsAction::List { job, state, limit } => R::RunsList {
+                job: job.clone(),
+                state: state.clone(),
+                limit: *limit,
+            },
+            RunsAction::Get { id } => R::RunsGet(id.clone()),
+            RunsAction::Requeue { id } => R::RunsRequeue(id.clone()),
+        },
+        Command::Quotas { action } => match action {
+            QuotasAction::List => R::QuotasList,
+            QuotasAction::Get { name } => R::QuotasGet(name.clone()),
+        },
+        Command::Notifications {
+            action: NotificationsAction::List { state, limit },
+        } => R::NotificationsList {
+            state: state.clone(),
+            limit: *limit,
+        },
+        Command::Status => R::Status,
+        _ => return None,
+    })
+}
+
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if let Some(request) = client_request(&cli.command) {
+        let config = match load_config(cli.config) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let url = cli.url.unwrap_or_else(|| app::api_url(config.bind_addr()));
+        let token = crate::client::token(cli.token_file.as_deref(), &config.state_dir, &url);
+        let target = crate::client::Target {
+            url,
+            token,
+            json: cli.json,
+        };
+        return crate::client::run(&target, request);
+    }
     match cli.command {
         Command::Token {
             action: TokenAction::New { role, name },
@@ -140,6 +301,11 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Jobs { .. }
+        | Command::Runs { .. }
+        | Command::Quotas { .. }
+        | Command::Notifications { .. }
+        | Command::Status => exit::FAILURE,
         Command::Migrate { action } => {
             let config = match load_config(cli.config) {
                 Ok(c) => c,

@@ -1,6 +1,7 @@
 //! overseer: a supervised, PostgreSQL-backed scheduler daemon. See docs/ARCHITECTURE.md.
 //!
-//! Floors, from the top: `cli` → `app` → `api` → `supervisor` → `actors` → `db`,
+//! Floors, from the top: `cli` (with `client`, which only speaks HTTP) → `app` → `api` →
+//! `supervisor` → `actors` → `db`,
 //! `notify`, `telemetry`, `config`. Imports only point down.
 
 pub mod actors;
@@ -8,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod browser;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod declarative;

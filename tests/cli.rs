@@ -260,3 +260,143 @@ fn a_declarative_job_naming_a_missing_quota_or_channel_stops_start_up() {
         .n;
     assert_eq!(n, 0);
 }
+
+/// The client commands against a real overseer: `jobs apply` upserts from TOML, every
+/// command prints a table or `--json`, and errors have exit codes a script can rely on.
+#[test]
+fn client_commands_drive_a_running_overseer() {
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(std::time::Duration::from_secs(30));
+    let url = format!("http://{}", o.addr);
+    let admin = o.tokens.admin.clone();
+    let cli = |token: &str, args: &[&str]| {
+        let mut all = vec!["--url", url.as_str()];
+        all.extend_from_slice(args);
+        run_cli(&all, &[("OVERSEER_TOKEN", token)])
+    };
+    let json = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[jobs]]\nname = \"greet\"\nkind = \"noop\"\nschedule = { cron = \"0 0 29 2 *\" }\ntags = [\"cli\"]\n\
+         [[jobs]]\nname = \"broken\"\nkind = \"noop\"\nschedule = { cron = \"0 0 29 2 *\" }\n\
+         payload = { fail = true }\npolicy = { max_retries = 0 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(&admin, &["jobs", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "created greet\ncreated broken");
+    std::fs::write(
+        &file,
+        "[[jobs]]\nname = \"greet\"\nkind = \"noop\"\nschedule = { cron = \"0 0 29 2 *\" }\ntags = [\"cli\", \"changed\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(&admin, &["jobs", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!((code, out.trim()), (0, "updated greet"), "{err}");
+    let (code, out, _) = cli(&admin, &["--json", "jobs", "get", "greet"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["tags"], serde_json::json!(["changed", "cli"]));
+    let (code, out, _) = cli(&admin, &["jobs", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(
+        out.contains("greet") && out.contains("cron 0 0 29 2 *"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&admin, &["--json", "jobs", "list", "--tag", "changed"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1, "{out}");
+
+    // Pause, resume, trigger; the run appears in `runs list`.
+    assert_eq!(
+        cli(&admin, &["jobs", "pause", "greet"]).1.trim(),
+        "greet: paused"
+    );
+    assert_eq!(
+        cli(&admin, &["jobs", "resume", "greet"]).1.trim(),
+        "greet: active"
+    );
+    let (code, out, err) = cli(&admin, &["jobs", "trigger", "greet"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("triggered greet: run "), "{out}");
+    let (code, _, _) = cli(&admin, &["jobs", "trigger", "broken"]);
+    assert_eq!(code, 0);
+    let failed = wait_for(
+        "the broken run failed",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, out, _) = cli(
+                &admin,
+                &[
+                    "--json", "runs", "list", "--job", "broken", "--state", "failed",
+                ],
+            );
+            json(&out).as_array()?.first().cloned()
+        },
+    );
+    let id = failed["id"].as_str().unwrap().to_string();
+    let (code, out, _) = cli(&admin, &["--json", "runs", "get", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["error_kind"], "noop_failure");
+    let (code, out, err) = cli(&admin, &["runs", "requeue", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(attempt 2)"), "{out}");
+    let (code, out, _) = cli(&admin, &["runs", "list", "--job", "greet"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID"), "{out}");
+
+    // Quotas, notifications, status.
+    let q = o.put(
+        "/api/v1/quotas/messages",
+        o.admin(),
+        &serde_json::json!({"limits": {"day": 5}}).to_string(),
+    );
+    assert!(q.status == 200 || q.status == 201, "{}", q.text);
+    let (code, out, _) = cli(&admin, &["quotas", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("messages") && out.contains("day"), "{out}");
+    let (code, out, _) = cli(&admin, &["--json", "quotas", "get", "messages"]);
+    assert_eq!((code, json(&out)["name"].clone()), (0, "messages".into()));
+    let (code, out, _) = cli(&admin, &["--json", "notifications", "list"]);
+    assert_eq!(code, 0);
+    assert!(json(&out).is_array(), "{out}");
+    let (code, out, err) = cli(&admin, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ready: ready"), "{out}");
+    assert!(out.contains("ACTOR") && out.contains("scheduler"), "{out}");
+    let (code, out, _) = cli(&admin, &["--json", "status"]);
+    assert_eq!(code, 0);
+    assert!(json(&out)["actors"].is_array(), "{out}");
+
+    // Exit codes.
+    assert_eq!(cli(&admin, &["jobs", "get", "nope"]).0, 4, "not found");
+    let (code, _, err) = cli(&o.tokens.viewer, &["jobs", "trigger", "greet"]);
+    assert_eq!(code, 3, "denied: {err}");
+    assert_eq!(cli("ovs_wrong", &["jobs", "list"]).0, 3, "a wrong token");
+    std::fs::write(
+        &file,
+        "[[jobs]]\nname = \"bad\"\nkind = \"noop\"\nschedule = { cron = \"61 * * * *\" }\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(&admin, &["jobs", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 5, "refused: {err}");
+    assert!(
+        err.contains("job `bad` (jobs.0)") && err.contains("schedule.cron"),
+        "{err}"
+    );
+    std::fs::write(&file, "not toml [[").unwrap();
+    assert_eq!(
+        cli(&admin, &["jobs", "apply", "-f", file.to_str().unwrap()]).0,
+        2
+    );
+    let (code, _, err) = run_cli(
+        &["--url", "http://127.0.0.1:9", "jobs", "list"],
+        &[("OVERSEER_TOKEN", admin.as_str())],
+    );
+    assert_eq!(code, 1, "unreachable: {err}");
+}

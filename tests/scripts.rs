@@ -414,6 +414,11 @@ fn script_errors_name_their_step() {
                        {"click": {"selector": "#no-such-button"}}]}}]),
         ),
         (
+            "defer",
+            json!([{"goto": {"url": url}},
+                   {"consume": {"quota": "social:messages", "on_exhausted": "defer"}}]),
+        ),
+        (
             "fail",
             json!([{"goto": {"url": url}},
                    {"consume": {"quota": "social:messages", "on_exhausted": "fail"}},
@@ -467,4 +472,27 @@ fn script_errors_name_their_step() {
     let fail = trigger_and_finish(&o, "fail");
     assert_eq!(fail["state"], "failed", "{fail}");
     assert_eq!(fail["error_kind"], "quota_exhausted", "{fail}");
+    // The window is full now: `defer` makes the run wait for its reset (no attempt used).
+    let t = o.post("/api/v1/jobs/defer/trigger", o.admin(), None);
+    assert_eq!(t.status, 201, "{}", t.text);
+    let deferred = wait_for("the run deferred", T, || {
+        let runs = o.get("/api/v1/runs?job=defer", o.admin()).json();
+        runs["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["state"] == "deferred")
+            .cloned()
+    });
+    assert_eq!(deferred["attempt"], 1, "{deferred}");
+    assert!(
+        deferred["due_at"].as_str().unwrap() > deferred["queued_at"].as_str().unwrap(),
+        "due at the window's reset: {deferred}"
+    );
+    assert!(
+        deferred["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("social:messages exhausted"),
+        "{deferred}"
+    );
 }
