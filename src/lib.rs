@@ -20,3 +20,4 @@ pub mod quota;
 pub mod stdx;
 pub mod supervisor;
 pub mod telemetry;
+pub mod ui;

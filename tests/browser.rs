@@ -23,10 +23,14 @@ fn start_in(db: &TestDb, state_dir: &Path, extra: &str) -> Overseer {
     spawn
         .env
         .push(("OVERSEER_SECRET_SITE_PASSWORD".into(), SECRET.into()));
+    // `extra` may set its own idle_timeout.
+    let idle = if extra.contains("idle_timeout") {
+        ""
+    } else {
+        "idle_timeout = \"60s\"\n"
+    };
     let o = spawn
-        .toml(&format!(
-            "[browser]\nidle_timeout = \"60s\"\nstep_timeout = \"10s\"\n{extra}"
-        ))
+        .toml(&format!("[browser]\n{idle}step_timeout = \"10s\"\n{extra}"))
         .start();
     o.wait_ready(T);
     o
@@ -769,4 +773,106 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
             chromium_under(&dir)
         );
     });
+}
+
+/// The circuit's arithmetic on the real table, with explicit times: it opens after
+/// `failures` consecutive failures, each failed probe doubles its open time up to the cap,
+/// and a successful probe closes it — with `circuit.opened` / `circuit.closed` in the outbox.
+#[test]
+fn a_circuit_doubles_its_open_time_up_to_its_cap_and_tells_when_it_closes() {
+    use overseer::db::circuits::{admit, record, Admission, Settings};
+    let db = TestDb::migrated();
+    let mut c = db.conn();
+    let settings = Settings {
+        failures: 2,
+        open_initial: Duration::from_secs(1),
+        open_max: Duration::from_secs(5),
+    };
+    let mut notify = overseer::notify::settings::NotifyConfig::shipped().unwrap();
+    notify.routes = vec![serde_json::from_value(
+        serde_json::json!({"events": ["circuit.*"], "channels": ["log"]}),
+    )
+    .unwrap()];
+    let routing = overseer::notify::Routing::from_config(&notify);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let d = "site.example";
+    assert_eq!(admit(&mut c, d, at(0)).unwrap(), Admission::Go);
+    assert_eq!(
+        record(&mut c, d, Some("boom"), at(0), &settings, &routing).unwrap(),
+        None
+    );
+    assert_eq!(
+        record(&mut c, d, Some("boom"), at(0), &settings, &routing).unwrap(),
+        Some("open")
+    );
+    // Open for 1 s, then each failed probe doubles it: 2, 4, then the 5 s cap.
+    let mut now = 0;
+    for expected in [1, 2, 4, 5, 5] {
+        assert_eq!(
+            admit(&mut c, d, at(now)).unwrap(),
+            Admission::Wait(at(now + expected)),
+            "open for {expected} s"
+        );
+        now += expected;
+        assert_eq!(admit(&mut c, d, at(now)).unwrap(), Admission::Probe);
+        if expected == 5 && now > 13 {
+            break;
+        }
+        assert_eq!(
+            record(&mut c, d, Some("still down"), at(now), &settings, &routing).unwrap(),
+            Some("open")
+        );
+    }
+    assert_eq!(
+        record(&mut c, d, None, at(now), &settings, &routing).unwrap(),
+        Some("closed")
+    );
+    assert_eq!(admit(&mut c, d, at(now)).unwrap(), Admission::Go);
+    #[derive(diesel::QueryableByName, Debug)]
+    struct E {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        event: String,
+    }
+    use diesel::RunQueryDsl;
+    let events: Vec<String> =
+        diesel::sql_query("SELECT event FROM notifications ORDER BY created_at, id")
+            .load::<E>(&mut c)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+    assert_eq!(events.first().map(String::as_str), Some("circuit.opened"));
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("circuit.closed"),
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| *e == "circuit.closed").count(), 1);
+}
+
+/// A browser unused for `idle_timeout` is closed cleanly (its row says `closed`), and the
+/// next run relaunches it.
+#[test]
+fn an_idle_browser_is_closed_and_relaunched_on_demand() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(&db, &state, "idle_timeout = \"1s\"");
+    let profile_dir = state.join("profiles/idle");
+    let steps = json!({"profile": "idle", "steps": [{"goto": {"url": pages.url("/delayed")}}]});
+    browser_job(&o, "first", steps.clone(), json!({}));
+    assert_eq!(finished(&o, "first")["state"], "succeeded");
+    wait_for("the idle browser closed", T, || {
+        (chromium_under(&profile_dir).is_empty()
+            && session_row(&o, "idle").is_some_and(|r| r["state"] == "closed"))
+        .then_some(())
+    });
+    browser_job(&o, "second", steps, json!({}));
+    assert_eq!(finished(&o, "second")["state"], "succeeded");
+    let row = session_row(&o, "idle").unwrap();
+    assert_eq!(row["launches"], 2, "relaunched on demand: {row}");
 }

@@ -319,8 +319,9 @@ fn systemd_notify_ready_watchdog_and_stopping() {
     spawn
         .env
         .push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
-    // A 400 ms watchdog: overseer must ping every 200 ms.
-    spawn.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+    // A 1 s watchdog: overseer pings every 500 ms and must never leave a whole second
+    // between two pings (systemd would kill it).
+    spawn.env.push(("WATCHDOG_USEC".into(), "1000000".into()));
     let mut o = spawn.start_with_tmp(Some(tmp));
 
     let mut buf = [0u8; 512];
@@ -331,9 +332,20 @@ fn systemd_notify_ready_watchdog_and_stopping() {
         String::from_utf8_lossy(&buf[..n]).trim().to_string()
     };
     assert_eq!(next(), "READY=1");
-    for _ in 0..3 {
+    let mut last = Instant::now();
+    let mut gaps = Vec::new();
+    for _ in 0..6 {
         assert_eq!(next(), "WATCHDOG=1");
+        gaps.push(last.elapsed());
+        last = Instant::now();
     }
+    // The first gap runs from READY; the others are ping to ping.
+    let worst = gaps.iter().skip(1).max().copied().unwrap_or_default();
+    println!("watchdog gaps: {gaps:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "a gap of {worst:?} between pings exceeds the 1 s watchdog"
+    );
     o.signal(Signal::SIGTERM);
     let stopping = wait_for("STOPPING=1", T, || {
         let m = next();
@@ -341,6 +353,53 @@ fn systemd_notify_ready_watchdog_and_stopping() {
     });
     assert_eq!(stopping, "STOPPING=1");
     assert_eq!(o.wait_exit(T).code(), Some(0));
+}
+
+/// After a meltdown the supervisor no longer answers the watchdog's round trip as healthy:
+/// the pings stop, so systemd's watchdog restarts a node that stays up without working.
+#[test]
+fn the_watchdog_stops_pinging_after_a_meltdown() {
+    use std::os::unix::net::UnixDatagram;
+    let db = TestDb::new();
+    let (mut spawn, tmp) = Spawn::with_db(&db);
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    spawn
+        .env
+        .push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
+    spawn.env.push(("WATCHDOG_USEC".into(), "1000000".into()));
+    let o = spawn
+        .toml("[debug]\nfault_injection = true\n[supervisor]\nexit_on_meltdown = false")
+        .start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    let mut buf = [0u8; 512];
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = sock.recv(&mut buf).expect("pings while healthy");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("=1"));
+    crash_until_meltdown(&o, "node");
+    wait_for("the meltdown reported", T, || {
+        (o.get("/ready", None).status == 503).then_some(())
+    });
+    // Drop what was sent before the meltdown (a ping is sent right after a healthy round
+    // trip, so none can follow the 503 by more than that step) …
+    sock.set_nonblocking(true).unwrap();
+    while sock.recv(&mut buf).is_ok() {}
+    // … then three watchdog periods without a single ping.
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            let m = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(!m.contains("WATCHDOG=1"), "pinged after the meltdown: {m}");
+        }
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+    }
 }
 
 /// The schema as PostgreSQL describes it: columns, constraints, indexes, applied migrations.

@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let cfg = NotifyConfig::for_tests();
+        let cfg = NotifyConfig::shipped().unwrap();
         assert_eq!(backoff(&cfg, 1), Duration::from_secs(1));
         assert_eq!(backoff(&cfg, 2), Duration::from_secs(2));
         assert_eq!(backoff(&cfg, 4), Duration::from_secs(8));
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn outcomes() {
-        let cfg = NotifyConfig::for_tests();
+        let cfg = NotifyConfig::shipped().unwrap();
         assert!(matches!(
             outcome(&cfg, 1, Ok(()), Utc::now()),
             Outcome::Sent

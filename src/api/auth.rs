@@ -262,8 +262,19 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim)
-        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+        .map(str::trim);
+    let presented = match presented {
+        Some(p) => p,
+        // The dashboard: its session cookie instead of a token.
+        None => match req.cookie(crate::ui::COOKIE) {
+            Some(cookie) => return session_caller(req, cookie.value()).await,
+            None => {
+                return Err(ApiError::unauthorized(
+                    "missing `Authorization: Bearer <token>` header",
+                ))
+            }
+        },
+    };
     if presented.starts_with(RUN_TOKEN_PREFIX) {
         return run_caller(req, presented).await;
     }
@@ -273,6 +284,36 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     tokens
         .authenticate(presented)
         .ok_or_else(|| ApiError::unauthorized("invalid token"))
+}
+
+/// A dashboard session is valid until it has been idle for `[ui] session_idle`; every
+/// request that changes something must carry the session's CSRF token in `X-CSRF-Token`.
+async fn session_caller(req: &ServiceRequest, id: &str) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<super::ApiState>>()
+        .ok_or_else(ApiError::internal)?;
+    let session = crate::ui::lookup(state, id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the dashboard session expired; log in again"))?;
+    let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    if !safe {
+        let sent = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())) {
+            return Err(ApiError::forbidden(
+                "missing or wrong CSRF token (X-CSRF-Token)",
+            ));
+        }
+    }
+    let role: Role = session.role.parse().map_err(|_| ApiError::internal())?;
+    Ok(Caller {
+        name: session.token_name,
+        role,
+        run: None,
+    })
 }
 
 /// A run token is valid while its run is running in the attempt it was issued for.

@@ -252,7 +252,8 @@ pub fn server(
             .into_utoipa_app();
         routes(app)
             .map(|app| {
-                app.default_service(web::to(no_route))
+                app.configure(crate::ui::configure)
+                    .default_service(web::to(no_route))
                     .wrap(from_fn(metrics_mw::middleware))
                     .wrap(TracingLogger::<request_id::RequestSpan>::new())
                     .wrap(from_fn(request_id::middleware))

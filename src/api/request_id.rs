@@ -64,7 +64,14 @@ pub async fn middleware(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+    // The dashboard's own pages (a login refused) stay pages.
+    let is_page = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+        && res.request().path().starts_with("/ui/");
+    if (status.is_client_error() || status.is_server_error()) && !is_json && !is_page {
         let code = match status.as_u16() {
             404 => "not_found",
             405 => "method_not_allowed",

@@ -46,6 +46,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub browser: BrowserConfig,
     pub command: CommandConfig,
+    pub ui: UiConfig,
     pub auth: AuthConfig,
     pub debug: DebugConfig,
     /// Declarative jobs (`[[jobs]]`), upserted by name at start-up.
@@ -154,6 +155,15 @@ impl fmt::Debug for BrowserConfig {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// `[ui]`: the web dashboard at `/ui/`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// A dashboard session unused this long expires (log in again).
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -108,6 +108,11 @@ impl Loaded {
         }
         self.validate_notify()?;
         self.validate_command()?;
+        if c.ui.session_idle < Duration::from_secs(60)
+            || c.ui.session_idle > Duration::from_secs(30 * 86_400)
+        {
+            return Err(self.bad("ui.session_idle", "a duration from 1m to 30days"));
+        }
         let b = &c.browser;
         if b.max_browsers == 0 || b.max_browsers > 64 {
             return Err(self.bad("browser.max_browsers", "a number from 1 to 64"));

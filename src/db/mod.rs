@@ -21,6 +21,7 @@ pub mod quotas;
 pub mod run_tokens;
 pub mod runs;
 pub mod schema;
+pub mod ui_sessions;
 pub mod url;
 
 use std::time::Duration;

@@ -211,7 +211,7 @@ mod tests {
     use super::*;
 
     fn cfg(routes: Vec<RouteConfig>) -> NotifyConfig {
-        let mut c = NotifyConfig::for_tests();
+        let mut c = NotifyConfig::shipped().unwrap();
         c.channels.push(ChannelConfig::log("ops"));
         c.routes = routes;
         c

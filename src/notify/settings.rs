@@ -35,19 +35,17 @@ pub struct NotifyConfig {
 }
 
 impl NotifyConfig {
-    /// The compiled-in defaults with no channel and no rule (unit tests).
-    pub fn for_tests() -> Self {
-        Self {
-            poll_interval: Duration::from_millis(500),
-            batch_size: 200,
-            concurrency: 32,
-            max_attempts: 8,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            retention: Duration::from_secs(30 * 86_400),
-            channels: Vec::new(),
-            routes: Vec::new(),
-        }
+    /// The shipped defaults (`config/default.toml`'s `[notify]`, which has no channel and
+    /// no rule), for tests.
+    pub fn shipped() -> Result<Self, String> {
+        let table: toml::Table =
+            toml::from_str(include_str!("../../config/default.toml")).map_err(|e| e.to_string())?;
+        table
+            .get("notify")
+            .cloned()
+            .ok_or("no [notify] in config/default.toml")?
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 }
 

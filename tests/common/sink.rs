@@ -24,6 +24,11 @@ struct State {
     total: AtomicUsize,
     status: AtomicU16,
     hang: AtomicBool,
+    /// Requests that hung are dropped unanswered and uncounted when the hang ends (as if
+    /// they never reached the receiver).
+    lose_hung: AtomicBool,
+    /// Requests hanging now.
+    hanging: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -72,6 +77,20 @@ impl Sink {
         self.state.hang.store(on, Ordering::SeqCst);
     }
 
+    /// Later requests hang unanswered; when the hang ends they are dropped, uncounted (they
+    /// stand for requests cut off before they reached the receiver).
+    pub fn black_hole(&self, on: bool) {
+        if on {
+            self.state.lose_hung.store(true, Ordering::SeqCst);
+        }
+        self.state.hang.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests hanging now.
+    pub fn hanging(&self) -> usize {
+        self.state.hanging.load(Ordering::SeqCst)
+    }
+
     pub fn total(&self) -> usize {
         self.state.total.load(Ordering::SeqCst)
     }
@@ -101,8 +120,19 @@ fn serve(conn: TcpStream, s: &State) {
     while let Some(req) = super::http::read_request(&mut reader) {
         let super::http::Request { headers, body, .. } = req;
         let key = headers.get("idempotency-key").cloned();
+        let mut hung = false;
+        if s.hang.load(Ordering::SeqCst) {
+            s.hanging.fetch_add(1, Ordering::SeqCst);
+            hung = true;
+        }
         while s.hang.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if hung {
+            s.hanging.fetch_sub(1, Ordering::SeqCst);
+            if s.lose_hung.load(Ordering::SeqCst) {
+                return;
+            }
         }
         s.total.fetch_add(1, Ordering::SeqCst);
         if let Some(k) = key {

@@ -71,6 +71,15 @@ pub fn complete(
     if results.is_empty() {
         return Ok(Vec::new());
     }
+    // Every result is a transition from `running`: the table in `run_state` says which.
+    if let Some(bad) = results
+        .iter()
+        .find(|r| !RunState::Running.can_become(r.state))
+    {
+        return Err(DbError::Query(diesel::result::Error::QueryBuilderError(
+            format!("a running run cannot become {}", bad.state.as_str()).into(),
+        )));
+    }
     let ids: Vec<Uuid> = results.iter().map(|r| r.run_id).collect();
     let states: Vec<String> = results
         .iter()

@@ -1,0 +1,264 @@
+// overseer's dashboard: a few pages over /api/v1, with the session cookie and the session's
+// CSRF token (from <meta name="csrf">) on every change. No framework and no build step:
+// elements are made with el(), never from HTML strings, so page data cannot become markup.
+'use strict';
+
+const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+const CSRF = meta('csrf');
+const ROLE = meta('role');
+const MAY_CHANGE = ROLE === 'operator' || ROLE === 'admin';
+const REFRESH_MS = 2000;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'on') for (const [ev, f] of Object.entries(v)) e.addEventListener(ev, f);
+    else if (k === 'class') e.className = v;
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { 'Accept': 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = CSRF;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch('/api/v1' + path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 401) { location.href = '/ui/login'; throw new Error('logged out'); }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
+  if (!r.ok) {
+    const err = new Error((data && data.error && data.error.message) || r.statusText);
+    err.status = r.status;
+    err.fields = (data && data.error && data.error.fields) || [];
+    throw err;
+  }
+  return data;
+}
+
+function when(t) { return t ? new Date(t).toLocaleString() : '–'; }
+
+function table(head, rows, empty) {
+  if (!rows.length) return el('p', { class: 'empty' }, empty || 'Nothing here.');
+  return el('table', {},
+    el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, rows));
+}
+
+function badge(state) { return el('span', { class: 'badge ' + state }, state); }
+
+function notice(text, kind) {
+  const n = el('p', { class: 'notice ' + (kind || ''), role: 'status', id: 'notice' }, text);
+  const old = document.getElementById('notice');
+  if (old) old.replaceWith(n); else document.getElementById('main').prepend(n);
+}
+
+async function act(label, f) {
+  try { await f(); notice(label + ': done', 'ok'); refresh(); } catch (e) { notice(label + ': ' + e.message, 'error'); }
+}
+
+// -------------------------------------------------------------------------------------------
+// Routing: #/path?query. Filters live in the URL, so a view can be bookmarked.
+
+function route() {
+  const [path, q] = (location.hash.slice(1) || '/').split('?');
+  return { path, params: new URLSearchParams(q || '') };
+}
+
+let timer = null;
+async function refresh() {
+  clearTimeout(timer);
+  const { path, params } = route();
+  for (const a of document.querySelectorAll('nav a')) {
+    const target = a.getAttribute('href').slice(1);
+    a.setAttribute('aria-current', (target === '/' ? path === '/' : path.startsWith(target)) ? 'page' : 'false');
+  }
+  let view;
+  try {
+    if (path === '/') view = await overview();
+    else if (path === '/jobs') view = await jobs(params);
+    else if (path.startsWith('/jobs/')) view = await job(decodeURIComponent(path.slice(6)));
+    else if (path === '/runs') view = await runs(params);
+    else if (path.startsWith('/runs/')) view = await run(path.slice(6));
+    else if (path === '/quotas') view = await quotas();
+    else view = el('p', {}, 'No such page.');
+  } catch (e) {
+    view = el('p', { class: 'notice error', role: 'alert' }, 'Could not load: ' + e.message);
+  }
+  const main = document.getElementById('main');
+  const keep = document.getElementById('notice');
+  main.replaceChildren(...(keep ? [keep] : []), view);
+  // Lists and the overview follow what happens, without reloading the page.
+  if (path === '/' || path === '/runs' || path === '/jobs' || path.startsWith('/jobs/')) {
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+window.addEventListener('hashchange', () => { const n = document.getElementById('notice'); if (n) n.remove(); refresh(); });
+window.addEventListener('DOMContentLoaded', refresh);
+
+// -------------------------------------------------------------------------------------------
+// Pages
+
+async function overview() {
+  const [ready, actors, leader, pending, running, failed, quotasList] = await Promise.all([
+    fetch('/ready').then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) })),
+    api('GET', '/actors'), api('GET', '/leader'),
+    api('GET', '/runs?state=pending&limit=1000'), api('GET', '/runs?state=running&limit=1000'),
+    api('GET', '/runs?state=failed&limit=100'), api('GET', '/quotas'),
+  ]);
+  const checks = (ready.body.failing || []).map((f) => el('li', {}, `${f.check}: ${f.reason || f.message || ''}`));
+  const near = quotasList.flatMap((q) => (q.windows || [])
+    .filter((w) => w.limit && w.used / w.limit >= 0.8)
+    .map((w) => el('li', {}, `${q.name} (${w.window}): ${w.used} of ${w.limit}`)));
+  return el('section', { id: 'overview' },
+    el('h1', {}, 'Overview'),
+    el('p', { id: 'readiness', class: ready.ok ? 'ok' : 'error' }, ready.ok ? 'Ready' : 'Not ready'),
+    checks.length ? el('ul', { class: 'failing' }, checks) : null,
+    el('dl', { class: 'figures' },
+      el('dt', {}, 'Pending runs'), el('dd', { id: 'pending-count' }, pending.items.length),
+      el('dt', {}, 'Running'), el('dd', { id: 'running-count' }, running.items.length),
+      el('dt', {}, 'Recent failures'), el('dd', {}, failed.items.length),
+      el('dt', {}, 'Leader'), el('dd', {}, (leader.lease && leader.lease.node_id) || 'none')),
+    el('h2', {}, 'Actors'),
+    table(['Actor', 'State', 'Restarts', 'Last failure'], actors.actors.map((a) => el('tr', {},
+      el('td', {}, a.name), el('td', {}, badge(a.state)), el('td', {}, a.restarts),
+      el('td', {}, a.last_failure ? `${a.last_failure.message} (${when(a.last_failure.at)})` : '–')))),
+    el('h2', {}, 'Quotas near their limit'),
+    near.length ? el('ul', {}, near) : el('p', { class: 'empty' }, 'None.'));
+}
+
+async function jobs(params) {
+  const q = new URLSearchParams();
+  for (const k of ['state', 'kind', 'tag', 'name_prefix']) if (params.get(k)) q.set(k, params.get(k));
+  const page = await api('GET', '/jobs?' + q);
+  const filter = el('form', { class: 'filters', on: { submit: (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target); const p = new URLSearchParams();
+    for (const [k, v] of f) if (v) p.set(k, v);
+    location.hash = '#/jobs?' + p;
+  } } },
+  el('label', {}, 'Name starts with ', el('input', { name: 'name_prefix', value: params.get('name_prefix') || '' })),
+  el('label', {}, 'Kind ', el('input', { name: 'kind', value: params.get('kind') || '' })),
+  el('label', {}, 'State ', el('select', { name: 'state' }, ['', 'active', 'paused', 'completed', 'cancelled']
+    .map((s) => el('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
+  el('button', { type: 'submit' }, 'Filter'));
+  const rows = page.items.map((j) => el('tr', { 'data-job': j.name },
+    el('td', {}, el('a', { href: '#/jobs/' + encodeURIComponent(j.name) }, j.name)),
+    el('td', {}, j.kind), el('td', {}, badge(j.state)), el('td', {}, when(j.next_fire_at)),
+    el('td', { class: 'actions' }, MAY_CHANGE ? [
+      j.state === 'active' ? el('button', { class: 'pause', on: { click: () => act('pause ' + j.name, () => api('POST', `/jobs/${encodeURIComponent(j.name)}/pause`)) } }, 'Pause') : null,
+      j.state === 'paused' ? el('button', { class: 'resume', on: { click: () => act('resume ' + j.name, () => api('POST', `/jobs/${encodeURIComponent(j.name)}/resume`)) } }, 'Resume') : null,
+      j.state !== 'cancelled' ? el('button', { class: 'trigger', on: { click: () => act('trigger ' + j.name, () => api('POST', `/jobs/${encodeURIComponent(j.name)}/trigger`)) } }, 'Run now') : null,
+    ] : null)));
+  return el('section', { id: 'jobs' }, el('h1', {}, 'Jobs'), filter,
+    table(['Name', 'Kind', 'State', 'Next fire', ''], rows, 'No jobs match.'),
+    MAY_CHANGE ? createForm() : null);
+}
+
+function createForm() {
+  const errors = el('ul', { class: 'errors', id: 'create-errors' });
+  const example = { name: 'my-job', kind: 'noop', schedule: { cron: '0 9 * * *', timezone: 'Europe/Berlin' }, payload: {} };
+  const text = el('textarea', { id: 'job-json', rows: 8, 'aria-label': 'job as JSON' }, JSON.stringify(example, null, 2));
+  return el('form', { id: 'create', on: { submit: async (e) => {
+    e.preventDefault();
+    errors.replaceChildren();
+    let body;
+    try { body = JSON.parse(text.value); } catch (err) { errors.append(el('li', {}, 'Not JSON: ' + err.message)); return; }
+    try {
+      await api('POST', '/jobs', body);
+      notice('created ' + body.name, 'ok');
+      refresh();
+    } catch (err) {
+      errors.append(...(err.fields.length ? err.fields : [{ path: '', message: err.message }])
+        .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
+    }
+  } } }, el('h2', {}, 'New job'), text, errors, el('button', { type: 'submit', id: 'create-job' }, 'Create'));
+}
+
+async function job(name) {
+  const [j, recent] = await Promise.all([
+    api('GET', '/jobs/' + encodeURIComponent(name)),
+    api('GET', '/runs?limit=20&job=' + encodeURIComponent(name)),
+  ]);
+  const done = recent.items.filter((r) => r.finished_at);
+  const ok = done.filter((r) => r.state === 'succeeded').length;
+  return el('section', { id: 'job' }, el('h1', {}, j.name, ' ', badge(j.state)),
+    el('dl', { class: 'figures' },
+      el('dt', {}, 'Kind'), el('dd', {}, j.kind),
+      el('dt', {}, 'Next fire'), el('dd', {}, when(j.next_fire_at)),
+      el('dt', {}, 'Success (last 20)'), el('dd', {}, done.length ? `${ok} of ${done.length}` : '–')),
+    el('h2', {}, 'Definition'), el('pre', {}, JSON.stringify({ schedule: j.schedule, policy: j.policy, payload: j.payload }, null, 2)),
+    el('h2', {}, 'Recent runs'), runRows(recent.items));
+}
+
+function runRows(items) {
+  return table(['Run', 'State', 'Attempt', 'Fire', 'Finished', 'Error', ''], items.map((r) => el('tr', { 'data-run': r.id, 'data-state': r.state },
+    el('td', {}, el('a', { href: '#/runs/' + r.id }, r.id.slice(0, 8))), el('td', {}, badge(r.state)),
+    el('td', {}, r.attempt), el('td', {}, when(r.fire_at)), el('td', {}, when(r.finished_at)),
+    el('td', {}, r.error_kind || ''),
+    el('td', { class: 'actions' }, MAY_CHANGE && ['failed', 'timed_out', 'zombie', 'missed'].includes(r.state)
+      ? el('button', { class: 'requeue', on: { click: () => act('requeue', () => api('POST', `/runs/${r.id}/requeue`)) } }, 'Requeue') : null))),
+  'No runs yet.');
+}
+
+async function runs(params) {
+  const q = new URLSearchParams({ limit: '100' });
+  for (const k of ['state', 'job']) if (params.get(k)) q.set(k, params.get(k));
+  const page = await api('GET', '/runs?' + q);
+  const states = ['', 'pending', 'running', 'succeeded', 'failed', 'timed_out', 'zombie', 'missed', 'cancelled', 'deferred'];
+  return el('section', { id: 'runs' }, el('h1', {}, 'Runs'),
+    el('p', { class: 'filters' }, states.map((s) => el('a', { href: '#/runs' + (s ? '?state=' + s : ''), 'aria-current': (params.get('state') || '') === s ? 'true' : 'false' }, s || 'all'))),
+    runRows(page.items));
+}
+
+async function run(id) {
+  const r = await api('GET', '/runs/' + id);
+  const out = r.output || {};
+  const names = [...(out.artifacts || [])];
+  // A failed browser run keeps its last screenshot; shown when there is one.
+  if (r.error_kind && !names.includes('failure.png')) names.push('failure.png?optional');
+  const artifacts = names.map((given) => {
+    const optional = given.endsWith('?optional');
+    const name = given.replace('?optional', '');
+    const src = `/api/v1/runs/${r.id}/artifacts/${encodeURIComponent(name)}`;
+    if (name.endsWith('.png')) {
+      const fig = el('figure', {}, el('img', { src, alt: name, class: 'shot', on: { error: () => { if (optional) fig.remove(); } } }), el('figcaption', {}, name));
+      return fig;
+    }
+    const pre = el('pre', { class: 'log', 'data-artifact': name }, 'loading…');
+    fetch(src, { credentials: 'same-origin' }).then((x) => x.text()).then((t) => { pre.textContent = t; });
+    return el('figure', {}, pre, el('figcaption', {}, name));
+  });
+  return el('section', { id: 'run' }, el('h1', {}, 'Run ', r.id.slice(0, 8), ' ', badge(r.state)),
+    el('ol', { class: 'timeline' },
+      el('li', {}, 'queued ', when(r.queued_at)), el('li', {}, 'due ', when(r.due_at)),
+      r.started_at ? el('li', {}, 'started ', when(r.started_at)) : null,
+      r.heartbeat_at ? el('li', {}, 'last heartbeat ', when(r.heartbeat_at)) : null,
+      r.finished_at ? el('li', {}, 'finished ', when(r.finished_at)) : null),
+    el('p', {}, 'Attempt ', r.attempt, r.progress ? ` · progress: ${r.progress}` : ''),
+    r.error_kind ? el('p', { class: 'notice error', id: 'run-error' }, `${r.error_kind}: ${r.error_message || ''}`) : null,
+    MAY_CHANGE && ['failed', 'timed_out', 'zombie', 'missed'].includes(r.state)
+      ? el('button', { class: 'requeue', on: { click: () => act('requeue', () => api('POST', `/runs/${r.id}/requeue`)) } }, 'Requeue') : null,
+    out.extracted ? [el('h2', {}, 'Extracted'), el('pre', { id: 'extracted' }, JSON.stringify(out.extracted, null, 2))] : null,
+    artifacts.length ? [el('h2', {}, 'Artifacts'), el('div', { class: 'artifacts' }, artifacts)] : null,
+    el('h2', {}, 'Output'), el('pre', { id: 'output' }, JSON.stringify(out, null, 2)));
+}
+
+async function quotas() {
+  const list = await api('GET', '/quotas');
+  return el('section', { id: 'quotas' }, el('h1', {}, 'Quotas'),
+    table(['Quota', 'Window', 'Used', 'Resets'], list.flatMap((q) => (q.windows || []).map((w) => el('tr', {},
+      el('td', {}, q.name), el('td', {}, w.window),
+      el('td', {}, el('meter', { min: 0, max: w.limit, value: w.used, title: `${w.used} of ${w.limit}` }), ` ${w.used} / ${w.limit}`),
+      el('td', {}, when(w.resets_at))))), 'No quotas.'));
+}

@@ -1,0 +1,135 @@
+//! The dashboard, driven in real headless Chromium by a Playwright script (tests/ui/
+//! dashboard.py, Playwright from PyPI in target/py, Debian's Chromium): login and its
+//! cookie, a job created through the form (a bad cron shown at its field), a run appearing
+//! without a reload, a failed browser run's screenshot, requeue, CSRF, logout, and a viewer
+//! without mutating controls whose forged request is refused. Screenshots of each page go
+//! to target/ui-screenshots (the README shows the committed ones from docs/screenshots).
+
+mod common;
+
+use std::time::Duration;
+
+use common::pages::Pages;
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(60);
+
+fn python() -> String {
+    let python = std::env::var("OVERSEER_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/py/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} has no playwright: run ./scripts/test, which installs it"
+    );
+    python
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser() {
+    let python = python();
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn
+        .toml("[browser]\nstep_timeout = \"2s\"")
+        .start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    // A browser run that fails, with its screenshot.
+    let job = json!({"name": "broken-page", "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": "ui", "steps": [
+            {"goto": {"url": pages.url("/delayed")}},
+            {"wait_for": {"selector": "#never", "timeout": "1s"}}]},
+        "policy": {"max_retries": 0}});
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&job.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    let failed = wait_for("the browser run failed", T, || {
+        let runs = o.get("/api/v1/runs?job=broken-page", o.admin()).json();
+        runs["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["state"] == "failed")
+            .cloned()
+    });
+    let shots = format!("{}/target/ui-screenshots", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&python)
+        .arg(format!(
+            "{}/tests/ui/dashboard.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("http://{}", o.addr))
+        .arg(&o.tokens.admin)
+        .arg(&o.tokens.viewer)
+        .arg(failed["id"].as_str().unwrap())
+        .arg(&shots)
+        .output()
+        .expect("run the dashboard script");
+    assert!(
+        out.status.success(),
+        "dashboard.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script's JSON");
+    println!("{seen:#}");
+    assert_eq!(seen["redirected_to_login"], true, "{seen}");
+    assert!(
+        seen["login_hint"]
+            .as_str()
+            .unwrap()
+            .contains("overseer token new"),
+        "{seen}"
+    );
+    assert_eq!(seen["wrong_token_error"], "That token is not valid.");
+    assert_eq!(seen["readiness"], "Ready");
+    assert_eq!(
+        seen["cookie"],
+        json!({"httpOnly": true, "sameSite": "Strict"})
+    );
+    assert_eq!(seen["field_error_path"], "schedule.cron", "{seen}");
+    assert_eq!(seen["run_appeared"], true);
+    assert_eq!(seen["not_reloaded"], true);
+    assert!(seen["screenshot_width"].as_i64().unwrap() > 100, "{seen}");
+    assert!(
+        seen["run_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("wait_timeout"),
+        "{seen}"
+    );
+    assert_eq!(seen["requeue_notice"], "requeue: done");
+    assert_eq!(seen["post_without_csrf"], 403);
+    assert!(seen["after_logout"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ui/login"));
+    assert!(seen["after_logout_redirect"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ui/login"));
+    assert_eq!(seen["api_after_logout"], 401);
+    assert_eq!(seen["viewer_buttons"], 0);
+    assert_eq!(seen["viewer_forged_post"], 403);
+    assert_eq!(
+        seen["console_errors"],
+        json!([]),
+        "no CSP violation, no script error"
+    );
+    // The requeue made a new attempt of the failed fire.
+    let runs = o.get("/api/v1/runs?job=broken-page", o.admin()).json();
+    assert!(
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["attempt"] == 2),
+        "{runs}"
+    );
+    // The job made through the form exists; the CSRF-less pause changed nothing.
+    let job = o.get("/api/v1/jobs/from-ui", o.admin()).json();
+    assert_eq!(job["state"], "active", "{job}");
+}

@@ -1,0 +1,119 @@
+"""Drives overseer's dashboard in real headless Chromium (Debian's, through Playwright from
+PyPI; no browser download) and prints what it saw as JSON, for tests/ui.rs to assert.
+
+argv: base URL, admin token, viewer token, failed run id, screenshots directory.
+"""
+import json
+import os
+import sys
+import urllib.request
+
+from playwright.sync_api import sync_playwright
+
+base, admin, viewer, failed_run, shots = sys.argv[1:6]
+os.makedirs(shots, exist_ok=True)
+out = {"console_errors": []}
+
+
+def watch(page):
+    """Script errors and CSP violations (a refused request is expected here: not one)."""
+    page.on("console", lambda m: out["console_errors"].append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    page.on("pageerror", lambda e: out["console_errors"].append(str(e)))
+
+
+def trigger(job):
+    req = urllib.request.Request(f"{base}/api/v1/jobs/{job}/trigger", method="POST",
+                                 headers={"Authorization": "Bearer " + admin})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["id"]
+
+
+def login(ctx, token):
+    page = ctx.new_page()
+    watch(page)
+    page.goto(base + "/ui/")
+    page.fill("#token", token)
+    page.click("#login")
+    page.wait_for_selector("#overview")
+    return page
+
+
+args = ["--no-sandbox"] if os.geteuid() == 0 else []
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = ctx.new_page()
+    watch(page)
+    page.goto(base + "/ui/")
+    out["redirected_to_login"] = page.url.endswith("/ui/login")
+    out["login_hint"] = page.inner_text(".hint")
+    page.screenshot(path=f"{shots}/login.png")
+    page.fill("#token", "ovs_not_a_token")
+    page.click("#login")
+    out["wrong_token_error"] = page.inner_text(".error")
+    page.fill("#token", admin)
+    page.click("#login")
+    page.wait_for_selector("#overview")
+    out["readiness"] = page.inner_text("#readiness")
+    cookie = [c for c in ctx.cookies() if c["name"] == "overseer_session"][0]
+    out["cookie"] = {"httpOnly": cookie["httpOnly"], "sameSite": cookie["sameSite"]}
+    page.screenshot(path=f"{shots}/overview.png", full_page=True)
+
+    # Create a job through the form: a bad cron is shown at its field, then a good one.
+    page.click("#nav-jobs")
+    page.wait_for_selector("#jobs")
+    page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop", "schedule": {"cron": "61 * * * *"}}))
+    page.click("#create-job")
+    page.wait_for_selector("#create-errors li")
+    out["field_error_path"] = page.get_attribute("#create-errors li", "data-path")
+    page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop", "schedule": {"cron": "0 0 29 2 *"}}))
+    page.click("#create-job")
+    page.wait_for_selector('tr[data-job="from-ui"]')
+    page.screenshot(path=f"{shots}/jobs.png", full_page=True)
+
+    # A run appears on the runs page by itself: the page is not reloaded (a marker survives).
+    page.click("#nav-runs")
+    page.wait_for_selector("#runs")
+    page.evaluate("window.__stayed = 'yes'")
+    before = page.locator("tr[data-run]").count()
+    new_run = trigger("from-ui")
+    page.wait_for_selector(f'tr[data-run="{new_run}"]', timeout=15000)
+    out["run_appeared"] = page.locator("tr[data-run]").count() > before
+    out["not_reloaded"] = page.evaluate("window.__stayed") == "yes"
+    page.screenshot(path=f"{shots}/runs.png", full_page=True)
+
+    # A failed browser run: its screenshot inline, then requeued.
+    page.goto(f"{base}/ui/#/runs/{failed_run}")
+    page.wait_for_selector("img.shot")
+    page.wait_for_function("document.querySelector('img.shot').complete")
+    out["screenshot_width"] = page.evaluate("document.querySelector('img.shot').naturalWidth")
+    out["run_error"] = page.inner_text("#run-error")
+    page.screenshot(path=f"{shots}/run.png", full_page=True)
+    page.click("button.requeue")
+    page.wait_for_selector("#notice")
+    out["requeue_notice"] = page.inner_text("#notice")
+
+    # A change without the CSRF token is refused, even with the session cookie.
+    out["post_without_csrf"] = page.evaluate(
+        "fetch('/api/v1/jobs/from-ui/pause', {method: 'POST', credentials: 'same-origin'}).then(r => r.status)")
+    page.click("#logout")
+    page.wait_for_selector("#token")
+    out["after_logout"] = page.url
+    page.goto(base + "/ui/")
+    out["after_logout_redirect"] = page.url
+    out["api_after_logout"] = page.evaluate("fetch('/api/v1/jobs', {credentials: 'same-origin'}).then(r => r.status)")
+
+    # A viewer sees no control that changes anything, and a forged change is refused.
+    vctx = browser.new_context()
+    vpage = login(vctx, viewer)
+    vpage.click("#nav-jobs")
+    vpage.wait_for_selector('tr[data-job="from-ui"]')
+    out["viewer_buttons"] = vpage.locator("#jobs button.trigger, #jobs button.pause, #jobs button.resume, #create").count()
+    out["viewer_forged_post"] = vpage.evaluate(
+        "fetch('/api/v1/jobs/from-ui/trigger', {method: 'POST', credentials: 'same-origin', "
+        "headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf]').content}}).then(r => r.status)")
+    vpage.screenshot(path=f"{shots}/viewer-jobs.png", full_page=True)
+    browser.close()
+
+print(json.dumps(out))
