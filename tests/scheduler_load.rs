@@ -130,7 +130,9 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         other: i64,
     }
-    let fires: Vec<Fire> = wait_for("every fire succeeded once", Duration::from_secs(90), || {
+    // The jobs have max_retries = 0: a fire cut off in flight ends as a zombie (a dead
+    // letter); every other fire succeeds once.
+    let fires: Vec<Fire> = wait_for("every fire ended", Duration::from_secs(90), || {
         use diesel::RunQueryDsl;
         let fires: Vec<Fire> = diesel::sql_query(
             "SELECT count(*) FILTER (WHERE r.state = 'succeeded') AS succeeded, \
@@ -140,19 +142,21 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
         )
         .load(&mut db.conn())
         .unwrap();
-        (fires.len() == 1000 && fires.iter().all(|f| f.succeeded == 1)).then_some(fires)
+        let ended = fires.len() == 1000 && fires.iter().all(|f| f.succeeded + f.zombies == 1);
+        ended.then_some(fires)
     });
     let rescued: i64 = fires.iter().map(|f| f.zombies).sum();
     println!("in flight at the kill and rescued: {rescued}");
     assert_eq!(rescued, 16, "exactly the 16 runs in flight were rescued");
-    assert!(
-        fires.iter().all(|f| f.zombies <= 1 && f.other == 0),
-        "a fire is at most one zombie and one success"
-    );
-    // Every fire reached the receiver exactly once: none lost, none repeated (the requests
-    // cut off by the kill never arrived; their retries did).
+    assert!(fires.iter().all(|f| f.other == 0), "no fire left open");
+    // Every other fire reached the receiver exactly once: none lost, none repeated (the
+    // requests cut off by the kill never arrived).
     let counts = sink.counts();
-    assert_eq!(counts.len(), 1000, "every fire reached the receiver");
+    assert_eq!(
+        counts.len(),
+        1000 - 16,
+        "every fire not in flight reached the receiver"
+    );
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "repeated fires: {twice:?}");
     assert!(at_kill.len() >= 200 && at_kill.len() <= 1000 - 16);
