@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/jobs/{key}/resume", "operator"),
     ("POST", "/api/v1/jobs/{key}/trigger", "operator"),
     ("GET", "/api/v1/jobs/{key}/once-keys", "viewer"),
+    ("POST", "/api/v1/schedules/preview", "viewer"),
     (
         "DELETE",
         "/api/v1/jobs/{key}/once-keys/{once_key}",
@@ -41,6 +42,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/browser/sessions", "viewer"),
     ("GET", "/api/v1/notifications", "viewer"),
     ("POST", "/api/v1/notifications/test", "admin"),
+    ("POST", "/api/v1/notifications/{id}/resend", "operator"),
     ("GET", "/api/v1/quotas", "viewer"),
     ("GET", "/api/v1/quotas/{name}", "viewer"),
     ("PUT", "/api/v1/quotas/{name}", "operator"),
@@ -137,6 +139,7 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
                         [
                             ("POST", "/api/v1/jobs"),
                             ("POST", "/api/v1/notifications/test"),
+                            ("POST", "/api/v1/schedules/preview"),
                             ("PUT", "/api/v1/quotas/{name}"),
                         ]
                         .contains(&(*method, *path)),
@@ -710,4 +713,46 @@ fn job_creation_with_an_idempotency_key_happens_once() {
     assert_eq!(status, 409, "{other}");
     let jobs = o.get("/api/v1/jobs", o.admin()).json();
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+}
+
+/// The schedule preview the dashboard shows: the next fires in the schedule's timezone,
+/// across a daylight-saving change; a bad schedule is a 422 at its field.
+#[test]
+fn schedule_previews_follow_the_timezone_across_dst() {
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(Duration::from_secs(30));
+    let body = serde_json::json!({"schedule": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin"}, "count": 60});
+    let a = o.post(
+        "/api/v1/schedules/preview",
+        Some(&o.tokens.viewer),
+        Some(&body.to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let v = a.json();
+    assert_eq!(v["timezone"], "Europe/Berlin");
+    let fires = v["fires"].as_array().unwrap();
+    assert_eq!(fires.len(), 60);
+    // Every fire is 03:00 on a Sunday in Berlin, whether the offset is +01:00 or +02:00.
+    let mut offsets = std::collections::BTreeSet::new();
+    for f in fires {
+        let local = chrono::DateTime::parse_from_rfc3339(f["local"].as_str().unwrap()).unwrap();
+        assert_eq!(local.format("%H:%M %a").to_string(), "03:00 Sun", "{f}");
+        let at = chrono::DateTime::parse_from_rfc3339(f["at"].as_str().unwrap()).unwrap();
+        assert_eq!(at, local, "the same instant");
+        offsets.insert(local.offset().local_minus_utc());
+    }
+    assert_eq!(
+        offsets.into_iter().collect::<Vec<_>>(),
+        [3600, 7200],
+        "winter and summer time both seen"
+    );
+    let bad = o.post(
+        "/api/v1/schedules/preview",
+        Some(&o.tokens.viewer),
+        Some(r#"{"schedule": {"cron": "61 * * * *"}}"#),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.json()["error"]["fields"][0]["path"], "schedule.cron");
 }

@@ -36,7 +36,12 @@ fn the_dashboard_in_a_real_browser() {
     let pages = Pages::start();
     let (spawn, tmp) = Spawn::with_db(&db);
     let o = spawn
-        .toml("[browser]\nstep_timeout = \"2s\"")
+        // A webhook nobody listens to, tried once: the failed run's notice fails there.
+        .toml(
+            "[browser]\nstep_timeout = \"2s\"\n\
+             [notify]\npoll_interval = \"100ms\"\nmax_attempts = 1\n\
+             [[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"",
+        )
         .start_with_tmp(Some(tmp));
     o.wait_ready(T);
     // A browser run that fails, with its screenshot.
@@ -55,6 +60,16 @@ fn the_dashboard_in_a_real_browser() {
             .find(|r| r["state"] == "failed")
             .cloned()
     });
+    wait_for(
+        "the failed run's notification failed at the webhook",
+        T,
+        || {
+            let n = o
+                .get("/api/v1/notifications?state=failed", o.admin())
+                .json();
+            (!n["items"].as_array()?.is_empty()).then_some(())
+        },
+    );
     let shots = format!("{}/target/ui-screenshots", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(&python)
         .arg(format!(
@@ -102,6 +117,19 @@ fn the_dashboard_in_a_real_browser() {
         "{seen}"
     );
     assert_eq!(seen["requeue_notice"], "requeue: done");
+    assert_eq!(seen["preview_fires"], 10, "{seen}");
+    assert!(
+        seen["preview_first"]
+            .as_str()
+            .unwrap()
+            .contains("T09:00:00+01:00"),
+        "Mondays 09:00 in Berlin (winter time): {seen}"
+    );
+    assert_eq!(seen["resend_notice"], "resend: done");
+    assert!(
+        seen["browser_profile_row"].as_str().unwrap().contains("ui"),
+        "{seen}"
+    );
     assert_eq!(seen["post_without_csrf"], 403);
     assert!(seen["after_logout"]
         .as_str()

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod quotas;
 pub mod request_id;
 pub mod runs;
+pub mod schedules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ where
                 .service(jobs::pause)
                 .service(jobs::resume)
                 .service(jobs::trigger)
+                .service(schedules::preview)
                 .service(once_keys::list)
                 .service(once_keys::forget)
                 .service(runs::list)
@@ -102,6 +104,7 @@ where
                 .service(browser_sessions::list)
                 .service(notifications::list)
                 .service(notifications::test)
+                .service(notifications::resend)
                 .service(quotas::list)
                 .service(quotas::get_one)
                 .service(quotas::put)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::auth::{AsAdmin, AsViewer};
+use super::auth::{AsAdmin, AsOperator, AsViewer};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::check_limit;
 use super::ApiState;
@@ -179,4 +179,30 @@ pub async fn test(
         id: msg.id,
         duration_ms: started.elapsed().as_millis() as u64,
     }))
+}
+
+/// Send a failed notification again (pending now, its attempts counted afresh). 409 when it
+/// has not failed.
+#[utoipa::path(tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "notification id")),
+    responses((status = 200, body = Notification), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/notifications/{id}/resend")]
+pub async fn resend(
+    _caller: AsOperator,
+    state: web::Data<ApiState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Notification>, ApiError> {
+    let id = id.into_inner();
+    match state
+        .db
+        .run(move |c| db_notes::resend(c, id, Utc::now()))
+        .await?
+    {
+        None => Err(ApiError::not_found("no such notification")),
+        Some(Err(st)) => Err(ApiError::conflict(format!(
+            "only a failed notification is sent again; this one is {st}"
+        ))),
+        Some(Ok(n)) => Ok(web::Json(n)),
+    }
 }

@@ -239,3 +239,36 @@ pub fn pending_count(conn: &mut PgConnection) -> Result<i64, DbError> {
         .count()
         .get_result(conn)?)
 }
+
+/// Sends a failed notification again: pending now, with its attempts counted afresh. None
+/// when there is no such notification; `Err(state)` when it has not failed.
+pub fn resend(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Result<Notification, String>>, DbError> {
+    conn.transaction(|c| {
+        let found: Option<Notification> = notifications::table
+            .find(id)
+            .select(Notification::as_select())
+            .for_update()
+            .first(c)
+            .optional()?;
+        let Some(n) = found else {
+            return Ok(None);
+        };
+        if n.state != "failed" {
+            return Ok(Some(Err(n.state)));
+        }
+        let n = diesel::update(notifications::table.find(id))
+            .set((
+                notifications::state.eq("pending"),
+                notifications::attempts.eq(0),
+                notifications::next_attempt_at.eq(now),
+                notifications::last_error.eq(None::<String>),
+            ))
+            .returning(Notification::as_returning())
+            .get_result(c)?;
+        Ok(Some(Ok(n)))
+    })
+}

@@ -199,10 +199,15 @@ impl Schedule {
                 let k = since / step + 1;
                 Some(*anchor + chrono::Duration::milliseconds(k * step))
             }
-            Schedule::Cron { cron, tz, .. } => cron
-                .find_next_occurrence(&t.with_timezone(tz), false)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            // Cron has whole seconds: asked from a time with a fraction, croner keeps the
+            // fraction in its answer (09:00:00.288 instead of 09:00:00).
+            Schedule::Cron { cron, tz, .. } => {
+                use chrono::Timelike;
+                let whole = t.with_nanosecond(0).unwrap_or(t);
+                cron.find_next_occurrence(&whole.with_timezone(tz), false)
+                    .ok()
+                    .map(|d| d.with_timezone(&Utc))
+            }
         }
     }
 
@@ -240,6 +245,37 @@ impl Schedule {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod cron_seconds {
+    use super::*;
+
+    #[test]
+    fn cron_fires_fall_on_whole_seconds_whatever_the_time_asked_from() {
+        let mut p = Problems::default();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T08:59:59.734512+00:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = Schedule::parse(
+            &serde_json::json!({"cron": "0 9 * * *", "timezone": "UTC"}),
+            "schedule",
+            now,
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(
+            s.initial_fire(now).unwrap().to_rfc3339(),
+            "2026-12-01T09:00:00+00:00"
+        );
+        let after = DateTime::parse_from_rfc3339("2026-12-01T09:00:00.5+00:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            s.next_after(after).unwrap().to_rfc3339(),
+            "2026-12-02T09:00:00+00:00"
+        );
     }
 }
 

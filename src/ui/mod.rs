@@ -211,7 +211,9 @@ pub async fn shell(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse
              <script src=\"/ui/app.js\" defer></script></head><body>\
              <header><nav aria-label=\"main\"><a href=\"#/\" id=\"nav-overview\">Overview</a>\
              <a href=\"#/jobs\" id=\"nav-jobs\">Jobs</a><a href=\"#/runs\" id=\"nav-runs\">Runs</a>\
-             <a href=\"#/quotas\" id=\"nav-quotas\">Quotas</a></nav>\
+             <a href=\"#/quotas\" id=\"nav-quotas\">Quotas</a>\
+             <a href=\"#/notifications\" id=\"nav-notifications\">Notifications</a>\
+             <a href=\"#/browsers\" id=\"nav-browsers\">Browsers</a></nav>\
              <form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <span class=\"who\">{name} ({role})</span><button id=\"logout\" type=\"submit\">Log out</button></form>\
              </header><main id=\"main\" aria-live=\"polite\"></main></body></html>",

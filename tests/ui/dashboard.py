@@ -54,7 +54,11 @@ with sync_playwright() as p:
     out["wrong_token_error"] = page.inner_text(".error")
     page.fill("#token", admin)
     page.click("#login")
-    page.wait_for_selector("#overview")
+    try:
+        page.wait_for_selector("#overview")
+    except Exception:
+        print(page.content(), file=sys.stderr)
+        raise
     out["readiness"] = page.inner_text("#readiness")
     cookie = [c for c in ctx.cookies() if c["name"] == "overseer_session"][0]
     out["cookie"] = {"httpOnly": cookie["httpOnly"], "sameSite": cookie["sameSite"]}
@@ -67,6 +71,13 @@ with sync_playwright() as p:
     page.click("#create-job")
     page.wait_for_selector("#create-errors li")
     out["field_error_path"] = page.get_attribute("#create-errors li", "data-path")
+    # The schedule preview: the next 10 fires in the schedule's timezone.
+    page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop",
+                                       "schedule": {"cron": "0 9 * * 1", "timezone": "Europe/Berlin"}}))
+    page.click("#preview-schedule")
+    page.wait_for_selector("#preview li.fire")
+    out["preview_fires"] = page.locator("#preview li.fire").count()
+    out["preview_first"] = page.inner_text("#preview li.fire")
     page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop", "schedule": {"cron": "0 0 29 2 *"}}))
     page.click("#create-job")
     page.wait_for_selector('tr[data-job="from-ui"]')
@@ -93,6 +104,18 @@ with sync_playwright() as p:
     page.click("button.requeue")
     page.wait_for_selector("#notice")
     out["requeue_notice"] = page.inner_text("#notice")
+
+    # The failed run's notification could not be delivered: resend it.
+    page.click("#nav-notifications")
+    page.wait_for_selector('#notifications tr[data-state="failed"]')
+    page.screenshot(path=f"{shots}/notifications.png", full_page=True)
+    page.click('#notifications tr[data-state="failed"] button.resend')
+    page.wait_for_selector("#notice")
+    out["resend_notice"] = page.inner_text("#notice")
+    page.click("#nav-browsers")
+    page.wait_for_selector('#browsers tr[data-profile="ui"]')
+    out["browser_profile_row"] = page.inner_text('#browsers tr[data-profile="ui"]')
+    page.screenshot(path=f"{shots}/browsers.png", full_page=True)
 
     # A change without the CSRF token is refused, even with the session cookie.
     out["post_without_csrf"] = page.evaluate(

@@ -90,6 +90,8 @@ async function refresh() {
     else if (path === '/runs') view = await runs(params);
     else if (path.startsWith('/runs/')) view = await run(path.slice(6));
     else if (path === '/quotas') view = await quotas();
+    else if (path === '/notifications') view = await notifications(params);
+    else if (path === '/browsers') view = await browsers();
     else view = el('p', {}, 'No such page.');
   } catch (e) {
     view = el('p', { class: 'notice error', role: 'alert' }, 'Could not load: ' + e.message);
@@ -98,7 +100,7 @@ async function refresh() {
   const keep = document.getElementById('notice');
   main.replaceChildren(...(keep ? [keep] : []), view);
   // Lists and the overview follow what happens, without reloading the page.
-  if (path === '/' || path === '/runs' || path === '/jobs' || path.startsWith('/jobs/')) {
+  if (path === '/' || path === '/runs' || path === '/jobs' || path.startsWith('/jobs/') || path === '/notifications') {
     timer = setTimeout(refresh, REFRESH_MS);
   }
 }
@@ -169,6 +171,7 @@ function createForm() {
   const errors = el('ul', { class: 'errors', id: 'create-errors' });
   const example = { name: 'my-job', kind: 'noop', schedule: { cron: '0 9 * * *', timezone: 'Europe/Berlin' }, payload: {} };
   const text = el('textarea', { id: 'job-json', rows: 8, 'aria-label': 'job as JSON' }, JSON.stringify(example, null, 2));
+  const preview = el('ul', { id: 'preview', class: 'preview' });
   return el('form', { id: 'create', on: { submit: async (e) => {
     e.preventDefault();
     errors.replaceChildren();
@@ -182,7 +185,22 @@ function createForm() {
       errors.append(...(err.fields.length ? err.fields : [{ path: '', message: err.message }])
         .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
     }
-  } } }, el('h2', {}, 'New job'), text, errors, el('button', { type: 'submit', id: 'create-job' }, 'Create'));
+  } } }, el('h2', {}, 'New job'), text, errors,
+  el('button', { type: 'button', id: 'preview-schedule', on: { click: async () => {
+    preview.replaceChildren();
+    errors.replaceChildren();
+    let body;
+    try { body = JSON.parse(text.value); } catch (err) { errors.append(el('li', {}, 'Not JSON: ' + err.message)); return; }
+    try {
+      const p = await api('POST', '/schedules/preview', { schedule: body.schedule, count: 10 });
+      preview.append(el('li', { class: 'tz' }, 'Next fires (' + p.timezone + '):'),
+        ...p.fires.map((f) => el('li', { class: 'fire' }, f.local || f.at)));
+    } catch (err) {
+      errors.append(...(err.fields.length ? err.fields : [{ path: '', message: err.message }])
+        .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
+    }
+  } } }, 'Preview schedule'), ' ',
+  el('button', { type: 'submit', id: 'create-job' }, 'Create'), preview);
 }
 
 async function job(name) {
@@ -261,4 +279,32 @@ async function quotas() {
       el('td', {}, q.name), el('td', {}, w.window),
       el('td', {}, el('meter', { min: 0, max: w.limit, value: w.used, title: `${w.used} of ${w.limit}` }), ` ${w.used} / ${w.limit}`),
       el('td', {}, when(w.resets_at))))), 'No quotas.'));
+}
+
+async function notifications(params) {
+  const q = new URLSearchParams({ limit: '100' });
+  if (params.get('state')) q.set('state', params.get('state'));
+  const page = await api('GET', '/notifications?' + q);
+  return el('section', { id: 'notifications' }, el('h1', {}, 'Notifications'),
+    el('p', { class: 'filters' }, ['', 'pending', 'sent', 'failed'].map((s) => el('a', { href: '#/notifications' + (s ? '?state=' + s : ''), 'aria-current': (params.get('state') || '') === s ? 'true' : 'false' }, s || 'all'))),
+    table(['When', 'Event', 'Channel', 'State', 'Attempts', 'Subject', 'Last error', ''], page.items.map((n) => el('tr', { 'data-notification': n.id, 'data-state': n.state },
+      el('td', {}, when(n.created_at)), el('td', {}, n.event), el('td', {}, n.channel), el('td', {}, badge(n.state)),
+      el('td', {}, n.attempts), el('td', {}, n.subject), el('td', {}, n.last_error || ''),
+      el('td', { class: 'actions' }, MAY_CHANGE && n.state === 'failed'
+        ? el('button', { class: 'resend', on: { click: () => act('resend', () => api('POST', `/notifications/${n.id}/resend`)) } }, 'Resend') : null))),
+    'No notifications.'));
+}
+
+async function browsers() {
+  const [sessions, circuits] = await Promise.all([api('GET', '/browser/sessions'), api('GET', '/circuits')]);
+  const list = (v) => (Array.isArray(v) ? v : (v.items || []));
+  return el('section', { id: 'browsers' }, el('h1', {}, 'Browsers'),
+    el('h2', {}, 'Profiles'),
+    table(['Profile', 'State', 'PID', 'Launches', 'Crashes', 'Runs', 'Last error'], list(sessions).map((b) => el('tr', { 'data-profile': b.profile },
+      el('td', {}, b.profile), el('td', {}, badge(b.state)), el('td', {}, b.pid || '–'), el('td', {}, b.launches),
+      el('td', {}, b.crashes), el('td', {}, b.runs), el('td', {}, b.last_error || ''))), 'No profiles yet.'),
+    el('h2', {}, 'Circuits'),
+    table(['Domain', 'State', 'Failures', 'Open until', 'Last error'], list(circuits).map((c) => el('tr', {},
+      el('td', {}, c.domain), el('td', {}, badge(c.state)), el('td', {}, c.failures), el('td', {}, when(c.open_until)),
+      el('td', {}, c.last_error || ''))), 'No circuits.'));
 }
