@@ -335,6 +335,56 @@ fn application_statuses_notify_only_when_they_change() {
     assert_eq!(notices(&o).len(), 2, "nothing changed, nothing told");
 }
 
+/// A loop may navigate away from its list: its items are found again by index when the list
+/// is back, and `visible` decides on what the page shows.
+#[test]
+fn a_loop_survives_navigation_and_conditions_see_the_page() {
+    let db = TestDb::new();
+    let social = site();
+    social.set_applications(&[
+        ("a1", "Acme", "Applied"),
+        ("a2", "Globex", "Interview"),
+        ("a3", "Initech", "Rejected"),
+    ]);
+    let o = start(&db);
+    let list = social.url("/applications");
+    let job = json!({"name": "details", "kind": "browser", "schedule": {"cron": "0 0 29 2 *"},
+        "metadata": {"site": social.base}, "policy": {"max_retries": 0},
+        "payload": {"profile": "p", "steps": [
+            {"goto": {"url": list}},
+            {"for_each": {"selector": ".application", "as": "app", "steps": [
+                {"goto": {"url": "{{ job.metadata.site }}/applications/{{ app.attr.data-id }}"}},
+                {"extract": {"selector": "#detail", "into": "details"}},
+                {"if": {"visible": "#back", "then": [{"click": {"selector": "#back"}}],
+                        "else": [{"goto": {"url": list}}]}},
+                {"wait_for": {"selector": ".application"}},
+                {"extract": {"selector": ":scope .status", "into": "statuses"}}]}}]}});
+    create(&o, &job);
+    let run = trigger_and_finish(&o, "details");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let vars = &run["output"]["extracted"];
+    assert_eq!(
+        vars["details"],
+        json!([
+            "Applied since Monday",
+            "Interview since Monday",
+            "Rejected since Monday"
+        ])
+    );
+    assert_eq!(
+        vars["statuses"],
+        json!(["Applied", "Interview", "Rejected"])
+    );
+    let ifs: Vec<&Value> = run["output"]["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "if")
+        .collect();
+    assert_eq!(ifs.len(), 3);
+    assert!(ifs.iter().all(|e| e["result"] == true), "{ifs:?}");
+}
+
 /// Bad scripts are refused at creation with the full path; a template that reads nothing
 /// fails the run naming the step; `default` fills the hole; `on_error: continue` keeps
 /// going and reports the item; `on_exhausted: fail` fails.

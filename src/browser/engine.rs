@@ -228,6 +228,13 @@ impl<'a> Exec<'a, '_> {
     /// The element `sel` names: inside the current loop item when it starts with `:scope`
     /// (the loop's items are found again, by index, for every step: navigation is allowed).
     async fn element(&self, sel: &str) -> Result<Element, (&'static str, String)> {
+        if !sel.starts_with(":scope") {
+            return self
+                .page
+                .find_element(sel)
+                .await
+                .map_err(|_| ("not_found", format!("no element matches `{sel}`")));
+        }
         let mut root: Option<Element> = None;
         for f in &self.frames {
             let list = match (&root, f.selector.starts_with(":scope")) {

@@ -1,7 +1,8 @@
 //! The JavaScript the engine evaluates in pages (function declarations called with
 //! `Runtime.callFunctionOn`). Every function takes the loop scope first: a list of
 //! `[selector, index]`, outermost loop first; a selector starting with `:scope` is resolved
-//! inside the current loop item, any other in the document.
+//! inside the current loop item (none, when the item is not on the page now), any other in
+//! the document.
 
 /// Declares `root` (the current loop item, or the document), `q(sel)` and `qa(sel)`.
 macro_rules! with_scope {
@@ -12,7 +13,7 @@ macro_rules! with_scope {
             ") => { const root = (() => { let r = document; for (const [s, i] of scope) { ",
             "const list = (s.startsWith(':scope') && r !== document ? r : document).querySelectorAll(s); ",
             "r = list[i]; if (!r) return null; } return r; })(); ",
-            "const base = (s) => root === null ? null : (s.startsWith(':scope') && root !== document ? root : document); ",
+            "const base = (s) => !s.startsWith(':scope') ? document : root; ",
             "const q = (s) => { const b = base(s); return b ? b.querySelector(s) : null; }; ",
             "const qa = (s) => { const b = base(s); return b ? [...b.querySelectorAll(s)] : []; }; ",
             $body,
@@ -79,7 +80,7 @@ pub const VISIBLE_JS: &str = with_scope!(
 /// The items of a loop at its start: text and attributes of the first `max` matches.
 pub const ITEMS_JS: &str = with_scope!(
     "sel, max",
-    r#"if (root === null) return null;
+    r#"if (base(sel) === null) return null;
   return qa(sel).slice(0, max).map((e) => ({
     text: (e.innerText !== undefined ? e.innerText : e.textContent || '').trim(),
     attr: Object.fromEntries([...e.attributes].map((a) => [a.name, a.value])),

@@ -194,6 +194,21 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>) {
                 headers[0].1 = "application/json".into();
                 (200, "{\"ok\": true}".to_string())
             }
+            (_, p) if p.starts_with("/applications/") => {
+                let id = &p["/applications/".len()..];
+                let s = state.0.lock().unwrap();
+                match s.applications.iter().find(|(a, _, _)| a == id) {
+                    Some((_, company, status)) => (
+                        200,
+                        html(&format!(
+                            "<h1 id=\"company\">{}</h1><p id=\"detail\">{} since Monday</p><a id=\"back\" href=\"/applications\">back</a>",
+                            escape(company),
+                            escape(status)
+                        )),
+                    ),
+                    None => (404, html("<h1>no such application</h1>")),
+                }
+            }
             (_, "/applications") => {
                 let s = state.0.lock().unwrap();
                 let items: String = s
