@@ -163,6 +163,73 @@ fn kill_9_mid_flight_loses_no_pending_fire_and_repeats_none() {
     drop(o);
 }
 
+#[test]
+fn kill_9_then_the_zombie_detector_finishes_every_fire_exactly_once() {
+    let db = TestDb::migrated();
+    let sink = Sink::start();
+    insert_due_http_jobs(&db, 1000, &sink.url);
+    // max_retries = 0 in the inserted policy would turn a zombie into a dead letter: allow one.
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE jobs SET policy = policy || '{\"max_retries\": 1, \"retry_delays\": [\"0s\"]}'",
+        )
+        .execute(&mut db.conn())
+        .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[node]\nheartbeat_interval = \"500ms\"\n\
+        [scheduler]\nmax_concurrency = 16\nbatch_size = 100\nheartbeat_interval = \"500ms\"\n\
+        [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"";
+    let spawn = |dir: &str| {
+        let mut s = Spawn::with_db(&db).0;
+        s.state_dir = tmp.path().join(dir);
+        s.toml(config).start()
+    };
+    let o = spawn("a");
+    wait_for("some fires delivered", T, || {
+        (sink.total() >= 200).then_some(())
+    });
+    // The node's 16 slots fill with runs whose requests never arrive; the kill cuts them off.
+    sink.black_hole(true);
+    wait_for("16 runs in flight", T, || {
+        (sink.hanging() == 16).then_some(())
+    });
+    o.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(o);
+    sink.black_hole(false);
+    let o = spawn("b");
+    o.wait_ready(T);
+    #[derive(diesel::QueryableByName)]
+    struct Fire {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        succeeded: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        zombies: i64,
+    }
+    let fires: Vec<Fire> = wait_for("every fire finished", Duration::from_secs(90), || {
+        use diesel::RunQueryDsl;
+        let fires: Vec<Fire> = diesel::sql_query(
+            "SELECT count(*) FILTER (WHERE r.state = 'succeeded') AS succeeded, \
+                    count(*) FILTER (WHERE r.state = 'zombie') AS zombies \
+             FROM runs r GROUP BY r.job_id, r.fire_at",
+        )
+        .load(&mut db.conn())
+        .unwrap();
+        (fires.len() == 1000 && fires.iter().all(|f| f.succeeded == 1)).then_some(fires)
+    });
+    let rescued: i64 = fires.iter().map(|f| f.zombies).sum();
+    println!("in flight at the kill, rescued and retried: {rescued}");
+    assert_eq!(rescued, 16, "exactly the 16 runs in flight were rescued");
+    assert!(fires.iter().all(|f| f.zombies <= 1));
+    // The cut-off requests never arrived; their retries did: each fire exactly once.
+    let counts = sink.counts();
+    assert_eq!(counts.len(), 1000, "every fire reached the receiver");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "repeated fires: {twice:?}");
+    drop(o);
+}
+
 /// Runs that a fire or claim transaction committed as `running` on a node that stays up are
 /// always executed (or handed back), whatever database call fails after the commit: every
 /// overseer connection is terminated every 20 ms for 30 s under 100 fires/s, with no
