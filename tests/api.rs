@@ -27,6 +27,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/jobs/{key}/trigger", "operator"),
     ("GET", "/api/v1/jobs/{key}/once-keys", "viewer"),
     ("POST", "/api/v1/schedules/preview", "viewer"),
+    ("GET", "/api/v1/stats/runs", "viewer"),
     (
         "DELETE",
         "/api/v1/jobs/{key}/once-keys/{once_key}",

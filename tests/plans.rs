@@ -113,6 +113,9 @@ fn hot_queries_use_indexes_at_100k_rows() {
         ("scheduler: next deferred run", "SELECT min(due_at) FROM runs WHERE state = 'deferred'".into()),
         ("fire: busy jobs (with deferred)", format!("SELECT DISTINCT job_id FROM runs WHERE job_id = ANY(ARRAY['{job_id}'::uuid]) AND state IN ('pending', 'running', 'deferred')")),
         ("notifier: backlog", "SELECT count(*) FROM notifications WHERE state = 'pending'".into()),
+        ("dashboard: runs per minute", "SELECT date_trunc('minute', finished_at) AS at, count(*), \
+            count(*) FILTER (WHERE state IN ('failed', 'timed_out', 'zombie')) FROM runs \
+            WHERE finished_at IS NOT NULL AND finished_at >= now() - interval '1 hour' GROUP BY 1 ORDER BY 1".into()),
         ("api: notifications newest first", "SELECT * FROM notifications ORDER BY created_at DESC, id DESC LIMIT 101".into()),
         ("prune: notifications", "DELETE FROM notifications WHERE id = ANY(ARRAY(SELECT id FROM notifications \
             WHERE created_at < now() - interval '30 days' AND state <> 'pending' ORDER BY created_at LIMIT 5000))".into()),

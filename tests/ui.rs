@@ -102,6 +102,17 @@ fn the_dashboard_in_a_real_browser() {
     assert_eq!(seen["wrong_token_error"], "That token is not valid.");
     assert_eq!(seen["readiness"], "Ready");
     assert_eq!(
+        (seen["chart_bars"].clone(), seen["chart_day_bars"].clone()),
+        (json!(60), json!(24))
+    );
+    assert!(
+        seen["chart_label"]
+            .as_str()
+            .unwrap()
+            .starts_with("Runs finished per minute, last hour: "),
+        "{seen}"
+    );
+    assert_eq!(
         seen["cookie"],
         json!({"httpOnly": true, "sameSite": "Strict"})
     );

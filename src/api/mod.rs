@@ -24,6 +24,7 @@ pub mod quotas;
 pub mod request_id;
 pub mod runs;
 pub mod schedules;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,7 @@ where
                 .service(jobs::resume)
                 .service(jobs::trigger)
                 .service(schedules::preview)
+                .service(stats::runs)
                 .service(once_keys::list)
                 .service(once_keys::forget)
                 .service(runs::list)

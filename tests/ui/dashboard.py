@@ -60,6 +60,8 @@ with sync_playwright() as p:
         print(page.content(), file=sys.stderr)
         raise
     out["readiness"] = page.inner_text("#readiness")
+    out["chart_bars"] = page.locator("#chart-hour rect").count()
+    out["chart_day_bars"] = page.locator("#chart-day rect").count()
     cookie = [c for c in ctx.cookies() if c["name"] == "overseer_session"][0]
     out["cookie"] = {"httpOnly": cookie["httpOnly"], "sameSite": cookie["sameSite"]}
     page.screenshot(path=f"{shots}/overview.png", full_page=True)
@@ -90,6 +92,14 @@ with sync_playwright() as p:
     before = page.locator("tr[data-run]").count()
     new_run = trigger("from-ui")
     page.wait_for_selector(f'tr[data-run="{new_run}"]', timeout=15000)
+    # Back on the overview, the chart counts the finished runs of the last hour by itself.
+    page.click("#nav-overview")
+    page.wait_for_function(
+        "() => (document.querySelector('#chart-hour') || {getAttribute: () => ''})"
+        ".getAttribute('aria-label').match(/: ([1-9][0-9]*) in all/)", timeout=15000)
+    out["chart_label"] = page.get_attribute("#chart-hour", "aria-label")
+    page.click("#nav-runs")
+    page.wait_for_selector(f'tr[data-run="{new_run}"]')
     out["run_appeared"] = page.locator("tr[data-run]").count() > before
     out["not_reloaded"] = page.evaluate("window.__stayed") == "yes"
     page.screenshot(path=f"{shots}/runs.png", full_page=True)

@@ -229,3 +229,32 @@ pub fn progress(
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Runs that finished in one time bucket.
+#[derive(Debug, Clone, diesel::QueryableByName, Serialize, utoipa::ToSchema)]
+pub struct Bucket {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub finished: i64,
+    /// failed, timed out or zombie
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub failed: i64,
+}
+
+/// Runs finished since `since`, per `minute` or `hour` (buckets without runs are absent).
+pub fn activity(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    hourly: bool,
+) -> Result<Vec<Bucket>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT date_trunc(CASE WHEN $2 THEN 'hour' ELSE 'minute' END, finished_at) AS at, \
+                count(*) AS finished, \
+                count(*) FILTER (WHERE state IN ('failed', 'timed_out', 'zombie')) AS failed \
+         FROM runs WHERE finished_at IS NOT NULL AND finished_at >= $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Bool, _>(hourly)
+    .load(conn)?)
+}

@@ -111,7 +111,36 @@ window.addEventListener('DOMContentLoaded', refresh);
 // -------------------------------------------------------------------------------------------
 // Pages
 
+/// A small bar chart (SVG made with DOM calls: nothing from the data becomes markup).
+function bars(id, buckets, key, title) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const w = 300, h = 60, max = Math.max(1, ...buckets.map((b) => b[key]));
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('id', id);
+  svg.setAttribute('role', 'img');
+  const total = buckets.reduce((n, b) => n + b[key], 0);
+  svg.setAttribute('aria-label', `${title}: ${total} in all`);
+  const bw = w / buckets.length;
+  buckets.forEach((b, i) => {
+    const bh = Math.round((b[key] / max) * (h - 2));
+    const r = document.createElementNS(NS, 'rect');
+    r.setAttribute('x', String(i * bw + 0.5));
+    r.setAttribute('y', String(h - bh));
+    r.setAttribute('width', String(Math.max(1, bw - 1)));
+    r.setAttribute('height', String(bh));
+    r.setAttribute('class', key);
+    const t = document.createElementNS(NS, 'title');
+    t.textContent = `${when(b.at)}: ${b[key]}`;
+    r.append(t);
+    svg.append(r);
+  });
+  return el('figure', { class: 'chartbox' }, svg, el('figcaption', {}, `${title} (${total})`));
+}
+
 async function overview() {
+  const stats = await api('GET', '/stats/runs');
   const [ready, actors, leader, pending, running, failed, quotasList] = await Promise.all([
     fetch('/ready').then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) })),
     api('GET', '/actors'), api('GET', '/leader'),
@@ -131,6 +160,9 @@ async function overview() {
       el('dt', {}, 'Running'), el('dd', { id: 'running-count' }, running.items.length),
       el('dt', {}, 'Recent failures'), el('dd', {}, failed.items.length),
       el('dt', {}, 'Leader'), el('dd', {}, (leader.lease && leader.lease.node_id) || 'none')),
+    el('div', { class: 'charts' },
+      bars('chart-hour', stats.last_hour, 'finished', 'Runs finished per minute, last hour'),
+      bars('chart-day', stats.last_day, 'failed', 'Failures per hour, last 24 h')),
     el('h2', {}, 'Actors'),
     table(['Actor', 'State', 'Restarts', 'Last failure'], actors.actors.map((a) => el('tr', {},
       el('td', {}, a.name), el('td', {}, badge(a.state)), el('td', {}, a.restarts),
