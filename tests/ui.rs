@@ -70,6 +70,9 @@ fn the_dashboard_in_a_real_browser() {
             (!n["items"].as_array()?.is_empty()).then_some(())
         },
     );
+    let second = json!({"name": "second", "kind": "noop", "schedule": {"cron": "0 0 29 2 *"}});
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&second.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
     let shots = format!("{}/target/ui-screenshots", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(&python)
         .arg(format!(
@@ -137,6 +140,9 @@ fn the_dashboard_in_a_real_browser() {
         "Mondays 09:00 in Berlin (winter time): {seen}"
     );
     assert_eq!(seen["resend_notice"], "resend: done");
+    assert_eq!(seen["bulk_notice"], "Pause 2 jobs: done", "{seen}");
+    assert_eq!(seen["edit_error_path"], "schedule.cron", "{seen}");
+    assert_eq!(seen["edit_notice"], "saved from-ui", "{seen}");
     assert!(
         seen["browser_profile_row"].as_str().unwrap().contains("ui"),
         "{seen}"
@@ -170,5 +176,9 @@ fn the_dashboard_in_a_real_browser() {
     );
     // The job made through the form exists; the CSRF-less pause changed nothing.
     let job = o.get("/api/v1/jobs/from-ui", o.admin()).json();
-    assert_eq!(job["state"], "active", "{job}");
+    assert_eq!(
+        job["state"], "active",
+        "paused in bulk, resumed in bulk: {job}"
+    );
+    assert_eq!(job["tags"], json!(["edited-in-ui"]), "{job}");
 }

@@ -85,6 +85,35 @@ with sync_playwright() as p:
     page.wait_for_selector('tr[data-job="from-ui"]')
     page.screenshot(path=f"{shots}/jobs.png", full_page=True)
 
+    # Bulk: select both jobs and pause them; then edit one (a bad field is shown, a good
+    # change saved).
+    page.check('tr[data-job="from-ui"] input.pick')
+    page.check('tr[data-job="second"] input.pick')
+    page.click("button.bulk-pause")
+    page.wait_for_selector("#notice:has-text('Pause')")
+    out["bulk_notice"] = page.inner_text("#notice")
+    page.wait_for_selector('tr[data-job="from-ui"] .badge.paused')
+    page.goto(f"{base}/ui/#/jobs/from-ui")
+    page.wait_for_selector("#edit-json")
+    edited = json.loads(page.input_value("#edit-json"))
+    edited["tags"] = ["edited-in-ui"]
+    edited["schedule"] = {"cron": "not a cron"}
+    page.fill("#edit-json", json.dumps(edited))
+    page.click("#save-job")
+    page.wait_for_selector("#edit-errors li")
+    out["edit_error_path"] = page.get_attribute("#edit-errors li", "data-path")
+    edited["schedule"] = {"cron": "0 0 29 2 *"}
+    page.fill("#edit-json", json.dumps(edited))
+    page.click("#save-job")
+    page.wait_for_selector("#notice:has-text('saved')")
+    out["edit_notice"] = page.inner_text("#notice")
+    page.click("#nav-jobs")
+    page.wait_for_selector('tr[data-job="from-ui"]')
+    page.check('tr[data-job="from-ui"] input.pick')
+    page.check('tr[data-job="second"] input.pick')
+    page.click("button.bulk-resume")
+    page.wait_for_selector('tr[data-job="from-ui"] .badge.active')
+
     # A run appears on the runs page by itself: the page is not reloaded (a marker survives).
     page.click("#nav-runs")
     page.wait_for_selector("#runs")

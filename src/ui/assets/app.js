@@ -75,6 +75,13 @@ function route() {
 }
 
 let timer = null;
+let editing = false;
+function later() {
+  const busy = editing || document.querySelector('input.pick:checked') ||
+    (document.activeElement && ['TEXTAREA', 'INPUT', 'SELECT'].includes(document.activeElement.tagName));
+  if (busy) { timer = setTimeout(later, REFRESH_MS); return; }
+  refresh();
+}
 async function refresh() {
   clearTimeout(timer);
   const { path, params } = route();
@@ -99,9 +106,10 @@ async function refresh() {
   const main = document.getElementById('main');
   const keep = document.getElementById('notice');
   main.replaceChildren(...(keep ? [keep] : []), view);
-  // Lists and the overview follow what happens, without reloading the page.
+  // Lists and the overview follow what happens, without reloading the page; a page where
+  // something is selected or being edited waits until the user is done.
   if (path === '/' || path === '/runs' || path === '/jobs' || path.startsWith('/jobs/') || path === '/notifications') {
-    timer = setTimeout(refresh, REFRESH_MS);
+    timer = setTimeout(later, REFRESH_MS);
   }
 }
 
@@ -187,6 +195,7 @@ async function jobs(params) {
     .map((s) => el('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
   el('button', { type: 'submit' }, 'Filter'));
   const rows = page.items.map((j) => el('tr', { 'data-job': j.name },
+    MAY_CHANGE ? el('td', {}, el('input', { type: 'checkbox', class: 'pick', value: j.name, 'aria-label': 'select ' + j.name })) : null,
     el('td', {}, el('a', { href: '#/jobs/' + encodeURIComponent(j.name) }, j.name)),
     el('td', {}, j.kind), el('td', {}, badge(j.state)), el('td', {}, when(j.next_fire_at)),
     el('td', { class: 'actions' }, MAY_CHANGE ? [
@@ -194,8 +203,21 @@ async function jobs(params) {
       j.state === 'paused' ? el('button', { class: 'resume', on: { click: () => act('resume ' + j.name, () => api('POST', `/jobs/${encodeURIComponent(j.name)}/resume`)) } }, 'Resume') : null,
       j.state !== 'cancelled' ? el('button', { class: 'trigger', on: { click: () => act('trigger ' + j.name, () => api('POST', `/jobs/${encodeURIComponent(j.name)}/trigger`)) } }, 'Run now') : null,
     ] : null)));
+  const bulk = (action, label) => el('button', { class: 'bulk-' + action, type: 'button', on: { click: () => {
+    const names = [...document.querySelectorAll('#jobs input.pick:checked')].map((c) => c.value);
+    if (!names.length) { notice('select jobs first', 'error'); return; }
+    act(`${label} ${names.length} jobs`, async () => {
+      const refused = [];
+      for (const n of names) {
+        try { await api('POST', `/jobs/${encodeURIComponent(n)}/${action}`); } catch (e) { refused.push(`${n}: ${e.message}`); }
+      }
+      if (refused.length) throw new Error(`${names.length - refused.length} done, ${refused.length} refused (${refused.join('; ')})`);
+    });
+  } } }, label + ' selected');
+  const head = MAY_CHANGE ? ['', 'Name', 'Kind', 'State', 'Next fire', ''] : ['Name', 'Kind', 'State', 'Next fire', ''];
   return el('section', { id: 'jobs' }, el('h1', {}, 'Jobs'), filter,
-    table(['Name', 'Kind', 'State', 'Next fire', ''], rows, 'No jobs match.'),
+    MAY_CHANGE ? el('p', { class: 'bulk' }, bulk('pause', 'Pause'), ' ', bulk('resume', 'Resume'), ' ', bulk('trigger', 'Run')) : null,
+    table(head, rows, 'No jobs match.'),
     MAY_CHANGE ? createForm() : null);
 }
 
@@ -247,7 +269,9 @@ async function job(name) {
       el('dt', {}, 'Kind'), el('dd', {}, j.kind),
       el('dt', {}, 'Next fire'), el('dd', {}, when(j.next_fire_at)),
       el('dt', {}, 'Success (last 20)'), el('dd', {}, done.length ? `${ok} of ${done.length}` : '–')),
-    el('h2', {}, 'Definition'), el('pre', {}, JSON.stringify({ schedule: j.schedule, policy: j.policy, payload: j.payload }, null, 2)),
+    el('h2', {}, 'Definition'),
+    MAY_CHANGE && !(j.kind === 'command' && ROLE !== 'admin') ? editForm(j)
+      : el('pre', {}, JSON.stringify({ schedule: j.schedule, policy: j.policy, payload: j.payload }, null, 2)),
     el('h2', {}, 'Recent runs'), runRows(recent.items));
 }
 
@@ -339,4 +363,26 @@ async function browsers() {
     table(['Domain', 'State', 'Failures', 'Open until', 'Last error'], list(circuits).map((c) => el('tr', {},
       el('td', {}, c.domain), el('td', {}, badge(c.state)), el('td', {}, c.failures), el('td', {}, when(c.open_until)),
       el('td', {}, c.last_error || ''))), 'No circuits.'));
+}
+
+function editForm(j) {
+  const errors = el('ul', { class: 'errors', id: 'edit-errors' });
+  const current = { schedule: j.schedule, policy: j.policy, payload: j.payload, tags: j.tags, metadata: j.metadata };
+  const text = el('textarea', { id: 'edit-json', rows: 14, 'aria-label': 'the job as JSON',
+    on: { focus: () => { editing = true; }, blur: () => { editing = false; } } }, JSON.stringify(current, null, 2));
+  return el('form', { id: 'edit', on: { submit: async (e) => {
+    e.preventDefault();
+    errors.replaceChildren();
+    let body;
+    try { body = JSON.parse(text.value); } catch (err) { errors.append(el('li', {}, 'Not JSON: ' + err.message)); return; }
+    try {
+      await api('PATCH', '/jobs/' + encodeURIComponent(j.name), body);
+      editing = false;
+      notice('saved ' + j.name, 'ok');
+      refresh();
+    } catch (err) {
+      errors.append(...(err.fields.length ? err.fields : [{ path: '', message: err.message }])
+        .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
+    }
+  } } }, text, errors, el('button', { type: 'submit', id: 'save-job' }, 'Save'));
 }
