@@ -141,6 +141,13 @@ fn the_dashboard_in_a_real_browser() {
     );
     assert_eq!(seen["resend_notice"], "resend: done");
     assert_eq!(seen["bulk_notice"], "Pause 2 jobs: done", "{seen}");
+    assert_eq!(seen["form_error_for"], "payload.url", "{seen}");
+    let made = o.get("/api/v1/jobs/form-http", o.admin()).json();
+    assert_eq!(
+        made["payload"]["url"],
+        format!("http://{}/health", o.addr),
+        "{made}"
+    );
     assert_eq!(seen["edit_error_path"], "schedule.cron", "{seen}");
     assert_eq!(seen["edit_notice"], "saved from-ui", "{seen}");
     assert!(

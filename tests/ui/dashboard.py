@@ -73,6 +73,19 @@ with sync_playwright() as p:
     page.click("#create-job")
     page.wait_for_selector("#create-errors li")
     out["field_error_path"] = page.get_attribute("#create-errors li", "data-path")
+    # The form per kind: an http job with a bad URL shows the error at that field, then
+    # a good one is created.
+    page.fill('#kind-form [name="name"]', "form-http")
+    page.select_option("#form-kind", "http")
+    page.fill('#kind-form [name="schedule.value"]', "0 0 29 2 *")
+    page.fill('#kind-form [name="payload.url"]', "ftp://nope")
+    page.click("#form-create")
+    page.wait_for_selector("#kind-form .field-error")
+    out["form_error_for"] = page.get_attribute("#kind-form .field-error", "data-error-for")
+    page.fill('#kind-form [name="payload.url"]', base + "/health")
+    page.click("#form-create")
+    page.wait_for_selector('tr[data-job="form-http"]')
+
     # The schedule preview: the next 10 fires in the schedule's timezone.
     page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop",
                                        "schedule": {"cron": "0 9 * * 1", "timezone": "Europe/Berlin"}}))

@@ -149,6 +149,9 @@ function bars(id, buckets, key, title) {
 
 async function overview() {
   const stats = await api('GET', '/stats/runs');
+  const [circuits, undelivered] = await Promise.all([
+    api('GET', '/circuits'), api('GET', '/notifications?state=failed&limit=1000')]);
+  const openCircuits = (Array.isArray(circuits) ? circuits : (circuits.items || [])).filter((c) => c.state !== 'closed');
   const [ready, actors, leader, pending, running, failed, quotasList] = await Promise.all([
     fetch('/ready').then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) })),
     api('GET', '/actors'), api('GET', '/leader'),
@@ -167,7 +170,10 @@ async function overview() {
       el('dt', {}, 'Pending runs'), el('dd', { id: 'pending-count' }, pending.items.length),
       el('dt', {}, 'Running'), el('dd', { id: 'running-count' }, running.items.length),
       el('dt', {}, 'Recent failures'), el('dd', {}, failed.items.length),
-      el('dt', {}, 'Leader'), el('dd', {}, (leader.lease && leader.lease.node_id) || 'none')),
+      el('dt', {}, 'Leader'), el('dd', {}, (leader.lease && leader.lease.node_id) || 'none'),
+      el('dt', {}, 'Open circuits'), el('dd', { id: 'open-circuits' }, openCircuits.length ? openCircuits.map((c) => c.domain).join(', ') : 'none'),
+      el('dt', {}, 'Undelivered notifications'), el('dd', { id: 'undelivered' },
+        el('a', { href: '#/notifications?state=failed' }, undelivered.items.length))),
     el('div', { class: 'charts' },
       bars('chart-hour', stats.last_hour, 'finished', 'Runs finished per minute, last hour'),
       bars('chart-day', stats.last_day, 'failed', 'Failures per hour, last 24 h')),
@@ -218,6 +224,7 @@ async function jobs(params) {
   return el('section', { id: 'jobs' }, el('h1', {}, 'Jobs'), filter,
     MAY_CHANGE ? el('p', { class: 'bulk' }, bulk('pause', 'Pause'), ' ', bulk('resume', 'Resume'), ' ', bulk('trigger', 'Run')) : null,
     table(head, rows, 'No jobs match.'),
+    MAY_CHANGE ? kindForm() : null,
     MAY_CHANGE ? createForm() : null);
 }
 
@@ -239,7 +246,7 @@ function createForm() {
       errors.append(...(err.fields.length ? err.fields : [{ path: '', message: err.message }])
         .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
     }
-  } } }, el('h2', {}, 'New job'), text, errors,
+  } } }, el('h2', {}, 'New job (JSON)'), text, errors,
   el('button', { type: 'button', id: 'preview-schedule', on: { click: async () => {
     preview.replaceChildren();
     errors.replaceChildren();
@@ -272,6 +279,9 @@ async function job(name) {
     el('h2', {}, 'Definition'),
     MAY_CHANGE && !(j.kind === 'command' && ROLE !== 'admin') ? editForm(j)
       : el('pre', {}, JSON.stringify({ schedule: j.schedule, policy: j.policy, payload: j.payload }, null, 2)),
+    done.length ? bars('chart-durations', [...done].reverse().map((r) => ({
+      at: r.finished_at, ms: Math.max(0, new Date(r.finished_at) - new Date(r.started_at || r.finished_at)) })),
+      'ms', 'Duration of the last runs (ms)') : null,
     el('h2', {}, 'Recent runs'), runRows(recent.items));
 }
 
@@ -287,11 +297,36 @@ function runRows(items) {
 
 async function runs(params) {
   const q = new URLSearchParams({ limit: '100' });
-  for (const k of ['state', 'job']) if (params.get(k)) q.set(k, params.get(k));
+  for (const k of ['state', 'job', 'since', 'until']) if (params.get(k)) q.set(k, params.get(k));
   const page = await api('GET', '/runs?' + q);
   const states = ['', 'pending', 'running', 'succeeded', 'failed', 'timed_out', 'zombie', 'missed', 'cancelled', 'deferred'];
+  const here = (extra) => {
+    const p = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(extra)) { if (v) p.set(k, v); else p.delete(k); }
+    return '#/runs' + (p.toString() ? '?' + p : '');
+  };
+  const localValue = (iso) => (iso ? iso.slice(0, 16) : '');
+  const filter = el('form', { class: 'filters', id: 'run-filters', on: { submit: (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const iso = (v) => (v ? new Date(v).toISOString() : '');
+    location.hash = here({ job: f.get('job'), since: iso(f.get('since')), until: iso(f.get('until')) });
+  } } },
+  el('label', {}, 'Job ', el('input', { name: 'job', value: params.get('job') || '' })),
+  el('label', {}, 'Since ', el('input', { name: 'since', type: 'datetime-local', value: localValue(params.get('since')) })),
+  el('label', {}, 'Until ', el('input', { name: 'until', type: 'datetime-local', value: localValue(params.get('until')) })),
+  el('button', { type: 'submit' }, 'Filter'));
+  const dead = page.items.filter((r) => ['failed', 'timed_out', 'zombie', 'missed'].includes(r.state));
   return el('section', { id: 'runs' }, el('h1', {}, 'Runs'),
-    el('p', { class: 'filters' }, states.map((s) => el('a', { href: '#/runs' + (s ? '?state=' + s : ''), 'aria-current': (params.get('state') || '') === s ? 'true' : 'false' }, s || 'all'))),
+    el('p', { class: 'filters' }, states.map((s) => el('a', { href: here({ state: s }), 'aria-current': (params.get('state') || '') === s ? 'true' : 'false' }, s || 'all'))),
+    filter,
+    MAY_CHANGE && dead.length ? el('p', { class: 'bulk' }, el('button', { id: 'requeue-all', type: 'button', on: { click: () => act(`requeue ${dead.length} dead letters`, async () => {
+      const refused = [];
+      for (const r of dead) {
+        try { await api('POST', `/runs/${r.id}/requeue`); } catch (e) { refused.push(`${r.id.slice(0, 8)}: ${e.message}`); }
+      }
+      if (refused.length) throw new Error(`${dead.length - refused.length} done, ${refused.length} refused (${refused.join('; ')})`);
+    }) } }, `Requeue the ${dead.length} dead letters shown`)) : null,
     runRows(page.items));
 }
 
@@ -331,10 +366,10 @@ async function run(id) {
 async function quotas() {
   const list = await api('GET', '/quotas');
   return el('section', { id: 'quotas' }, el('h1', {}, 'Quotas'),
-    table(['Quota', 'Window', 'Used', 'Resets'], list.flatMap((q) => (q.windows || []).map((w) => el('tr', {},
+    table(['Quota', 'Window', 'Used', 'Remaining', 'Resets'], list.flatMap((q) => (q.windows || []).map((w) => el('tr', { 'data-quota': q.name },
       el('td', {}, q.name), el('td', {}, w.window),
       el('td', {}, el('meter', { min: 0, max: w.limit, value: w.used, title: `${w.used} of ${w.limit}` }), ` ${w.used} / ${w.limit}`),
-      el('td', {}, when(w.resets_at))))), 'No quotas.'));
+      el('td', {}, w.remaining), el('td', {}, when(w.resets_at))))), 'No quotas.'));
 }
 
 async function notifications(params) {
@@ -385,4 +420,74 @@ function editForm(j) {
         .map((f) => el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message)));
     }
   } } }, text, errors, el('button', { type: 'submit', id: 'save-job' }, 'Save'));
+}
+
+/// A form per kind: the common fields, then the kind's own; errors appear at their field.
+function kindForm() {
+  const kinds = ROLE === 'admin' ? ['noop', 'http', 'notify', 'browser', 'command'] : ['noop', 'http', 'notify', 'browser'];
+  const field = (label, name, attrs) => el('label', { class: 'field', 'data-for': name }, label, ' ',
+    el(attrs && attrs.rows ? 'textarea' : 'input', Object.assign({ name, 'data-path': name }, attrs || {})));
+  const specific = {
+    noop: [],
+    http: [field('URL', 'payload.url', { type: 'url', placeholder: 'https://example.org/health' }),
+      field('Method', 'payload.method', { value: 'GET' })],
+    notify: [field('Channels (comma-separated)', 'payload.channels', { value: 'log' }),
+      field('Subject', 'payload.subject', {}), field('Body', 'payload.body', { rows: 3 })],
+    browser: [field('Profile', 'payload.profile', { value: 'default' }),
+      field('Steps (JSON)', 'payload.steps', { rows: 6, value: '[{"goto": {"url": "https://example.org/"}}]' })],
+    command: [field('Program', 'payload.program', { placeholder: '/opt/automations/venv/bin/python' }),
+      field('Arguments (one per line)', 'payload.args', { rows: 3 })],
+  };
+  const kindBox = el('div', { id: 'kind-fields' });
+  const select = el('select', { name: 'kind', id: 'form-kind', on: { change: () => kindBox.replaceChildren(...specific[select.value]) } },
+    kinds.map((k) => el('option', { value: k }, k)));
+  kindBox.replaceChildren(...specific.noop);
+  const general = el('ul', { class: 'errors', id: 'form-errors' });
+  const form = el('form', { id: 'kind-form', on: { submit: async (e) => {
+    e.preventDefault();
+    for (const x of form.querySelectorAll('.field-error')) x.remove();
+    general.replaceChildren();
+    const v = (name) => { const i = form.querySelector(`[name="${name}"]`); return i ? i.value.trim() : ''; };
+    const kind = select.value;
+    const body = { name: v('name'), kind, schedule: {}, payload: {} };
+    const how = v('schedule.how');
+    body.schedule[how] = v('schedule.value');
+    if (v('schedule.timezone')) body.schedule.timezone = v('schedule.timezone');
+    try {
+      if (kind === 'http') { body.payload.url = v('payload.url'); body.payload.method = v('payload.method') || 'GET'; }
+      if (kind === 'notify') {
+        body.payload.channels = v('payload.channels').split(',').map((c) => c.trim()).filter(Boolean);
+        body.payload.subject = v('payload.subject');
+        if (v('payload.body')) body.payload.body = v('payload.body');
+      }
+      if (kind === 'browser') { body.payload.profile = v('payload.profile'); body.payload.steps = JSON.parse(v('payload.steps') || '[]'); }
+      if (kind === 'command') {
+        body.payload.program = v('payload.program');
+        body.payload.args = v('payload.args').split('\n').map((a) => a.trim()).filter(Boolean);
+      }
+    } catch (err) { general.append(el('li', {}, 'Steps are not JSON: ' + err.message)); return; }
+    try {
+      await api('POST', '/jobs', body);
+      notice('created ' + body.name, 'ok');
+      refresh();
+    } catch (err) {
+      for (const f of (err.fields.length ? err.fields : [{ path: '', message: err.message }])) {
+        // The field itself, or the nearest one it belongs to (schedule.cron → schedule.value).
+        const target = form.querySelector(`[data-path="${f.path}"]`) ||
+          (f.path.startsWith('schedule') ? form.querySelector('[data-path="schedule.value"]') : null) ||
+          [...form.querySelectorAll('[data-path]')].find((i) => f.path.startsWith(i.dataset.path + '.'));
+        const msg = el('span', { class: 'field-error', role: 'alert', 'data-error-for': f.path }, f.message);
+        if (target) target.after(msg); else general.append(el('li', { 'data-path': f.path }, (f.path ? f.path + ': ' : '') + f.message));
+      }
+    }
+  } } },
+  el('h2', {}, 'New job (form)'),
+  field('Name', 'name', { required: true, placeholder: 'daily-report' }),
+  el('label', { class: 'field' }, 'Kind ', select),
+  el('label', { class: 'field' }, 'Schedule ', el('select', { name: 'schedule.how' },
+    ['cron', 'every', 'at'].map((h) => el('option', { value: h }, h)))),
+  field('Cron, interval or time', 'schedule.value', { placeholder: '0 9 * * *  |  1h  |  2026-12-24T18:00:00+01:00' }),
+  field('Timezone (cron)', 'schedule.timezone', { placeholder: 'Europe/Berlin' }),
+  kindBox, general, el('button', { type: 'submit', id: 'form-create' }, 'Create'));
+  return form;
 }
