@@ -189,6 +189,31 @@ with sync_playwright() as p:
         "fetch('/api/v1/jobs/from-ui/trigger', {method: 'POST', credentials: 'same-origin', "
         "headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf]').content}}).then(r => r.status)")
     vpage.screenshot(path=f"{shots}/viewer-jobs.png", full_page=True)
+    # On a phone: nothing wider than the screen; every control has a name; the keyboard
+    # reaches the navigation and follows a link.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    ppage = login(phone, admin)
+    overflow = {}
+    for route in ["#/", "#/jobs", "#/runs", "#/quotas", "#/notifications", "#/browsers"]:
+        ppage.goto(f"{base}/ui/{route}")
+        ppage.wait_for_selector("#main section")
+        overflow[route] = ppage.evaluate("document.documentElement.scrollWidth - screen.width")
+    out["phone_overflow"] = overflow
+    ppage.goto(f"{base}/ui/#/jobs")
+    ppage.wait_for_selector("#jobs")
+    ppage.screenshot(path=f"{shots}/phone-jobs.png", full_page=True)
+    out["unnamed_controls"] = ppage.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter((e) => e.type !== 'hidden')
+        .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.textContent || '').trim())
+        .map((e) => e.outerHTML.slice(0, 80))""")
+    ppage.goto(f"{base}/ui/#/")
+    ppage.wait_for_selector("#overview")
+    ppage.focus("#nav-overview")
+    ppage.keyboard.press("Tab")
+    out["tab_reaches"] = ppage.evaluate("document.activeElement.id")
+    ppage.keyboard.press("Enter")
+    ppage.wait_for_selector("#jobs")
+    out["enter_opened"] = ppage.evaluate("location.hash")
     browser.close()
 
 print(json.dumps(out))
