@@ -104,6 +104,9 @@ fn the_dashboard_in_a_real_browser() {
     );
     assert_eq!(seen["wrong_token_error"], "That token is not valid.");
     assert_eq!(seen["readiness"], "Ready");
+    let nodes = seen["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{seen}");
+    assert!(nodes[0].as_str().unwrap().contains("(leader)"), "{seen}");
     assert_eq!(
         (seen["chart_bars"].clone(), seen["chart_day_bars"].clone()),
         (json!(60), json!(24))
@@ -142,6 +145,7 @@ fn the_dashboard_in_a_real_browser() {
     assert_eq!(seen["resend_notice"], "resend: done");
     assert_eq!(seen["bulk_notice"], "Pause 2 jobs: done", "{seen}");
     assert_eq!(seen["form_error_for"], "payload.url", "{seen}");
+    assert_eq!(seen["pages_differ"], true, "{seen}");
     let made = o.get("/api/v1/jobs/form-http", o.admin()).json();
     assert_eq!(
         made["payload"]["url"],

@@ -60,6 +60,7 @@ with sync_playwright() as p:
         print(page.content(), file=sys.stderr)
         raise
     out["readiness"] = page.inner_text("#readiness")
+    out["nodes"] = page.locator("tr.node").all_inner_texts()
     out["chart_bars"] = page.locator("#chart-hour rect").count()
     out["chart_day_bars"] = page.locator("#chart-day rect").count()
     cookie = [c for c in ctx.cookies() if c["name"] == "overseer_session"][0]
@@ -97,6 +98,20 @@ with sync_playwright() as p:
     page.click("#create-job")
     page.wait_for_selector('tr[data-job="from-ui"]')
     page.screenshot(path=f"{shots}/jobs.png", full_page=True)
+
+    # Pages of a list are links too: two jobs a page.
+    page.goto(f"{base}/ui/#/jobs?limit=2")
+    page.wait_for_selector("#next-page")
+    first_page = page.locator("tr[data-job]").all_inner_texts()
+    first_job = page.get_attribute("tr[data-job]", "data-job")
+    page.click("#next-page")
+    page.wait_for_function(
+        "(first) => { const r = document.querySelector('tr[data-job]'); return r && r.dataset.job !== first; }",
+        arg=first_job)
+    second_page = page.locator("tr[data-job]").all_inner_texts()
+    out["pages_differ"] = len(first_page) == 2 and first_page != second_page
+    page.goto(f"{base}/ui/#/jobs")
+    page.wait_for_selector('tr[data-job="from-ui"]')
 
     # Bulk: select both jobs and pause them; then edit one (a bad field is shown, a good
     # change saved).

@@ -54,6 +54,14 @@ function table(head, rows, empty) {
     el('tbody', {}, rows));
 }
 
+/// "Next page" for a keyset-paginated list: the cursor goes into the URL like any filter.
+function more(base, params, cursor) {
+  if (!cursor) return null;
+  const p = new URLSearchParams(params);
+  p.set('cursor', cursor);
+  return el('p', { class: 'more' }, el('a', { href: `#${base}?${p}`, id: 'next-page' }, 'Next page →'));
+}
+
 function badge(state) { return el('span', { class: 'badge ' + state }, state); }
 
 function notice(text, kind) {
@@ -149,8 +157,9 @@ function bars(id, buckets, key, title) {
 
 async function overview() {
   const stats = await api('GET', '/stats/runs');
-  const [circuits, undelivered] = await Promise.all([
-    api('GET', '/circuits'), api('GET', '/notifications?state=failed&limit=1000')]);
+  const [circuits, undelivered, nodes] = await Promise.all([
+    api('GET', '/circuits'), api('GET', '/notifications?state=failed&limit=1000'), api('GET', '/nodes')]);
+  const nodeList = Array.isArray(nodes) ? nodes : [];
   const openCircuits = (Array.isArray(circuits) ? circuits : (circuits.items || [])).filter((c) => c.state !== 'closed');
   const [ready, actors, leader, pending, running, failed, quotasList] = await Promise.all([
     fetch('/ready').then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) })),
@@ -177,6 +186,11 @@ async function overview() {
     el('div', { class: 'charts' },
       bars('chart-hour', stats.last_hour, 'finished', 'Runs finished per minute, last hour'),
       bars('chart-day', stats.last_day, 'failed', 'Failures per hour, last 24 h')),
+    el('h2', {}, 'Nodes'),
+    table(['Node', 'Host', 'Version', 'Started', 'Last seen'], nodeList.filter((n) => !n.stopped_at).map((n) => el('tr', { class: 'node' },
+      el('td', {}, n.id.slice(0, 8), leader.lease && leader.lease.node_id === n.id ? ' (leader)' : ''),
+      el('td', {}, `${n.hostname} (pid ${n.pid})`), el('td', {}, n.version),
+      el('td', {}, when(n.started_at)), el('td', {}, when(n.last_seen)))), 'No nodes.'),
     el('h2', {}, 'Actors'),
     table(['Actor', 'State', 'Restarts', 'Last failure'], actors.actors.map((a) => el('tr', {},
       el('td', {}, a.name), el('td', {}, badge(a.state)), el('td', {}, a.restarts),
@@ -187,7 +201,7 @@ async function overview() {
 
 async function jobs(params) {
   const q = new URLSearchParams();
-  for (const k of ['state', 'kind', 'tag', 'name_prefix']) if (params.get(k)) q.set(k, params.get(k));
+  for (const k of ['state', 'kind', 'tag', 'name_prefix', 'cursor', 'limit']) if (params.get(k)) q.set(k, params.get(k));
   const page = await api('GET', '/jobs?' + q);
   const filter = el('form', { class: 'filters', on: { submit: (e) => {
     e.preventDefault();
@@ -197,6 +211,7 @@ async function jobs(params) {
   } } },
   el('label', {}, 'Name starts with ', el('input', { name: 'name_prefix', value: params.get('name_prefix') || '' })),
   el('label', {}, 'Kind ', el('input', { name: 'kind', value: params.get('kind') || '' })),
+  el('label', {}, 'Tag ', el('input', { name: 'tag', value: params.get('tag') || '' })),
   el('label', {}, 'State ', el('select', { name: 'state' }, ['', 'active', 'paused', 'completed', 'cancelled']
     .map((s) => el('option', { value: s, selected: params.get('state') === s }, s || 'any')))),
   el('button', { type: 'submit' }, 'Filter'));
@@ -223,7 +238,7 @@ async function jobs(params) {
   const head = MAY_CHANGE ? ['', 'Name', 'Kind', 'State', 'Next fire', ''] : ['Name', 'Kind', 'State', 'Next fire', ''];
   return el('section', { id: 'jobs' }, el('h1', {}, 'Jobs'), filter,
     MAY_CHANGE ? el('p', { class: 'bulk' }, bulk('pause', 'Pause'), ' ', bulk('resume', 'Resume'), ' ', bulk('trigger', 'Run')) : null,
-    table(head, rows, 'No jobs match.'),
+    table(head, rows, 'No jobs match.'), more('/jobs', params, page.next_cursor),
     MAY_CHANGE ? kindForm() : null,
     MAY_CHANGE ? createForm() : null);
 }
@@ -297,7 +312,7 @@ function runRows(items) {
 
 async function runs(params) {
   const q = new URLSearchParams({ limit: '100' });
-  for (const k of ['state', 'job', 'since', 'until']) if (params.get(k)) q.set(k, params.get(k));
+  for (const k of ['state', 'job', 'since', 'until', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
   const page = await api('GET', '/runs?' + q);
   const states = ['', 'pending', 'running', 'succeeded', 'failed', 'timed_out', 'zombie', 'missed', 'cancelled', 'deferred'];
   const here = (extra) => {
@@ -327,7 +342,7 @@ async function runs(params) {
       }
       if (refused.length) throw new Error(`${dead.length - refused.length} done, ${refused.length} refused (${refused.join('; ')})`);
     }) } }, `Requeue the ${dead.length} dead letters shown`)) : null,
-    runRows(page.items));
+    runRows(page.items), more('/runs', params, page.next_cursor));
 }
 
 async function run(id) {
@@ -359,6 +374,17 @@ async function run(id) {
     MAY_CHANGE && ['failed', 'timed_out', 'zombie', 'missed'].includes(r.state)
       ? el('button', { class: 'requeue', on: { click: () => act('requeue', () => api('POST', `/runs/${r.id}/requeue`)) } }, 'Requeue') : null,
     out.extracted ? [el('h2', {}, 'Extracted'), el('pre', { id: 'extracted' }, JSON.stringify(out.extracted, null, 2))] : null,
+    Array.isArray(out.trace) && out.trace.length ? [el('h2', {}, 'Steps'),
+      table(['Step', 'Action', 'Item', 'What happened', 'ms'], out.trace.map((t) => el('tr', { class: 'step' },
+        el('td', {}, t.path || ''), el('td', {}, t.action || ''),
+        el('td', {}, t.item ? `#${t.item.index} ${t.item.text || ''}` : (t.key || '')),
+        el('td', {}, t.skipped ? 'skipped: ' + t.skipped : t.entered ? 'entered' : t.result !== undefined ? 'condition ' + t.result
+          : t.admitted !== undefined ? (t.admitted ? 'admitted' : 'refused') : t.items !== undefined ? `${t.items} items` : ''),
+        el('td', {}, t.ms !== undefined ? t.ms : '')))),
+      out.uncertain ? el('p', { class: 'notice error' }, 'Uncertain (a run died inside): ' + out.uncertain.map((u) => u.key).join(', ')) : null,
+      out.remaining_items && out.remaining_items.length ? el('p', {}, 'Not done: ' + out.remaining_items.map((r) => r.text).join(', ')) : null] : null,
+    out.stdout_tail || out.stderr_tail ? [el('h2', {}, 'Program'),
+      el('p', {}, out.exit_code !== undefined ? `exit code ${out.exit_code}` : `signal ${out.signal}`)] : null,
     artifacts.length ? [el('h2', {}, 'Artifacts'), el('div', { class: 'artifacts' }, artifacts)] : null,
     el('h2', {}, 'Output'), el('pre', { id: 'output' }, JSON.stringify(out, null, 2)));
 }
@@ -374,7 +400,7 @@ async function quotas() {
 
 async function notifications(params) {
   const q = new URLSearchParams({ limit: '100' });
-  if (params.get('state')) q.set('state', params.get('state'));
+  for (const k of ['state', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
   const page = await api('GET', '/notifications?' + q);
   return el('section', { id: 'notifications' }, el('h1', {}, 'Notifications'),
     el('p', { class: 'filters' }, ['', 'pending', 'sent', 'failed'].map((s) => el('a', { href: '#/notifications' + (s ? '?state=' + s : ''), 'aria-current': (params.get('state') || '') === s ? 'true' : 'false' }, s || 'all'))),
@@ -383,7 +409,7 @@ async function notifications(params) {
       el('td', {}, n.attempts), el('td', {}, n.subject), el('td', {}, n.last_error || ''),
       el('td', { class: 'actions' }, MAY_CHANGE && n.state === 'failed'
         ? el('button', { class: 'resend', on: { click: () => act('resend', () => api('POST', `/notifications/${n.id}/resend`)) } }, 'Resend') : null))),
-    'No notifications.'));
+    'No notifications.'), more('/notifications', params, page.next_cursor));
 }
 
 async function browsers() {
