@@ -146,6 +146,20 @@ fn the_dashboard_in_a_real_browser() {
     assert_eq!(seen["bulk_notice"], "Pause 2 jobs: done", "{seen}");
     assert_eq!(seen["form_error_for"], "payload.url", "{seen}");
     assert_eq!(seen["pages_differ"], true, "{seen}");
+    assert_eq!(
+        seen["edit_form_url"],
+        format!("http://{}/health", o.addr),
+        "{seen}"
+    );
+    assert_eq!(seen["edit_form_error_for"], "schedule.cron", "{seen}");
+    let edited = o.get("/api/v1/jobs/form-http", o.admin()).json();
+    assert_eq!(edited["schedule"]["cron"], "0 12 29 2 *", "{edited}");
+    assert_eq!(
+        edited["payload"]["url"],
+        format!("http://{}/health", o.addr),
+        "kept: {edited}"
+    );
+    assert_eq!(seen["attempts"], 2, "{seen}");
     let made = o.get("/api/v1/jobs/form-http", o.admin()).json();
     assert_eq!(
         made["payload"]["url"],

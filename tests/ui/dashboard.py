@@ -121,6 +121,17 @@ with sync_playwright() as p:
     page.wait_for_selector("#notice:has-text('Pause')")
     out["bulk_notice"] = page.inner_text("#notice")
     page.wait_for_selector('tr[data-job="from-ui"] .badge.paused')
+    # Edit through the form: a bad cron shows at its field; a good one is saved.
+    page.goto(f"{base}/ui/#/jobs/form-http")
+    page.wait_for_selector("#form-save")
+    out["edit_form_url"] = page.input_value('#kind-form [name="payload.url"]')
+    page.fill('#kind-form [name="schedule.value"]', "99 * * * *")
+    page.click("#form-save")
+    page.wait_for_selector("#kind-form .field-error")
+    out["edit_form_error_for"] = page.get_attribute("#kind-form .field-error", "data-error-for")
+    page.fill('#kind-form [name="schedule.value"]', "0 12 29 2 *")
+    page.click("#form-save")
+    page.wait_for_selector("#notice:has-text('saved form-http')")
     page.goto(f"{base}/ui/#/jobs/from-ui")
     page.wait_for_selector("#edit-json")
     edited = json.loads(page.input_value("#edit-json"))
@@ -171,6 +182,9 @@ with sync_playwright() as p:
     page.click("button.requeue")
     page.wait_for_selector("#notice")
     out["requeue_notice"] = page.inner_text("#notice")
+    # The fire's attempts side by side: the requeued one appears beside the first.
+    page.wait_for_selector("#attempts li:nth-child(2)")
+    out["attempts"] = page.locator("#attempts li").count()
 
     # The failed run's notification could not be delivered: resend it.
     page.click("#nav-notifications")

@@ -292,7 +292,7 @@ async function job(name) {
       el('dt', {}, 'Next fire'), el('dd', {}, when(j.next_fire_at)),
       el('dt', {}, 'Success (last 20)'), el('dd', {}, done.length ? `${ok} of ${done.length}` : '–')),
     el('h2', {}, 'Definition'),
-    MAY_CHANGE && !(j.kind === 'command' && ROLE !== 'admin') ? editForm(j)
+    MAY_CHANGE && !(j.kind === 'command' && ROLE !== 'admin') ? [kindForm(j), editForm(j)]
       : el('pre', {}, JSON.stringify({ schedule: j.schedule, policy: j.policy, payload: j.payload }, null, 2)),
     done.length ? bars('chart-durations', [...done].reverse().map((r) => ({
       at: r.finished_at, ms: Math.max(0, new Date(r.finished_at) - new Date(r.started_at || r.finished_at)) })),
@@ -347,6 +347,8 @@ async function runs(params) {
 
 async function run(id) {
   const r = await api('GET', '/runs/' + id);
+  const siblings = (await api('GET', '/runs?limit=1000&job=' + r.job_id)).items
+    .filter((x) => x.fire_at === r.fire_at).sort((a, b) => a.attempt - b.attempt);
   const out = r.output || {};
   const names = [...(out.artifacts || [])];
   // A failed browser run keeps its last screenshot; shown when there is one.
@@ -370,6 +372,9 @@ async function run(id) {
       r.heartbeat_at ? el('li', {}, 'last heartbeat ', when(r.heartbeat_at)) : null,
       r.finished_at ? el('li', {}, 'finished ', when(r.finished_at)) : null),
     el('p', {}, 'Attempt ', r.attempt, r.progress ? ` · progress: ${r.progress}` : ''),
+    siblings.length > 1 ? el('ol', { class: 'attempts', id: 'attempts' }, siblings.map((x) => el('li', {},
+      x.id === r.id ? el('strong', {}, `attempt ${x.attempt}`) : el('a', { href: '#/runs/' + x.id }, `attempt ${x.attempt}`),
+      ' ', badge(x.state), x.error_kind ? ` ${x.error_kind}` : '', ' · ', when(x.finished_at || x.started_at || x.queued_at)))) : null,
     r.error_kind ? el('p', { class: 'notice error', id: 'run-error' }, `${r.error_kind}: ${r.error_message || ''}`) : null,
     MAY_CHANGE && ['failed', 'timed_out', 'zombie', 'missed'].includes(r.state)
       ? el('button', { class: 'requeue', on: { click: () => act('requeue', () => api('POST', `/runs/${r.id}/requeue`)) } }, 'Requeue') : null,
@@ -449,7 +454,8 @@ function editForm(j) {
 }
 
 /// A form per kind: the common fields, then the kind's own; errors appear at their field.
-function kindForm() {
+function kindForm(j) {
+  const editing_ = !!j;
   const kinds = ROLE === 'admin' ? ['noop', 'http', 'notify', 'browser', 'command'] : ['noop', 'http', 'notify', 'browser'];
   const field = (label, name, attrs) => el('label', { class: 'field', 'data-for': name }, label, ' ',
     el(attrs && attrs.rows ? 'textarea' : 'input', Object.assign({ name, 'data-path': name }, attrs || {})));
@@ -465,9 +471,9 @@ function kindForm() {
       field('Arguments (one per line)', 'payload.args', { rows: 3 })],
   };
   const kindBox = el('div', { id: 'kind-fields' });
-  const select = el('select', { name: 'kind', id: 'form-kind', on: { change: () => kindBox.replaceChildren(...specific[select.value]) } },
-    kinds.map((k) => el('option', { value: k }, k)));
-  kindBox.replaceChildren(...specific.noop);
+  const select = el('select', { name: 'kind', id: 'form-kind', disabled: editing_, on: { change: () => kindBox.replaceChildren(...specific[select.value]) } },
+    (editing_ ? [j.kind] : kinds).map((k) => el('option', { value: k }, k)));
+  kindBox.replaceChildren(...(specific[editing_ ? j.kind : 'noop'] || []));
   const general = el('ul', { class: 'errors', id: 'form-errors' });
   const form = el('form', { id: 'kind-form', on: { submit: async (e) => {
     e.preventDefault();
@@ -475,7 +481,8 @@ function kindForm() {
     general.replaceChildren();
     const v = (name) => { const i = form.querySelector(`[name="${name}"]`); return i ? i.value.trim() : ''; };
     const kind = select.value;
-    const body = { name: v('name'), kind, schedule: {}, payload: {} };
+    // Editing keeps the payload fields the form does not show.
+    const body = { name: v('name'), kind, schedule: {}, payload: editing_ ? Object.assign({}, j.payload) : {} };
     const how = v('schedule.how');
     body.schedule[how] = v('schedule.value');
     if (v('schedule.timezone')) body.schedule.timezone = v('schedule.timezone');
@@ -493,8 +500,13 @@ function kindForm() {
       }
     } catch (err) { general.append(el('li', {}, 'Steps are not JSON: ' + err.message)); return; }
     try {
-      await api('POST', '/jobs', body);
-      notice('created ' + body.name, 'ok');
+      if (editing_) {
+        await api('PATCH', '/jobs/' + encodeURIComponent(j.name), { schedule: body.schedule, payload: body.payload });
+        notice('saved ' + j.name, 'ok');
+      } else {
+        await api('POST', '/jobs', body);
+        notice('created ' + body.name, 'ok');
+      }
       refresh();
     } catch (err) {
       for (const f of (err.fields.length ? err.fields : [{ path: '', message: err.message }])) {
@@ -507,13 +519,30 @@ function kindForm() {
       }
     }
   } } },
-  el('h2', {}, 'New job (form)'),
-  field('Name', 'name', { required: true, placeholder: 'daily-report' }),
+  el('h2', {}, editing_ ? 'Change (form)' : 'New job (form)'),
+  field('Name', 'name', { required: true, placeholder: 'daily-report', readonly: editing_, value: editing_ ? j.name : undefined }),
   el('label', { class: 'field' }, 'Kind ', select),
   el('label', { class: 'field' }, 'Schedule ', el('select', { name: 'schedule.how' },
     ['cron', 'every', 'at'].map((h) => el('option', { value: h }, h)))),
   field('Cron, interval or time', 'schedule.value', { placeholder: '0 9 * * *  |  1h  |  2026-12-24T18:00:00+01:00' }),
   field('Timezone (cron)', 'schedule.timezone', { placeholder: 'Europe/Berlin' }),
-  kindBox, general, el('button', { type: 'submit', id: 'form-create' }, 'Create'));
+  kindBox, general, el('button', { type: 'submit', id: editing_ ? 'form-save' : 'form-create' }, editing_ ? 'Save' : 'Create'));
+  if (editing_) {
+    // The current values, in the form.
+    const set = (name, value) => { const i = form.querySelector(`[name="${name}"]`); if (i && value !== undefined && value !== null) i.value = value; };
+    const how = ['cron', 'every', 'at'].find((h) => j.schedule[h] !== undefined) || 'cron';
+    set('schedule.how', how);
+    set('schedule.value', j.schedule[how]);
+    set('schedule.timezone', j.schedule.timezone);
+    const p = j.payload || {};
+    set('payload.url', p.url); set('payload.method', p.method);
+    set('payload.channels', (p.channels || []).join(', ')); set('payload.subject', p.subject); set('payload.body', p.body);
+    set('payload.profile', p.profile); if (p.steps) set('payload.steps', JSON.stringify(p.steps));
+    set('payload.program', p.program); set('payload.args', (p.args || []).join('\n'));
+    for (const i of form.querySelectorAll('input, textarea, select')) {
+      i.addEventListener('focus', () => { editing = true; });
+      i.addEventListener('blur', () => { editing = false; });
+    }
+  }
   return form;
 }
