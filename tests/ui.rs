@@ -207,3 +207,52 @@ fn the_dashboard_in_a_real_browser() {
     );
     assert_eq!(job["tags"], json!(["edited-in-ui"]), "{job}");
 }
+
+/// Dashboard sessions idle past `[ui] session_idle` are refused, and the leader prunes them.
+#[test]
+fn idle_dashboard_sessions_are_refused_and_pruned() {
+    use diesel::RunQueryDsl;
+    let db = TestDb::migrated();
+    let hash = |id: &str| overseer::stdx::secrets::hash_token(id);
+    for (id, minutes_ago) in [("stale-session", 120), ("fresh-session", 0)] {
+        diesel::sql_query(
+            "INSERT INTO ui_sessions (id_hash, token_name, role, csrf, created_at, last_seen_at) \
+             VALUES ($1, 'someone', 'viewer', 'c', now() - $2 * interval '1 minute', now() - $2 * interval '1 minute')",
+        )
+        .bind::<diesel::sql_types::Text, _>(hash(id))
+        .bind::<diesel::sql_types::Integer, _>(minutes_ago)
+        .execute(&mut db.conn())
+        .unwrap();
+    }
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    let with_cookie = |id: &str| {
+        request(
+            "GET",
+            &o.url("/api/v1/jobs"),
+            None,
+            &[("Cookie", &format!("overseer_session={id}"))],
+            None,
+        )
+        .status
+    };
+    assert_eq!(
+        with_cookie("stale-session"),
+        401,
+        "idle for 2 h, expiry 30 min"
+    );
+    assert_eq!(with_cookie("fresh-session"), 200);
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    wait_for("the stale session pruned", T, || {
+        let n = diesel::sql_query("SELECT count(*) AS n FROM ui_sessions")
+            .get_result::<N>(&mut db.conn())
+            .unwrap()
+            .n;
+        (n == 1).then_some(())
+    });
+}

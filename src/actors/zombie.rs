@@ -210,7 +210,8 @@ impl ZombieDetector {
     }
 
     /// History retention: deletes old terminal runs in batches (leader only; the advisory
-    /// lock in `prune_batch_exclusive` also keeps a stale leader from pruning alongside).
+    /// lock in `prune_batch_exclusive` also keeps a stale leader from pruning alongside),
+    /// old notifications, quota windows and expired dashboard sessions.
     fn prune(&mut self, ctx: &mut Context<Self>) {
         self.last_prune = Some(Instant::now());
         let db = self.deps.db.clone();
@@ -218,6 +219,7 @@ impl ZombieDetector {
         let runs_cfg = self.deps.config.runs.clone();
         let notify_keep = chrono::Duration::from_std(self.deps.config.notify.retention)
             .unwrap_or(chrono::Duration::MAX);
+        let session_idle = self.deps.config.ui.session_idle;
         ctx.spawn(
             async move {
                 let keep =
@@ -263,6 +265,12 @@ impl ZombieDetector {
                 // Quota windows that ended a week ago are history nobody reads.
                 let cutoff = clock.now() - chrono::Duration::days(7);
                 db.run(move |c| crate::db::quotas::prune(c, cutoff)).await?;
+                // Dashboard sessions idle past their expiry (refused already; gone now).
+                let idle = chrono::Duration::from_std(session_idle)
+                    .unwrap_or(chrono::Duration::minutes(30));
+                let since = clock.now() - idle;
+                db.run(move |c| crate::db::ui_sessions::prune(c, since))
+                    .await?;
                 Ok::<_, crate::db::DbError>((total, notes))
             }
             .into_actor(self)
