@@ -647,22 +647,6 @@ fn command_jobs_need_the_admin_role_and_an_allowed_program() {
     assert_eq!(run["state"], "succeeded", "{run}");
 }
 
-/// The Python of `target/py` (scripts/test installs playwright there, from PyPI; no browser
-/// is downloaded: the script connects to overseer's Chromium over CDP).
-fn python_with_playwright() -> String {
-    let python = std::env::var("OVERSEER_PYTHON")
-        .unwrap_or_else(|_| format!("{}/target/py/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import playwright.sync_api"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{python} has no playwright: run ./scripts/test, which installs it"
-    );
-    python
-}
-
 fn example(name: &str) -> String {
     format!("{}/examples/commands/{name}", env!("CARGO_MANIFEST_DIR"))
 }

@@ -15,23 +15,9 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
 
-fn python() -> String {
-    let python = std::env::var("OVERSEER_PYTHON")
-        .unwrap_or_else(|_| format!("{}/target/py/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import playwright.sync_api"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{python} has no playwright: run ./scripts/test, which installs it"
-    );
-    python
-}
-
 #[test]
 fn the_dashboard_in_a_real_browser() {
-    let python = python();
+    let python = python_with_playwright();
     let db = TestDb::new();
     let pages = Pages::start();
     let (spawn, tmp) = Spawn::with_db(&db);

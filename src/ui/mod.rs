@@ -40,8 +40,14 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn secure(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+/// The session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` when served over TLS.
+fn session_cookie(req: &HttpRequest, value: String) -> Cookie<'static> {
+    Cookie::build(COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(req.connection_info().scheme() == "https")
+        .finish()
 }
 
 /// The session of a request's cookie, if it is valid (also used by `api::auth`).
@@ -133,12 +139,7 @@ pub async fn login(
         );
     }
     tracing::info!(caller = %caller.name, role = %caller.role, "dashboard login");
-    let cookie = Cookie::build(COOKIE, id)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure(&req))
-        .finish();
+    let cookie = session_cookie(&req, id);
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ui/"))
         .cookie(cookie)
@@ -169,12 +170,7 @@ pub async fn logout(
             }
         }
     }
-    let mut gone = Cookie::build(COOKIE, "")
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure(&req))
-        .finish();
+    let mut gone = session_cookie(&req, String::new());
     gone.make_removal();
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/ui/login"))

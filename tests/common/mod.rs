@@ -483,3 +483,19 @@ pub fn processes_with(needles: &[&str]) -> Vec<i32> {
 pub fn chromium_under(dir: &Path) -> Vec<i32> {
     processes_with(&["chrom", &dir.to_string_lossy()])
 }
+
+/// The Python of `target/py` with Playwright (scripts/test installs it from PyPI; no browser
+/// is downloaded: scripts drive Debian's Chromium). `OVERSEER_PYTHON` overrides it.
+pub fn python_with_playwright() -> String {
+    let python = std::env::var("OVERSEER_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/py/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let ok = Command::new(&python)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} has no playwright: run ./scripts/test, which installs it"
+    );
+    python
+}

@@ -392,24 +392,36 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let artifacts = settings.artifacts_dir.join(ctx.run_id.to_string());
     let result_file = settings.results_dir.join(format!("{}.json", ctx.run_id));
     let io = |what: &str, e: std::io::Error| RunError::new("command_io", format!("{what}: {e}"));
-    std::fs::create_dir_all(&artifacts).map_err(|e| io("creating the artifacts directory", e))?;
-    std::fs::create_dir_all(&settings.results_dir)
-        .map_err(|e| io("creating the results directory", e))?;
-    let _ = std::fs::remove_file(&result_file);
-    let cwd = match &p.cwd {
-        Some(c) => {
-            let dir = PathBuf::from(c);
-            if !dir.is_dir() {
-                return Err(RunError::new(
-                    "command_cwd",
-                    format!("the working directory {c} does not exist"),
-                ));
-            }
-            dir
-        }
-        None => process::working_dir(None, &settings.work_dir, &ctx.job_name)
-            .map_err(|e| io("creating the working directory", e))?,
+    // The file system is prepared on a thread of its own, not on the executor's event loop.
+    let prepared = {
+        let (artifacts, results_dir, result_file) = (
+            artifacts.clone(),
+            settings.results_dir.clone(),
+            result_file.clone(),
+        );
+        let (cwd, work_dir, job) = (
+            p.cwd.clone(),
+            settings.work_dir.clone(),
+            ctx.job_name.clone(),
+        );
+        from_thread(move || {
+            prepare(
+                &artifacts,
+                &results_dir,
+                &result_file,
+                cwd.as_deref(),
+                &work_dir,
+                &job,
+            )
+        })
+        .await
+        .unwrap_or_else(|| Err(RunError::new("command_io", "the preparing thread ended")))?
     };
+    let Prepared {
+        cwd,
+        stdout_file,
+        stderr_file,
+    } = prepared;
     let context = [
         ("OVERSEER_RUN_ID", ctx.run_id.to_string()),
         ("OVERSEER_JOB_NAME", ctx.job_name.clone()),
@@ -443,10 +455,6 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         }
         None => None,
     };
-    let stdout_file = std::fs::File::create(artifacts.join("stdout.log"))
-        .map_err(|e| io("creating stdout.log", e))?;
-    let stderr_file = std::fs::File::create(artifacts.join("stderr.log"))
-        .map_err(|e| io("creating stderr.log", e))?;
     // On this thread: the shim's death signal follows the thread that started it.
     let started = process::start(&process::Spec {
         program: &program,
@@ -498,8 +506,16 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         Some(Err(e)) => return Err(io("waiting for the program", e)),
         None => return Err(RunError::new("command_io", "lost the program's status")),
     };
-    let (result, result_error) = read_result(&result_file, &secrets);
-    let _ = std::fs::remove_file(&result_file);
+    let (result, result_error) = {
+        let (file, secrets) = (result_file.clone(), secrets.clone());
+        from_thread(move || {
+            let read = read_result(&file, &secrets);
+            let _ = std::fs::remove_file(&file);
+            read
+        })
+        .await
+        .unwrap_or((None, Some("the result file could not be read".into())))
+    };
     let mut output = json!({
         "program": program.to_string_lossy(),
         "stdout_tail": out.tail,
@@ -549,6 +565,53 @@ impl Drop for Release {
     fn drop(&mut self) {
         self.browsers.release(self.run_id);
     }
+}
+
+/// What a run's program starts with on disk.
+struct Prepared {
+    cwd: PathBuf,
+    stdout_file: std::fs::File,
+    stderr_file: std::fs::File,
+}
+
+/// The run's directories and files: artifacts (`stdout.log`, `stderr.log`), no stale
+/// `$OVERSEER_OUTPUT`, the working directory (the job's `cwd`, which must exist, or
+/// `<work_dir>/<job>`, created). Blocking: called on a thread of its own.
+fn prepare(
+    artifacts: &std::path::Path,
+    results_dir: &std::path::Path,
+    result_file: &std::path::Path,
+    cwd: Option<&str>,
+    work_dir: &std::path::Path,
+    job: &str,
+) -> Result<Prepared, RunError> {
+    let io = |what: &str, e: std::io::Error| RunError::new("command_io", format!("{what}: {e}"));
+    std::fs::create_dir_all(artifacts).map_err(|e| io("creating the artifacts directory", e))?;
+    std::fs::create_dir_all(results_dir).map_err(|e| io("creating the results directory", e))?;
+    let _ = std::fs::remove_file(result_file);
+    let cwd = match cwd {
+        Some(c) => {
+            let dir = PathBuf::from(c);
+            if !dir.is_dir() {
+                return Err(RunError::new(
+                    "command_cwd",
+                    format!("the working directory {c} does not exist"),
+                ));
+            }
+            dir
+        }
+        None => process::working_dir(None, work_dir, job)
+            .map_err(|e| io("creating the working directory", e))?,
+    };
+    let stdout_file = std::fs::File::create(artifacts.join("stdout.log"))
+        .map_err(|e| io("creating stdout.log", e))?;
+    let stderr_file = std::fs::File::create(artifacts.join("stderr.log"))
+        .map_err(|e| io("creating stderr.log", e))?;
+    Ok(Prepared {
+        cwd,
+        stdout_file,
+        stderr_file,
+    })
 }
 
 /// Revokes the run token when the run ends, however it ends.
