@@ -70,24 +70,46 @@ fn main() {
         let cold = Instant::now();
         pool.run(run()).await.expect("first run");
         println!("cold: launch + first run {:.0} ms", cold.elapsed().as_secs_f64() * 1000.0);
-        let mut samples = Vec::with_capacity(n);
-        let all = Instant::now();
-        for _ in 0..n {
-            let t = Instant::now();
-            let out = pool.run(run()).await.expect("run");
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
-            assert_eq!(out["extracted"]["jobs"], json!(["Engineer", "Designer"]));
-        }
-        let total = all.elapsed().as_secs_f64();
-        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-        println!(
-            "warm: {n} runs (parked page reused + goto + domcontentloaded + extract + park), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.1} runs/s",
-            pct(0.50),
-            pct(0.99),
-            samples[samples.len() - 1],
-            n as f64 / total
-        );
+        let warm = |label: &'static str, pool: std::rc::Rc<Pool>, r: BrowserRun, n: usize| async move {
+            let mut samples = Vec::with_capacity(n);
+            let all = Instant::now();
+            for _ in 0..n {
+                let mut r = r.clone();
+                r.run_id = uuid::Uuid::new_v4();
+                let t = Instant::now();
+                let out = pool.run(r).await.expect("run");
+                samples.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(out["extracted"].is_object(), "{out}");
+            }
+            let total = all.elapsed().as_secs_f64();
+            samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+            println!(
+                "warm, {label}: {n} runs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.1} runs/s",
+                pct(0.50),
+                pct(0.99),
+                samples[samples.len() - 1],
+                n as f64 / total
+            );
+        };
+        let pool = std::rc::Rc::new(pool);
+        warm(
+            "anti_detection on (parked page reused + goto + domcontentloaded + extract + park)",
+            pool.clone(),
+            run(),
+            n,
+        )
+        .await;
+        // A click costs what a hand costs with anti-detection: a pointer path ≥ 150 ms and a
+        // press of 50–150 ms, by design.
+        let mut click = run();
+        let mut p = overseer::stdx::problems::Problems::default();
+        click.steps.extend(steps::parse(
+            &json!([{"click": {"selector": "#go"}}]),
+            "steps",
+            &mut p,
+        ));
+        warm("anti_detection on, the same + one click", pool.clone(), click, n.min(100)).await;
         // Chromium's own view of the same navigation: navigation start → DOMContentLoaded as
         // the page measures it (a separate pass, with one more extract to read it).
         let mut timed = run();
@@ -116,6 +138,34 @@ fn main() {
         let rss = profile_rss_kib(&tmp.path().join("profiles/bench"));
         println!("RSS of one browser (all its processes, one page open between runs): {} MiB", rss / 1024);
         pool.close_all().await;
+
+        // The same warm runs with the flag off (main-world Runtime on, Chromium's identity):
+        // what anti-detection costs per run.
+        let off = std::rc::Rc::new(Pool::new(PoolConfig {
+            executable: overseer::browser::process::find_executable().unwrap(),
+            profiles_dir: tmp.path().join("profiles"),
+            artifacts_dir: tmp.path().join("artifacts"),
+            max_browsers: 1,
+            idle_timeout: Duration::from_secs(600),
+            launch_timeout: Duration::from_secs(30),
+            step_timeout: Duration::from_secs(30),
+            stealth: false,
+            max_pages: 4,
+            politeness: Default::default(),
+        }, None));
+        let mut plain = run();
+        plain.profile = "bench-off".into();
+        off.run(plain.clone()).await.expect("first run");
+        warm("anti_detection off (the same)", off.clone(), plain.clone(), n).await;
+        let mut click = plain;
+        let mut p = overseer::stdx::problems::Problems::default();
+        click.steps.extend(steps::parse(
+            &json!([{"click": {"selector": "#go"}}]),
+            "steps",
+            &mut p,
+        ));
+        warm("anti_detection off, the same + one click", off.clone(), click, n.min(100)).await;
+        off.close_all().await;
 
         // Throughput with 4 profiles at once (4 browsers), n runs in all.
         let pool = std::rc::Rc::new(Pool::new(PoolConfig {

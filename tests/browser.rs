@@ -1,7 +1,7 @@
 //! Browser jobs with real headless Chromium (Debian's) against pages served on loopback:
 //! every step and wait strategy, a login cookie that survives an overseer restart, secrets
-//! kept out of logs and output, the anti-detection flag on and off, a Chromium killed in the
-//! middle of a run, and no Chromium process left behind.
+//! kept out of logs and output, a Chromium killed in the middle of a run, and no Chromium
+//! process left behind (anti-detection: tests/stealth.rs).
 
 mod common;
 
@@ -405,79 +405,6 @@ fn a_crashed_pool_restarts_with_new_sessions_and_leaves_no_old_browser() {
     wait_for("no chromium left", T, || {
         chromium_under(&state).is_empty().then_some(())
     });
-}
-
-fn bot_report(o: &Overseer, pages: &Pages, name: &str) -> Value {
-    browser_job(
-        o,
-        name,
-        json!({"profile": "bot", "locale": "de-DE", "steps": [
-            {"goto": {"url": pages.url("/bot")}},
-            {"wait_for": {"selector": "#report:not(:empty)", "state": "attached"}},
-            {"extract": {"selector": "#report", "into": "report"}},
-        ]}),
-        json!({}),
-    );
-    let run = finished(o, name);
-    assert_eq!(run["state"], "succeeded", "{run}");
-    serde_json::from_str(run["output"]["extracted"]["report"].as_str().unwrap()).unwrap()
-}
-
-#[test]
-fn the_anti_detection_flag_changes_what_pages_see() {
-    let db = TestDb::new();
-    let pages = Pages::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let on = start_in(&db, &tmp.path().join("on"), "");
-    let r = bot_report(&on, &pages, "bot-on");
-    assert_eq!(r["webdriver_present"], false, "{r}");
-    assert!(r["plugins"].as_u64().unwrap() > 0, "{r}");
-    assert!(r["mime_types"].as_u64().unwrap() > 0, "{r}");
-    for k in [
-        "chrome",
-        "chrome_runtime",
-        "chrome_app",
-        "chrome_csi",
-        "chrome_load_times",
-    ] {
-        assert_eq!(r[k], true, "{k}: {r}");
-    }
-    assert_eq!(r["languages"], json!(["de-DE", "de"]));
-    assert!(
-        !r["user_agent"].as_str().unwrap().contains("Headless"),
-        "{r}"
-    );
-    let consistent = match r["notification"].as_str().unwrap() {
-        "default" => r["permission"] == "prompt",
-        other => r["permission"] == other,
-    };
-    assert!(
-        consistent,
-        "Notification.permission vs permissions.query: {r}"
-    );
-    assert_eq!(r["visibility"], "visible", "{r}");
-    // The next run takes the page the first one parked (frozen, then woken): it is a
-    // visible, foreground page and still carries the init script.
-    let again = bot_report(&on, &pages, "bot-on-again");
-    assert_eq!(again, r, "a woken page looks like a fresh one");
-    drop(on);
-
-    let off = start_in(
-        &db,
-        &tmp.path().join("off"),
-        "[flags]\nanti_detection = false\n",
-    );
-    off.logs.wait_json("the flag is logged", T, |v| {
-        v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("anti_detection is off"))
-    });
-    let r = bot_report(&off, &pages, "bot-off");
-    assert!(
-        r["user_agent"].as_str().unwrap().contains("HeadlessChrome"),
-        "{r}"
-    );
-    assert_eq!(r["chrome_runtime"], false, "{r}");
 }
 
 #[test]

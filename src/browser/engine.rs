@@ -7,24 +7,26 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    ClearDeviceMetricsOverrideParams, SetDeviceMetricsOverrideParams,
+};
 use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, EventLifecycleEvent, NavigateParams,
 };
-use chromiumoxide::cdp::js_protocol::runtime::{CallArgument, CallFunctionOnParams};
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use chromiumoxide::element::Element;
-
+use super::input::{Hand, Rect};
 use super::page_js::*;
 use super::script::{
     Condition, Consumer, ElementState, Entry, Notifier, OnError, OnExhausted, OnceLedger, Step,
     Stopped, Text, WaitUntil,
 };
+use super::world::World;
 use crate::stdx::template::Template;
 
 /// What a script produced.
@@ -89,45 +91,10 @@ pub struct Env<'a> {
     pub notify: Option<&'a Notifier>,
     /// Template data besides `vars` and loop items: `job`, `run`, `now`, `today`.
     pub context: &'a Value,
-}
-
-fn call(fun: &str, args: Vec<Value>) -> CallFunctionOnParams {
-    let mut b = CallFunctionOnParams::builder()
-        .function_declaration(fun)
-        .await_promise(true)
-        .return_by_value(true);
-    for a in args {
-        b = b.argument(CallArgument::builder().value(a).build());
-    }
-    // The builder only fails without a function declaration, which is always set.
-    b.build().unwrap_or_else(|_| CallFunctionOnParams::new(fun))
-}
-
-/// Calls a function in the page with JSON arguments (never spliced into the source). A
-/// navigation (a click that submitted a form, a redirect) destroys the context a call runs
-/// in: the call is then made again in the new document, until the step's own timeout.
-async fn js(page: &Page, fun: &str, args: Vec<Value>) -> Result<Value, String> {
-    loop {
-        match page.evaluate_function(call(fun, args.clone())).await {
-            Ok(r) => return Ok(r.value().cloned().unwrap_or(Value::Null)),
-            Err(e) => {
-                let text = e.to_string();
-                let navigated = [
-                    "navigated or closed",
-                    "context was destroyed",
-                    "Cannot find context",
-                    "executionContextId or uniqueContextId must be specified",
-                ]
-                .iter()
-                .any(|m| text.contains(m));
-                if !navigated {
-                    return Err(text);
-                }
-                // The new document's context appears once it has committed.
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
-    }
+    /// Input paced like a person's (the `anti_detection` flag).
+    pub human: bool,
+    /// The job's viewport (a full-page screenshot restores it afterwards).
+    pub viewport: Option<(u32, u32)>,
 }
 
 /// Runs every step in order; stops at the first failure, or early (`Ok(Some(_))`) when a
@@ -140,6 +107,8 @@ pub async fn run(
 ) -> Result<Option<Stopped>, StepFailure> {
     let mut exec = Exec {
         page,
+        world: World::new(page),
+        hand: Hand::new(env.human),
         env,
         out,
         frames: Vec::new(),
@@ -169,6 +138,9 @@ struct Frame {
 
 struct Exec<'a, 'o> {
     page: &'a Page,
+    /// Where our JavaScript runs (never the page's own world).
+    world: World<'a>,
+    hand: Hand,
     env: &'a Env<'a>,
     out: &'o mut ScriptOutput,
     frames: Vec<Frame>,
@@ -225,35 +197,72 @@ impl<'a> Exec<'a, '_> {
         )
     }
 
-    /// The element `sel` names: inside the current loop item when it starts with `:scope`
-    /// (the loop's items are found again, by index, for every step: navigation is allowed).
-    async fn element(&self, sel: &str) -> Result<Element, (&'static str, String)> {
-        if !sel.starts_with(":scope") {
-            return self
-                .page
-                .find_element(sel)
-                .await
-                .map_err(|_| ("not_found", format!("no element matches `{sel}`")));
-        }
-        let mut root: Option<Element> = None;
-        for f in &self.frames {
-            let list = match (&root, f.selector.starts_with(":scope")) {
-                (Some(r), true) => r.find_elements(f.selector.as_str()).await,
-                _ => self.page.find_elements(f.selector.as_str()).await,
+    /// Calls one of `page_js`'s functions with the loop scope first.
+    async fn js(&self, fun: &str, args: &[Value]) -> Result<Value, (&'static str, String)> {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.scope());
+        all.extend_from_slice(args);
+        self.world.call(fun, &all).await.map_err(|e| ("browser", e))
+    }
+
+    /// Where the element `sel` names is (inside the current loop item when the selector
+    /// starts with `:scope`; the loop's items are found again, by index, for every step).
+    async fn rect(&self, sel: &str) -> Result<Rect, (&'static str, String)> {
+        let v = self.js(RECT_JS, &[json!(sel)]).await?;
+        let n = |k: &str| v.get(k).and_then(Value::as_f64);
+        match (n("x"), n("y"), n("w"), n("h"), n("vw"), n("vh")) {
+            (Some(x), Some(y), Some(w), Some(h), Some(vw), Some(vh)) => {
+                Ok(Rect { x, y, w, h, vw, vh })
             }
-            .map_err(|_| ("not_found", format!("no element matches `{}`", f.selector)))?;
-            root = Some(list.into_iter().nth(f.index).ok_or_else(|| {
-                (
-                    "not_found",
-                    format!("loop item {} of `{}` is gone", f.index, f.selector),
-                )
-            })?);
+            _ => Err(("not_found", format!("no element matches `{sel}`"))),
         }
-        match (&root, sel.starts_with(":scope")) {
-            (Some(r), true) => r.find_element(sel).await,
-            _ => self.page.find_element(sel).await,
+    }
+
+    /// Brings the element into view: with the wheel, notch by notch, as a person scrolls;
+    /// by the element itself (`scrollIntoView` from our world) when the wheel does not move
+    /// it (a box that does not scroll, or one scrolling sideways), or without `human`.
+    async fn bring_into_view(&self, sel: &str) -> Result<Rect, (&'static str, String)> {
+        let mut r = self.rect(sel).await?;
+        if r.in_view() {
+            return Ok(r);
         }
-        .map_err(|_| ("not_found", format!("no element matches `{sel}`")))
+        if self.env.human {
+            let mut stuck = 0;
+            for _ in 0..40 {
+                let notches = (r.offset_y() / super::input::NOTCH).round() as i32;
+                if notches == 0 {
+                    break;
+                }
+                self.hand
+                    .wheel(self.page, notches.clamp(-4, 4))
+                    .await
+                    .map_err(|e| ("browser", e))?;
+                let next = self.rect(sel).await?;
+                stuck = if next.y == r.y { stuck + 1 } else { 0 };
+                r = next;
+                if r.in_view() || stuck >= 3 {
+                    break;
+                }
+            }
+        }
+        if !r.in_view() {
+            self.js(SCROLL_INTO_VIEW_JS, &[json!(sel)]).await?;
+            r = self.rect(sel).await?;
+        }
+        Ok(r)
+    }
+
+    /// Clicks the element with the pointer.
+    async fn click(&self, sel: &str) -> StepResult {
+        let r = self.bring_into_view(sel).await?;
+        if r.w <= 0.0 || r.h <= 0.0 || !r.in_view() {
+            return Err(("not_visible", format!("`{sel}` is not visible on the page")));
+        }
+        let at = self.hand.aim(&r);
+        self.hand
+            .click(self.page, at)
+            .await
+            .map_err(|e| ("browser", e))
     }
 
     fn steps<'s>(
@@ -344,11 +353,7 @@ impl<'a> Exec<'a, '_> {
             .map_err(|(k, m)| self.fail(path, step, k, m))?;
         let snapshot = tokio::time::timeout(
             self.env.step_timeout,
-            js(
-                self.page,
-                ITEMS_JS,
-                vec![self.scope(), json!(sel), json!(max)],
-            ),
+            self.js(ITEMS_JS, &[json!(sel), json!(max)]),
         )
         .await
         .map_err(|_| {
@@ -359,7 +364,7 @@ impl<'a> Exec<'a, '_> {
                 "listing the items took too long".into(),
             )
         })?
-        .map_err(|e| self.fail(path, step, "browser", e))?;
+        .map_err(|(k, m)| self.fail(path, step, k, m))?;
         let items: Vec<Value> = match snapshot {
             Value::Array(a) => a,
             _ => {
@@ -413,27 +418,19 @@ impl<'a> Exec<'a, '_> {
     }
 
     async fn condition(&self, c: &Condition) -> Result<bool, (&'static str, String)> {
-        let browser = |e: String| ("browser", e);
         Ok(match c {
             Condition::Exists(sel) => {
                 let sel = self.render(sel)?;
-                js(self.page, EXISTS_JS, vec![self.scope(), json!(sel)])
-                    .await
-                    .map_err(browser)?
-                    == Value::Bool(true)
+                self.js(EXISTS_JS, &[json!(sel)]).await? == Value::Bool(true)
             }
             Condition::Visible(sel) => {
                 let sel = self.render(sel)?;
-                js(self.page, VISIBLE_JS, vec![self.scope(), json!(sel)])
-                    .await
-                    .map_err(browser)?
-                    == Value::Bool(true)
+                self.js(VISIBLE_JS, &[json!(sel)]).await? == Value::Bool(true)
             }
             Condition::TextContains { selector, text } => {
                 let (sel, want) = (self.render(selector)?, self.render(text)?);
-                js(self.page, TEXT_JS, vec![self.scope(), json!(sel)])
-                    .await
-                    .map_err(browser)?
+                self.js(TEXT_JS, &[json!(sel)])
+                    .await?
                     .as_str()
                     .is_some_and(|t| t.contains(&want))
             }
@@ -649,13 +646,9 @@ impl<'a> Exec<'a, '_> {
                 };
                 // Leave the JS side a little less time, so its answer beats our timeout.
                 let ms = limit.as_millis().saturating_sub(50) as u64;
-                let ok = js(
-                    page,
-                    WAIT_FOR_JS,
-                    vec![self.scope(), json!(selector), json!(state_s), json!(ms)],
-                )
-                .await
-                .map_err(|e| ("browser", e))?;
+                let ok = self
+                    .js(WAIT_FOR_JS, &[json!(selector), json!(state_s), json!(ms)])
+                    .await?;
                 if ok == Value::Bool(true) {
                     Ok(())
                 } else {
@@ -667,9 +660,7 @@ impl<'a> Exec<'a, '_> {
             }
             Step::Click { selector } => {
                 let selector = self.render(selector)?;
-                let el = self.element(&selector).await?;
-                el.click().await.map_err(cdp)?;
-                Ok(())
+                self.click(&selector).await
             }
             Step::Type {
                 selector,
@@ -686,10 +677,10 @@ impl<'a> Exec<'a, '_> {
                             format!("secret {name} is not configured"),
                         ))?,
                     };
-                let el = self.element(&selector).await?;
-                el.click().await.map_err(cdp)?;
+                self.click(&selector).await?;
                 if *clear {
-                    js(page, CLEAR_JS, vec![self.scope(), json!(selector)])
+                    self.hand
+                        .clear_field(page)
                         .await
                         .map_err(|e| ("browser", e))?;
                 }
@@ -704,7 +695,10 @@ impl<'a> Exec<'a, '_> {
                     let s: &str = ch.encode_utf8(&mut buf);
                     // Characters on a US keyboard are key presses; the rest is inserted text.
                     // Errors never carry the text (it may be a secret).
-                    if ch.is_ascii() && !ch.is_ascii_control() && el.press_key(s).await.is_ok() {
+                    if ch.is_ascii()
+                        && !ch.is_ascii_control()
+                        && self.hand.key(page, s).await.is_ok()
+                    {
                         continue;
                     }
                     page.execute(InsertTextParams::new(s))
@@ -714,34 +708,39 @@ impl<'a> Exec<'a, '_> {
                 Ok(())
             }
             Step::Press { key } => {
+                // Keys go to whatever has the focus (the document's body when nothing has).
                 let key = self.render(key)?;
-                let el = page
-                    .find_element(":focus")
+                self.hand
+                    .key(page, &key)
                     .await
-                    .or(page.find_element("body").await)
-                    .map_err(cdp)?;
-                el.press_key(key.as_str())
-                    .await
-                    .map_err(|e| ("bad_key", format!("cannot press `{key}`: {e}")))?;
-                Ok(())
+                    .map_err(|e| ("bad_key", format!("cannot press `{key}`: {e}")))
             }
             Step::Select { selector, value } => {
                 let (selector, value) = (self.render(selector)?, self.render(value)?);
-                match js(
-                    page,
-                    SELECT_JS,
-                    vec![self.scope(), json!(selector), json!(value)],
-                )
-                .await
-                .map_err(|e| ("browser", e))?
-                .as_str()
-                {
-                    Some("ok") => Ok(()),
+                let at = self.js(SELECT_JS, &[json!(selector), json!(value)]).await?;
+                let (from, to) = match at.as_str() {
+                    Some("ok") => return Ok(()),
                     Some("no option") => {
-                        Err(("not_found", format!("`{selector}` has no option `{value}`")))
+                        return Err(("not_found", format!("`{selector}` has no option `{value}`")))
                     }
-                    _ => Err(("not_found", format!("no element matches `{selector}`"))),
+                    Some(_) => {
+                        return Err(("not_found", format!("no element matches `{selector}`")))
+                    }
+                    None => (
+                        at["from"].as_i64().unwrap_or(0),
+                        at["to"].as_i64().unwrap_or(0),
+                    ),
+                };
+                let key = if to > from { "ArrowDown" } else { "ArrowUp" };
+                for _ in 0..(to - from).abs() {
+                    self.hand.key(page, key).await.map_err(|e| ("browser", e))?;
+                    if self.js(VALUE_JS, &[json!(selector)]).await? == json!(value) {
+                        return Ok(());
+                    }
                 }
+                self.js(SET_VALUE_JS, &[json!(selector), json!(value)])
+                    .await?;
+                Ok(())
             }
             Step::Extract {
                 selector,
@@ -750,13 +749,9 @@ impl<'a> Exec<'a, '_> {
                 into,
             } => {
                 let (selector, into) = (self.render(selector)?, self.render(into)?);
-                let v = js(
-                    page,
-                    EXTRACT_JS,
-                    vec![self.scope(), json!(selector), json!(attribute), json!(all)],
-                )
-                .await
-                .map_err(|e| ("browser", e))?;
+                let v = self
+                    .js(EXTRACT_JS, &[json!(selector), json!(attribute), json!(all)])
+                    .await?;
                 let v = if *all {
                     v
                 } else {
@@ -785,9 +780,7 @@ impl<'a> Exec<'a, '_> {
             }
             Step::AssertText { selector, contains } => {
                 let (selector, contains) = (self.render(selector)?, self.render(contains)?);
-                let text = js(page, TEXT_JS, vec![self.scope(), json!(selector)])
-                    .await
-                    .map_err(|e| ("browser", e))?;
+                let text = self.js(TEXT_JS, &[json!(selector)]).await?;
                 match text.as_str() {
                     None => Err(("not_found", format!("no element matches `{selector}`"))),
                     Some(t) if t.contains(contains.as_str()) => Ok(()),
@@ -811,9 +804,26 @@ impl<'a> Exec<'a, '_> {
                             .build(),
                     )
                     .await
-                    .map_err(cdp)?;
+                    .map_err(cdp);
+                if *full_page {
+                    // The full-page capture resized the viewport to the document: undone, so
+                    // the page does not see a window as tall as itself afterwards.
+                    let restored = match self.env.viewport {
+                        Some((w, h)) => page
+                            .execute(SetDeviceMetricsOverrideParams::new(
+                                w as i64, h as i64, 1.0, false,
+                            ))
+                            .await
+                            .map(|_| ()),
+                        None => page
+                            .execute(ClearDeviceMetricsOverrideParams::default())
+                            .await
+                            .map(|_| ()),
+                    };
+                    restored.map_err(cdp)?;
+                }
                 let name = format!("step-{:03}.png", self.out.screenshots.len() + 1);
-                self.out.screenshots.push((name, png));
+                self.out.screenshots.push((name, png?));
                 Ok(())
             }
             Step::Sleep { ms } => {

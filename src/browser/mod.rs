@@ -12,12 +12,14 @@
 mod artifacts;
 pub mod engine;
 mod hold;
+mod input;
 mod page_js;
 pub mod politeness;
 pub mod process;
 mod run;
 pub mod script;
 pub mod stealth;
+mod world;
 
 pub use artifacts::prune_artifacts;
 pub use hold::Held;
@@ -140,8 +142,9 @@ struct Session {
     /// takes one, wakes it and navigates it, instead of
     /// opening a new page (a warm session).
     idle_pages: RefCell<Vec<(String, chromiumoxide::Page)>>,
-    /// The browser's user agent without "Headless" (asked once per launch).
-    plain_ua: RefCell<Option<String>>,
+    /// With anti-detection: the user agent and its client hints every page gets (asked
+    /// of the browser once per launch).
+    identity: RefCell<Option<Rc<run::Identity>>>,
     /// Browser runs share the profile (read); a command run holds it alone (write).
     exclusive: std::sync::Arc<tokio::sync::RwLock<()>>,
     /// Counts the deaths of this profile's browsers (a holder watches it).
@@ -162,6 +165,8 @@ pub struct Pool {
     holds: RefCell<HashMap<Uuid, hold::Hold>>,
     /// Holds waiting for their profile; true when the run was released meanwhile.
     pending_holds: RefCell<HashMap<Uuid, bool>>,
+    /// The browser's full version (asked once, for the anti-detection user agent).
+    version: RefCell<Option<String>>,
 }
 
 /// Marks a session busy for as long as it lives (also when the run's future is dropped).
@@ -228,6 +233,7 @@ impl Pool {
             running: RefCell::new(HashMap::new()),
             holds: RefCell::new(HashMap::new()),
             pending_holds: RefCell::new(HashMap::new()),
+            version: RefCell::new(None),
             politeness: politeness::Politeness::new(cfg.politeness.clone()),
             cfg,
         }
@@ -273,7 +279,7 @@ impl Pool {
                     last_used: Cell::new(Instant::now()),
                     pages: tokio::sync::Semaphore::new(self.cfg.max_pages.max(1)),
                     idle_pages: RefCell::new(Vec::new()),
-                    plain_ua: RefCell::new(None),
+                    identity: RefCell::new(None),
                     exclusive: std::sync::Arc::new(tokio::sync::RwLock::new(())),
                     deaths: Rc::new(tokio::sync::watch::channel(0).0),
                 })
@@ -402,7 +408,7 @@ impl Pool {
             dead.close(Duration::from_millis(100)).await;
         }
         session.idle_pages.borrow_mut().clear();
-        session.plain_ua.borrow_mut().take();
+        session.identity.borrow_mut().take();
         self.publish();
     }
 
@@ -462,7 +468,7 @@ impl Pool {
     async fn close_session(&self, s: &Session) {
         let mut guard = s.chromium.lock().await;
         s.idle_pages.borrow_mut().clear();
-        s.plain_ua.borrow_mut().take();
+        s.identity.borrow_mut().take();
         // Not alive from here: its handler's end is ours, not a death.
         let was_alive = s.alive.replace(false);
         if let Some(c) = guard.take() {

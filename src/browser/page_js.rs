@@ -1,5 +1,6 @@
 //! The JavaScript the engine evaluates in pages (function declarations called with
-//! `Runtime.callFunctionOn`). Every function takes the loop scope first: a list of
+//! `Runtime.callFunctionOn` in our isolated world, `world.rs`: the page's own scripts see
+//! none of it). Every function takes the loop scope first: a list of
 //! `[selector, index]`, outermost loop first; a selector starting with `:scope` is resolved
 //! inside the current loop item (none, when the item is not on the page now), any other in
 //! the document.
@@ -50,18 +51,40 @@ pub const EXTRACT_JS: &str = with_scope!(
   return e ? { v: value(e) } : null;"#
 );
 
-pub const CLEAR_JS: &str = with_scope!(
+/// Where the element is in the viewport, and the viewport's size (without scrollbars).
+pub const RECT_JS: &str = with_scope!(
     "sel",
-    r#"const e = q(sel); if (!e) return false;
-  e.focus(); if ('value' in e) { e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true })); } return true;"#
+    r#"const e = q(sel); if (!e) return null;
+  const r = e.getBoundingClientRect(), d = document.documentElement;
+  return { x: r.left, y: r.top, w: r.width, h: r.height, vw: d.clientWidth || innerWidth, vh: d.clientHeight || innerHeight };"#
 );
 
+pub const SCROLL_INTO_VIEW_JS: &str = with_scope!(
+    "sel",
+    r#"const e = q(sel); if (!e) return false; e.scrollIntoView({ block: 'center', inline: 'center' }); return true;"#
+);
+
+/// Focuses a `<select>` and says which option is chosen and which is wanted (the engine
+/// then moves there with the arrow keys, as a person does: the page sees trusted events).
 pub const SELECT_JS: &str = with_scope!(
     "sel, value",
     r#"const e = q(sel); if (!e) return 'missing';
-  if (![...e.options].some(o => o.value === value)) return 'no option';
+  const to = [...e.options].findIndex(o => o.value === value);
+  if (to < 0) return 'no option';
+  if (e.value === value) return 'ok';
+  e.focus(); return { from: e.selectedIndex, to };"#
+);
+
+/// The value of a form field.
+pub const VALUE_JS: &str = with_scope!("sel", r#"const e = q(sel); return e ? e.value : null;"#);
+
+/// Sets a `<select>` directly (with input and change events) when the keys could not reach
+/// the option (a disabled one in the way).
+pub const SET_VALUE_JS: &str = with_scope!(
+    "sel, value",
+    r#"const e = q(sel); if (!e) return false;
   e.value = value; e.dispatchEvent(new Event('input', { bubbles: true }));
-  e.dispatchEvent(new Event('change', { bubbles: true })); return 'ok';"#
+  e.dispatchEvent(new Event('change', { bubbles: true })); return true;"#
 );
 
 pub const TEXT_JS: &str = with_scope!(

@@ -49,10 +49,31 @@ const QUIET_FLAGS: &[&str] = &[
 pub struct LaunchOptions<'a> {
     pub executable: &'a Path,
     pub profile_dir: &'a Path,
-    pub window: (u32, u32),
     pub lang: &'a str,
-    pub stealth: bool,
+    /// The window's flags, and with anti-detection its identity (`stealth::launch_flags`).
+    pub flags: Vec<String>,
     pub timeout: Duration,
+}
+
+/// The browser's full version (`148.0.7778.167`), from `<executable> --version`.
+pub async fn version(executable: &Path) -> Result<String, BrowserError> {
+    let out = tokio::process::Command::new(executable)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(10), out)
+        .await
+        .map_err(|_| BrowserError::Launch(format!("{} --version hung", executable.display())))?
+        .map_err(|e| BrowserError::Launch(format!("cannot run {}: {e}", executable.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    super::stealth::version_of(&text).ok_or_else(|| {
+        BrowserError::Launch(format!(
+            "{} --version printed no version ({})",
+            executable.display(),
+            text.trim()
+        ))
+    })
 }
 
 /// Kills Chromium processes left over from an earlier overseer on these profiles (their
@@ -122,7 +143,7 @@ impl Chromium {
         let mut cmd = tokio::process::Command::new(opts.executable);
         cmd.args(QUIET_FLAGS)
             .arg(format!("--user-data-dir={}", opts.profile_dir.display()))
-            .arg(format!("--window-size={},{}", opts.window.0, opts.window.1))
+            .args(&opts.flags)
             .arg(format!("--lang={}", opts.lang))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -137,9 +158,6 @@ impl Chromium {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
-        }
-        if opts.stealth {
-            cmd.arg("--disable-blink-features=AutomationControlled");
         }
         if nix::unistd::geteuid().is_root() {
             // Chromium refuses to run its sandbox as root.

@@ -5,6 +5,14 @@
 use super::artifacts::save_artifacts;
 use super::*;
 
+use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
+
+/// The user agent and client hints an anti-detection session's pages get.
+pub(super) struct Identity {
+    pub user_agent: String,
+    pub hints: Option<chromiumoxide::cdp::browser_protocol::emulation::UserAgentMetadata>,
+}
+
 /// What a browser is launched with.
 pub(super) struct Launch<'a> {
     pub profile: &'a str,
@@ -38,13 +46,19 @@ impl Pool {
         let (events, profile) = (self.events.clone(), r.profile.to_string());
         let deaths = session.deaths.clone();
         let profile_dir = self.cfg.profiles_dir.join(r.profile);
+        let flags = self.window_flags(r).await.map_err(|e| {
+            alive.set(false);
+            RunFailure {
+                kind: "browser_launch",
+                message: e.to_string(),
+            }
+        })?;
         let launched = Chromium::launch(
             &LaunchOptions {
                 executable: &self.cfg.executable,
                 profile_dir: &profile_dir,
-                window: r.viewport.unwrap_or((1280, 800)),
                 lang: r.locale,
-                stealth: self.cfg.stealth,
+                flags,
                 timeout: self.cfg.launch_timeout,
             },
             // The handler ended while we still counted on the browser: it died.
@@ -78,6 +92,31 @@ impl Pool {
         *guard = Some(launched);
         self.publish();
         Ok(())
+    }
+
+    /// The launch flags of the window: with anti-detection the profile's own window and
+    /// the browser's identity (`stealth::launch_flags`), else Chromium's defaults with the
+    /// window the first run asks for.
+    async fn window_flags(&self, r: &Launch<'_>) -> Result<Vec<String>, BrowserError> {
+        if !self.cfg.stealth {
+            let (w, h) = r.viewport.unwrap_or((1280, 800));
+            return Ok(vec![format!("--window-size={w},{h}")]);
+        }
+        let known = self.version.borrow().clone();
+        let version = match known {
+            Some(v) => v,
+            None => {
+                let v = process::version(&self.cfg.executable).await?;
+                *self.version.borrow_mut() = Some(v.clone());
+                v
+            }
+        };
+        let window = stealth::Window::of_profile(r.profile);
+        Ok(stealth::launch_flags(
+            &window,
+            &stealth::user_agent(&version),
+            r.locale,
+        ))
     }
 
     /// `open_page` bounded by `launch_timeout`; None when it took longer.
@@ -114,34 +153,16 @@ impl Pool {
             .map_err(browser_err)?;
         // Closed again if its setup fails or takes too long.
         let mut guard = PageGuard(Some(page.clone()));
-        if self.cfg.stealth {
-            page.add_init_script(stealth::init_script(&r.locale))
-                .await
-                .map_err(browser_err)?;
-        }
-        let ua = match &r.user_agent {
-            Some(ua) => Some(ua.clone()),
-            None if self.cfg.stealth => {
-                let cached = session.plain_ua.borrow().clone();
-                match cached {
-                    Some(ua) => Some(ua),
-                    None => {
-                        let ua = chromium
-                            .browser
-                            .user_agent()
-                            .await
-                            .ok()
-                            .map(|ua| stealth::plain_user_agent(&ua));
-                        *session.plain_ua.borrow_mut() = ua.clone();
-                        ua
-                    }
-                }
-            }
-            None => None,
-        };
-        if let Some(ua) = ua {
-            let mut p = SetUserAgentOverrideParams::new(ua);
-            p.accept_language = Some(r.locale.clone());
+        if let Some(ua) = &r.user_agent {
+            // The job's own user agent: sent as it is (its client hints are its business).
+            let mut p = SetUserAgentOverrideParams::new(ua.clone());
+            p.accept_language = Some(stealth::accept_language(&r.locale));
+            page.execute(p).await.map_err(browser_err)?;
+        } else if self.cfg.stealth {
+            let identity = self.identity(chromium, session).await?;
+            let mut p = SetUserAgentOverrideParams::new(identity.user_agent.clone());
+            p.accept_language = Some(stealth::accept_language(&r.locale));
+            p.user_agent_metadata = identity.hints.clone();
             page.execute(p).await.map_err(browser_err)?;
         }
         if let Some((w, h)) = r.viewport {
@@ -168,8 +189,75 @@ impl Pool {
         page.execute(SetFocusEmulationEnabledParams::new(true))
             .await
             .map_err(browser_err)?;
+        // chromiumoxide attaches to every worker and iframe of the page, paused until it
+        // resumes them; it never resumes a service worker (which then never installs). We
+        // drive the page only: new workers and frames start on their own.
+        let mut attach = SetAutoAttachParams::new(false, false);
+        attach.flatten = Some(true);
+        page.execute(attach).await.map_err(browser_err)?;
+        if self.cfg.stealth {
+            // chromiumoxide enables the Runtime domain on every page it attaches (its frame
+            // manager's init); a page can tell (objects it logs get serialized for us). Off
+            // again before the page has any document of a site: our calls need none of it
+            // (`world.rs`), and it stays off across navigations.
+            page.execute(chromiumoxide::cdp::js_protocol::runtime::DisableParams::default())
+                .await
+                .map_err(browser_err)?;
+        }
         guard.disarm();
         Ok(page)
+    }
+
+    /// The user agent and client hints of the session's browser, asked once per launch:
+    /// the launch flag's user agent, the brands the browser reports, its full version.
+    async fn identity(
+        &self,
+        chromium: &Chromium,
+        session: &Session,
+    ) -> Result<Rc<Identity>, RunFailure> {
+        if let Some(known) = session.identity.borrow().clone() {
+            return Ok(known);
+        }
+        let fail = |message: String| RunFailure {
+            kind: "browser",
+            message,
+        };
+        let version = chromium
+            .browser
+            .version()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let full_version = version
+            .product
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        // The brands are only shown to secure pages (a blank page is not one): asked of a
+        // browser page opened for it and closed again.
+        let probe = chromium
+            .browser
+            .new_page("chrome://version")
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let brands = super::world::World::new(&probe)
+            .call(
+                "() => navigator.userAgentData.brands.map((b) => [b.brand, b.version])",
+                &[],
+            )
+            .await;
+        let _ = probe.close().await;
+        let brands = brands.map_err(fail)?;
+        let brands: Vec<(String, String)> =
+            serde_json::from_value(brands).map_err(|e| fail(format!("brands: {e}")))?;
+        let hints = serde_json::from_value(stealth::client_hints(&brands, &full_version))
+            .map_err(|e| fail(format!("client hints: {e}")))?;
+        let identity = Rc::new(Identity {
+            user_agent: stealth::plain_user_agent(&version.user_agent),
+            hints: Some(hints),
+        });
+        *session.identity.borrow_mut() = Some(identity.clone());
+        Ok(identity)
     }
 
     /// One run: a page, the script on it, the page parked or closed, artifacts, the output.
@@ -273,6 +361,8 @@ impl Pool {
             once: r.once.as_ref(),
             notify: r.notify.as_ref(),
             context: &r.context,
+            human: self.cfg.stealth,
+            viewport: r.viewport,
         };
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
         let mut crashed = page

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod http;
 pub mod pages;
+pub mod probes;
 pub mod sink;
 pub mod social;
 

@@ -1,6 +1,5 @@
 //! Pages for browser tests, served on 127.0.0.1: content that appears late, content loaded
-//! by XHR, a form with every input kind, a login that sets a cookie, a page that reports what
-//! a bot check would read, and a slow page.
+//! by XHR, a form with every input kind, a login that sets a cookie, and a slow page.
 
 #![allow(dead_code)] // Shared by tests and benches; each uses a part.
 use std::io::{BufReader, Write};
@@ -163,34 +162,6 @@ fn serve(
                     None => (200, html("<h1 id=\"who\">Please log in</h1>")),
                 }
             }
-            (_, "/bot") => (
-                200,
-                html(
-                    r#"<pre id="report"></pre><script>
-                (async () => {
-                  let perm = null;
-                  try { perm = (await navigator.permissions.query({ name: 'notifications' })).state; } catch (e) { perm = 'error'; }
-                  const r = {
-                    webdriver_present: 'webdriver' in navigator,
-                    visibility: document.visibilityState,
-                    webdriver: navigator.webdriver === true,
-                    plugins: navigator.plugins.length,
-                    mime_types: navigator.mimeTypes.length,
-                    chrome: !!window.chrome,
-                    chrome_runtime: !!(window.chrome && window.chrome.runtime),
-                    chrome_app: !!(window.chrome && window.chrome.app),
-                    chrome_csi: !!(window.chrome && typeof window.chrome.csi === 'function'),
-                    chrome_load_times: !!(window.chrome && typeof window.chrome.loadTimes === 'function'),
-                    languages: navigator.languages,
-                    notification: window.Notification ? Notification.permission : 'none',
-                    permission: perm,
-                    user_agent: navigator.userAgent,
-                  };
-                  document.getElementById('report').textContent = JSON.stringify(r);
-                })();
-                </script>"#,
-                ),
-            ),
             (_, "/flaky") => {
                 if down.load(std::sync::atomic::Ordering::SeqCst) {
                     (503, html("<h1 id=\"state\">down for maintenance</h1>"))
