@@ -1,12 +1,14 @@
 //! Browser session latency (release build, Debian's Chromium, a page served on loopback): a
 //! warm session (browser already running) runs `goto` + `domcontentloaded` + `extract` on
 //! the page the previous run parked, as `browser` jobs with default settings do; p50/p99 over N runs (default 1,000). Also the
-//! cold launch of a profile. Run: `cargo bench --bench browser` (N to change the count).
+//! cold launch of a profile, anti-detection on and off, a click, 4 profiles at once, and the
+//! end-to-end figure of a `browser` job in a real `overseer serve` (triggered, fired,
+//! executed, recorded). Run: `cargo bench --bench browser` (N to change the count).
 
-#[path = "../tests/common/http.rs"]
-mod http;
-#[path = "../tests/common/pages.rs"]
-mod pages;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::pages;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -69,7 +71,9 @@ fn main() {
         };
         let cold = Instant::now();
         pool.run(run()).await.expect("first run");
-        println!("cold: launch + first run {:.0} ms", cold.elapsed().as_secs_f64() * 1000.0);
+        let cold_ms = cold.elapsed().as_secs_f64() * 1000.0;
+        println!("cold: launch + first run {cold_ms:.0} ms");
+        common::table_row("browser, cold: Chromium launch + first run", &format!("{cold_ms:.0} ms"), "");
         let warm = |label: &'static str, pool: std::rc::Rc<Pool>, r: BrowserRun, n: usize| async move {
             let mut samples = Vec::with_capacity(n);
             let all = Instant::now();
@@ -90,6 +94,11 @@ fn main() {
                 pct(0.99),
                 samples[samples.len() - 1],
                 n as f64 / total
+            );
+            common::table_row(
+                &format!("browser, warm session, {label}, {n} runs"),
+                &format!("p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99)),
+                "",
             );
         };
         let pool = std::rc::Rc::new(pool);
@@ -132,11 +141,21 @@ fn main() {
                 "warm: inside Chromium, navigation start → DOMContentLoaded p50 {ms:.1} ms over {} runs (the rest of a run is CDP, waking the page and the steps)",
                 in_page.len()
             );
+            common::table_row(
+                "… of which inside Chromium: navigation start → `DOMContentLoaded`, as the page measures it",
+                &format!("p50 {ms:.1} ms"),
+                "",
+            );
         }
         // RSS of one browser: every process of the profile (main, zygote, GPU/utility,
         // renderer), after the warm runs.
         let rss = profile_rss_kib(&tmp.path().join("profiles/bench"));
         println!("RSS of one browser (all its processes, one page open between runs): {} MiB", rss / 1024);
+        common::table_row(
+            "browser RSS (sum over all processes of one Chromium; an upper bound)",
+            &format!("{} MiB", rss / 1024),
+            "",
+        );
         pool.close_all().await;
 
         // The same warm runs with the flag off (main-world Runtime on, Chromium's identity):
@@ -205,8 +224,69 @@ fn main() {
             per * 4,
             (per * 4) as f64 / secs
         );
+        common::table_row(
+            &format!("browser, 4 profiles at once (4 Chromiums, {} runs incl. 4 cold launches)", per * 4),
+            &format!("{:.1} runs/s", (per * 4) as f64 / secs),
+            "",
+        );
         pool.close_all().await;
     });
+    end_to_end(&pages, n.min(200));
+}
+
+/// A `browser` job in a real `overseer serve` (its own managed cluster), triggered `n` times
+/// one after the other: trigger (= fire) → run recorded, from the run's own timestamps.
+fn end_to_end(pages: &pages::Pages, n: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = common::Spawn::managed(&tmp.path().join("state"))
+        .toml("[browser]\nidle_timeout = \"600s\"\n")
+        .start();
+    o.wait_ready(Duration::from_secs(60));
+    let job = json!({
+        "name": "e2e", "kind": "browser", "schedule": {"cron": "0 0 29 2 *", "timezone": "UTC"},
+        "payload": {"profile": "e2e", "steps": [
+            {"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}},
+            {"extract": {"selector": ".job", "all": true, "into": "jobs"}},
+        ]},
+    });
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&job.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    let ms = |a: &serde_json::Value, b: &serde_json::Value| -> f64 {
+        let t = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
+        };
+        (t(b) - t(a)).num_microseconds().unwrap() as f64 / 1000.0
+    };
+    let (mut total, mut work) = (Vec::new(), Vec::new());
+    // The first run launches the browser: not counted.
+    for i in 0..=n {
+        let a = o.post("/api/v1/jobs/e2e/trigger", o.admin(), None);
+        assert_eq!(a.status, 201, "{}", a.text);
+        let id = a.json()["id"].as_str().unwrap().to_string();
+        let run = common::wait_for("the run recorded", Duration::from_secs(60), || {
+            let r = o.get(&format!("/api/v1/runs/{id}"), o.admin()).json();
+            (r["state"] == "succeeded").then_some(r)
+        });
+        if i > 0 {
+            total.push(ms(&run["fire_at"], &run["finished_at"]));
+            work.push(ms(&run["began_at"], &run["finished_at"]));
+        }
+    }
+    for v in [&mut total, &mut work] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    let p = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    println!(
+        "end to end, a browser job in overseer serve, {n} triggered runs: fire → recorded p50 {:.1} ms, p99 {:.1} ms (of which the browser work, began → recorded: p50 {:.1} ms)",
+        p(&total, 0.5),
+        p(&total, 0.99),
+        p(&work, 0.5)
+    );
+    common::table_row(
+        &format!("browser job end to end in `overseer serve` (trigger = fire → run recorded), {n} runs, warm"),
+        &format!("p50 {:.1} ms, p99 {:.1} ms", p(&total, 0.5), p(&total, 0.99)),
+        "",
+    );
 }
 
 fn profile_rss_kib(profile: &std::path::Path) -> u64 {

@@ -66,7 +66,7 @@ fn stop(mut r: Running, signal: nix::sys::signal::Signal) {
     r.child.wait().unwrap();
 }
 
-fn report(name: &str, mut xs: Vec<Duration>) {
+fn report(name: &str, row: &str, mut xs: Vec<Duration>) {
     xs.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -75,6 +75,14 @@ fn report(name: &str, mut xs: Vec<Duration>) {
         ms(xs[0]),
         ms(xs[xs.len() / 2]),
         ms(xs[xs.len() - 1])
+    );
+    // A row of the README's table (`scripts/bench`).
+    println!(
+        "| {row} | median {:.0} ms ({:.0}–{:.0}, n={}) | |",
+        ms(xs[xs.len() / 2]),
+        ms(xs[0]),
+        ms(xs[xs.len() - 1]),
+        xs.len()
     );
 }
 
@@ -103,10 +111,19 @@ fn main() {
         stop(r, Signal::SIGTERM);
     }
     println!("serve → /ready = 200 on the embedded default (release build)");
-    report("cold: empty state dir (initdb + start)", cold);
-    report("warm: cluster stopped (pg_ctl start)", warm_stopped);
+    report(
+        "cold: empty state dir (initdb + start)",
+        "`serve` → `/ready` = 200, embedded default, cold (empty state dir: initdb + start)",
+        cold,
+    );
+    report(
+        "warm: cluster stopped (pg_ctl start)",
+        "`serve` → `/ready`, warm (cluster stopped: `pg_ctl start`)",
+        warm_stopped,
+    );
     report(
         "warm: cluster left running by kill -9 (reuse)",
+        "`serve` → `/ready`, warm (cluster left running by `kill -9`: reused)",
         warm_running,
     );
 }

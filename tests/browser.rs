@@ -803,3 +803,70 @@ fn an_idle_browser_is_closed_and_relaunched_on_demand() {
     let row = session_row(&o, "idle").unwrap();
     assert_eq!(row["launches"], 2, "relaunched on demand: {row}");
 }
+
+#[test]
+fn a_profile_whose_browser_keeps_dying_is_refused_until_its_window_passes() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(&db, &state, "");
+    let never = json!({"cron": "0 0 29 2 *", "timezone": "UTC"});
+    let body = json!({
+        "name": "doomed", "kind": "browser", "schedule": never,
+        "payload": {"profile": "doomed", "steps": [
+            {"goto": {"url": pages.url("/form")}},
+            {"wait_for": {"selector": "#never", "timeout": "20s"}},
+        ]},
+        "policy": {"max_retries": 0},
+    });
+    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+    assert_eq!(a.status, 201, "{}", a.text);
+    // The latest of `n` runs, once it failed.
+    let failed = |n: usize| -> Value {
+        wait_for(&format!("run {n} failed"), T, || {
+            let runs = o.get("/api/v1/runs?job=doomed&limit=100", o.admin()).json();
+            let items = runs["items"].as_array().unwrap().clone();
+            (items.len() == n && items[0]["state"] == "failed").then(|| items[0].clone())
+        })
+    };
+    // The profile's session fails five times within its window (SESSION_MAX_FAILURES)...
+    for n in 1..=5 {
+        let a = o.post("/api/v1/jobs/doomed/trigger", o.admin(), None);
+        assert_eq!(a.status, 201, "{}", a.text);
+        wait_for(&format!("the page of run {n} loaded"), T, || {
+            (pages.hits().iter().filter(|h| *h == "/form").count() == n).then_some(())
+        });
+        // The whole browser at once: its process group (the pool starts Chromium as the
+        // leader of its own), so no renderer is seen dying before the browser.
+        let pid = wait_for("the session's pid", T, || {
+            session_row(&o, "doomed")
+                .filter(|r| r["state"] == "running")
+                .and_then(|r| r["pid"].as_i64())
+        });
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        let run = failed(n);
+        assert_eq!(run["error_kind"], "browser_crashed", "{run}");
+    }
+    // ... so the next run is refused without launching a browser.
+    let a = o.post("/api/v1/jobs/doomed/trigger", o.admin(), None);
+    assert_eq!(a.status, 201, "{}", a.text);
+    let run = failed(6);
+    assert_eq!(run["error_kind"], "browser_unavailable", "{run}");
+    assert!(
+        run["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("failed 5 times within 60s"),
+        "{run}"
+    );
+    assert!(chromium_under(&state.join("profiles/doomed")).is_empty());
+    // Another profile is not affected.
+    browser_job(
+        &o,
+        "healthy",
+        json!({"profile": "healthy", "steps": [{"goto": {"url": pages.url("/form")}}]}),
+        json!({"max_retries": 0}),
+    );
+    assert_eq!(finished(&o, "healthy")["state"], "succeeded");
+}

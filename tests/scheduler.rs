@@ -715,3 +715,57 @@ fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
     );
     assert!(!o.logs.text().contains(TOKEN), "the token reached the logs");
 }
+
+#[test]
+fn waiting_runs_start_by_priority_when_a_slot_frees() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    sink.hang(true);
+    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
+    // One slot, taken by a request that hangs until its timeout.
+    create(
+        &o,
+        json!({"name": "blocker", "kind": "http", "schedule": {"at": Utc::now().to_rfc3339()},
+               "payload": {"url": format!("{}/hang", sink.url)},
+               "policy": {"timeout": "2s", "max_retries": 0}}),
+    );
+    wait_for("the blocker holds the slot", T, || {
+        (sink.hanging() == 1).then_some(())
+    });
+    // Four runs wait for it, triggered lowest priority first.
+    let never = json!({"cron": "0 0 29 2 *", "timezone": "UTC"});
+    for (name, priority) in [("p2", 2), ("p5", 5), ("p7", 7), ("p9", 9)] {
+        create(
+            &o,
+            json!({"name": name, "kind": "noop", "schedule": never, "policy": {"priority": priority}}),
+        );
+        let a = o.post(&format!("/api/v1/jobs/{name}/trigger"), op(&o), None);
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    for name in ["p2", "p5", "p7", "p9"] {
+        assert_eq!(
+            runs_of(&o, name)[0]["state"],
+            "pending",
+            "{name} waits for the slot"
+        );
+    }
+    let started: Vec<(String, DateTime<Utc>)> = ["p2", "p5", "p7", "p9"]
+        .iter()
+        .map(|name| {
+            let runs = wait_runs(&o, name, &format!("{name} succeeded"), |r| {
+                count(r, "succeeded") == 1
+            });
+            let at = runs[0]["started_at"].as_str().unwrap().parse().unwrap();
+            (name.to_string(), at)
+        })
+        .collect();
+    let mut by_start = started.clone();
+    by_start.sort_by_key(|(_, at)| *at);
+    let order: Vec<&str> = by_start.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        order,
+        ["p9", "p7", "p5", "p2"],
+        "highest priority first: {started:?}"
+    );
+    assert_eq!(runs_of(&o, "blocker")[0]["state"], "timed_out");
+}

@@ -145,6 +145,10 @@ impl Executor {
         let quota: Vec<JobQuota> = rctx.quota.clone();
         let counter = self.deps.directory.quota_counter();
         let now = self.deps.clock.now();
+        let clock = self.deps.clock.clone();
+        // When the kind's work begins (after the quota gate), for `runs.began_at`.
+        let began = std::rc::Rc::new(std::cell::Cell::new(None));
+        let began_in = began.clone();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
@@ -156,6 +160,7 @@ impl Executor {
                 Ok(r) => r,
                 Err(gate) => return gate,
             };
+            began_in.set(Some(clock.now()));
             let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout).await;
             match result {
                 // The kind chose to wait (an open circuit): everything taken goes back.
@@ -194,6 +199,7 @@ impl Executor {
                         output: None,
                         error_kind: None,
                         error_message: Some(reason),
+                        began_at: None,
                     });
                     act.schedule_flush(ctx);
                     return;
@@ -209,6 +215,7 @@ impl Executor {
                     output: Some(act.bounded(output)),
                     error_kind: None,
                     error_message: None,
+                    began_at: began.get(),
                 },
                 Err(e) => Completion {
                     run_id,
@@ -221,6 +228,7 @@ impl Executor {
                     output: e.output.map(|o| act.bounded(o)),
                     error_kind: Some(e.kind.to_string()),
                     error_message: Some(truncate(&e.message, 2000)),
+                    began_at: began.get(),
                 },
             };
             metrics::counter!(names::RUNS_FINISHED, "kind" => kind, "state" => completion.state.as_str())
@@ -604,6 +612,7 @@ impl Handler<Execute> for Executor {
                     output: None,
                     error_kind: None,
                     error_message: Some("the node was shutting down".into()),
+                    began_at: None,
                 });
                 continue;
             }

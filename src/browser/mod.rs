@@ -51,6 +51,10 @@ use crate::telemetry::names;
 pub enum BrowserError {
     #[error("cannot launch Chromium: {0}")]
     Launch(String),
+    /// Chromium started and died before it was ready (seen rarely, under load: started
+    /// again once).
+    #[error("cannot launch Chromium: {0}")]
+    Crashed(String),
 }
 
 /// Settings of the pool (from `[browser]` and the flags).
@@ -137,7 +141,7 @@ struct Session {
     last_used: Cell<Instant>,
     /// One permit per page a run may hold (`max_pages`).
     pages: tokio::sync::Semaphore,
-    /// Pages a finished run left set up (init script, user agent) and parked (frozen: its
+    /// Pages a finished run left set up (user agent, locale, Runtime off) and parked (frozen: its
     /// document's scripts and timers stop), by locale: the next run with default settings
     /// takes one, wakes it and navigates it, instead of
     /// opening a new page (a warm session).

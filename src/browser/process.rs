@@ -195,7 +195,7 @@ impl Chromium {
             Ok(None) => {
                 kill_group(pgid);
                 let status = child.wait().await.ok();
-                return Err(BrowserError::Launch(format!(
+                return Err(BrowserError::Crashed(format!(
                     "Chromium exited before it was ready ({status:?})"
                 )));
             }

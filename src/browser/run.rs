@@ -42,9 +42,6 @@ impl Pool {
         self.make_room(r.profile).await?;
         let alive = session.alive.clone();
         alive.set(true);
-        let flag = alive.clone();
-        let (events, profile) = (self.events.clone(), r.profile.to_string());
-        let deaths = session.deaths.clone();
         let profile_dir = self.cfg.profiles_dir.join(r.profile);
         let flags = self.window_flags(r).await.map_err(|e| {
             alive.set(false);
@@ -53,15 +50,17 @@ impl Pool {
                 message: e.to_string(),
             }
         })?;
-        let launched = Chromium::launch(
-            &LaunchOptions {
-                executable: &self.cfg.executable,
-                profile_dir: &profile_dir,
-                lang: r.locale,
-                flags,
-                timeout: self.cfg.launch_timeout,
-            },
-            // The handler ended while we still counted on the browser: it died.
+        let opts = LaunchOptions {
+            executable: &self.cfg.executable,
+            profile_dir: &profile_dir,
+            lang: r.locale,
+            flags,
+            timeout: self.cfg.launch_timeout,
+        };
+        // The handler ended while we still counted on the browser: it died.
+        let on_exit = || {
+            let (flag, deaths) = (alive.clone(), session.deaths.clone());
+            let (events, profile) = (self.events.clone(), r.profile.to_string());
             move || {
                 if flag.replace(false) {
                     deaths.send_modify(|n| *n += 1);
@@ -69,9 +68,15 @@ impl Pool {
                         let _ = tx.send(SessionEvent::Died { profile });
                     }
                 }
-            },
-        )
-        .await
+            }
+        };
+        let launched = match Chromium::launch(&opts, on_exit()).await {
+            Err(BrowserError::Crashed(e)) => {
+                tracing::warn!(profile = %r.profile, error = %e, "Chromium died while starting; starting it once more");
+                Chromium::launch(&opts, on_exit()).await
+            }
+            other => other,
+        }
         .map_err(|e| {
             alive.set(false);
             self.tell(SessionEvent::LaunchFailed {
@@ -134,7 +139,7 @@ impl Pool {
         .ok()
     }
 
-    /// A new page in the profile's browser, set up for the run (init script, user agent,
+    /// A new page in the profile's browser, set up for the run (user agent,
     /// locale, viewport, timezone, crash reports, focus).
     pub(super) async fn open_page(
         &self,
@@ -375,6 +380,12 @@ impl Pool {
         tokio::select! {
             r = engine::run(page, &r.steps, &env, out) => Ok(r),
             _ = futures_util::StreamExt::next(&mut crashed) => {
+                // A browser killed whole takes its renderers with it, and a renderer's death
+                // can be reported a moment before the browser is gone: given that moment.
+                let deadline = std::time::Instant::now() + Duration::from_millis(300);
+                while !process::process_gone(browser_pid) && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 if process::process_gone(browser_pid) {
                     // The whole browser died (its renderers first): the session is gone. It
                     // is counted once, when the next run finds it dead and replaces it.

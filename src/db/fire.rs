@@ -45,6 +45,11 @@ pub struct Direct {
     pub slots: usize,
 }
 
+/// Moves fired jobs on ($1 ids, $2 next fire times, $3 states, $4 now); `tests/plans.rs` EXPLAINs it.
+pub const MOVE_NEXT_FIRE_SQL: &str =
+    "UPDATE jobs SET next_fire_at = v.next, state = v.state, updated_at = $4 \
+             FROM unnest($1, $2, $3) AS v(id, next, state) WHERE jobs.id = v.id";
+
 /// One fire step: locks up to `batch` due jobs (skipping rows another process holds), plans
 /// each, records the runs and moves `next_fire_at`, all in one transaction. With `direct`,
 /// the first due run of each idle job starts at once on that node (up to its free slots):
@@ -180,15 +185,12 @@ pub fn fire_due(
                 .on_conflict_do_nothing()
                 .execute(conn)?;
         }
-        diesel::sql_query(
-            "UPDATE jobs SET next_fire_at = v.next, state = v.state, updated_at = $4 \
-             FROM unnest($1, $2, $3) AS v(id, next, state) WHERE jobs.id = v.id",
-        )
-        .bind::<Array<SqlUuid>, _>(&upd_ids)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&upd_next)
-        .bind::<Array<Text>, _>(&upd_state)
-        .bind::<Timestamptz, _>(now)
-        .execute(conn)?;
+        diesel::sql_query(MOVE_NEXT_FIRE_SQL)
+            .bind::<Array<SqlUuid>, _>(&upd_ids)
+            .bind::<Array<Nullable<Timestamptz>>, _>(&upd_next)
+            .bind::<Array<Text>, _>(&upd_state)
+            .bind::<Timestamptz, _>(now)
+            .execute(conn)?;
         let rows = routing.rows(out.events.iter().map(|o| (&o.event, &o.identity)));
         notifications::enqueue(conn, &rows)?;
         out.next_due = next_due(conn)?;

@@ -68,10 +68,8 @@ struct ClaimedRow {
     created_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` due pending notifications for `claim_ms` (oldest due first).
-pub fn claim(conn: &mut PgConnection, limit: i64, claim_ms: i64) -> Result<Vec<Outgoing>, DbError> {
-    let rows: Vec<ClaimedRow> = diesel::sql_query(
-        "UPDATE notifications n \
+/// Claims due pending notifications ($1 limit, $2 claim ms); `tests/plans.rs` EXPLAINs it.
+pub const CLAIM_SQL: &str = "UPDATE notifications n \
          SET attempts = n.attempts + 1, \
              next_attempt_at = now() + make_interval(secs => $2::float8 / 1000) \
          WHERE n.id = ANY(ARRAY( \
@@ -79,11 +77,14 @@ pub fn claim(conn: &mut PgConnection, limit: i64, claim_ms: i64) -> Result<Vec<O
                WHERE state = 'pending' AND next_attempt_at <= now() \
                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)) \
          RETURNING n.id, n.event, n.severity, n.subject, n.body, n.data, n.channel, n.attempts, \
-                   n.created_at",
-    )
-    .bind::<Int8, _>(limit)
-    .bind::<Int8, _>(claim_ms)
-    .load(conn)?;
+                   n.created_at";
+
+/// Claims up to `limit` due pending notifications for `claim_ms` (oldest due first).
+pub fn claim(conn: &mut PgConnection, limit: i64, claim_ms: i64) -> Result<Vec<Outgoing>, DbError> {
+    let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM_SQL)
+        .bind::<Int8, _>(limit)
+        .bind::<Int8, _>(claim_ms)
+        .load(conn)?;
     Ok(rows
         .into_iter()
         .map(|r| Outgoing {
@@ -108,6 +109,14 @@ pub enum Outcome {
     Retry(DateTime<Utc>, String),
     Failed(String),
 }
+
+/// Records delivery outcomes ($1 ids, $2 states, $3 next attempts, $4 errors, $5 now); `tests/plans.rs` EXPLAINs it.
+pub const RECORD_SQL: &str =
+    "UPDATE notifications n SET state = v.state, next_attempt_at = v.next, \
+                last_error = COALESCE(v.err, n.last_error), \
+                sent_at = CASE WHEN v.state = 'sent' THEN $5 ELSE n.sent_at END \
+         FROM unnest($1, $2, $3, $4) AS v(id, state, next, err) \
+         WHERE n.id = v.id AND n.state = 'pending'";
 
 /// Records a batch of delivery outcomes in one statement.
 pub fn record(
@@ -141,19 +150,13 @@ pub fn record(
             Outcome::Retry(_, e) | Outcome::Failed(e) => Some(e.as_str()),
         })
         .collect();
-    diesel::sql_query(
-        "UPDATE notifications n SET state = v.state, next_attempt_at = v.next, \
-                last_error = COALESCE(v.err, n.last_error), \
-                sent_at = CASE WHEN v.state = 'sent' THEN $5 ELSE n.sent_at END \
-         FROM unnest($1, $2, $3, $4) AS v(id, state, next, err) \
-         WHERE n.id = v.id AND n.state = 'pending'",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Text>, _>(&states)
-    .bind::<Array<Timestamptz>, _>(&next)
-    .bind::<Array<Nullable<Text>>, _>(&errors)
-    .bind::<Timestamptz, _>(now)
-    .execute(conn)?;
+    diesel::sql_query(RECORD_SQL)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&states)
+        .bind::<Array<Timestamptz>, _>(&next)
+        .bind::<Array<Nullable<Text>>, _>(&errors)
+        .bind::<Timestamptz, _>(now)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -216,20 +219,21 @@ pub fn list(conn: &mut PgConnection, f: &Filter, limit: i64) -> Result<Vec<Notif
     )
 }
 
+/// One batch of the outbox's pruning ($1 cutoff, $2 batch); `tests/plans.rs` EXPLAINs it.
+pub const PRUNE_SQL: &str = "DELETE FROM notifications WHERE id = ANY(ARRAY( \
+           SELECT id FROM notifications WHERE created_at < $1 AND state <> 'pending' \
+           ORDER BY created_at LIMIT $2))";
+
 /// Deletes up to `batch` sent or failed notifications created before `cutoff`.
 pub fn prune_batch(
     conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<usize, DbError> {
-    Ok(diesel::sql_query(
-        "DELETE FROM notifications WHERE id = ANY(ARRAY( \
-           SELECT id FROM notifications WHERE created_at < $1 AND state <> 'pending' \
-           ORDER BY created_at LIMIT $2))",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<Int8, _>(batch)
-    .execute(conn)?)
+    Ok(diesel::sql_query(PRUNE_SQL)
+        .bind::<Timestamptz, _>(cutoff)
+        .bind::<Int8, _>(batch)
+        .execute(conn)?)
 }
 
 /// Pending notifications (for the backlog gauge).

@@ -253,6 +253,22 @@ struct Locked {
     used: i64,
 }
 
+/// Creates a quota's current windows ($1 quota, $2 kinds, $3 starts, $4 ends); `tests/plans.rs` EXPLAINs it.
+pub const ENSURE_WINDOWS_SQL: &str = "INSERT INTO quota_usage (quota, window_kind, window_start, window_end) \
+             SELECT $1, k, s, e FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS v(k, s, e) \
+             ON CONFLICT DO NOTHING";
+
+/// Locks a quota's current windows ($1 quota, $2 kinds, $3 starts); `tests/plans.rs` EXPLAINs it.
+pub const LOCK_WINDOWS_SQL: &str = "SELECT u.window_kind, u.used FROM quota_usage u \
+             JOIN unnest($2::text[], $3::timestamptz[]) AS v(k, s) \
+               ON u.window_kind = v.k AND u.window_start = v.s \
+             WHERE u.quota = $1 ORDER BY u.window_kind FOR UPDATE OF u";
+
+/// Adds admitted units to a quota's windows ($1 quota, $2 kinds, $3 starts, $4 units); `tests/plans.rs` EXPLAINs it.
+pub const ADD_USAGE_SQL: &str = "UPDATE quota_usage SET used = used + $4 \
+                 FROM unnest($2::text[], $3::timestamptz[]) AS v(k, s) \
+                 WHERE quota = $1 AND window_kind = v.k AND window_start = v.s";
+
 /// Consumes `costs` (in order) from quota `name` in one transaction; see the module doc.
 /// With `enforce` off every request is admitted and over-limit ones are marked. A refusal
 /// writes one `quota.exhausted` notification per quota and window (its key dedupes).
@@ -275,26 +291,17 @@ pub fn consume_batch(
         let kinds: Vec<&str> = windows.iter().map(|w| w.kind.as_str()).collect();
         let starts: Vec<DateTime<Utc>> = windows.iter().map(|w| w.start).collect();
         let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
-        diesel::sql_query(
-            "INSERT INTO quota_usage (quota, window_kind, window_start, window_end) \
-             SELECT $1, k, s, e FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS v(k, s, e) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Array<Text>, _>(&kinds)
-        .bind::<Array<Timestamptz>, _>(&starts)
-        .bind::<Array<Timestamptz>, _>(&ends)
-        .execute(conn)?;
-        let locked: Vec<Locked> = diesel::sql_query(
-            "SELECT u.window_kind, u.used FROM quota_usage u \
-             JOIN unnest($2::text[], $3::timestamptz[]) AS v(k, s) \
-               ON u.window_kind = v.k AND u.window_start = v.s \
-             WHERE u.quota = $1 ORDER BY u.window_kind FOR UPDATE OF u",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Array<Text>, _>(&kinds)
-        .bind::<Array<Timestamptz>, _>(&starts)
-        .load(conn)?;
+        diesel::sql_query(ENSURE_WINDOWS_SQL)
+            .bind::<Text, _>(name)
+            .bind::<Array<Text>, _>(&kinds)
+            .bind::<Array<Timestamptz>, _>(&starts)
+            .bind::<Array<Timestamptz>, _>(&ends)
+            .execute(conn)?;
+        let locked: Vec<Locked> = diesel::sql_query(LOCK_WINDOWS_SQL)
+            .bind::<Text, _>(name)
+            .bind::<Array<Text>, _>(&kinds)
+            .bind::<Array<Timestamptz>, _>(&starts)
+            .load(conn)?;
         let mut used: BTreeMap<&'static str, i64> = windows
             .iter()
             .map(|w| {
@@ -356,16 +363,12 @@ pub fn consume_batch(
             }
         }
         if total > 0 {
-            diesel::sql_query(
-                "UPDATE quota_usage SET used = used + $4 \
-                 FROM unnest($2::text[], $3::timestamptz[]) AS v(k, s) \
-                 WHERE quota = $1 AND window_kind = v.k AND window_start = v.s",
-            )
-            .bind::<Text, _>(name)
-            .bind::<Array<Text>, _>(&kinds)
-            .bind::<Array<Timestamptz>, _>(&starts)
-            .bind::<Int8, _>(total)
-            .execute(conn)?;
+            diesel::sql_query(ADD_USAGE_SQL)
+                .bind::<Text, _>(name)
+                .bind::<Array<Text>, _>(&kinds)
+                .bind::<Array<Timestamptz>, _>(&starts)
+                .bind::<Int8, _>(total)
+                .execute(conn)?;
         }
         if !exhausted.is_empty() {
             let rows = routing.rows(exhausted.iter().map(|w| {

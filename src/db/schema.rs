@@ -56,6 +56,7 @@ diesel::table! {
         lateness_ms -> Nullable<Int8>,
         progress -> Nullable<Text>,
         progress_at -> Nullable<Timestamptz>,
+        began_at -> Nullable<Timestamptz>,
     }
 }
 

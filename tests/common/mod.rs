@@ -440,6 +440,12 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 // ---------------------------------------------------------------------------------------------
 // For the benchmarks (they include this file)
 
+/// One row of the README's Performance table, printed by a benchmark (`scripts/bench`
+/// collects them): what was measured, the figure, the target if there is one.
+pub fn table_row(what: &str, figure: &str, target: &str) {
+    println!("| {what} | {figure} | {target} |");
+}
+
 /// A size from the environment (`BURN_N=…`), or the default.
 pub fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

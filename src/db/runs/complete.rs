@@ -25,6 +25,8 @@ pub struct Completion {
     pub output: Option<Value>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// When the executor started the kind's work (None when it never did).
+    pub began_at: Option<DateTime<Utc>>,
 }
 
 /// Writes the routed events of a batch to the outbox, in the caller's transaction.
@@ -58,6 +60,21 @@ pub(super) struct Recorded {
     pub(super) policy: Value,
 }
 
+/// The fenced completion of a batch ($1 ids, $2 states, $3 outputs, $4 error kinds, $5 messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
+pub const COMPLETE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8, $9) AS v(id, state, output, ek, em, defer, began)), \
+             done AS ( \
+               UPDATE runs SET state = v.state, output = v.output, \
+                      error_kind = v.ek, error_message = v.em, \
+                      finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
+                      began_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE v.began END, \
+                      due_at = COALESCE(v.defer, runs.due_at), \
+                      node_id = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.node_id END, \
+                      started_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.started_at END, \
+                      heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id";
+
 /// Records a batch of results in one transaction: a fenced update of every run, then the
 /// next attempt of each failed run that has a retry left.
 pub fn complete(
@@ -89,31 +106,20 @@ pub fn complete(
     let kinds: Vec<Option<String>> = results.iter().map(|r| r.error_kind.clone()).collect();
     let messages: Vec<Option<String>> = results.iter().map(|r| r.error_message.clone()).collect();
     let defers: Vec<Option<DateTime<Utc>>> = results.iter().map(|r| r.defer_until).collect();
+    let began: Vec<Option<DateTime<Utc>>> = results.iter().map(|r| r.began_at).collect();
     conn.transaction::<_, DbError, _>(|conn| {
         // A deferred run goes back to waiting: no node, not started, due again later.
-        let recorded: Vec<Recorded> = diesel::sql_query(
-            "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8) AS v(id, state, output, ek, em, defer)), \
-             done AS ( \
-               UPDATE runs SET state = v.state, output = v.output, \
-                      error_kind = v.ek, error_message = v.em, \
-                      finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
-                      due_at = COALESCE(v.defer, runs.due_at), \
-                      node_id = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.node_id END, \
-                      started_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.started_at END, \
-                      heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
-               FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
-               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
-             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
-        )
-        .bind::<Array<SqlUuid>, _>(&ids)
-        .bind::<Array<Text>, _>(&states)
-        .bind::<Array<Nullable<Jsonb>>, _>(&outputs)
-        .bind::<Array<Nullable<Text>>, _>(&kinds)
-        .bind::<Array<Nullable<Text>>, _>(&messages)
-        .bind::<Timestamptz, _>(now)
-        .bind::<SqlUuid, _>(node)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&defers)
-        .load(conn)?;
+        let recorded: Vec<Recorded> = diesel::sql_query(COMPLETE_SQL)
+            .bind::<Array<SqlUuid>, _>(&ids)
+            .bind::<Array<Text>, _>(&states)
+            .bind::<Array<Nullable<Jsonb>>, _>(&outputs)
+            .bind::<Array<Nullable<Text>>, _>(&kinds)
+            .bind::<Array<Nullable<Text>>, _>(&messages)
+            .bind::<Timestamptz, _>(now)
+            .bind::<SqlUuid, _>(node)
+            .bind::<Array<Nullable<Timestamptz>>, _>(&defers)
+            .bind::<Array<Nullable<Timestamptz>>, _>(&began)
+            .load(conn)?;
 
         let mut events = Vec::with_capacity(results.len());
         let mut retries = Vec::new();
@@ -125,7 +131,9 @@ pub fn complete(
                     Event::RunDeferred {
                         job: r.job_name.clone(),
                         run_id: r.id,
-                        reason: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                        reason: result
+                            .and_then(|c| c.error_message.clone())
+                            .unwrap_or_default(),
                         until: result.and_then(|c| c.defer_until).unwrap_or(now),
                     },
                 ));
@@ -149,8 +157,12 @@ pub fn complete(
                     job: r.job_name.clone(),
                     run_id: r.id,
                     attempt: r.attempt,
-                    kind: result.and_then(|c| c.error_kind.clone()).unwrap_or_default(),
-                    message: result.and_then(|c| c.error_message.clone()).unwrap_or_default(),
+                    kind: result
+                        .and_then(|c| c.error_kind.clone())
+                        .unwrap_or_default(),
+                    message: result
+                        .and_then(|c| c.error_message.clone())
+                        .unwrap_or_default(),
                 },
             ));
             retry_or_fail(r, now, defaults, &mut retries, &mut events);

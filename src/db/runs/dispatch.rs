@@ -207,21 +207,8 @@ pub fn running_on(conn: &mut PgConnection, node: Uuid) -> Result<Vec<Uuid>, DbEr
         .load(conn)?)
 }
 
-/// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
-/// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
-/// job's run waits while another run of the job is running, and only its oldest pending run
-/// is eligible (so one claim never starts two of them).
-pub fn claim(
-    conn: &mut PgConnection,
-    node: Uuid,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Claimed>, DbError> {
-    if limit <= 0 {
-        return Ok(Vec::new());
-    }
-    Ok(diesel::sql_query(
-        "WITH picked AS ( \
+/// The claim statement ($1 node, $2 now, $3 limit); `tests/plans.rs` EXPLAINs it.
+pub const CLAIM_SQL: &str = "WITH picked AS ( \
            SELECT r.id FROM runs r \
            WHERE r.state = 'pending' AND r.due_at <= $2 \
              AND (r.overlap <> 'queue' OR ( \
@@ -240,12 +227,26 @@ pub fn claim(
          SELECT c.id, c.job_id, c.fire_at, c.attempt, c.priority, c.lateness_ms, \
                 j.name AS job_name, j.kind, j.payload, j.policy, j.metadata, j.quota, \
                 j.schedule->>'timezone' AS timezone \
-         FROM claimed c JOIN jobs j ON j.id = c.job_id",
-    )
-    .bind::<SqlUuid, _>(node)
-    .bind::<Timestamptz, _>(now)
-    .bind::<BigInt, _>(limit)
-    .load(conn)?)
+         FROM claimed c JOIN jobs j ON j.id = c.job_id";
+
+/// Claims up to `limit` due pending runs for `node` (pending → running), highest priority
+/// first. Safe with many processes: rows another transaction holds are skipped. A `queue`
+/// job's run waits while another run of the job is running, and only its oldest pending run
+/// is eligible (so one claim never starts two of them).
+pub fn claim(
+    conn: &mut PgConnection,
+    node: Uuid,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Claimed>, DbError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(CLAIM_SQL)
+        .bind::<SqlUuid, _>(node)
+        .bind::<Timestamptz, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load(conn)?)
 }
 
 /// Refreshes `heartbeat_at` of this node's in-flight runs; returns those still running

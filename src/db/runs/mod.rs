@@ -12,14 +12,14 @@ mod manual;
 mod prune;
 mod rescue;
 
-pub use complete::{complete, Completion};
+pub use complete::{complete, Completion, COMPLETE_SQL};
 pub use dispatch::{
     claim, hand_back, heartbeat, promote_deferred, running_on, wait_for_hand_backs, Claimed,
-    Handoff,
+    Handoff, CLAIM_SQL,
 };
 pub use manual::{cancel_open, requeue, trigger, RequeueError};
-pub use prune::{prune, prune_batch_exclusive, PRUNE_LOCK};
-pub use rescue::{rescue_zombies, running, RunningRun};
+pub use prune::{prune, prune_batch_exclusive, PRUNE_LOCK, PRUNE_SQL};
+pub use rescue::{rescue_zombies, running, RunningRun, RESCUE_SQL, RUNNING_SQL};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -63,6 +63,9 @@ pub struct Run {
     /// The latest note the running program posted (`POST /api/v1/runs/{id}/progress`).
     pub progress: Option<String>,
     pub progress_at: Option<DateTime<Utc>>,
+    /// When the executor started the job kind's work (after any quota gate); with
+    /// `fire_at`, how late the work really began (`started_at` is when it was claimed).
+    pub began_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -242,19 +245,21 @@ pub struct Bucket {
     pub failed: i64,
 }
 
+/// Runs finished per minute or hour ($1 since, $2 hourly); `tests/plans.rs` EXPLAINs it.
+pub const ACTIVITY_SQL: &str =
+    "SELECT date_trunc(CASE WHEN $2 THEN 'hour' ELSE 'minute' END, finished_at) AS at, \
+                count(*) AS finished, \
+                count(*) FILTER (WHERE state IN ('failed', 'timed_out', 'zombie')) AS failed \
+         FROM runs WHERE finished_at IS NOT NULL AND finished_at >= $1 GROUP BY 1 ORDER BY 1";
+
 /// Runs finished since `since`, per `minute` or `hour` (buckets without runs are absent).
 pub fn activity(
     conn: &mut PgConnection,
     since: DateTime<Utc>,
     hourly: bool,
 ) -> Result<Vec<Bucket>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT date_trunc(CASE WHEN $2 THEN 'hour' ELSE 'minute' END, finished_at) AS at, \
-                count(*) AS finished, \
-                count(*) FILTER (WHERE state IN ('failed', 'timed_out', 'zombie')) AS failed \
-         FROM runs WHERE finished_at IS NOT NULL AND finished_at >= $1 GROUP BY 1 ORDER BY 1",
-    )
-    .bind::<diesel::sql_types::Timestamptz, _>(since)
-    .bind::<diesel::sql_types::Bool, _>(hourly)
-    .load(conn)?)
+    Ok(diesel::sql_query(ACTIVITY_SQL)
+        .bind::<diesel::sql_types::Timestamptz, _>(since)
+        .bind::<diesel::sql_types::Bool, _>(hourly)
+        .load(conn)?)
 }

@@ -35,6 +35,13 @@ pub fn prune_batch_exclusive(
     })
 }
 
+/// One batch of the run history's pruning ($1 success cutoff, $2 failure cutoff, $3 batch); `tests/plans.rs` EXPLAINs it.
+pub const PRUNE_SQL: &str = "DELETE FROM runs WHERE id IN ( \
+           SELECT id FROM runs WHERE \
+             (state IN ('succeeded', 'missed', 'cancelled') AND finished_at < $1) \
+             OR (state IN ('failed', 'timed_out', 'zombie') AND finished_at < $2) \
+           LIMIT $3)";
+
 /// Deletes terminal runs older than their retention, `batch` rows at a time; returns the
 /// number deleted.
 pub fn prune(
@@ -44,15 +51,9 @@ pub fn prune(
     failed_retention: chrono::Duration,
     batch: i64,
 ) -> Result<usize, DbError> {
-    Ok(diesel::sql_query(
-        "DELETE FROM runs WHERE id IN ( \
-           SELECT id FROM runs WHERE \
-             (state IN ('succeeded', 'missed', 'cancelled') AND finished_at < $1) \
-             OR (state IN ('failed', 'timed_out', 'zombie') AND finished_at < $2) \
-           LIMIT $3)",
-    )
-    .bind::<Timestamptz, _>(now - retention)
-    .bind::<Timestamptz, _>(now - failed_retention)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)?)
+    Ok(diesel::sql_query(PRUNE_SQL)
+        .bind::<Timestamptz, _>(now - retention)
+        .bind::<Timestamptz, _>(now - failed_retention)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)?)
 }

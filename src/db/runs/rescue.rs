@@ -36,16 +36,28 @@ pub struct RunningRun {
     pub db_now: DateTime<Utc>,
 }
 
+/// The zombie sweep's read of every running run; `tests/plans.rs` EXPLAINs it. Each run's
+/// policy is looked up by the job's primary key (a join lets the planner read every job
+/// once there are many running runs: the cost must follow the running runs, not the jobs).
+pub const RUNNING_SQL: &str = "SELECT r.id, r.node_id, r.started_at, r.heartbeat_at, \
+                COALESCE((SELECT j.policy FROM jobs j WHERE j.id = r.job_id), '{}'::jsonb) AS policy, \
+                n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now \
+         FROM runs r LEFT JOIN nodes n ON n.id = r.node_id \
+         WHERE r.state = 'running'";
+
 /// Every running run (uses the partial index on running runs).
 pub fn running(conn: &mut PgConnection) -> Result<Vec<RunningRun>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT r.id, r.node_id, r.started_at, r.heartbeat_at, j.policy, \
-                n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now \
-         FROM runs r JOIN jobs j ON j.id = r.job_id LEFT JOIN nodes n ON n.id = r.node_id \
-         WHERE r.state = 'running'",
-    )
-    .load(conn)?)
+    Ok(diesel::sql_query(RUNNING_SQL).load(conn)?)
 }
+
+/// Marks runs as zombies ($1 ids, $2 reasons, $3 now); `tests/plans.rs` EXPLAINs it.
+pub const RESCUE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, reason)), \
+             done AS ( \
+               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
+                      error_message = 'rescued by the zombie detector: ' || v.reason \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id";
 
 /// Marks runs as zombies (only those still `running`: a result recorded meanwhile wins) and
 /// applies the retry policy to each, in one transaction. Returns the rescued runs' events.
@@ -62,19 +74,11 @@ pub fn rescue_zombies(
     let ids: Vec<Uuid> = zombies.iter().map(|z| z.0).collect();
     let reasons: Vec<String> = zombies.iter().map(|z| z.1.to_string()).collect();
     conn.transaction::<_, DbError, _>(|conn| {
-        let recorded: Vec<Recorded> = diesel::sql_query(
-            "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, reason)), \
-             done AS ( \
-               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
-                      error_message = 'rescued by the zombie detector: ' || v.reason \
-               FROM v WHERE runs.id = v.id AND runs.state = 'running' \
-               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
-             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id",
-        )
-        .bind::<Array<SqlUuid>, _>(&ids)
-        .bind::<Array<Text>, _>(&reasons)
-        .bind::<Timestamptz, _>(now)
-        .load(conn)?;
+        let recorded: Vec<Recorded> = diesel::sql_query(RESCUE_SQL)
+            .bind::<Array<SqlUuid>, _>(&ids)
+            .bind::<Array<Text>, _>(&reasons)
+            .bind::<Timestamptz, _>(now)
+            .load(conn)?;
         let mut events = Vec::new();
         let mut retries = Vec::new();
         for r in &recorded {
