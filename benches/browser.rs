@@ -30,7 +30,6 @@ fn main() {
         .unwrap_or(1000);
     let pages = pages::Pages::start();
     let tmp = tempfile::tempdir().unwrap();
-    let executable = overseer::browser::process::find_executable().expect("chromium on PATH");
     let mut problems = overseer::stdx::problems::Problems::default();
     let script: Vec<Step> = steps::parse(
         &json!([
@@ -42,18 +41,7 @@ fn main() {
     );
     assert!(problems.is_empty());
     actix::System::new().block_on(async move {
-        let pool = Pool::new(PoolConfig {
-            executable,
-            profiles_dir: tmp.path().join("profiles"),
-            artifacts_dir: tmp.path().join("artifacts"),
-            max_browsers: 1,
-            idle_timeout: Duration::from_secs(600),
-            launch_timeout: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(30),
-            stealth: true,
-            max_pages: 4,
-            politeness: Default::default(),
-        }, None);
+        let pool = Pool::new(pool_config(tmp.path(), 1, true), None);
         let run = || BrowserRun {
             run_id: uuid::Uuid::new_v4(),
             profile: "bench".into(),
@@ -111,14 +99,7 @@ fn main() {
         .await;
         // A click costs what a hand costs with anti-detection: a pointer path ≥ 150 ms and a
         // press of 50–150 ms, by design.
-        let mut click = run();
-        let mut p = overseer::stdx::problems::Problems::default();
-        click.steps.extend(steps::parse(
-            &json!([{"click": {"selector": "#go"}}]),
-            "steps",
-            &mut p,
-        ));
-        warm("anti_detection on, the same + one click", pool.clone(), click, n.min(100)).await;
+        warm("anti_detection on, the same + one click", pool.clone(), with_click(run()), n.min(100)).await;
         // Chromium's own view of the same navigation: navigation start → DOMContentLoaded as
         // the page measures it (a separate pass, with one more extract to read it).
         let mut timed = run();
@@ -160,45 +141,16 @@ fn main() {
 
         // The same warm runs with the flag off (main-world Runtime on, Chromium's identity):
         // what anti-detection costs per run.
-        let off = std::rc::Rc::new(Pool::new(PoolConfig {
-            executable: overseer::browser::process::find_executable().unwrap(),
-            profiles_dir: tmp.path().join("profiles"),
-            artifacts_dir: tmp.path().join("artifacts"),
-            max_browsers: 1,
-            idle_timeout: Duration::from_secs(600),
-            launch_timeout: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(30),
-            stealth: false,
-            max_pages: 4,
-            politeness: Default::default(),
-        }, None));
+        let off = std::rc::Rc::new(Pool::new(pool_config(tmp.path(), 1, false), None));
         let mut plain = run();
         plain.profile = "bench-off".into();
         off.run(plain.clone()).await.expect("first run");
         warm("anti_detection off (the same)", off.clone(), plain.clone(), n).await;
-        let mut click = plain;
-        let mut p = overseer::stdx::problems::Problems::default();
-        click.steps.extend(steps::parse(
-            &json!([{"click": {"selector": "#go"}}]),
-            "steps",
-            &mut p,
-        ));
-        warm("anti_detection off, the same + one click", off.clone(), click, n.min(100)).await;
+        warm("anti_detection off, the same + one click", off.clone(), with_click(plain), n.min(100)).await;
         off.close_all().await;
 
         // Throughput with 4 profiles at once (4 browsers), n runs in all.
-        let pool = std::rc::Rc::new(Pool::new(PoolConfig {
-            executable: overseer::browser::process::find_executable().unwrap(),
-            profiles_dir: tmp.path().join("profiles"),
-            artifacts_dir: tmp.path().join("artifacts"),
-            max_browsers: 4,
-            idle_timeout: Duration::from_secs(600),
-            launch_timeout: Duration::from_secs(30),
-            step_timeout: Duration::from_secs(30),
-            stealth: true,
-            max_pages: 4,
-            politeness: Default::default(),
-        }, None));
+        let pool = std::rc::Rc::new(Pool::new(pool_config(tmp.path(), 4, true), None));
         let per = n / 4;
         let started = Instant::now();
         let tasks: Vec<_> = (0..4)
@@ -287,6 +239,34 @@ fn end_to_end(pages: &pages::Pages, n: usize) {
         &format!("p50 {:.1} ms, p99 {:.1} ms", p(&total, 0.5), p(&total, 0.99)),
         "",
     );
+}
+
+/// The pool's settings for the runs here: profiles and artifacts under `dir`.
+fn pool_config(dir: &std::path::Path, max_browsers: usize, stealth: bool) -> PoolConfig {
+    PoolConfig {
+        executable: overseer::browser::process::find_executable().expect("chromium on PATH"),
+        profiles_dir: dir.join("profiles"),
+        artifacts_dir: dir.join("artifacts"),
+        max_browsers,
+        idle_timeout: Duration::from_secs(600),
+        launch_timeout: Duration::from_secs(30),
+        step_timeout: Duration::from_secs(30),
+        stealth,
+        max_pages: 4,
+        politeness: Default::default(),
+    }
+}
+
+/// The run with one click at its end.
+fn with_click(mut r: BrowserRun) -> BrowserRun {
+    let mut p = overseer::stdx::problems::Problems::default();
+    r.steps.extend(steps::parse(
+        &json!([{"click": {"selector": "#go"}}]),
+        "steps",
+        &mut p,
+    ));
+    assert!(p.is_empty());
+    r
 }
 
 fn profile_rss_kib(profile: &std::path::Path) -> u64 {
