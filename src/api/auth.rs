@@ -240,16 +240,33 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    let limits = req
+        .app_data::<actix_web::web::Data<super::rate_limit::Limits>>()
+        .cloned();
     match authenticate(&req).await {
         Ok(caller) => {
             tracing::Span::current().record("caller", caller.name.as_str());
+            if let Some(wait) = limits.and_then(|l| l.caller(&caller, req.path()).err()) {
+                return Ok(req.error_response(ApiError::rate_limited(wait)));
+            }
             req.extensions_mut().insert(caller);
             next.call(req)
                 .await
                 .map(ServiceResponse::map_into_boxed_body)
         }
         // A response, not an Err: outer middleware (metrics, request id) see it like any other.
-        Err(e) => Ok(req.error_response(e)),
+        // A request that did not authenticate counts against its source address: guessing
+        // tokens is limited like any anonymous flood.
+        Err(e) => {
+            let addr = req.peer_addr().map(|a| a.ip());
+            if let Some(wait) = limits
+                .zip(addr)
+                .and_then(|(l, addr)| l.anonymous(addr).err())
+            {
+                return Ok(req.error_response(ApiError::rate_limited(wait)));
+            }
+            Ok(req.error_response(e))
+        }
     }
 }
 

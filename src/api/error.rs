@@ -21,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// For 422: every bad field with its JSON path.
     pub fields: Vec<FieldError>,
+    /// For 429 and 503: the `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -46,6 +48,20 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: over an API rate limit.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let secs = super::rate_limit::retry_after_secs(wait);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {secs} s"),
+            )
         }
     }
 
@@ -138,7 +154,11 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self.body())
+        let mut res = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
+        res.json(self.body())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod once_keys;
 pub mod openapi;
 pub mod quotas;
+pub mod rate_limit;
 pub mod request_id;
 pub mod runs;
 pub mod schedules;
@@ -234,9 +235,11 @@ pub fn server(
     let state = web::Data::new(state);
     let tokens = web::Data::new(tokens);
     let route_methods = web::Data::new(RouteMethods::from_document(&state.openapi));
+    let limits = web::Data::new(rate_limit::Limits::new(&config.server.rate_limit));
     let mut http = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())
+            .app_data(limits.clone())
             .app_data(tokens.clone())
             .app_data(route_methods.clone())
             .app_data(request_id::BodyLimit(body_limit))

@@ -41,6 +41,11 @@ const SHARED: &[(&str, &str, Reach)] = &[
     ),
     ("401", "Missing or invalid bearer token", Reach::Api),
     (
+        "429",
+        "Over an API rate limit (`server.rate_limit`); `Retry-After` says when to retry",
+        Reach::Api,
+    ),
+    (
         "503",
         "The database is unavailable; try again",
         Reach::Api,

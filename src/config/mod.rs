@@ -215,6 +215,22 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub workers: usize,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[server.rate_limit]`: requests per second and burst of each budget.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Per token (or dashboard session's token).
+    pub rate: u32,
+    pub burst: u32,
+    /// Quota consume/refund and run tokens.
+    pub scripts_rate: u32,
+    pub scripts_burst: u32,
+    /// Per source address, for requests without valid credentials.
+    pub anonymous_rate: u32,
+    pub anonymous_burst: u32,
 }
 
 /// Feature flags: one place, each overridable by environment, read-only over the API.

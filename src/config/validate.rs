@@ -35,6 +35,22 @@ impl Loaded {
                 "an IP address and port, like \"127.0.0.1:8080\" or \"[::1]:8080\"",
             )
         })?;
+        let rl = &c.server.rate_limit;
+        for (key, n) in [
+            ("rate", rl.rate),
+            ("burst", rl.burst),
+            ("scripts_rate", rl.scripts_rate),
+            ("scripts_burst", rl.scripts_burst),
+            ("anonymous_rate", rl.anonymous_rate),
+            ("anonymous_burst", rl.anonymous_burst),
+        ] {
+            if n == 0 || n > 1_000_000 {
+                return Err(self.bad(
+                    &format!("server.rate_limit.{key}"),
+                    "a number of requests from 1 to 1000000",
+                ));
+            }
+        }
         if c.server.body_limit < 1024 {
             return Err(self.bad("server.body_limit", "at least 1024 bytes"));
         }

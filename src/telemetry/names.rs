@@ -6,6 +6,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 pub const BUILD_INFO: &str = "overseer_build_info";
 pub const HTTP_REQUESTS: &str = "overseer_http_requests_total";
 pub const HTTP_DURATION: &str = "overseer_http_request_duration_seconds";
+pub const API_RATE_LIMIT: &str = "overseer_api_rate_limit_checks_total";
 pub const ACTOR_UP: &str = "overseer_actor_up";
 pub const ACTOR_RESTARTS: &str = "overseer_actor_restarts_total";
 pub const SUPERVISOR_MELTDOWN: &str = "overseer_supervisor_meltdown";
@@ -55,6 +56,10 @@ pub fn describe_all() {
     describe_counter!(
         HTTP_REQUESTS,
         "Admin API requests by method, route template and status."
+    );
+    describe_counter!(
+        API_RATE_LIMIT,
+        "Admin API rate-limit checks by budget (token, scripts, anonymous) and outcome (allowed, limited)."
     );
     describe_histogram!(
         HTTP_DURATION,

@@ -119,6 +119,26 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let Some(caller) = tokens.authenticate(form.token.trim()) else {
+        // Wrong tokens count against the source address, as on the API.
+        let limited = req
+            .app_data::<web::Data<crate::api::rate_limit::Limits>>()
+            .zip(req.peer_addr())
+            .and_then(|(l, a)| l.anonymous(a.ip()).err());
+        if let Some(wait) = limited {
+            let secs = crate::api::rate_limit::retry_after_secs(wait);
+            let mut res = page(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                login_page(
+                    &state,
+                    Some(&format!("Too many attempts; try again in {secs} s.")),
+                ),
+            );
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            return res;
+        }
         return page(
             actix_web::http::StatusCode::UNAUTHORIZED,
             login_page(&state, Some("That token is not valid.")),

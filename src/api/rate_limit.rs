@@ -1,0 +1,153 @@
+//! API rate limits (`[server.rate_limit]`): a token bucket (`governor`'s GCRA) per caller —
+//! per token name, per dashboard session's token, per run for run tokens — and one per source
+//! address for requests that did not authenticate (a missing or wrong token counts there, so
+//! guessing tokens is limited too). Quota consumption (`/quotas/{name}/consume|refund`) and
+//! run tokens take the `scripts` budget, higher than the default. Over the limit: 429 with
+//! `Retry-After` and the standard error body.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::auth::Caller;
+use crate::config::RateLimitConfig;
+use crate::telemetry::names;
+
+/// The budgets (what a request is counted against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Token,
+    Scripts,
+    Anonymous,
+}
+
+impl Budget {
+    fn label(self) -> &'static str {
+        match self {
+            Budget::Token => "token",
+            Budget::Scripts => "scripts",
+            Budget::Anonymous => "anonymous",
+        }
+    }
+}
+
+pub struct Limits {
+    token: DefaultKeyedRateLimiter<String>,
+    scripts: DefaultKeyedRateLimiter<String>,
+    anonymous: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+/// How many checks between sweeps of buckets that are full again (they hold no state).
+const SWEEP_EVERY: u64 = 4096;
+
+fn quota(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+impl Limits {
+    pub fn new(c: &RateLimitConfig) -> Self {
+        Self {
+            token: RateLimiter::keyed(quota(c.rate, c.burst)),
+            scripts: RateLimiter::keyed(quota(c.scripts_rate, c.scripts_burst)),
+            anonymous: RateLimiter::keyed(quota(c.anonymous_rate, c.anonymous_burst)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request of an authenticated caller on `path`; Err(wait) when over.
+    pub fn caller(&self, caller: &Caller, path: &str) -> Result<(), Duration> {
+        let scripts = caller.run.is_some()
+            || (path.starts_with("/api/v1/quotas/")
+                && (path.ends_with("/consume") || path.ends_with("/refund")));
+        let key = match &caller.run {
+            Some(grant) => format!("run:{}", grant.run_id),
+            None => format!("token:{}", caller.name),
+        };
+        if scripts {
+            self.outcome(Budget::Scripts, check(&self.scripts, &key))
+        } else {
+            self.outcome(Budget::Token, check(&self.token, &key))
+        }
+    }
+
+    /// Counts one request from `addr` that did not authenticate; Err(wait) when over.
+    pub fn anonymous(&self, addr: IpAddr) -> Result<(), Duration> {
+        self.outcome(Budget::Anonymous, check(&self.anonymous, &addr))
+    }
+
+    fn outcome(&self, budget: Budget, r: Result<(), Duration>) -> Result<(), Duration> {
+        let outcome = if r.is_ok() { "allowed" } else { "limited" };
+        metrics::counter!(names::API_RATE_LIMIT, "budget" => budget.label(), "outcome" => outcome)
+            .increment(1);
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.token.retain_recent();
+            self.scripts.retain_recent();
+            self.anonymous.retain_recent();
+        }
+        r
+    }
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), Duration> {
+    limiter
+        .check_key(key)
+        .map(|_| ())
+        .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+}
+
+/// `Retry-After` in whole seconds (at least 1).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    fn caller(name: &str) -> Caller {
+        Caller {
+            name: name.into(),
+            role: Role::Operator,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn a_token_gets_its_burst_then_waits_and_others_are_unaffected() {
+        let limits = Limits::new(&RateLimitConfig {
+            rate: 1,
+            burst: 3,
+            scripts_rate: 1,
+            scripts_burst: 10,
+            anonymous_rate: 1,
+            anonymous_burst: 2,
+        });
+        let a = caller("a");
+        for _ in 0..3 {
+            assert!(limits.caller(&a, "/api/v1/jobs").is_ok());
+        }
+        let wait = limits.caller(&a, "/api/v1/jobs").unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && retry_after_secs(wait) == 1);
+        assert!(limits.caller(&caller("b"), "/api/v1/jobs").is_ok());
+        // The consume endpoint counts against the larger scripts budget.
+        for _ in 0..10 {
+            assert!(limits.caller(&a, "/api/v1/quotas/q/consume").is_ok());
+        }
+        assert!(limits.caller(&a, "/api/v1/quotas/q/consume").is_err());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(limits.anonymous(ip).is_ok() && limits.anonymous(ip).is_ok());
+        assert!(limits.anonymous(ip).is_err());
+        assert!(limits.anonymous("::1".parse().unwrap()).is_ok());
+    }
+}
