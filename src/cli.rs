@@ -152,10 +152,19 @@ pub enum NotificationsAction {
 #[derive(Subcommand, Debug)]
 pub enum MigrateAction {
     /// Apply every pending migration.
-    Run,
-    /// Revert the most recent migration.
-    Revert,
-    /// List migrations and whether each is applied.
+    Run {
+        /// Print the pending migrations and their SQL; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Revert the most recent migration, or with --to every one newer than VERSION.
+    Revert {
+        /// Revert, newest first, every applied migration newer than this version (it stays
+        /// applied); each step in its own transaction, stopping at the first failure.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// List migrations: applied (with when) or pending.
     Status,
 }
 
@@ -341,7 +350,16 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         let mut conn = db.get_blocking()?;
         match action {
-            MigrateAction::Run => {
+            MigrateAction::Run { dry_run: true } => {
+                let pending = migrations::pending_sql(&mut conn)?;
+                if pending.is_empty() {
+                    println!("no pending migrations");
+                }
+                for (v, name, up) in pending {
+                    println!("-- pending {v} ({name}): up.sql\n{}\n", up.trim_end());
+                }
+            }
+            MigrateAction::Run { dry_run: false } => {
                 let applied = migrations::run_pending(&mut conn)?;
                 if applied.is_empty() {
                     println!("no pending migrations");
@@ -350,13 +368,39 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
                     println!("applied {v}");
                 }
             }
-            MigrateAction::Revert => {
+            MigrateAction::Revert { to: None } => {
                 let v = migrations::revert_last(&mut conn)?;
                 println!("reverted {v}");
             }
+            MigrateAction::Revert { to: Some(target) } => {
+                match migrations::revert_to(&mut conn, &target) {
+                    Ok(done) => {
+                        if done.is_empty() {
+                            println!("nothing newer than {target} is applied");
+                        }
+                        for v in done {
+                            println!("reverted {v}");
+                        }
+                    }
+                    Err(migrations::RevertError::Failed {
+                        version,
+                        reason,
+                        done,
+                    }) => {
+                        for v in &done {
+                            println!("reverted {v}");
+                        }
+                        anyhow::bail!("reverting {version} failed: {reason} (it and everything older stay applied)");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             MigrateAction::Status => {
-                for (v, applied) in migrations::status(&mut conn)? {
-                    println!("{} {v}", if applied { "applied" } else { "pending" });
+                for (v, at) in migrations::status(&mut conn)? {
+                    match at {
+                        Some(at) => println!("applied {v} {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                        None => println!("pending {v}"),
+                    }
                 }
             }
         }

@@ -400,3 +400,95 @@ fn client_commands_drive_a_running_overseer() {
     );
     assert_eq!(code, 1, "unreachable: {err}");
 }
+
+#[test]
+fn migrations_can_be_looked_at_before_they_run_and_reverted_to_a_version() {
+    let db = TestDb::new();
+    let env = [("DATABASE_URL", db.url.expose())];
+    let empty = schema_dump(&db);
+    // A dry run prints every pending migration with its SQL and changes nothing.
+    let (code, out, err) = run_cli(&["migrate", "run", "--dry-run"], &env);
+    assert_eq!(code, 0, "{err}");
+    let pending: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("-- pending "))
+        .collect();
+    assert!(pending.len() >= 3, "{out}");
+    assert!(out.contains("CREATE TABLE nodes"), "the SQL itself: {out}");
+    assert_eq!(schema_dump(&db), empty, "a dry run changed the schema");
+    let (_, status, _) = run_cli(&["migrate", "status"], &env);
+    assert!(
+        status.lines().all(|l| l.starts_with("pending ")),
+        "{status}"
+    );
+
+    let (code, _, err) = run_cli(&["migrate", "run"], &env);
+    assert_eq!(code, 0, "{err}");
+    let full = schema_dump(&db);
+    let (_, status, _) = run_cli(&["migrate", "status"], &env);
+    let versions: Vec<&str> = status
+        .lines()
+        .map(|l| {
+            // "applied VERSION YYYY-MM-DD HH:MM:SS UTC"
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(parts[0], "applied", "{l}");
+            assert_eq!(parts.len(), 5, "applied with its time: {l}");
+            parts[1]
+        })
+        .collect();
+    assert_eq!(versions.len(), pending.len());
+
+    // Back to the third newest: the two newest are reverted, newest first.
+    let target = versions[versions.len() - 3];
+    let (code, out, err) = run_cli(&["migrate", "revert", "--to", target], &env);
+    assert_eq!(code, 0, "{err}");
+    let reverted: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("reverted "))
+        .collect();
+    assert_eq!(
+        reverted,
+        [versions[versions.len() - 1], versions[versions.len() - 2]],
+        "{out}"
+    );
+    let (_, status, _) = run_cli(&["migrate", "status"], &env);
+    let states: Vec<&str> = status
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "pending").count(),
+        2,
+        "{status}"
+    );
+    let partial = schema_dump(&db);
+    // The dry run now shows exactly those two, and still changes nothing.
+    let (_, out, _) = run_cli(&["migrate", "run", "--dry-run"], &env);
+    let again: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("-- pending "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        again,
+        [versions[versions.len() - 2], versions[versions.len() - 1]]
+    );
+    assert_eq!(schema_dump(&db), partial);
+    // Nothing newer than the target is left: a second revert --to does nothing.
+    let (code, out, _) = run_cli(&["migrate", "revert", "--to", target], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing newer than"), "{out}");
+    // Run again: the schema is what it was.
+    let (code, _, err) = run_cli(&["migrate", "run"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        schema_dump(&db),
+        full,
+        "revert --to then run changed the schema"
+    );
+    // An unknown version is refused, naming it; nothing is reverted.
+    let (code, out, err) = run_cli(&["migrate", "revert", "--to", "19990101000000"], &env);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("19990101000000"), "{err}");
+    assert_eq!(schema_dump(&db), full);
+}
