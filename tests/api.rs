@@ -764,7 +764,8 @@ fn a_flood_from_one_token_is_limited_and_another_token_is_not() {
     let (spawn, tmp) = Spawn::with_db(&db);
     let o = spawn
         .toml(
-            "[server.rate_limit]\nrate = 2\nburst = 10\nscripts_rate = 2\nscripts_burst = 30\n\
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [server.rate_limit]\nrate = 2\nburst = 10\nscripts_rate = 2\nscripts_burst = 30\n\
              anonymous_rate = 1\nanonymous_burst = 5\n",
         )
         .start_with_tmp(Some(tmp));
@@ -817,6 +818,26 @@ fn a_flood_from_one_token_is_limited_and_another_token_is_not() {
         .collect();
     assert_eq!(&guesses[..5], &[401; 5], "{guesses:?}");
     assert!(guesses[5..].contains(&429), "{guesses:?}");
+    // Behind a trusted proxy (127.0.0.1 here) each client has a budget of its own: the one
+    // the proxy names in X-Forwarded-For is not the one that was guessing.
+    let behind = |client: &str| {
+        request(
+            "GET",
+            &o.url("/api/v1/jobs"),
+            Some("ovs_wrong"),
+            &[("X-Forwarded-For", client)],
+            None,
+        )
+        .status
+    };
+    assert_eq!(behind("203.0.113.7"), 401, "a fresh client's first guess");
+    let flood: Vec<u16> = (0..8).map(|_| behind("203.0.113.8")).collect();
+    assert!(flood.contains(&429), "{flood:?}");
+    assert_eq!(
+        behind("203.0.113.9"),
+        401,
+        "another client is not limited by it"
+    );
     let m = o.get("/metrics", None).text;
     assert!(
         m.lines()

@@ -258,11 +258,11 @@ pub async fn middleware(
         // A request that did not authenticate counts against its source address: guessing
         // tokens is limited like any anonymous flood.
         Err(e) => {
-            let addr = req.peer_addr().map(|a| a.ip());
-            if let Some(wait) = limits
-                .zip(addr)
-                .and_then(|(l, addr)| l.anonymous(addr).err())
-            {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            if let Some(wait) = limits.and_then(|l| l.anonymous(req.peer_addr(), forwarded).err()) {
                 return Ok(req.error_response(ApiError::rate_limited(wait)));
             }
             Ok(req.error_response(e))

@@ -235,7 +235,10 @@ pub fn server(
     let state = web::Data::new(state);
     let tokens = web::Data::new(tokens);
     let route_methods = web::Data::new(RouteMethods::from_document(&state.openapi));
-    let limits = web::Data::new(rate_limit::Limits::new(&config.server.rate_limit));
+    let limits = web::Data::new(rate_limit::Limits::new(
+        &config.server.rate_limit,
+        &config.server.trusted_proxies,
+    ));
     let mut http = HttpServer::new(move || {
         let app = App::new()
             .app_data(state.clone())

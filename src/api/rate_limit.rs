@@ -39,6 +39,7 @@ pub struct Limits {
     token: DefaultKeyedRateLimiter<String>,
     scripts: DefaultKeyedRateLimiter<String>,
     anonymous: DefaultKeyedRateLimiter<IpAddr>,
+    trusted_proxies: Vec<IpAddr>,
     checks: AtomicU64,
 }
 
@@ -52,8 +53,9 @@ fn quota(rate: u32, burst: u32) -> Quota {
 }
 
 impl Limits {
-    pub fn new(c: &RateLimitConfig) -> Self {
+    pub fn new(c: &RateLimitConfig, trusted_proxies: &[IpAddr]) -> Self {
         Self {
+            trusted_proxies: trusted_proxies.to_vec(),
             token: RateLimiter::keyed(quota(c.rate, c.burst)),
             scripts: RateLimiter::keyed(quota(c.scripts_rate, c.scripts_burst)),
             anonymous: RateLimiter::keyed(quota(c.anonymous_rate, c.anonymous_burst)),
@@ -77,8 +79,16 @@ impl Limits {
         }
     }
 
-    /// Counts one request from `addr` that did not authenticate; Err(wait) when over.
-    pub fn anonymous(&self, addr: IpAddr) -> Result<(), Duration> {
+    /// Counts one request that did not authenticate against its client's address (see
+    /// [`client_addr`]); Err(wait) when over. Without a peer address (a Unix socket, a test
+    /// harness) nothing is counted.
+    pub fn anonymous(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Result<(), Duration> {
+        let Some(peer) = peer else { return Ok(()) };
+        let addr = client_addr(peer.ip(), forwarded_for, &self.trusted_proxies);
         self.outcome(Budget::Anonymous, check(&self.anonymous, &addr))
     }
 
@@ -105,6 +115,27 @@ fn check<K: std::hash::Hash + Eq + Clone>(
         .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy — then the last
+/// address in `X-Forwarded-For` that is not one (proxies append; what a client wrote
+/// itself comes first and is not believed), or the first when all of them are trusted.
+pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = forwarded_for
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
 /// `Retry-After` in whole seconds (at least 1).
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -125,14 +156,17 @@ mod tests {
 
     #[test]
     fn a_token_gets_its_burst_then_waits_and_others_are_unaffected() {
-        let limits = Limits::new(&RateLimitConfig {
-            rate: 1,
-            burst: 3,
-            scripts_rate: 1,
-            scripts_burst: 10,
-            anonymous_rate: 1,
-            anonymous_burst: 2,
-        });
+        let limits = Limits::new(
+            &RateLimitConfig {
+                rate: 1,
+                burst: 3,
+                scripts_rate: 1,
+                scripts_burst: 10,
+                anonymous_rate: 1,
+                anonymous_burst: 2,
+            },
+            &[],
+        );
         let a = caller("a");
         for _ in 0..3 {
             assert!(limits.caller(&a, "/api/v1/jobs").is_ok());
@@ -145,9 +179,39 @@ mod tests {
             assert!(limits.caller(&a, "/api/v1/quotas/q/consume").is_ok());
         }
         assert!(limits.caller(&a, "/api/v1/quotas/q/consume").is_err());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(limits.anonymous(ip).is_ok() && limits.anonymous(ip).is_ok());
-        assert!(limits.anonymous(ip).is_err());
-        assert!(limits.anonymous("::1".parse().unwrap()).is_ok());
+        let peer = Some("127.0.0.1:5000".parse().unwrap());
+        assert!(limits.anonymous(peer, None).is_ok() && limits.anonymous(peer, None).is_ok());
+        assert!(limits.anonymous(peer, None).is_err());
+        assert!(limits
+            .anonymous(Some("[::1]:5000".parse().unwrap()), None)
+            .is_ok());
+        // Not a trusted proxy: its X-Forwarded-For changes nothing.
+        assert!(limits.anonymous(peer, Some("10.0.0.9")).is_err());
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_last_untrusted_forwarded_address() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let proxy = [ip("127.0.0.1")];
+        // Not trusted: the peer, whatever the header says.
+        assert_eq!(
+            client_addr(ip("10.1.1.1"), Some("1.2.3.4"), &proxy),
+            ip("10.1.1.1")
+        );
+        // Trusted: the last untrusted address (what the client wrote itself comes first).
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), Some("6.6.6.6, 203.0.113.7"), &proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), Some("203.0.113.7, 127.0.0.1"), &proxy),
+            ip("203.0.113.7")
+        );
+        // Trusted but no usable header: the peer.
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), Some("garbage"), &proxy),
+            ip("127.0.0.1")
+        );
+        assert_eq!(client_addr(ip("127.0.0.1"), None, &proxy), ip("127.0.0.1"));
     }
 }

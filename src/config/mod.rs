@@ -216,6 +216,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub workers: usize,
     pub rate_limit: RateLimitConfig,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, a client's address
+    /// (for the anonymous rate limit) is the last address in the header that is not a
+    /// trusted proxy. Empty: the peer's address, whatever headers say.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `[server.rate_limit]`: requests per second and burst of each budget.
