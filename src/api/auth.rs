@@ -258,11 +258,7 @@ pub async fn middleware(
         // A request that did not authenticate counts against its source address: guessing
         // tokens is limited like any anonymous flood.
         Err(e) => {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            if let Some(wait) = limits.and_then(|l| l.anonymous(req.peer_addr(), forwarded).err()) {
+            if let Some(wait) = limits.and_then(|l| l.anonymous_request(req.request()).err()) {
                 return Ok(req.error_response(ApiError::rate_limited(wait)));
             }
             Ok(req.error_response(e))

@@ -79,6 +79,15 @@ impl Limits {
         }
     }
 
+    /// `anonymous` for a request: its peer and its `X-Forwarded-For` header.
+    pub fn anonymous_request(&self, req: &actix_web::HttpRequest) -> Result<(), Duration> {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        self.anonymous(req.peer_addr(), forwarded)
+    }
+
     /// Counts one request that did not authenticate against its client's address (see
     /// [`client_addr`]); Err(wait) when over. Without a peer address (a Unix socket, a test
     /// harness) nothing is counted.

@@ -97,13 +97,10 @@ impl Hand {
         }
     }
 
-    fn pause(&self, ms: std::ops::RangeInclusive<u64>) -> Option<Duration> {
-        self.human
-            .then(|| Duration::from_millis(rand::thread_rng().gen_range(ms)))
-    }
-
+    /// A pause of a random length in `ms` with `human`, none without.
     async fn wait(&self, ms: std::ops::RangeInclusive<u64>) {
-        if let Some(d) = self.pause(ms) {
+        if self.human {
+            let d = Duration::from_millis(rand::thread_rng().gen_range(ms));
             tokio::time::sleep(d).await;
         }
     }

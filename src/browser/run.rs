@@ -41,15 +41,22 @@ impl Pool {
     ) -> Result<(), RunFailure> {
         self.make_room(r.profile).await?;
         let alive = session.alive.clone();
-        alive.set(true);
-        let profile_dir = self.cfg.profiles_dir.join(r.profile);
-        let flags = self.window_flags(r).await.map_err(|e| {
+        // Any launch failure (the version query for the flags, or Chromium itself): told
+        // once, the same way.
+        let failed = |e: BrowserError| {
             alive.set(false);
+            self.tell(SessionEvent::LaunchFailed {
+                profile: r.profile.to_string(),
+                error: e.to_string(),
+            });
             RunFailure {
                 kind: "browser_launch",
                 message: e.to_string(),
             }
-        })?;
+        };
+        let flags = self.window_flags(r).await.map_err(failed)?;
+        alive.set(true);
+        let profile_dir = self.cfg.profiles_dir.join(r.profile);
         let opts = LaunchOptions {
             executable: &self.cfg.executable,
             profile_dir: &profile_dir,
@@ -77,17 +84,7 @@ impl Pool {
             }
             other => other,
         }
-        .map_err(|e| {
-            alive.set(false);
-            self.tell(SessionEvent::LaunchFailed {
-                profile: r.profile.to_string(),
-                error: e.to_string(),
-            });
-            RunFailure {
-                kind: "browser_launch",
-                message: e.to_string(),
-            }
-        })?;
+        .map_err(failed)?;
         metrics::counter!(names::BROWSER_LAUNCHES).increment(1);
         tracing::info!(profile = %r.profile, pid = launched.pid(), "browser launched");
         self.tell(SessionEvent::Launched {

@@ -120,13 +120,9 @@ pub async fn login(
 ) -> HttpResponse {
     let Some(caller) = tokens.authenticate(form.token.trim()) else {
         // Wrong tokens count against the source address, as on the API.
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
         let limited = req
             .app_data::<web::Data<crate::api::rate_limit::Limits>>()
-            .and_then(|l| l.anonymous(req.peer_addr(), forwarded).err());
+            .and_then(|l| l.anonymous_request(&req).err());
         if let Some(wait) = limited {
             let secs = crate::api::rate_limit::retry_after_secs(wait);
             let mut res = page(
