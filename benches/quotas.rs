@@ -98,6 +98,7 @@ fn through_actor(url: &DatabaseUrl, quota: &str, consumers: usize, total: usize)
                             .send(Consume {
                                 quota: quota.clone(),
                                 cost: 1,
+                                audit: None,
                             })
                             .await
                             .unwrap()

@@ -481,6 +481,7 @@ fn the_quota_counter_follows_its_clock_into_the_next_window() {
             counter.send(Consume {
                 quota: "messages".into(),
                 cost: 1,
+                audit: None,
             })
         };
         for _ in 0..2 {

@@ -175,6 +175,30 @@ fn the_dashboard_in_a_real_browser() {
         json!([]),
         "no CSP violation, no script error"
     );
+    // The dashboard's actions are in the audit log under the session's token, with the
+    // logins (the wrong token's refused) and the logout; none was recorded after the fact.
+    let audit = o.get("/api/v1/audit?limit=500", o.admin()).json();
+    let rows = audit["items"].as_array().unwrap();
+    let has = |action: &str, actor: Option<&str>, outcome: &str| {
+        rows.iter().any(|r| {
+            r["action"] == action
+                && r["outcome"] == outcome
+                && actor.is_none_or(|a| r["actor"] == a)
+        })
+    };
+    assert!(has("ui.login", Some("test-admin"), "ok"), "{audit}");
+    assert!(has("ui.login", None, "refused"), "{audit}");
+    assert!(has("ui.logout", Some("test-admin"), "ok"), "{audit}");
+    assert!(has("job.pause", Some("test-admin"), "ok"), "{audit}");
+    assert!(has("run.requeue", Some("test-admin"), "ok"), "{audit}");
+    // The CSRF-less post was refused before it counted as the session's.
+    assert!(
+        rows.iter().any(|r| r["action"] == "job.pause"
+            && r["status"] == 403
+            && r["reason"].as_str().unwrap().contains("CSRF")),
+        "{audit}"
+    );
+    assert!(!o.logs.text().contains("without its audit row"));
     // The requeue made a new attempt of the failed fire.
     let runs = o.get("/api/v1/runs?job=broken-page", o.admin()).json();
     assert!(

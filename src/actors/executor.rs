@@ -420,6 +420,7 @@ async fn take_quota(
             .send(Consume {
                 quota: q.name.clone(),
                 cost: q.cost,
+                audit: None,
             })
             .await
             .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())));

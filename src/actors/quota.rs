@@ -63,6 +63,8 @@ pub enum Consumed {
 pub struct Consume {
     pub quota: String,
     pub cost: i64,
+    /// An API call's audit row, written with the decision in the batch's transaction.
+    pub audit: Option<crate::db::audit::Entry>,
 }
 
 /// Return the units of a receipt.
@@ -76,6 +78,8 @@ pub struct Refund(pub Receipt);
 pub struct RefundNow {
     pub quota: String,
     pub cost: i64,
+    /// An API call's audit row, written in the refund's transaction.
+    pub audit: Option<crate::db::audit::Entry>,
 }
 
 /// Definitions changed (through this node's API): re-read them for the gauges.
@@ -88,7 +92,7 @@ type Reply = oneshot::Sender<Result<Consumed, QuotaError>>;
 pub struct QuotaCounter {
     deps: Deps,
     lifeline: Lifeline,
-    queued: HashMap<String, VecDeque<(i64, Reply)>>,
+    queued: HashMap<String, VecDeque<(i64, Option<crate::db::audit::Entry>, Reply)>>,
     in_flight: HashSet<String>,
     known: Vec<String>,
 }
@@ -129,9 +133,15 @@ impl QuotaCounter {
         if n == 0 {
             return;
         }
-        let batch: Vec<(i64, Reply)> = queue.drain(..n).collect();
+        let mut costs = Vec::with_capacity(n);
+        let mut audits = Vec::with_capacity(n);
+        let mut batch = Vec::with_capacity(n);
+        for (cost, audit, reply) in queue.drain(..n) {
+            costs.push(cost);
+            audits.push(audit);
+            batch.push((cost, reply));
+        }
         self.in_flight.insert(quota.clone());
-        let costs: Vec<i64> = batch.iter().map(|b| b.0).collect();
         let db = self.deps.db.clone();
         let routing = self.deps.routing.clone();
         let enforce = self.deps.config.flags.quota_enforcement;
@@ -140,7 +150,7 @@ impl QuotaCounter {
         ctx.spawn(
             async move {
                 db.run(move |c| {
-                    quotas::consume_batch(c, &name, &costs, enforce, clock.now(), &routing)
+                    quotas::consume_batch(c, &name, &costs, &audits, enforce, clock.now(), &routing)
                 })
                 .await
             }
@@ -280,7 +290,7 @@ impl Handler<Consume> for QuotaCounter {
         self.queued
             .entry(msg.quota.clone())
             .or_default()
-            .push_back((msg.cost, tx));
+            .push_back((msg.cost, msg.audit, tx));
         self.flush(msg.quota, ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
@@ -315,20 +325,27 @@ impl Handler<RefundNow> for QuotaCounter {
         let db = self.deps.db.clone();
         let now = self.deps.clock.now();
         Box::pin(async move {
-            let RefundNow { quota, cost } = msg;
+            let RefundNow { quota, cost, audit } = msg;
             let name = quota.clone();
             db.run(move |c| {
-                let def = quotas::get(c, &name)?.def();
-                let receipt = quotas::Receipt {
-                    quota: name,
-                    cost,
-                    windows: def
-                        .windows_at(now)
-                        .iter()
-                        .map(|w| (w.kind, w.start))
-                        .collect(),
-                };
-                quotas::refund(c, &receipt)
+                use diesel::Connection;
+                c.transaction(|c| {
+                    let def = quotas::get(c, &name)?.def();
+                    let receipt = quotas::Receipt {
+                        quota: name,
+                        cost,
+                        windows: def
+                            .windows_at(now)
+                            .iter()
+                            .map(|w| (w.kind, w.start))
+                            .collect(),
+                    };
+                    quotas::refund(c, &receipt)?;
+                    if let Some(entry) = &audit {
+                        crate::db::audit::record(c, entry)?;
+                    }
+                    Ok(())
+                })
             })
             .await
             .map_err(|e| db_error(&quota, e))?;

@@ -172,7 +172,14 @@ impl Quotas for Node {
             let Some(counter) = counter else {
                 return Err("the quota counter is restarting".into());
             };
-            match counter.send(Consume { quota, cost }).await {
+            match counter
+                .send(Consume {
+                    quota,
+                    cost,
+                    audit: None,
+                })
+                .await
+            {
                 Ok(Ok(Consumed::Admitted { .. })) => Ok(QuotaAnswer::Admitted),
                 Ok(Ok(Consumed::Refused {
                     retry_at, blocking, ..
@@ -189,7 +196,14 @@ impl Quotas for Node {
             let Some(counter) = counter else {
                 return Err("the quota counter is restarting".into());
             };
-            match counter.send(RefundNow { quota, cost }).await {
+            match counter
+                .send(RefundNow {
+                    quota,
+                    cost,
+                    audit: None,
+                })
+                .await
+            {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err("the quota counter is restarting".into()),
             }

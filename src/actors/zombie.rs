@@ -211,7 +211,7 @@ impl ZombieDetector {
 
     /// History retention: deletes old terminal runs in batches (leader only; the advisory
     /// lock in `prune_batch_exclusive` also keeps a stale leader from pruning alongside),
-    /// old notifications, quota windows and expired dashboard sessions.
+    /// old notifications, the audit log, quota windows and expired dashboard sessions.
     fn prune(&mut self, ctx: &mut Context<Self>) {
         self.last_prune = Some(Instant::now());
         let db = self.deps.db.clone();
@@ -257,6 +257,17 @@ impl ZombieDetector {
                             .run(move |c| notifications::prune_batch(c, cutoff, PRUNE_BATCH))
                             .await?;
                         notes += n;
+                        if (n as i64) < PRUNE_BATCH {
+                            break;
+                        }
+                    }
+                }
+                // The audit log lives as long as the run history keeps anything.
+                if let Some(cutoff) = clock.now().checked_sub_signed(keep.max(keep_failed)) {
+                    for _ in 0..100 {
+                        let n = db
+                            .run(move |c| crate::db::audit::prune_batch(c, cutoff, PRUNE_BATCH))
+                            .await?;
                         if (n as i64) < PRUNE_BATCH {
                             break;
                         }

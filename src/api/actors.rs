@@ -50,6 +50,7 @@ pub struct Crashed {
 #[post("/actors/{name}/crash")]
 pub async fn crash(
     _caller: AsAdmin,
+    audit: super::audit::Audit,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -60,7 +61,12 @@ pub async fn crash(
     }
     let name = name.into_inner();
     match state.supervisor.send(CrashChild(name.clone())).await? {
-        Ok(()) => Ok(HttpResponse::Accepted().json(Crashed { crashed: name })),
+        Ok(()) => {
+            let mut entry = audit.entry(None, None);
+            entry.status = 202;
+            audit.record_alone(&state, entry).await?;
+            Ok(HttpResponse::Accepted().json(Crashed { crashed: name }))
+        }
         Err(e @ CrashError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
         Err(e @ CrashError::NotRunning(_)) => Err(ApiError::conflict(e.to_string())),
     }

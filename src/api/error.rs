@@ -158,7 +158,21 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header(("Retry-After", secs.to_string()));
         }
-        res.json(self.body())
+        let mut res = res.json(self.body());
+        // For the audit log's reason: the message and each bad field.
+        let mut message = self.message.clone();
+        for f in self
+            .fields
+            .iter()
+            .filter(|f| !self.message.contains(&f.path))
+        {
+            message.push_str(&format!("; {}: {}", f.path, f.message));
+        }
+        res.extensions_mut().insert(super::audit::ErrorInfo {
+            code: self.code,
+            message,
+        });
+        res
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::audit::Audit;
 use super::auth::{AsOperator, AsViewer, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
@@ -125,6 +126,7 @@ fn require_admin_for_code(caller: &Caller, kind: &str) -> Result<(), ApiError> {
 #[post("/jobs")]
 pub async fn create(
     caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     req: HttpRequest,
     body: web::Json<Value>,
@@ -154,18 +156,24 @@ pub async fn create(
     }
     let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     let scoped_key = key.map(|k| format!("{}:{k}", caller.name));
+    let entry = audit.entry(None, None);
     let result = state
         .db
         .run(move |c| {
             c.transaction::<_, DbError, _>(|c| {
                 crate::db::idempotency::once(c, scoped_key.as_deref(), &request_hash, 201, |c| {
-                    db_jobs::insert(c, &def, "api", now)
+                    let job = db_jobs::insert(c, &def, "api", now)?;
+                    let mut entry = job_entry(entry, &job, None);
+                    entry.status = 201;
+                    crate::db::audit::record(c, &entry)?;
+                    Ok(job)
                 })
             })
         })
         .await;
     match result {
         Ok(Ok(job)) => {
+            audit.committed();
             wake(&state);
             Ok(HttpResponse::Created().json(job))
         }
@@ -264,6 +272,7 @@ pub async fn get_one(
 #[patch("/jobs/{key}")]
 pub async fn update(
     caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     key: web::Path<String>,
     body: web::Json<Value>,
@@ -278,10 +287,18 @@ pub async fn update(
         .patch(&body, crate::kinds::registry(), now)
         .map_err(ApiError::invalid)?;
     check_references(&state, &def).await?;
+    let entry = audit.entry(None, None);
     let updated = state
         .db
-        .run(move |c| db_jobs::update_def(c, &job, &def, now))
+        .run(move |c| {
+            c.transaction(|c| {
+                let updated = db_jobs::update_def(c, &job, &def, now)?;
+                crate::db::audit::record(c, &job_entry(entry, &updated, Some(&job)))?;
+                Ok(updated)
+            })
+        })
         .await?;
+    audit.committed();
     wake(&state);
     Ok(web::Json(updated))
 }
@@ -293,25 +310,35 @@ pub async fn update(
 #[delete("/jobs/{key}")]
 pub async fn cancel(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    let job = load(&state, key.into_inner()).await?;
+    let before = load(&state, key.into_inner()).await?;
     let now = Utc::now();
+    let entry = audit.entry(None, None);
     let job = state
         .db
         .run(move |c| {
             c.transaction(|c| {
-                db_runs::cancel_open(c, job.id, now)?;
-                db_jobs::set_state(c, job.id, "cancelled", now)
+                let runs = db_runs::cancel_open(c, before.id, now)?;
+                let job = db_jobs::set_state(c, before.id, "cancelled", now)?;
+                let mut entry = job_entry(entry, &job, Some(&before));
+                if let Some(d) = entry.diff.as_mut().and_then(Value::as_object_mut) {
+                    d.insert("runs_cancelled".into(), serde_json::json!(runs));
+                }
+                crate::db::audit::record(c, &entry)?;
+                Ok(job)
             })
         })
         .await?;
+    audit.committed();
     Ok(web::Json(job))
 }
 
 async fn transition(
     state: &ApiState,
+    audit: &Audit,
     key: String,
     from: &'static str,
     to: &'static str,
@@ -324,10 +351,18 @@ async fn transition(
         )));
     }
     let now = Utc::now();
+    let entry = audit.entry(None, None);
     let job = state
         .db
-        .run(move |c| db_jobs::set_state(c, job.id, to, now))
+        .run(move |c| {
+            c.transaction(|c| {
+                let after = db_jobs::set_state(c, job.id, to, now)?;
+                crate::db::audit::record(c, &job_entry(entry, &after, Some(&job)))?;
+                Ok(after)
+            })
+        })
         .await?;
+    audit.committed();
     wake(state);
     Ok(job)
 }
@@ -339,11 +374,12 @@ async fn transition(
 #[post("/jobs/{key}/pause")]
 pub async fn pause(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
     Ok(web::Json(
-        transition(&state, key.into_inner(), "active", "paused").await?,
+        transition(&state, &audit, key.into_inner(), "active", "paused").await?,
     ))
 }
 
@@ -354,11 +390,12 @@ pub async fn pause(
 #[post("/jobs/{key}/resume")]
 pub async fn resume(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
     Ok(web::Json(
-        transition(&state, key.into_inner(), "paused", "active").await?,
+        transition(&state, &audit, key.into_inner(), "paused", "active").await?,
     ))
 }
 
@@ -369,6 +406,7 @@ pub async fn resume(
 #[post("/jobs/{key}/trigger")]
 pub async fn trigger(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -376,12 +414,51 @@ pub async fn trigger(
     if job.state == "cancelled" {
         return Err(ApiError::conflict("the job is cancelled"));
     }
+    let entry = audit.entry(Some(format!("job/{}", job.name)), None);
     let run = state
         .db
-        .run(move |c| db_runs::trigger(c, &job, Utc::now()))
+        .run(move |c| {
+            c.transaction(|c| {
+                let run = db_runs::trigger(c, &job, Utc::now())?;
+                let mut entry = entry;
+                entry.status = 201;
+                entry.diff = Some(serde_json::json!({"run_id": run.id, "fire_at": run.fire_at}));
+                crate::db::audit::record(c, &entry)?;
+                Ok(run)
+            })
+        })
         .await?;
+    audit.committed();
     wake(&state);
     Ok(HttpResponse::Created().json(run))
+}
+
+/// A job's audit row: its target `job/<name>`, and as diff the new job (created) or what
+/// changed (`before` given); secrets redacted.
+fn job_entry(
+    mut entry: crate::db::audit::Entry,
+    job: &Job,
+    before: Option<&Job>,
+) -> crate::db::audit::Entry {
+    const NOISE: &[&str] = &["updated_at", "created_at", "id"];
+    let after = serde_json::to_value(job).unwrap_or_default();
+    let diff = match before {
+        Some(b) => crate::stdx::json_diff::changes(
+            &serde_json::to_value(b).unwrap_or_default(),
+            &after,
+            NOISE,
+        ),
+        None => {
+            let mut after = after;
+            if let Some(o) = after.as_object_mut() {
+                o.retain(|k, _| !NOISE[..2].contains(&k.as_str()));
+            }
+            after
+        }
+    };
+    entry.target = Some(format!("job/{}", job.name));
+    entry.diff = Some(crate::stdx::secrets::redact_json(&diff));
+    entry
 }
 
 /// Every quota and channel a job names (its quota claims, what its kind's payload names)

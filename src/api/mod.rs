@@ -6,6 +6,7 @@
 //! they touch PostgreSQL only through `Db::run`.
 
 pub mod actors;
+pub mod audit;
 pub mod auth;
 pub mod browser_sessions;
 pub mod circuits;
@@ -81,6 +82,7 @@ where
                 .wrap(from_fn(auth::middleware))
                 .service(openapi::openapi_json)
                 .service(flags::list)
+                .service(audit::list)
                 .service(actors::list)
                 .service(actors::crash)
                 .service(nodes::list)
@@ -265,6 +267,7 @@ pub fn server(
             .map(|app| {
                 app.configure(crate::ui::configure)
                     .default_service(web::to(no_route))
+                    .wrap(from_fn(audit::middleware))
                     .wrap(from_fn(metrics_mw::middleware))
                     .wrap(TracingLogger::<request_id::RequestSpan>::new())
                     .wrap(from_fn(request_id::middleware))

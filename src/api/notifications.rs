@@ -1,6 +1,7 @@
 //! `/api/v1/notifications`: the outbox (what was sent, what waits, what failed and why), and
 //! a test message to one channel.
 
+use diesel::Connection;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -111,6 +112,7 @@ pub struct TestResult {
 #[post("/notifications/test")]
 pub async fn test(
     caller: AsAdmin,
+    audit: super::audit::Audit,
     state: web::Data<ApiState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<TestResult>, ApiError> {
@@ -173,6 +175,11 @@ pub async fn test(
             format!("channel `{}`: {e}", req.channel),
         )
     })?;
+    let entry = audit.entry(
+        Some(format!("channel/{}", req.channel)),
+        Some(json!({"message_id": msg.id})),
+    );
+    audit.record_alone(&state, entry).await?;
     Ok(web::Json(TestResult {
         delivered: true,
         channel: req.channel,
@@ -190,15 +197,30 @@ pub async fn test(
 #[post("/notifications/{id}/resend")]
 pub async fn resend(
     _caller: AsOperator,
+    audit: super::audit::Audit,
     state: web::Data<ApiState>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Notification>, ApiError> {
     let id = id.into_inner();
-    match state
+    let entry = audit.entry(None, None);
+    let outcome = state
         .db
-        .run(move |c| db_notes::resend(c, id, Utc::now()))
-        .await?
-    {
+        .run(move |c| {
+            c.transaction(|c| {
+                let outcome = db_notes::resend(c, id, Utc::now())?;
+                if let Some(Ok(n)) = &outcome {
+                    let mut entry = entry;
+                    entry.diff = Some(json!({"channel": n.channel, "event": n.event}));
+                    crate::db::audit::record(c, &entry)?;
+                }
+                Ok(outcome)
+            })
+        })
+        .await?;
+    if matches!(outcome, Some(Ok(_))) {
+        audit.committed();
+    }
+    match outcome {
         None => Err(ApiError::not_found("no such notification")),
         Some(Err(st)) => Err(ApiError::conflict(format!(
             "only a failed notification is sent again; this one is {st}"

@@ -3,6 +3,7 @@
 //! its block run again.
 
 use actix_web::{delete, get, web, HttpResponse};
+use diesel::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{AsOperator, AsViewer};
@@ -64,16 +65,31 @@ pub async fn list(
 #[delete("/jobs/{key}/once-keys/{once_key}")]
 pub async fn forget(
     _caller: AsOperator,
+    audit: super::audit::Audit,
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, once_key) = path.into_inner();
     let job = load(&state, key).await?;
+    let mut entry = audit.entry(
+        Some(format!("job/{}", job.name)),
+        Some(serde_json::json!({ "once_key": once_key })),
+    );
+    entry.status = 204;
     let forgotten = state
         .db
-        .run(move |c| once_keys::forget(c, job.id, &once_key))
+        .run(move |c| {
+            c.transaction(|c| {
+                let forgotten = once_keys::forget(c, job.id, &once_key)?;
+                if forgotten {
+                    crate::db::audit::record(c, &entry)?;
+                }
+                Ok(forgotten)
+            })
+        })
         .await?;
     if forgotten {
+        audit.committed();
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found("no such once key"))

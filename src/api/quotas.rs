@@ -6,6 +6,7 @@ use actix_web::{delete, get, post, put, web, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::audit::Audit;
 use super::auth::{AsOperator, AsOperatorOrRun, AsViewer, AsViewerOrRun};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
@@ -109,6 +110,7 @@ pub struct ConsumeBody {
 #[put("/quotas/{name}")]
 pub async fn put(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     name: web::Path<String>,
     body: web::Json<Value>,
@@ -117,18 +119,34 @@ pub async fn put(
     check_name(&name)?;
     let def =
         QuotaDef::parse(&name, &body.into_inner()).map_err(|p| ApiError::invalid(p.into_vec()))?;
+    let entry = audit.entry(None, None);
     let result = state
         .db
         .run(move |c| {
             c.build_transaction().run(|c| {
-                if let Ok(existing) = db_quotas::get(c, &def.name) {
-                    if existing.source == "config" {
-                        return Ok(Err(()));
-                    }
+                let before = db_quotas::get(c, &def.name).ok();
+                if before.as_ref().is_some_and(|b| b.source == "config") {
+                    return Ok(Err(()));
                 }
                 let (row, created) = db_quotas::upsert(c, &def, "api", Utc::now())?;
                 let windows = db_quotas::usage(c, &row.def(), Utc::now())?;
-                Ok(Ok((db_quotas::describe(&row, &windows), created)))
+                let body = db_quotas::describe(&row, &windows);
+                let limits = |b: &Value| {
+                    json!({"limits": b["limits"], "timezone": b["timezone"], "week_start": b["week_start"]})
+                };
+                let diff = match &before {
+                    Some(b) => crate::stdx::json_diff::changes(
+                        &limits(&db_quotas::describe(b, &[])),
+                        &limits(&body),
+                        &[],
+                    ),
+                    None => limits(&body),
+                };
+                let mut entry = entry;
+                entry.status = if created { 201 } else { 200 };
+                entry.diff = Some(diff);
+                crate::db::audit::record(c, &entry)?;
+                Ok(Ok((body, created)))
             })
         })
         .await?;
@@ -137,6 +155,7 @@ pub async fn put(
             "this quota is declared in the configuration ([[quotas]]); change it there",
         ));
     };
+    audit.committed();
     if let Some(q) = state.directory.quota_counter() {
         q.do_send(Invalidate);
     }
@@ -156,10 +175,12 @@ pub async fn put(
 #[delete("/quotas/{name}")]
 pub async fn remove(
     _caller: AsOperator,
+    audit: Audit,
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
+    let entry = audit.entry(None, None);
     let outcome = state
         .db
         .run(move |c| {
@@ -179,12 +200,17 @@ pub async fn remove(
                     )));
                 }
                 db_quotas::delete(c, &name)?;
+                let mut entry = entry;
+                entry.status = 204;
+                entry.diff = Some(json!({"limits": db_quotas::describe(&row, &[])["limits"]}));
+                crate::db::audit::record(c, &entry)?;
                 Ok(Ok(()))
             })
         })
         .await
         .map_err(not_found)?;
     outcome.map_err(ApiError::conflict)?;
+    audit.committed();
     if let Some(q) = state.directory.quota_counter() {
         q.do_send(Invalidate);
     }
@@ -225,6 +251,7 @@ fn cost_of(body: Option<web::Json<Value>>) -> Result<i64, ApiError> {
 #[post("/quotas/{name}/refund")]
 pub async fn refund(
     caller: AsOperatorOrRun,
+    audit: Audit,
     state: web::Data<ApiState>,
     name: web::Path<String>,
     body: Option<web::Json<Value>>,
@@ -240,6 +267,7 @@ pub async fn refund(
         .send(RefundNow {
             quota: name.clone(),
             cost,
+            audit: Some(audit.entry(None, Some(json!({ "cost": cost })))),
         })
         .await
         .map_err(|_| ApiError::unavailable("the quota counter is restarting; try again"))?
@@ -248,6 +276,7 @@ pub async fn refund(
             QuotaError::Unavailable(m) => ApiError::unavailable(m),
             e => ApiError::invalid_field("cost", e.to_string()),
         })?;
+    audit.committed();
     let now = Utc::now();
     let q = name.clone();
     let def = state.db.run(move |c| db_quotas::get(c, &q)).await?.def();
@@ -270,6 +299,7 @@ pub async fn refund(
 #[post("/quotas/{name}/consume")]
 pub async fn consume(
     caller: AsOperatorOrRun,
+    audit: Audit,
     state: web::Data<ApiState>,
     name: web::Path<String>,
     body: Option<web::Json<Value>>,
@@ -285,9 +315,14 @@ pub async fn consume(
         .send(Consume {
             quota: name.clone(),
             cost,
+            audit: Some(audit.entry(None, None)),
         })
         .await
         .map_err(|_| ApiError::unavailable("the quota counter is restarting; try again"))?;
+    // Decided: the batch's transaction wrote the row (admitted, refused or too large).
+    if matches!(answer, Ok(_) | Err(QuotaError::TooLarge { .. })) {
+        audit.committed();
+    }
     match answer {
         Ok(Consumed::Admitted { windows, .. }) => Ok(HttpResponse::Ok().json(json!({
             "admitted": true, "quota": name, "cost": cost, "windows": windows,

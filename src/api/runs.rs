@@ -2,6 +2,7 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
+use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -133,16 +134,32 @@ pub async fn get_one(
 #[post("/runs/{id}/requeue")]
 pub async fn requeue(
     _caller: AsOperator,
+    audit: super::audit::Audit,
     state: web::Data<ApiState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let entry = audit.entry(None, None);
     let run = state
         .db
-        .run(move |c| Ok(db_runs::requeue(c, id, Utc::now())))
+        .run(move |c| {
+            c.transaction(|c| match db_runs::requeue(c, id, Utc::now()) {
+                Ok(run) => {
+                    let mut entry = entry;
+                    entry.status = 201;
+                    entry.diff = Some(serde_json::json!({
+                        "new_run_id": run.id, "attempt": run.attempt, "fire_at": run.fire_at,
+                    }));
+                    crate::db::audit::record(c, &entry)?;
+                    Ok(Ok(run))
+                }
+                Err(e) => Ok(Err(e)),
+            })
+        })
         .await?;
     match run {
         Ok(run) => {
+            audit.committed();
             if let Some(s) = state.directory.scheduler() {
                 s.do_send(Wake);
             }

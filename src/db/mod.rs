@@ -6,6 +6,7 @@
 //! blocking thread pool with a pooled connection; a panic inside a query is caught there and
 //! returned as [`DbError::Panicked`].
 
+pub mod audit;
 pub mod browser_sessions;
 pub mod circuits;
 pub mod cluster;

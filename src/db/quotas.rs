@@ -272,10 +272,39 @@ pub const ADD_USAGE_SQL: &str = "UPDATE quota_usage SET used = used + $4 \
 /// Consumes `costs` (in order) from quota `name` in one transaction; see the module doc.
 /// With `enforce` off every request is admitted and over-limit ones are marked. A refusal
 /// writes one `quota.exhausted` notification per quota and window (its key dedupes).
+/// A consume call's audit row, completed with what the batch decided for it.
+fn audit_of(entry: &crate::db::audit::Entry, d: &Decision, cost: i64) -> crate::db::audit::Entry {
+    let mut e = entry.clone();
+    match d {
+        Decision::Admitted { over_limit, .. } => {
+            e.diff =
+                Some(serde_json::json!({"cost": cost, "admitted": true, "over_limit": over_limit}));
+        }
+        Decision::Refused { blocking, .. } => {
+            e.outcome = "refused";
+            e.status = 429;
+            e.reason = Some(format!(
+                "quota_exhausted: no room in this {}",
+                blocking.join(" and ")
+            ));
+            e.diff = Some(serde_json::json!({"cost": cost, "admitted": false}));
+        }
+        Decision::TooLarge { window, limit } => {
+            e.outcome = "refused";
+            e.status = 422;
+            e.reason = Some(format!(
+                "cost {cost} is more than the {window} limit {limit}"
+            ));
+        }
+    }
+    e
+}
+
 pub fn consume_batch(
     conn: &mut PgConnection,
     name: &str,
     costs: &[i64],
+    audits: &[Option<crate::db::audit::Entry>],
     enforce: bool,
     now: DateTime<Utc>,
     routing: &Routing,
@@ -384,6 +413,14 @@ pub fn consume_batch(
             }));
             notifications::enqueue(conn, &rows)?;
         }
+        // The API's consume calls: their audit rows, in this transaction, with the decision.
+        let audited: Vec<crate::db::audit::Entry> = audits
+            .iter()
+            .zip(&decisions)
+            .zip(costs)
+            .filter_map(|((a, d), cost)| Some(audit_of(a.as_ref()?, d, *cost)))
+            .collect();
+        crate::db::audit::record_many(conn, &audited)?;
         Ok(decisions)
     })
 }

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod duration;
+pub mod json_diff;
 pub mod names;
 pub mod panic;
 pub mod problems;

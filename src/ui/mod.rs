@@ -114,11 +114,14 @@ pub struct LoginForm {
 #[post("/ui/login")]
 pub async fn login(
     req: HttpRequest,
+    audit: crate::api::audit::Audit,
     state: web::Data<ApiState>,
     tokens: web::Data<TokenSet>,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let Some(caller) = tokens.authenticate(form.token.trim()) else {
+        let refusal = audit.refusal(401, "unauthorized: not a valid token".into(), None);
+        let _ = audit.record_alone(&state, refusal).await;
         // Wrong tokens count against the source address, as on the API.
         let limited = req
             .app_data::<web::Data<crate::api::rate_limit::Limits>>()
@@ -147,10 +150,23 @@ pub async fn login(
     let (csrf, _) = new_token("");
     let now = Utc::now();
     let (name, role) = (caller.name.clone(), caller.role.to_string());
+    let mut entry = audit.entry(Some(format!("token/{name}")), None);
+    entry.actor = Some(name.clone());
+    entry.role = Some(role.clone());
+    entry.status = 303;
     let created = state
         .db
-        .run(move |c| crate::db::ui_sessions::create(c, &id_hash, &name, &role, &csrf, now))
+        .run(move |c| {
+            use diesel::Connection;
+            c.transaction(|c| {
+                crate::db::ui_sessions::create(c, &id_hash, &name, &role, &csrf, now)?;
+                crate::db::audit::record(c, &entry)
+            })
+        })
         .await;
+    if created.is_ok() {
+        audit.committed();
+    }
     if created.is_err() {
         return page(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -173,6 +189,7 @@ pub struct LogoutForm {
 #[post("/ui/logout")]
 pub async fn logout(
     req: HttpRequest,
+    audit: crate::api::audit::Audit,
     state: web::Data<ApiState>,
     form: web::Form<LogoutForm>,
 ) -> HttpResponse {
@@ -180,14 +197,31 @@ pub async fn logout(
         if let Ok(Some(s)) = lookup(&state, &id).await {
             if s.csrf == form.csrf {
                 let hash = hash_token(&id);
-                let _ = state
+                let mut entry = audit.entry(Some(format!("token/{}", s.token_name)), None);
+                entry.actor = Some(s.token_name.clone());
+                entry.role = Some(s.role.clone());
+                entry.status = 303;
+                let deleted = state
                     .db
-                    .run(move |c| crate::db::ui_sessions::delete(c, &hash))
+                    .run(move |c| {
+                        use diesel::Connection;
+                        c.transaction(|c| {
+                            crate::db::ui_sessions::delete(c, &hash)?;
+                            crate::db::audit::record(c, &entry)
+                        })
+                    })
                     .await;
+                if deleted.is_ok() {
+                    audit.committed();
+                }
             } else {
                 return HttpResponse::Forbidden().body("missing or wrong CSRF token");
             }
+        } else {
+            audit.committed(); // no live session: nothing changed
         }
+    } else {
+        audit.committed(); // no session: nothing changed
     }
     let mut gone = session_cookie(&req, String::new());
     gone.make_removal();
