@@ -251,7 +251,7 @@ fn pool_config(dir: &std::path::Path, max_browsers: usize, stealth: bool) -> Poo
         idle_timeout: Duration::from_secs(600),
         launch_timeout: Duration::from_secs(30),
         step_timeout: Duration::from_secs(30),
-        stealth,
+        stealth: overseer::browser::Stealth::always(stealth),
         max_pages: 4,
         politeness: Default::default(),
     }

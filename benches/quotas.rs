@@ -65,6 +65,7 @@ fn through_actor(url: &DatabaseUrl, quota: &str, consumers: usize, total: usize)
         node_id: uuid::Uuid::new_v4(),
         directory: Directory::default(),
         clock: Arc::new(overseer::stdx::clock::SystemClock),
+        flags: overseer::flags::Live::fixed(config.flags),
     };
     let quota = quota.to_string();
     actix::System::new().block_on(async move {

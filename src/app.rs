@@ -95,10 +95,13 @@ pub enum AppError {
     Config(crate::config::ConfigError),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// Use a temporary managed cluster deleted at exit (ignored when a URL is configured).
     pub ephemeral: bool,
+    /// Where each flag's configured value came from (`flags.<name>` → its layer), for
+    /// `GET /api/v1/flags`.
+    pub flag_origins: std::collections::BTreeMap<String, crate::config::Origin>,
 }
 
 /// Holds the state directory for this process's lifetime (released by the kernel even on
@@ -134,12 +137,7 @@ pub fn serve(
         flags = ?flags,
         "overseer starting"
     );
-    if !config.flags.anti_detection {
-        tracing::info!("flag anti_detection is off: browser sessions will not hide automation");
-    }
-    if !config.flags.zombie_detection {
-        tracing::warn!("flag zombie_detection is off: stuck runs will not be rescued");
-    }
+    let live_flags = crate::flags::Live::new(config.flags, &opts.flag_origins);
 
     let configured_url = config.database_url();
     let _lock = lock_state_dir(&config)?;
@@ -161,7 +159,14 @@ pub fn serve(
     };
     tracing::info!(database = %url, managed = cluster.is_some(), "database selected");
 
-    let result = run_with_database(config, &declarative, url, cluster.is_some(), started);
+    let result = run_with_database(
+        config,
+        &declarative,
+        url,
+        cluster.is_some(),
+        live_flags,
+        started,
+    );
     if let Some(c) = cluster.as_mut() {
         match c.stop() {
             Ok(()) => tracing::info!("managed PostgreSQL cluster stopped"),
@@ -268,6 +273,7 @@ fn run_with_database(
     declarative: &[crate::declarative::Declared],
     url: DatabaseUrl,
     managed: bool,
+    flags: crate::flags::Live,
     started: std::time::Instant,
 ) -> Result<i32, AppError> {
     let db = Db::new(
@@ -280,6 +286,21 @@ fn run_with_database(
         if !applied.is_empty() {
             tracing::info!(applied = ?applied, "migrations applied");
         }
+    }
+
+    // Runtime flag overrides hold from the first moment (the node actor keeps them fresh).
+    flags.set_overrides(crate::db::flags::load(&mut *db.get_blocking()?)?);
+    for (name, view) in flags.views() {
+        if view.source == crate::flags::Source::Runtime {
+            tracing::info!(flag = name, percent = view.percent, set_by = ?view.set_by,
+                "flag overridden at runtime");
+        }
+    }
+    if !flags.on(crate::flags::Name::AntiDetection) {
+        tracing::info!("flag anti_detection is off (or partly rolled out): browser sessions will not all hide automation");
+    }
+    if !flags.on(crate::flags::Name::ZombieDetection) {
+        tracing::warn!("flag zombie_detection is off: stuck runs will not be rescued");
     }
 
     upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
@@ -304,7 +325,7 @@ fn run_with_database(
 
     let system = actix_rt::System::new();
     system
-        .block_on(run(Arc::new(config), db, routing, tokens, started))
+        .block_on(run(Arc::new(config), db, routing, tokens, flags, started))
         .map_err(|e| AppError::Runtime(e.to_string()))?
 }
 
@@ -324,6 +345,7 @@ async fn run(
     db: Db,
     routing: Arc<Routing>,
     tokens: TokenSet,
+    flags: crate::flags::Live,
     started: std::time::Instant,
 ) -> Result<Result<i32, AppError>, std::io::Error> {
     let prometheus = telemetry::prometheus();
@@ -347,6 +369,7 @@ async fn run(
         directory: directory.clone(),
         routing: routing.clone(),
         clock: Arc::new(crate::stdx::clock::SystemClock),
+        flags: flags.clone(),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(
@@ -367,6 +390,7 @@ async fn run(
         routing: routing.clone(),
         prometheus,
         openapi: Arc::new(openapi),
+        flags,
     };
     let bind = config.bind_addr();
     let (server, addrs) = match api::server(state, tokens, bind) {

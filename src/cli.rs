@@ -285,18 +285,30 @@ pub fn main() -> i32 {
             Err(code) => code,
         },
         Command::Serve { ephemeral } => {
-            let (config, jobs) = match load(cli.config).and_then(|l| {
+            let (config, jobs, flag_origins) = match load(cli.config).and_then(|l| {
                 let jobs = crate::declarative::jobs(&l).map_err(|e| {
                     eprintln!("overseer: invalid configuration: {e}");
                     exit::CONFIG
                 })?;
-                Ok((l.config, jobs))
+                let origins = crate::flags::Name::ALL
+                    .into_iter()
+                    .map(|n| {
+                        let key = format!("flags.{}", n.as_str());
+                        let origin = l.origin(&key);
+                        (key, origin)
+                    })
+                    .collect();
+                Ok((l.config, jobs, origins))
             }) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             telemetry::init_logging(&config.log);
-            match app::serve(config, jobs, ServeOptions { ephemeral }) {
+            let opts = ServeOptions {
+                ephemeral,
+                flag_origins,
+            };
+            match app::serve(config, jobs, opts) {
                 Ok(code) => code,
                 Err(e @ app::AppError::Config(_)) => {
                     tracing::error!(error = %e, "overseer failed");

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod declarative;
+pub mod flags;
 pub mod jobs;
 pub mod kinds;
 pub mod notify;

@@ -654,7 +654,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
         idle_timeout: Duration::from_secs(600),
         launch_timeout: Duration::from_secs(30),
         step_timeout: Duration::from_secs(30),
-        stealth: true,
+        stealth: overseer::browser::Stealth::always(true),
         max_pages: 4,
         politeness: Default::default(),
     };

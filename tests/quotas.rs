@@ -458,6 +458,7 @@ fn the_quota_counter_follows_its_clock_into_the_next_window() {
         directory: Default::default(),
         routing: Arc::new(overseer::notify::Routing::from_config(&config.notify)),
         clock: clock.clone(),
+        flags: overseer::flags::Live::fixed(config.flags),
     };
     actix::System::new().block_on(async move {
         let d = deps.clone();

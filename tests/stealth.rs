@@ -299,3 +299,71 @@ fn without_anti_detection_the_probe_page_sees_chromium_defaults() {
     assert_eq!(r["name_value"], "Ada");
     assert_eq!(r["color"], "b");
 }
+
+/// A percentage rollout of `anti_detection` set at runtime decides per profile, by a stable
+/// hash of its name, when the profile's browser starts: one profile in the share hides
+/// automation, one outside it does not; back to on, the idle browser that no longer matches
+/// is closed and the next run gets the disguise.
+#[test]
+fn a_runtime_rollout_of_anti_detection_is_decided_per_profile() {
+    use overseer::flags::{in_rollout, Name};
+    let db = TestDb::new();
+    let probes = Probes::start();
+    let o = start(&db, "");
+    let set = o.put(
+        "/api/v1/flags/anti_detection",
+        o.admin(),
+        r#"{"percent": 50}"#,
+    );
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.json()["source"], "runtime");
+    assert_eq!(set.json()["percent"], 50);
+    let pick = |inside: bool| {
+        (0..100)
+            .map(|i| format!("acct-{i}"))
+            .find(|p| in_rollout(Name::AntiDetection, p, 50) == inside)
+            .unwrap()
+    };
+    let (inside, outside) = (pick(true), pick(false));
+    let glance = |profile: &str, job: &str| -> Value {
+        let body = json!({
+            "name": job, "kind": "browser", "schedule": {"at": Utc::now().to_rfc3339()},
+            "payload": {"profile": profile, "steps": [
+                {"goto": {"url": probes.url("/glance")}},
+                {"extract": {"selector": "#wd", "into": "webdriver"}},
+                {"extract": {"selector": "#ua", "into": "ua"}},
+            ]},
+            "policy": {"max_retries": 0},
+        });
+        let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
+        assert_eq!(a.status, 201, "{}", a.text);
+        let run = wait_for(&format!("{job} finished"), T, || {
+            let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
+            let run = runs["items"][0].clone();
+            matches!(run["state"].as_str(), Some("succeeded" | "failed")).then_some(run)
+        });
+        assert_eq!(run["state"], "succeeded", "{run}");
+        run["output"]["extracted"].clone()
+    };
+    let a = glance(&inside, "in-rollout");
+    assert_eq!(a["webdriver"], "false", "{inside}: {a}");
+    assert!(!a["ua"].as_str().unwrap().contains("Headless"), "{a}");
+    let b = glance(&outside, "out-of-rollout");
+    assert_eq!(b["webdriver"], "true", "{outside}: {b}");
+    assert!(b["ua"].as_str().unwrap().contains("HeadlessChrome"), "{b}");
+
+    // Back to the configured value (on): the outside profile's idle browser no longer
+    // matches, is closed, and its next run is disguised.
+    let reset = request(
+        "DELETE",
+        &o.url("/api/v1/flags/anti_detection"),
+        o.admin(),
+        &[],
+        None,
+    );
+    assert_eq!(reset.status, 200, "{}", reset.text);
+    assert_eq!(reset.json()["source"], "default");
+    assert_eq!(reset.json()["enabled"], true);
+    let c = glance(&outside, "out-then-in");
+    assert_eq!(c["webdriver"], "false", "{outside}: {c}");
+}

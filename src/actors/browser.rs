@@ -222,7 +222,12 @@ impl BrowserPool {
                 idle_timeout: c.browser.idle_timeout,
                 launch_timeout: c.browser.launch_timeout,
                 step_timeout: c.browser.step_timeout,
-                stealth: c.flags.anti_detection,
+                stealth: {
+                    let flags = self.deps.flags.clone();
+                    crate::browser::Stealth::by(move |profile| {
+                        flags.on_for(crate::flags::Name::AntiDetection, profile)
+                    })
+                },
                 politeness: PolitenessConfig {
                     min_interval: c.browser.min_navigation_interval,
                     per_domain: c
@@ -253,13 +258,18 @@ impl Actor for BrowserPool {
             Some(PathBuf::from(&c.browser.executable))
         };
         match &executable {
-            Some(path) => tracing::info!(actor = NAME, chromium = %path.display(), anti_detection = c.flags.anti_detection, "browser pool ready"),
+            Some(path) => tracing::info!(actor = NAME, chromium = %path.display(), anti_detection = self.deps.flags.view(crate::flags::Name::AntiDetection).percent, "browser pool ready"),
             None => tracing::warn!(actor = NAME, "no chromium on PATH (browser.executable): browser jobs will fail until it is installed"),
         }
-        if !c.flags.anti_detection {
+        if !self.deps.flags.on(crate::flags::Name::AntiDetection) {
             tracing::warn!(
                 actor = NAME,
-                "flag anti_detection is off: pages see an automated browser"
+                percent = self
+                    .deps
+                    .flags
+                    .view(crate::flags::Name::AntiDetection)
+                    .percent,
+                "flag anti_detection is off (or partly rolled out): pages see an automated browser"
             );
         }
         self.rehydrate(executable, ctx);

@@ -34,6 +34,8 @@ pub struct Deps {
     pub routing: Arc<crate::notify::Routing>,
     /// Wall-clock time: the system clock, or one a test moves.
     pub clock: Arc<dyn crate::stdx::clock::Clock>,
+    /// The feature flags in effect (configured, and runtime overrides the node actor reads).
+    pub flags: crate::flags::Live,
 }
 
 /// The pause before a failed rehydration (database unreachable) is tried again; the actor

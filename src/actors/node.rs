@@ -1,8 +1,11 @@
 //! The `node` actor: registers this process in the `nodes` table and refreshes `last_seen`
-//! every `node.heartbeat_interval`, so that other nodes can tell it is alive.
+//! every `node.heartbeat_interval`, so that other nodes can tell it is alive; and reads the
+//! feature flags' runtime overrides every `flags::REFRESH` into this process's
+//! `flags::Live`, so that an override set through any node holds here within seconds.
 //!
 //! Rehydration: (re-)register the row — the id is the process's, stable across restarts of
-//! the actor. A database outage is not a crash: the actor keeps trying and counts failures.
+//! the actor — and read the overrides. A database outage is not a crash: the actor keeps
+//! trying and counts failures (the flags keep their last known values).
 
 use std::time::Duration;
 
@@ -23,6 +26,8 @@ pub struct NodeActor {
     interval: Duration,
     lifeline: Lifeline,
     beating: bool,
+    flags: crate::flags::Live,
+    reading_flags: bool,
 }
 
 /// This machine's name (as `nodes` and `browser_sessions` record it).
@@ -54,7 +59,35 @@ impl NodeActor {
             interval: deps.config.node.heartbeat_interval,
             lifeline,
             beating: false,
+            flags: deps.flags.clone(),
+            reading_flags: false,
         }
+    }
+
+    fn refresh_flags(&mut self, ctx: &mut Context<Self>) {
+        if self.reading_flags {
+            return;
+        }
+        self.reading_flags = true;
+        let db = self.db.clone();
+        let epoch = self.flags.epoch();
+        ctx.spawn(
+            async move { db.run(crate::db::flags::load).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    act.reading_flags = false;
+                    match res {
+                        Ok(overrides) => {
+                            for (name, percent) in act.flags.refresh(epoch, overrides) {
+                                let source = act.flags.view(name).source;
+                                tracing::info!(flag = name.as_str(), percent, source = ?source,
+                                    "flag changed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading flag overrides failed"),
+                    }
+                }),
+        );
     }
 
     fn rehydrate(&mut self, ctx: &mut Context<Self>) {
@@ -68,6 +101,8 @@ impl NodeActor {
                         tracing::info!(node_id = %row.id, hostname = %row.hostname, "node registered");
                         act.lifeline.ready();
                         ctx.run_interval(act.interval, |act, ctx| act.heartbeat(ctx));
+                        act.refresh_flags(ctx);
+                        ctx.run_interval(crate::flags::REFRESH, |act, ctx| act.refresh_flags(ctx));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "node registration failed; retrying");

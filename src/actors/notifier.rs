@@ -178,7 +178,7 @@ impl Actor for Notifier {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if !self.deps.config.flags.notifications {
+        if !self.deps.flags.on(crate::flags::Name::Notifications) {
             tracing::warn!(
                 actor = NAME,
                 "flag notifications is off: nothing is delivered from this node (the outbox keeps filling)"

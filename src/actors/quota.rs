@@ -144,7 +144,7 @@ impl QuotaCounter {
         self.in_flight.insert(quota.clone());
         let db = self.deps.db.clone();
         let routing = self.deps.routing.clone();
-        let enforce = self.deps.config.flags.quota_enforcement;
+        let enforce = self.deps.flags.on(crate::flags::Name::QuotaEnforcement);
         let name = quota.clone();
         let clock = self.deps.clock.clone();
         ctx.spawn(
@@ -269,7 +269,7 @@ impl Actor for QuotaCounter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if !self.deps.config.flags.quota_enforcement {
+        if !self.deps.flags.on(crate::flags::Name::QuotaEnforcement) {
             tracing::warn!(
                 actor = NAME,
                 "flag quota_enforcement is off: over-limit consumption is admitted (and counted)"

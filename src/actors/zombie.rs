@@ -154,7 +154,7 @@ impl ZombieDetector {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping || !self.deps.config.flags.zombie_detection {
+        if self.sweeping || !self.deps.flags.on(crate::flags::Name::ZombieDetection) {
             return;
         }
         self.sweeping = true;
@@ -307,7 +307,7 @@ impl Actor for ZombieDetector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(names::LEADER).set(0.0);
-        if !self.deps.config.flags.zombie_detection {
+        if !self.deps.flags.on(crate::flags::Name::ZombieDetection) {
             tracing::warn!(
                 actor = NAME,
                 "flag zombie_detection is off: no sweeps on this node"

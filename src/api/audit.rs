@@ -31,6 +31,8 @@ use crate::db::audit::{self as db_audit, Entry, Filter, Row};
 /// or in [`NOT_AUDITED`].
 pub const ACTIONS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/actors/{name}/crash", "actor.crash"),
+    ("PUT", "/api/v1/flags/{name}", "flag.set"),
+    ("DELETE", "/api/v1/flags/{name}", "flag.reset"),
     ("POST", "/api/v1/jobs", "job.create"),
     ("PATCH", "/api/v1/jobs/{key}", "job.update"),
     ("DELETE", "/api/v1/jobs/{key}", "job.cancel"),

@@ -59,6 +59,8 @@ pub struct ApiState {
     pub routing: Arc<crate::notify::Routing>,
     pub prometheus: PrometheusHandle,
     pub openapi: Arc<String>,
+    /// The feature flags in effect (shared with the actors).
+    pub flags: crate::flags::Live,
 }
 
 /// Registers every route; used both to serve and to build the OpenAPI document, so the
@@ -82,6 +84,8 @@ where
                 .wrap(from_fn(auth::middleware))
                 .service(openapi::openapi_json)
                 .service(flags::list)
+                .service(flags::set)
+                .service(flags::reset)
                 .service(audit::list)
                 .service(actors::list)
                 .service(actors::crash)

@@ -69,8 +69,32 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     pub launch_timeout: Duration,
     pub step_timeout: Duration,
-    pub stealth: bool,
+    /// Whether a profile's browser hides automation (decided at each launch).
+    pub stealth: Stealth,
     pub politeness: politeness::PolitenessConfig,
+}
+
+/// Anti-detection per profile: the `anti_detection` flag as it is now (a runtime override
+/// may roll it out to a share of the profiles), asked each time a profile's browser starts.
+#[derive(Clone)]
+pub struct Stealth(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl Stealth {
+    pub fn always(on: bool) -> Self {
+        Stealth(std::sync::Arc::new(move |_| on))
+    }
+    pub fn by(decide: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Stealth(std::sync::Arc::new(decide))
+    }
+    pub fn for_profile(&self, profile: &str) -> bool {
+        (self.0)(profile)
+    }
+}
+
+impl std::fmt::Debug for Stealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stealth(per profile)")
+    }
 }
 
 /// One run of a script.
@@ -149,6 +173,8 @@ struct Session {
     /// With anti-detection: the user agent and its client hints every page gets (asked
     /// of the browser once per launch).
     identity: RefCell<Option<Rc<run::Identity>>>,
+    /// Whether the running browser was launched with anti-detection.
+    stealth: Cell<bool>,
     /// Browser runs share the profile (read); a command run holds it alone (write).
     exclusive: std::sync::Arc<tokio::sync::RwLock<()>>,
     /// Counts the deaths of this profile's browsers (a holder watches it).
@@ -281,6 +307,7 @@ impl Pool {
                     alive: Rc::new(Cell::new(false)),
                     in_use: Cell::new(0),
                     last_used: Cell::new(Instant::now()),
+                    stealth: Cell::new(false),
                     pages: tokio::sync::Semaphore::new(self.cfg.max_pages.max(1)),
                     idle_pages: RefCell::new(Vec::new()),
                     identity: RefCell::new(None),
@@ -427,7 +454,8 @@ impl Pool {
         }
     }
 
-    /// Closes browsers idle for longer than `idle_timeout`.
+    /// Closes browsers idle for longer than `idle_timeout`, and idle browsers whose
+    /// anti-detection no longer matches the flag (the next run launches it anew).
     pub async fn close_idle(&self) {
         let idle: Vec<Rc<Session>> = self
             .sessions
@@ -436,7 +464,8 @@ impl Pool {
             .filter(|s| {
                 s.alive.get()
                     && s.in_use.get() == 0
-                    && s.last_used.get().elapsed() >= self.cfg.idle_timeout
+                    && (s.last_used.get().elapsed() >= self.cfg.idle_timeout
+                        || s.stealth.get() != self.cfg.stealth.for_profile(&s.profile))
             })
             .cloned()
             .collect();
@@ -471,6 +500,11 @@ impl Pool {
 impl Pool {
     async fn close_session(&self, s: &Session) {
         let mut guard = s.chromium.lock().await;
+        self.close_locked(s, &mut guard).await;
+    }
+
+    /// Closes the session's browser, its lock held by the caller.
+    async fn close_locked(&self, s: &Session, guard: &mut Option<Chromium>) {
         s.idle_pages.borrow_mut().clear();
         s.identity.borrow_mut().take();
         // Not alive from here: its handler's end is ours, not a death.

@@ -54,7 +54,9 @@ impl Pool {
                 message: e.to_string(),
             }
         };
-        let flags = self.window_flags(r).await.map_err(failed)?;
+        let stealth = self.cfg.stealth.for_profile(r.profile);
+        session.stealth.set(stealth);
+        let flags = self.window_flags(r, stealth).await.map_err(failed)?;
         alive.set(true);
         let profile_dir = self.cfg.profiles_dir.join(r.profile);
         let opts = LaunchOptions {
@@ -99,8 +101,12 @@ impl Pool {
     /// The launch flags of the window: with anti-detection the profile's own window and
     /// the browser's identity (`stealth::launch_flags`), else Chromium's defaults with the
     /// window the first run asks for.
-    async fn window_flags(&self, r: &Launch<'_>) -> Result<Vec<String>, BrowserError> {
-        if !self.cfg.stealth {
+    async fn window_flags(
+        &self,
+        r: &Launch<'_>,
+        stealth: bool,
+    ) -> Result<Vec<String>, BrowserError> {
+        if !stealth {
             let (w, h) = r.viewport.unwrap_or((1280, 800));
             return Ok(vec![format!("--window-size={w},{h}")]);
         }
@@ -160,7 +166,7 @@ impl Pool {
             let mut p = SetUserAgentOverrideParams::new(ua.clone());
             p.accept_language = Some(stealth::accept_language(&r.locale));
             page.execute(p).await.map_err(browser_err)?;
-        } else if self.cfg.stealth {
+        } else if session.stealth.get() {
             let identity = self.identity(chromium, session).await?;
             let mut p = SetUserAgentOverrideParams::new(identity.user_agent.clone());
             p.accept_language = Some(stealth::accept_language(&r.locale));
@@ -197,7 +203,7 @@ impl Pool {
         let mut attach = SetAutoAttachParams::new(false, false);
         attach.flatten = Some(true);
         page.execute(attach).await.map_err(browser_err)?;
-        if self.cfg.stealth {
+        if session.stealth.get() {
             // chromiumoxide enables the Runtime domain on every page it attaches (its frame
             // manager's init); a page can tell (objects it logs get serialized for us). Off
             // again before the page has any document of a site: our calls need none of it
@@ -299,6 +305,16 @@ impl Pool {
         if guard.is_some() && !session.alive.get() {
             self.replace_dead(session, &mut guard).await;
         }
+        // The anti-detection flag changed for this profile since its browser started (a
+        // runtime override): a browser no other run is using starts anew with the new
+        // answer (a busy one keeps its identity until it is idle; `close_idle`).
+        if guard.is_some()
+            && session.in_use.get() <= 1
+            && session.stealth.get() != self.cfg.stealth.for_profile(&session.profile)
+        {
+            tracing::info!(profile = %session.profile, "anti_detection changed for this profile; relaunching its browser");
+            self.close_locked(session, &mut guard).await;
+        }
         if guard.is_none() {
             self.launch_into(session, &mut guard, &Launch::of(r))
                 .await?;
@@ -363,7 +379,7 @@ impl Pool {
             once: r.once.as_ref(),
             notify: r.notify.as_ref(),
             context: &r.context,
-            human: self.cfg.stealth,
+            human: session.stealth.get(),
             viewport: r.viewport,
         };
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.

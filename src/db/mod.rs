@@ -11,6 +11,7 @@ pub mod browser_sessions;
 pub mod circuits;
 pub mod cluster;
 pub mod fire;
+pub mod flags;
 pub mod idempotency;
 pub mod jobs;
 pub mod leader;

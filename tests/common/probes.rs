@@ -58,6 +58,8 @@ fn serve(conn: TcpStream, requests: &Log) {
         requests.lock().unwrap().push((path.clone(), req.headers));
         let (ctype, body) = match path.as_str() {
             "/probe" => ("text/html; charset=utf-8", PROBE.to_string()),
+            // What a page sees at a glance: webdriver and the user agent.
+            "/glance" => ("text/html; charset=utf-8", "<!doctype html><p id=\"wd\"></p><p id=\"ua\"></p><script>wd.textContent = String(navigator.webdriver); ua.textContent = navigator.userAgent;</script>".to_string()),
             "/worker.js" => ("text/javascript", format!("{WORKER}\nonmessage = async () => postMessage(await report());")),
             "/shared.js" => ("text/javascript", format!("{WORKER}\nonconnect = (e) => {{ const port = e.ports[0]; port.onmessage = async () => port.postMessage(await report()); }};")),
             "/sw.js" => ("text/javascript", format!("{WORKER}\nself.addEventListener('install', () => self.skipWaiting());\nself.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));\nself.onmessage = async (e) => e.ports[0].postMessage(await report());")),

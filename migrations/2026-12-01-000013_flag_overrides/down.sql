@@ -1,0 +1,1 @@
+DROP TABLE flag_overrides;
