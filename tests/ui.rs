@@ -169,6 +169,37 @@ fn the_dashboard_in_a_real_browser() {
         .ends_with("/ui/login"));
     assert_eq!(seen["api_after_logout"], 401);
     assert_eq!(seen["viewer_buttons"], 0);
+    // On a phone no page is wider than the screen, every control has a name, and the
+    // keyboard reaches and follows the navigation.
+    for (route, overflow) in seen["phone_overflow"].as_object().unwrap() {
+        assert!(overflow.as_i64().unwrap() <= 0, "{route} overflows: {seen}");
+    }
+    assert_eq!(seen["phone_overflow"].as_object().unwrap().len(), 8);
+    assert_eq!(seen["unnamed_controls"], json!([]), "{seen}");
+    assert_eq!(seen["tab_reaches"], "nav-jobs");
+    assert_eq!(seen["enter_opened"], "#/jobs");
+    assert_eq!(seen["viewer_audit_link"], 0, "the audit log is for admins");
+    assert_eq!(seen["viewer_flag_controls"], 0);
+    assert_eq!(seen["flag_value"], "off", "{seen}");
+    assert!(
+        seen["flag_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("runtime (set by test-admin"),
+        "{seen}"
+    );
+    assert_eq!(seen["rollout_value"], "40% of profiles", "{seen}");
+    let flag_actions: Vec<&str> = seen["audit_flag_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        flag_actions,
+        ["flag.reset", "flag.reset", "flag.set", "flag.set"],
+        "{seen}"
+    );
     assert_eq!(seen["viewer_forged_post"], 403);
     assert_eq!(
         seen["console_errors"],

@@ -262,13 +262,19 @@ pub async fn shell(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse
              <a href=\"#/jobs\" id=\"nav-jobs\">Jobs</a><a href=\"#/runs\" id=\"nav-runs\">Runs</a>\
              <a href=\"#/quotas\" id=\"nav-quotas\">Quotas</a>\
              <a href=\"#/notifications\" id=\"nav-notifications\">Notifications</a>\
-             <a href=\"#/browsers\" id=\"nav-browsers\">Browsers</a></nav>\
+             <a href=\"#/browsers\" id=\"nav-browsers\">Browsers</a>\
+             <a href=\"#/flags\" id=\"nav-flags\">Flags</a>{audit}</nav>\
              <form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <span class=\"who\">{name} ({role})</span><button id=\"logout\" type=\"submit\">Log out</button></form>\
              </header><main id=\"main\" aria-live=\"polite\"></main></body></html>",
             csrf = escape(&s.csrf),
             role = escape(&s.role),
             name = escape(&s.token_name),
+            audit = if s.role == "admin" {
+                "<a href=\"#/audit\" id=\"nav-audit\">Audit</a>"
+            } else {
+                ""
+            },
         ),
     )
 }

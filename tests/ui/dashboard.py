@@ -198,6 +198,35 @@ with sync_playwright() as p:
     out["browser_profile_row"] = page.inner_text('#browsers tr[data-profile="ui"]')
     page.screenshot(path=f"{shots}/browsers.png", full_page=True)
 
+    # Flags: notifications off at runtime from the page, shown as such, then back; the
+    # audit log shows both changes, filtered by action.
+    page.click("#nav-flags")
+    page.wait_for_selector('#flags tr[data-flag="notifications"]')
+    row = '#flags tr[data-flag="notifications"]'
+    page.select_option(f"{row} select.setting", "off")
+    page.click(f"{row} button.set")
+    page.wait_for_selector(f'{row}[data-source="runtime"]')
+    out["flag_value"] = page.inner_text(f"{row} td.value")
+    out["flag_source"] = page.inner_text(f"{row} td.source")
+    arow = '#flags tr[data-flag="anti_detection"]'
+    page.select_option(f"{arow} select.setting", "percent")
+    page.fill(f"{arow} input.percent", "40")
+    page.click(f"{arow} button.set")
+    page.wait_for_selector(f'{arow}[data-source="runtime"]')
+    out["rollout_value"] = page.inner_text(f"{arow} td.value")
+    page.screenshot(path=f"{shots}/flags.png", full_page=True)
+    for r in [row, arow]:
+        page.click(f"{r} button.reset")
+        page.wait_for_selector(f'{r}[data-source="default"]')
+    page.click("#nav-audit")
+    page.wait_for_selector("#audit tr[data-audit]")
+    page.fill('#audit-filters input[name="action"]', "flag.")
+    page.click('#audit-filters button[type="submit"]')
+    # The page drawn again for the filter carries it in the field's attribute.
+    page.wait_for_selector('#audit-filters input[name="action"][value="flag."]')
+    out["audit_flag_actions"] = page.evaluate("[...document.querySelectorAll('#audit tr[data-audit]')].map((r) => r.dataset.action)")
+    page.screenshot(path=f"{shots}/audit.png", full_page=True)
+
     # A change without the CSRF token is refused, even with the session cookie.
     out["post_without_csrf"] = page.evaluate(
         "fetch('/api/v1/jobs/from-ui/pause', {method: 'POST', credentials: 'same-origin'}).then(r => r.status)")
@@ -218,12 +247,16 @@ with sync_playwright() as p:
         "fetch('/api/v1/jobs/from-ui/trigger', {method: 'POST', credentials: 'same-origin', "
         "headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf]').content}}).then(r => r.status)")
     vpage.screenshot(path=f"{shots}/viewer-jobs.png", full_page=True)
+    out["viewer_audit_link"] = vpage.locator("#nav-audit").count()
+    vpage.click("#nav-flags")
+    vpage.wait_for_selector('#flags tr[data-flag="notifications"]')
+    out["viewer_flag_controls"] = vpage.locator("#flags select, #flags button").count()
     # On a phone: nothing wider than the screen; every control has a name; the keyboard
     # reaches the navigation and follows a link.
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     ppage = login(phone, admin)
     overflow = {}
-    for route in ["#/", "#/jobs", "#/runs", "#/quotas", "#/notifications", "#/browsers"]:
+    for route in ["#/", "#/jobs", "#/runs", "#/quotas", "#/notifications", "#/browsers", "#/flags", "#/audit"]:
         ppage.goto(f"{base}/ui/{route}")
         ppage.wait_for_selector("#main section")
         overflow[route] = ppage.evaluate("document.documentElement.scrollWidth - screen.width")

@@ -107,6 +107,8 @@ async function refresh() {
     else if (path === '/quotas') view = await quotas();
     else if (path === '/notifications') view = await notifications(params);
     else if (path === '/browsers') view = await browsers();
+    else if (path === '/flags') view = await flags();
+    else if (path === '/audit') view = await audit(params);
     else view = el('p', {}, 'No such page.');
   } catch (e) {
     view = el('p', { class: 'notice error', role: 'alert' }, 'Could not load: ' + e.message);
@@ -429,6 +431,64 @@ async function browsers() {
     table(['Domain', 'State', 'Failures', 'Open until', 'Last error'], list(circuits).map((c) => el('tr', {},
       el('td', {}, c.domain), el('td', {}, badge(c.state)), el('td', {}, c.failures), el('td', {}, when(c.open_until)),
       el('td', {}, c.last_error || ''))), 'No circuits.'));
+}
+
+const IS_ADMIN = ROLE === 'admin';
+
+async function flags() {
+  const all = await api('GET', '/flags');
+  const source = (f) => f.source === 'runtime'
+    ? `runtime (set by ${f.set_by}, ${when(f.set_at)})`
+    : f.source + (f.configured_from ? ` (${f.configured_from})` : '');
+  const value = (f) => f.enabled ? 'on' : (f.percent === 0 ? 'off' : `${f.percent}% of ${f.rollout_by}s`);
+  const controls = (name, f) => {
+    if (!IS_ADMIN) return null;
+    const now = f.enabled ? 'on' : (f.percent === 0 ? 'off' : 'percent');
+    const option = (v, label) => el('option', { value: v, selected: now === v }, label);
+    const choice = el('select', { class: 'setting', 'aria-label': `new value of ${name}` },
+      option('on', 'on'), option('off', 'off'), f.rollout_by ? option('percent', 'percent…') : null);
+    const percent = f.rollout_by ? el('input', { class: 'percent', type: 'number', min: 0, max: 100, value: f.percent, 'aria-label': `percent of ${f.rollout_by}s for ${name}` }) : null;
+    const set = el('button', { class: 'set', on: { click: () => {
+      const body = choice.value === 'percent' ? { percent: Number(percent.value) } : { enabled: choice.value === 'on' };
+      act(`${name} set`, () => api('PUT', `/flags/${name}`, body));
+    } } }, 'Set');
+    const reset = f.source === 'runtime'
+      ? el('button', { class: 'reset', on: { click: () => act(`${name} reset`, () => api('DELETE', `/flags/${name}`)) } }, 'Back to configured')
+      : null;
+    return [choice, percent, set, reset];
+  };
+  return el('section', { id: 'flags' }, el('h1', {}, 'Feature flags'),
+    table(['Flag', 'In effect', 'From', 'Configured', 'Takes effect', ''], Object.entries(all).map(([name, f]) => el('tr', { 'data-flag': name, 'data-source': f.source },
+      el('td', {}, name), el('td', { class: 'value' }, value(f)), el('td', { class: 'source' }, source(f)),
+      el('td', {}, f.configured ? 'on' : 'off'), el('td', {}, f.takes_effect),
+      el('td', { class: 'actions' }, controls(name, f))))));
+}
+
+async function audit(params) {
+  const q = new URLSearchParams({ limit: '100' });
+  for (const k of ['actor', 'action', 'target', 'outcome', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
+  const page = await api('GET', '/audit?' + q);
+  const filter = (name, label) => el('label', {}, label + ' ',
+    el('input', { name, value: params.get(name) || '', size: 14 }));
+  const form = el('form', { id: 'audit-filters', class: 'filters', on: { submit: (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    for (const i of e.target.querySelectorAll('input')) if (i.value) p.set(i.name, i.value);
+    location.hash = '#/audit' + (p.toString() ? '?' + p : '');
+  } } }, filter('actor', 'Actor'), filter('action', 'Action'), filter('target', 'Target'),
+    el('label', {}, 'Outcome ', el('select', { name: 'outcome', on: { change: (e) => {
+      const p = new URLSearchParams(params); p.delete('cursor');
+      if (e.target.value) p.set('outcome', e.target.value); else p.delete('outcome');
+      location.hash = '#/audit' + (p.toString() ? '?' + p : '');
+    } } }, ['', 'ok', 'refused', 'failed'].map((o) => el('option', { value: o, selected: (params.get('outcome') || '') === o }, o || 'any')))),
+    el('button', { type: 'submit' }, 'Filter'));
+  return el('section', { id: 'audit' }, el('h1', {}, 'Audit log'), form,
+    table(['When', 'Actor', 'Action', 'Target', 'Outcome', 'What changed / why', 'From'], page.items.map((r) => el('tr', { 'data-audit': r.id, 'data-action': r.action, 'data-outcome': r.outcome },
+      el('td', {}, when(r.at)), el('td', {}, r.actor ? `${r.actor} (${r.role})` : '–'),
+      el('td', {}, r.action), el('td', {}, r.target || ''), el('td', {}, el('span', { class: 'badge ' + r.outcome }, r.outcome), ` ${r.status}`),
+      el('td', { class: 'diff' }, r.reason || (r.diff ? JSON.stringify(r.diff) : '')),
+      el('td', {}, r.source || ''))), 'Nothing recorded.'),
+    more('/audit', params, page.next_cursor));
 }
 
 function editForm(j) {
