@@ -350,6 +350,12 @@ async fn run(
 ) -> Result<Result<i32, AppError>, std::io::Error> {
     let prometheus = telemetry::prometheus();
     {
+        use crate::jobs::Kinds;
+        let kinds = crate::kinds::registry().names();
+        let channels: Vec<&str> = routing.channels().map(|c| c.name.as_str()).collect();
+        crate::telemetry::names::register_zeros(&kinds, &channels);
+    }
+    {
         let handle = prometheus.clone();
         actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));

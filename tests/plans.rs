@@ -111,6 +111,7 @@ fn hot_queries_use_indexes_at_100k_rows() {
             "now() - interval '30 days', now() - interval '90 days', 5000".into()),
         ("dashboard: runs per minute", runs::ACTIVITY_SQL, "timestamptz, boolean",
             "now() - interval '1 hour', false".into()),
+        ("gauges: the cluster's backlog", runs::BACKLOG_SQL, "", String::new()),
         ("notifier: claim", notifications::CLAIM_SQL, "bigint, bigint", "500, 15000".into()),
         ("notifier: record", notifications::RECORD_SQL, "uuid[], text[], timestamptz[], text[], timestamptz",
             format!("ARRAY['{run_id}'::uuid], ARRAY['sent'], ARRAY[now()], ARRAY[NULL::text], now()")),

@@ -1,6 +1,8 @@
 //! The `database` actor: owns the view of the database's health. It probes PostgreSQL on a
 //! schedule (a query and the migration state), publishes `overseer_database_up`, and logs
-//! outages once per transition instead of once per failed call.
+//! outages once per transition instead of once per failed call. Every `BACKLOG_INTERVAL`
+//! it also reads what the database says about the cluster's work — runs pending, running and
+//! deferred, the oldest due run's wait, open circuits — for the gauges alerts watch.
 //!
 //! Rehydration: its first probe; it is `running` once the database has answered.
 
@@ -14,6 +16,7 @@ use crate::telemetry::names;
 
 pub const NAME: &str = "database";
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+pub const BACKLOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub struct DatabaseActor {
     lifeline: Lifeline,
     last: Option<Health>,
     probing: bool,
+    reading_backlog: bool,
 }
 
 impl DatabaseActor {
@@ -54,7 +58,39 @@ impl DatabaseActor {
             lifeline,
             last: None,
             probing: false,
+            reading_backlog: false,
         }
+    }
+
+    fn backlog(&mut self, ctx: &mut Context<Self>) {
+        if self.reading_backlog {
+            return;
+        }
+        self.reading_backlog = true;
+        let db = self.db.clone();
+        ctx.spawn(
+            async move { db.run(crate::db::runs::backlog).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.reading_backlog = false;
+                    match res {
+                        Ok(b) => {
+                            for (state, n) in [
+                                ("pending", b.pending),
+                                ("running", b.running),
+                                ("deferred", b.deferred),
+                            ] {
+                                metrics::gauge!(names::RUNS_CURRENT, "state" => state)
+                                    .set(n as f64);
+                            }
+                            metrics::gauge!(names::RUNS_OLDEST_DUE).set(b.oldest_due.max(0.0));
+                            metrics::gauge!(names::CIRCUITS_OPEN).set(b.circuits_open as f64);
+                        }
+                        // The probe reports outages; this is only a gauge.
+                        Err(e) => tracing::debug!(error = %e, "reading the backlog failed"),
+                    }
+                }),
+        );
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -105,6 +141,8 @@ impl Actor for DatabaseActor {
         // Rehydrate: nothing from a previous incarnation is kept; the first probe decides.
         self.probe(ctx);
         ctx.run_interval(PROBE_INTERVAL, |act, ctx| act.probe(ctx));
+        self.backlog(ctx);
+        ctx.run_interval(BACKLOG_INTERVAL, |act, ctx| act.backlog(ctx));
     }
 }
 

@@ -268,6 +268,7 @@ impl ZombieDetector {
                         let n = db
                             .run(move |c| crate::db::audit::prune_batch(c, cutoff, PRUNE_BATCH))
                             .await?;
+                        metrics::counter!(names::AUDIT_PRUNED).increment(n as u64);
                         if (n as i64) < PRUNE_BATCH {
                             break;
                         }

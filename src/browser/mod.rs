@@ -257,6 +257,8 @@ impl Pool {
         cfg: PoolConfig,
         events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
     ) -> Self {
+        // No browser yet: the gauge says so from the start.
+        metrics::gauge!(names::BROWSER_SESSIONS).set(0.0);
         Self {
             events,
             sessions: RefCell::new(HashMap::new()),

@@ -456,6 +456,11 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(crate::telemetry::names::SUPERVISOR_MELTDOWN).set(0.0);
+        for child in &self.children {
+            // A series per actor from the start, so that increase() sees the first restart.
+            metrics::counter!(crate::telemetry::names::ACTOR_RESTARTS, "actor" => child.spec.name)
+                .increment(0);
+        }
         for i in 0..self.children.len() {
             self.start_child(i, ctx);
         }

@@ -42,6 +42,10 @@ pub const QUOTA_CONSUMED: &str = "overseer_quota_consumed_total";
 pub const QUOTA_REJECTED: &str = "overseer_quota_rejected_total";
 pub const QUOTA_OVER_LIMIT: &str = "overseer_quota_over_limit_total";
 pub const QUOTA_REFUNDED: &str = "overseer_quota_refunded_total";
+pub const RUNS_CURRENT: &str = "overseer_runs_current";
+pub const RUNS_OLDEST_DUE: &str = "overseer_runs_oldest_due_seconds";
+pub const CIRCUITS_OPEN: &str = "overseer_circuits_open";
+pub const AUDIT_PRUNED: &str = "overseer_audit_pruned_total";
 
 /// Histogram buckets in seconds, from 1 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -188,4 +192,65 @@ pub fn describe_all() {
         NOTIFICATIONS_PRUNED,
         "Sent and failed notifications deleted by retention."
     );
+    describe_gauge!(
+        RUNS_CURRENT,
+        "Runs pending, running or deferred now, in the whole cluster (every node reports the same; use max)."
+    );
+    describe_gauge!(
+        RUNS_OLDEST_DUE,
+        Unit::Seconds,
+        "How long the oldest pending run that is due has waited to start (0: none), cluster-wide."
+    );
+    describe_gauge!(
+        CIRCUITS_OPEN,
+        "Browser circuit breakers open now, cluster-wide."
+    );
+    describe_counter!(AUDIT_PRUNED, "Audit log rows deleted by retention.");
+}
+
+/// The run states a finished run can have, and the zombie reasons: the label values every
+/// counter of them is registered with at zero.
+const FINISHED_STATES: &[&str] = &["succeeded", "failed", "timed_out", "cancelled", "deferred"];
+const ZOMBIE_REASONS: &[&str] = &["node_lost", "heartbeat_timeout", "timeout"];
+
+/// Registers every counter at zero (for the label values known up front: `kinds`, the
+/// notification `channels`), so that `rate()` and `increase()` — and the alerts built on
+/// them — see a series before its first event, and a dashboard names no metric that is not
+/// there. Gauges are set by their owners (a zero would lie: a quota's remaining units).
+pub fn register_zeros(kinds: &[&str], channels: &[&str]) {
+    for c in [
+        RUNS_PRUNED,
+        NOTIFICATIONS_PRUNED,
+        AUDIT_PRUNED,
+        BROWSER_LAUNCHES,
+        BROWSER_CRASHES,
+        BROWSER_SESSION_RESTARTS,
+        JOBS_FIRED,
+        RUNS_CREATED,
+        RUNS_DISPATCHED,
+        RUNS_HANDED_BACK,
+        NODE_HEARTBEATS,
+        NODE_HEARTBEAT_FAILURES,
+    ] {
+        metrics::counter!(c).increment(0);
+    }
+    for kind in kinds {
+        for state in FINISHED_STATES {
+            metrics::counter!(RUNS_FINISHED, "kind" => kind.to_string(), "state" => *state)
+                .increment(0);
+        }
+    }
+    for reason in ZOMBIE_REASONS {
+        metrics::counter!(ZOMBIES, "reason" => *reason).increment(0);
+    }
+    for state in ["open", "half_open", "closed"] {
+        metrics::counter!(CIRCUIT_TRANSITIONS, "state" => state).increment(0);
+    }
+    for channel in channels {
+        for outcome in ["sent", "retry", "failed"] {
+            metrics::counter!(NOTIFICATIONS, "channel" => channel.to_string(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    metrics::gauge!(SUPERVISOR_MELTDOWN).set(0.0);
 }

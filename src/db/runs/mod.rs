@@ -207,6 +207,35 @@ pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>
     Ok(pending.into_iter().chain(deferred).min())
 }
 
+/// The cluster's backlog for the gauges: runs pending, running and deferred, how long the
+/// oldest due pending run has waited (seconds), open circuits; `tests/plans.rs` EXPLAINs it
+/// (each count is an index-only scan of a partial index).
+pub const BACKLOG_SQL: &str = "SELECT \
+       (SELECT count(*) FROM runs WHERE state = 'pending') AS pending, \
+       (SELECT count(*) FROM runs WHERE state = 'running') AS running, \
+       (SELECT count(*) FROM runs WHERE state = 'deferred') AS deferred, \
+       (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(due_at)), 0)::float8 FROM runs \
+          WHERE state = 'pending' AND due_at <= now()) AS oldest_due, \
+       (SELECT count(*) FROM circuits WHERE state = 'open') AS circuits_open";
+
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Backlog {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub pending: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub running: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub deferred: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub oldest_due: f64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub circuits_open: i64,
+}
+
+pub fn backlog(conn: &mut PgConnection) -> Result<Backlog, DbError> {
+    Ok(diesel::sql_query(BACKLOG_SQL).get_result(conn)?)
+}
+
 pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, DbError> {
     Ok(runs::table
         .filter(runs::state.eq(state.as_str()))
