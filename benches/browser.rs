@@ -56,6 +56,7 @@ fn main() {
             once: None,
             notify: None,
             context: serde_json::json!({}),
+            span: tracing::Span::none(),
         };
         let cold = Instant::now();
         pool.run(run()).await.expect("first run");

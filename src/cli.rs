@@ -303,7 +303,8 @@ pub fn main() -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            telemetry::init_logging(&config.log);
+            // Held until serve returns: dropping it sends the last spans.
+            let _traces = telemetry::init_logging(&config.log, &config.traces);
             let opts = ServeOptions {
                 ephemeral,
                 flag_origins,
@@ -332,7 +333,11 @@ pub fn main() -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            telemetry::init_logging(&config.log);
+            let off = crate::telemetry::settings::TracesConfig {
+                enabled: false,
+                ..config.traces.clone()
+            };
+            telemetry::init_logging(&config.log, &off);
             match migrate(&config, action) {
                 Ok(()) => exit::OK,
                 Err(e) => {

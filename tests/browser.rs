@@ -672,6 +672,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
         once: None,
         notify: None,
         context: serde_json::json!({}),
+        span: tracing::Span::none(),
     };
     let dir = profiles.clone();
     actix::System::new().block_on(async move {

@@ -19,6 +19,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
@@ -149,6 +150,21 @@ impl Executor {
         // When the kind's work begins (after the quota gate), for `runs.began_at`.
         let began = std::rc::Rc::new(std::cell::Cell::new(None));
         let began_in = began.clone();
+        // The root of the run's trace (whatever the actor's thread is in); no secret is a field.
+        let span = tracing::info_span!(
+            parent: None,
+            "run",
+            otel.name = %format!("run {}", run.job_name),
+            otel.status_code = tracing::field::Empty,
+            run_id = %run_id,
+            job = %run.job_name,
+            kind = %run.kind,
+            attempt = run.attempt,
+            fire_at = %run.fire_at,
+            outcome = tracing::field::Empty,
+            error_kind = tracing::field::Empty,
+        );
+        let run_span = span.clone();
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
@@ -156,12 +172,23 @@ impl Executor {
                     format!("no job kind `{kind_name}` in this build"),
                 )));
             };
-            let receipts = match take_quota(&quota, counter.as_ref(), now).await {
+            let gate = tracing::info_span!("quota.gate", quotas = quota.len());
+            let receipts = match take_quota(&quota, counter.as_ref(), now)
+                .instrument(gate)
+                .await
+            {
                 Ok(r) => r,
                 Err(gate) => return gate,
             };
             began_in.set(Some(clock.now()));
-            let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout).await;
+            let work = tracing::info_span!(
+                "kind.execute",
+                otel.name = %format!("{} work", kind_name),
+                kind = %kind_name
+            );
+            let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout)
+                .instrument(work)
+                .await;
             match result {
                 // The kind chose to wait (an open circuit): everything taken goes back.
                 Err(RunError {
@@ -182,6 +209,22 @@ impl Executor {
                 ok => Ran::Done(ok),
             }
         };
+        let fut = async move {
+            let ran = fut.await;
+            let (outcome, error_kind) = match &ran {
+                Ran::Done(Ok(_)) => ("succeeded", None),
+                Ran::Done(Err(e)) if e.kind == "timeout" => ("timed_out", Some(e.kind)),
+                Ran::Done(Err(e)) => ("failed", Some(e.kind)),
+                Ran::Deferred { .. } => ("deferred", None),
+            };
+            run_span.record("outcome", outcome);
+            if let Some(kind) = error_kind {
+                run_span.record("error_kind", kind);
+                run_span.record("otel.status_code", "ERROR");
+            }
+            ran
+        }
+        .instrument(span);
         let handle = ctx.spawn(fut.into_actor(self).map(move |ran, act, ctx| {
             let kind = act
                 .in_flight

@@ -108,8 +108,13 @@ impl RootSpanBuilder for RequestSpan {
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
+        // A root span (the trace of this request), whatever thread serves it.
         tracing::info_span!(
+            parent: None,
             "http_request",
+            otel.name = %format!("{} {route}", request.method()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             request_id = %id,
             method = %request.method(),
             route = %route,
@@ -125,6 +130,7 @@ impl RootSpanBuilder for RequestSpan {
         };
         span.record("status", status);
         if status >= 500 {
+            span.record("otel.status_code", "ERROR");
             tracing::warn!(parent: &span, status, "request failed");
         } else {
             tracing::debug!(parent: &span, status, "request finished");

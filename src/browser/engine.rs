@@ -273,7 +273,15 @@ impl<'a> Exec<'a, '_> {
         Box::pin(async move {
             for (i, step) in steps.iter().enumerate() {
                 let path = format!("{base}.{i}.{}", step.action());
-                if let Flow::Stop(s) = self.step(step, &path).await? {
+                // One span per step (a block's steps nest under it); the path, never a value.
+                let span = tracing::info_span!(
+                    "browser.step",
+                    otel.name = %format!("step {}", step.action()),
+                    step = step.action(),
+                    path = %path,
+                );
+                let flow = tracing::Instrument::instrument(self.step(step, &path), span).await?;
+                if let Flow::Stop(s) = flow {
                     return Ok(Flow::Stop(s));
                 }
             }

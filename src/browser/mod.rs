@@ -118,6 +118,9 @@ pub struct BrowserRun {
     pub notify: Option<script::Notifier>,
     /// Template data: `job`, `run`, `now`, `today`.
     pub context: Value,
+    /// The span the run's work belongs to (its trace, across the pool's actor): the pool's
+    /// spans for this run are its children. `Span::none()` when there is none.
+    pub span: tracing::Span,
 }
 
 /// What happened to a profile's browser, for whoever records it (the `browser_sessions`
@@ -355,28 +358,32 @@ impl Pool {
         let (abort, registration) = futures_util::future::AbortHandle::new_pair();
         self.running.borrow_mut().insert(r.run_id, abort);
         let _registered = Registered(&self.running, r.run_id);
+        let span = tracing::info_span!(parent: &r.span, "browser.run", profile = %r.profile);
         let outcome = futures_util::future::Abortable::new(
-            async {
-                // Not while a command run holds the profile (waited for up to the run's
-                // own timeout).
-                let _shared = session.exclusive.read().await;
-                // A page slot in the profile's browser (browser.max_pages), waited for as
-                // long as a step may take.
-                let wait = r.step_timeout.unwrap_or(self.cfg.step_timeout);
-                let _slot = match tokio::time::timeout(wait, session.pages.acquire()).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        return Err(RunFailure {
-                            kind: "browser_busy",
-                            message: format!(
+            tracing::Instrument::instrument(
+                async {
+                    // Not while a command run holds the profile (waited for up to the run's
+                    // own timeout).
+                    let _shared = session.exclusive.read().await;
+                    // A page slot in the profile's browser (browser.max_pages), waited for as
+                    // long as a step may take.
+                    let wait = r.step_timeout.unwrap_or(self.cfg.step_timeout);
+                    let _slot = match tokio::time::timeout(wait, session.pages.acquire()).await {
+                        Ok(Ok(permit)) => permit,
+                        _ => {
+                            return Err(RunFailure {
+                                kind: "browser_busy",
+                                message: format!(
                             "no page free in profile {} within {wait:?} (browser.max_pages = {})",
                             r.profile, self.cfg.max_pages
                         ),
-                        })
-                    }
-                };
-                self.run_in(&session, &r).await
-            },
+                            })
+                        }
+                    };
+                    self.run_in(&session, &r).await
+                },
+                span,
+            ),
             registration,
         )
         .await;

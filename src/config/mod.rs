@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::url::DatabaseUrl;
 use crate::kinds::command::settings::CommandConfig;
 use crate::notify::settings::NotifyConfig;
-use crate::telemetry::settings::LogConfig;
+use crate::telemetry::settings::{LogConfig, TracesConfig};
 
 /// The compiled-in defaults: the same file users read in `config/default.toml`.
 pub const DEFAULTS_TOML: &str = include_str!("../../config/default.toml");
@@ -37,6 +37,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub traces: TracesConfig,
     pub flags: Flags,
     pub supervisor: SupervisorConfig,
     pub node: NodeConfig,
@@ -513,6 +514,22 @@ mod tests {
             }) => (key, origin, expected),
             other => panic!("expected a key error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn trace_settings_are_checked() {
+        let (key, _, expected) = key_error(Some("[traces]\nendpoint = \"collector:4318\""), &[]);
+        assert_eq!(key, "traces.endpoint");
+        assert!(expected.contains("http://"), "{expected}");
+        let (key, origin, _) = key_error(None, &[("OVERSEER__TRACES__SAMPLE_RATIO", "1.5")]);
+        assert_eq!(key, "traces.sample_ratio");
+        assert_eq!(origin, Origin::Env("OVERSEER__TRACES__SAMPLE_RATIO".into()));
+        let (key, _, _) = key_error(Some("[traces]\nexport_interval = \"0s\""), &[]);
+        assert_eq!(key, "traces.export_interval");
+        assert!(
+            !load_with(None, &[]).unwrap().traces.enabled,
+            "off by default"
+        );
     }
 
     #[test]

@@ -60,6 +60,33 @@ impl Loaded {
                 format!("a tracing filter such as \"info\" ({e})"),
             )
         })?;
+        let t = &c.traces;
+        match url::Url::parse(&t.endpoint) {
+            Ok(u) if ["http", "https"].contains(&u.scheme()) && u.host().is_some() => {}
+            _ => {
+                return Err(self.bad(
+                    "traces.endpoint",
+                    "an http:// or https:// URL, like \"http://127.0.0.1:4318/v1/traces\"",
+                ))
+            }
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(self.bad("traces.sample_ratio", "a number from 0.0 to 1.0"));
+        }
+        if t.service_name.trim().is_empty() {
+            return Err(self.bad("traces.service_name", "a name, like \"overseer\""));
+        }
+        for (key, d) in [
+            ("export_interval", t.export_interval),
+            ("timeout", t.timeout),
+        ] {
+            if d.is_zero() || d > std::time::Duration::from_secs(3600) {
+                return Err(self.bad(
+                    &format!("traces.{key}"),
+                    "a duration above zero and at most 1h",
+                ));
+            }
+        }
         let s = &c.supervisor;
         if s.restart_window.is_zero() {
             return Err(self.bad("supervisor.restart_window", "a duration above zero"));

@@ -298,6 +298,7 @@ impl JobKind for Browser {
                 once,
                 notify,
                 context: context(&ctx),
+                span: tracing::Span::current(),
             };
             // The domain's circuit: an open one defers the run (no attempt used).
             // (Of a literal first `goto`: a templated one is only known when it runs.)

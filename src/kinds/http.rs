@@ -142,8 +142,9 @@ impl JobKind for Http {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let method = reqwest::Method::from_bytes(method(&payload).as_bytes())
-                .unwrap_or(reqwest::Method::GET);
+            let verb = method(&payload).to_string();
+            let method =
+                reqwest::Method::from_bytes(verb.as_bytes()).unwrap_or(reqwest::Method::GET);
             let timeout = payload
                 .get("timeout")
                 .and_then(Value::as_str)
@@ -182,19 +183,34 @@ impl JobKind for Http {
                 _ => {}
             }
             let started = Instant::now();
-            let res = req.send().await.map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "http_timeout"
-                } else {
-                    "http_error"
-                };
-                // Without the URL: it may carry credentials or tokens in its query.
-                RunError::new(
-                    kind,
-                    crate::stdx::secrets::scrub(&e.without_url().to_string(), &secrets),
-                )
-            })?;
+            // The host only: a URL's path and query may carry tokens.
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            let span = tracing::info_span!(
+                "http.request",
+                otel.name = %format!("{verb} {host}"),
+                otel.kind = "client",
+                server.address = %host,
+                http.response.status_code = tracing::field::Empty,
+            );
+            let res = tracing::Instrument::instrument(req.send(), span.clone())
+                .await
+                .map_err(|e| {
+                    let kind = if e.is_timeout() {
+                        "http_timeout"
+                    } else {
+                        "http_error"
+                    };
+                    // Without the URL: it may carry credentials or tokens in its query.
+                    RunError::new(
+                        kind,
+                        crate::stdx::secrets::scrub(&e.without_url().to_string(), &secrets),
+                    )
+                })?;
             let status = res.status().as_u16();
+            span.record("http.response.status_code", status);
             let bytes = res.bytes().await.unwrap_or_default();
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let excerpt = crate::stdx::secrets::scrub(

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod names;
 pub mod settings;
+pub mod traces;
 
 use std::sync::OnceLock;
 
@@ -11,21 +12,55 @@ use tracing_subscriber::EnvFilter;
 
 use self::settings::{LogConfig, LogFormat};
 
-/// Initialises the global tracing subscriber (once; later calls are ignored).
-pub fn init_logging(cfg: &LogConfig) {
+/// Initialises the global tracing subscriber (once; later calls are ignored): the log at
+/// `[log]`'s level and format, and with `[traces] enabled` the OTLP export of spans at
+/// info level and above (whatever the log's level). Keep the returned guard for the
+/// process's lifetime: dropping it sends the last spans.
+pub fn init_logging(cfg: &LogConfig, traces: &settings::TracesConfig) -> Option<traces::Traces> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => builder
+    let log = match cfg.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let (otel, guard, failed) = if traces.enabled {
+        match traces::layer(traces) {
+            Ok((layer, guard)) => (
+                Some(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
+                Some(guard),
+                None,
+            ),
+            Err(e) => (None, None, Some(e)),
+        }
+    } else {
+        (None, None, None)
+    };
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(otel)
+        .try_init();
+    match (&guard, failed) {
+        (Some(_), _) => tracing::info!(
+            endpoint = %traces::shown_endpoint(&traces.endpoint),
+            sample_ratio = traces.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        ),
+        (None, Some(e)) => tracing::error!(error = %e, "traces are not exported"),
+        _ => {}
+    }
+    guard
 }
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

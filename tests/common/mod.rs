@@ -17,6 +17,7 @@ use overseer::db::url::DatabaseUrl;
 use serde_json::Value;
 
 pub mod http;
+pub mod otlp;
 pub mod pages;
 pub mod probes;
 pub mod sink;
