@@ -175,7 +175,8 @@ with sync_playwright() as p:
     # A failed browser run: its screenshot inline, then requeued.
     page.goto(f"{base}/ui/#/runs/{failed_run}")
     page.wait_for_selector("img.shot")
-    page.wait_for_function("document.querySelector('img.shot').complete")
+    # A function, not an expression: an expression is evaluated with eval, which the CSP refuses.
+    page.wait_for_function("() => document.querySelector('img.shot').complete")
     out["screenshot_width"] = page.evaluate("document.querySelector('img.shot').naturalWidth")
     out["run_error"] = page.inner_text("#run-error")
     page.screenshot(path=f"{shots}/run.png", full_page=True)
