@@ -9,7 +9,9 @@
 //! - outbox: 20,000 pending notifications → delivered to a loopback webhook, notifications/s.
 //!
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
-//! RESCUE_N, OUTBOX_N; BENCH=burn|lateness|restart|rescue|outbox to run one).
+//! RESCUE_N, OUTBOX_N; BENCH=burn|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
+//! loads pg_stat_statements and prints, after the burn-down, where PostgreSQL spent its time
+//! per statement).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -74,6 +76,15 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
     .execute(&mut c)
     .unwrap();
     diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
+    let statements = std::env::var("PG_STATEMENTS").is_ok_and(|v| v == "1");
+    if statements {
+        diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut c)
+            .unwrap();
+        diesel::sql_query("SELECT pg_stat_statements_reset()")
+            .execute(&mut c)
+            .unwrap();
+    }
     let o = spawn(
         &url,
         &tmp.join("burn"),
@@ -116,7 +127,47 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
         &format!("{:.0} jobs/s ({secs:.1} s; 1 process)", n as f64 / secs),
         "20,000 jobs/s",
     );
+    if statements {
+        statement_report(&mut c, n);
+    }
     drop(o);
+}
+
+/// Where PostgreSQL spent its time during the burn-down, per statement (pg_stat_statements):
+/// total and per-call time, calls, rows, and the share of all statement time.
+fn statement_report(c: &mut PgConnection, runs: usize) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        query: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        calls: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        total_ms: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        share: f64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls, rows,                 total_exec_time AS total_ms,                 100 * total_exec_time / sum(total_exec_time) OVER () AS share          FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())          ORDER BY total_exec_time DESC LIMIT 12",
+    )
+    .load(c)
+    .unwrap();
+    println!("where PostgreSQL's time went ({runs} runs), by statement:");
+    println!("| statement | calls | rows | total ms | µs per run | share |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in rows {
+        println!(
+            "| `{}` | {} | {} | {:.0} | {:.1} | {:.1} % |",
+            r.query.replace('|', "\\|"),
+            r.calls,
+            r.rows,
+            r.total_ms,
+            r.total_ms * 1000.0 / runs as f64,
+            r.share
+        );
+    }
 }
 
 fn lateness(pg: &ManagedCluster, tmp: &std::path::Path) {
@@ -393,7 +444,21 @@ fn main() {
                 "log_min_duration_statement".into(),
                 std::env::var("PG_LOG_MS").unwrap_or("-1".into()),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            std::env::var("PG_STATEMENTS")
+                .is_ok_and(|v| v == "1")
+                .then(|| {
+                    [
+                        ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+                        ("pg_stat_statements.track".into(), "all".into()),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
+        .collect(),
     })
     .expect("start the benchmark cluster");
     println!("PostgreSQL: managed cluster, fsync on (default durability), same machine");
