@@ -6,10 +6,13 @@
 //!   the executor started the work; started_at − fire_at beside it, the scheduler's wake-up);
 //! - restart: with 1,000,000 stored jobs, time from `serve` to the first dispatch, and RSS;
 //! - rescue: 1,000 runs in flight on a node killed with SIGKILL → all pending again;
-//! - outbox: 20,000 pending notifications → delivered to a loopback webhook, notifications/s.
+//! - outbox: 20,000 pending notifications → delivered to a loopback webhook, notifications/s;
+//! - burn-down again with two processes on the same database;
+//! - steady: 2,000 fires/s for 60 s with pruning running → lateness, and the runs table's
+//!   heap and index sizes every 10 s (STEADY_RATE, STEADY_SECS).
 //!
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
-//! RESCUE_N, OUTBOX_N; BENCH=burn|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
+//! RESCUE_N, OUTBOX_N; BENCH=burn|steady|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
 //! loads pg_stat_statements and prints, after the burn-down, where PostgreSQL spent its time
 //! per statement).
 
@@ -52,6 +55,31 @@ fn spawn(url: &DatabaseUrl, state: &std::path::Path, extra: &str) -> common::Ove
     s.toml(extra).start()
 }
 
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses): field 14 utime, 15 stime, in clock ticks.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used by every running PostgreSQL process.
+fn postgres_cpu_secs() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_secs)
+        .sum()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -62,9 +90,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
+fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize) {
     let n = env_num("BURN_N", 100_000);
-    let url = fresh_db(pg, "bench_burn");
+    let url = fresh_db(pg, &format!("bench_burn_{procs}"));
     let mut c = PgConnection::establish(url.expose()).unwrap();
     diesel::sql_query(format!(
         "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
@@ -85,19 +113,29 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
             .execute(&mut c)
             .unwrap();
     }
-    let o = spawn(
-        &url,
-        &tmp.join("burn"),
-        "[scheduler]\nmax_concurrency = 1024\nbatch_size = 1000",
-    );
+    let nodes: Vec<common::Overseer> = (0..procs)
+        .map(|i| {
+            spawn(
+                &url,
+                &tmp.join(format!("burn-{procs}-{i}")),
+                "[scheduler]\nmax_concurrency = 1024\nbatch_size = 1000",
+            )
+        })
+        .collect();
     let started = Instant::now();
-    // Poll gently (a count every 250 ms) so the measuring does not compete for the 2 cores;
-    // the finish time is read from the table, not from when the poll noticed.
+    let cpu_of =
+        |nodes: &[common::Overseer]| nodes.iter().map(|o| cpu_secs(o.child.id())).sum::<f64>();
+    let (cpu0, pg0) = (cpu_of(&nodes), postgres_cpu_secs());
+    // Poll gently (a question every 250 ms) so the measuring does not compete for the 2
+    // cores; the finish time is read from the table, not from when the poll noticed.
+    // Done when no job is left to fire and no run waits or runs (partial indexes: a cheap
+    // question, unlike counting the succeeded runs, which scans the table).
     loop {
         if count(
             &mut c,
-            "SELECT count(*) AS n FROM runs WHERE state = 'succeeded'",
-        ) >= n as i64
+            "SELECT (EXISTS (SELECT 1 FROM jobs WHERE state = 'active') \
+                     OR EXISTS (SELECT 1 FROM runs WHERE state IN ('pending', 'running')))::int::int8 AS n",
+        ) == 0
         {
             break;
         }
@@ -107,6 +145,20 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    let (cpu, pg_cpu) = (cpu_of(&nodes) - cpu0, postgres_cpu_secs() - pg0);
+    println!(
+        "burn-down CPU: overseer {cpu:.1} s ({:.0} µs per run), PostgreSQL {pg_cpu:.1} s ({:.0} µs per run)",
+        cpu * 1e6 / n as f64,
+        pg_cpu * 1e6 / n as f64
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) AS n FROM runs WHERE state = 'succeeded'"
+        ),
+        n as i64,
+        "every job ran once, successfully"
+    );
     #[derive(diesel::QueryableByName)]
     struct Span {
         #[diesel(sql_type = diesel::sql_types::Double)]
@@ -118,19 +170,117 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path) {
     .get_result::<Span>(&mut c)
     .unwrap()
     .secs;
+    let procs_text = if procs == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{procs} processes")
+    };
     println!(
-        "burn-down: {n} noop jobs due now → all runs recorded in {secs:.2} s = {:.0} jobs/s (1 process, max_concurrency 1024, batch 1000)",
+        "burn-down: {n} noop jobs due now → all runs recorded in {secs:.2} s = {:.0} jobs/s ({procs_text}, max_concurrency 1024, batch 1000 each)",
         n as f64 / secs
     );
     common::table_row(
-        &format!("burn-down: {n} `noop` jobs due now, until every run is recorded"),
-        &format!("{:.0} jobs/s ({secs:.1} s; 1 process)", n as f64 / secs),
-        "20,000 jobs/s",
+        &format!("burn-down: {n} `noop` jobs due now, until every run is recorded ({procs_text})"),
+        &format!("{:.0} jobs/s ({secs:.1} s)", n as f64 / secs),
+        if procs == 1 {
+            "20,000 jobs/s"
+        } else {
+            "more than 1 process"
+        },
     );
     if statements {
         statement_report(&mut c, n);
     }
+    drop(nodes);
+}
+
+/// Steady state: `STEADY_RATE` fires/s (default 2,000) for `STEADY_SECS` (default 60) with
+/// pruning running (runs kept 20 s, pruned every 5 s): lateness, and the size of the tables
+/// and their indexes at the end (does autovacuum keep up?).
+fn steady(pg: &ManagedCluster, tmp: &std::path::Path) {
+    let secs = env_num("STEADY_SECS", 60);
+    let rate = env_num("STEADY_RATE", 2000);
+    let url = fresh_db(pg, "bench_steady");
+    let mut c = PgConnection::establish(url.expose()).unwrap();
+    diesel::sql_query(format!(
+        "WITH t0 AS (SELECT date_trunc('second', now()) + interval '2 seconds' AS t) \
+         INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
+         SELECT gen_random_uuid(), 'steady-' || g, 'noop', '{{}}', \
+                jsonb_build_object('kind', 'every', 'every', '1s', 'start', \
+                    to_char((t + g * interval '1 second' / {rate}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')), \
+                '{{\"overlap\": \"allow\"}}', t + g * interval '1 second' / {rate} \
+         FROM generate_series(0, {rate} - 1) g, t0"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    let size = |c: &mut PgConnection| -> (i64, i64, i64, i64) {
+        #[derive(diesel::QueryableByName)]
+        struct S {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            heap: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            indexes: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            live: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            dead: i64,
+        }
+        let s: S = diesel::sql_query(
+            "SELECT pg_table_size('runs') AS heap, pg_indexes_size('runs') AS indexes, \
+                    n_live_tup AS live, n_dead_tup AS dead \
+             FROM pg_stat_user_tables WHERE relname = 'runs'",
+        )
+        .get_result(c)
+        .unwrap();
+        (s.heap, s.indexes, s.live, s.dead)
+    };
+    let o = spawn(
+        &url,
+        &tmp.join("steady"),
+        "[scheduler]\nmax_concurrency = 512\n[runs]\nretention = \"20s\"\nfailed_retention = \"20s\"\nprune_interval = \"5s\"",
+    );
+    let warmup = Duration::from_secs(5);
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    while t0.elapsed() < warmup + Duration::from_secs(secs as u64) {
+        std::thread::sleep(Duration::from_secs(10));
+        samples.push((t0.elapsed().as_secs(), size(&mut c)));
+    }
     drop(o);
+    // What pruning left: the runs of about the last 20 s.
+    let pct: Pct = diesel::sql_query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) * 1000 AS p50, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY l) * 1000 AS p99, \
+                max(l) * 1000 AS max, count(*) AS n \
+         FROM (SELECT extract(epoch FROM began_at - fire_at)::float8 AS l FROM runs \
+               WHERE attempt = 1 AND began_at IS NOT NULL) s",
+    )
+    .get_result(&mut c)
+    .unwrap();
+    let mb = |b: i64| b as f64 / 1048576.0;
+    println!(
+        "steady state: {rate} fires/s for {secs} s with pruning (kept 20 s): lateness (began_at − fire_at) of the last 20 s of runs kept: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        pct.n, pct.p50, pct.p99, pct.max
+    );
+    for (at, (heap, idx, live, dead)) in &samples {
+        println!(
+            "  at {at:>3} s: runs heap {:.1} MB, indexes {:.1} MB, {live} live / {dead} dead rows",
+            mb(*heap),
+            mb(*idx)
+        );
+    }
+    let (heap, idx, _, _) = samples.last().map(|s| s.1).unwrap_or_default();
+    common::table_row(
+        &format!("steady state: {rate} fires/s for {secs} s, pruning on (runs kept 20 s)"),
+        &format!(
+            "p50 {:.1} ms, p99 {:.1} ms; runs heap {:.0} MB + indexes {:.0} MB at the end",
+            pct.p50,
+            pct.p99,
+            mb(heap),
+            mb(idx)
+        ),
+        "p99 ≤ 50 ms; size flat",
+    );
 }
 
 /// Where PostgreSQL spent its time during the burn-down, per statement (pg_stat_statements):
@@ -150,7 +300,12 @@ fn statement_report(c: &mut PgConnection, runs: usize) {
         share: f64,
     }
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls, rows,                 total_exec_time AS total_ms,                 100 * total_exec_time / sum(total_exec_time) OVER () AS share          FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())          ORDER BY total_exec_time DESC LIMIT 12",
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls, rows, \
+                total_exec_time AS total_ms, \
+                100 * total_exec_time / sum(total_exec_time) OVER () AS share \
+         FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         ORDER BY total_exec_time DESC LIMIT 12",
     )
     .load(c)
     .unwrap();
@@ -451,7 +606,10 @@ fn main() {
                 .is_ok_and(|v| v == "1")
                 .then(|| {
                     [
-                        ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+                        (
+                            "shared_preload_libraries".into(),
+                            "pg_stat_statements".into(),
+                        ),
                         ("pg_stat_statements.track".into(), "all".into()),
                     ]
                 })
@@ -463,7 +621,11 @@ fn main() {
     .expect("start the benchmark cluster");
     println!("PostgreSQL: managed cluster, fsync on (default durability), same machine");
     if which.is_empty() || which == "burn" {
-        burn_down(&pg, tmp.path());
+        burn_down(&pg, tmp.path(), 1);
+        burn_down(&pg, tmp.path(), 2);
+    }
+    if which.is_empty() || which == "steady" {
+        steady(&pg, tmp.path());
     }
     if which.is_empty() || which == "lateness" {
         lateness(&pg, tmp.path());

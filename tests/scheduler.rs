@@ -769,3 +769,54 @@ fn waiting_runs_start_by_priority_when_a_slot_frees() {
     );
     assert_eq!(runs_of(&o, "blocker")[0]["state"], "timed_out");
 }
+
+/// With every slot taken, a due job is held back (not fired as a pending run) while it is
+/// less than half its misfire grace late, then fired as a pending run — never turned into a
+/// miss — and it runs once the slot frees. Jobs due while a slot is free start directly.
+#[test]
+fn due_jobs_wait_for_a_slot_without_becoming_misses() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    sink.hang(true);
+    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
+    create(
+        &o,
+        json!({"name": "blocker", "kind": "http", "schedule": {"at": Utc::now().to_rfc3339()},
+               "payload": {"url": format!("{}/hang", sink.url)},
+               "policy": {"timeout": "4s", "max_retries": 0}}),
+    );
+    wait_for("the blocker holds the slot", T, || {
+        (sink.hanging() == 1).then_some(())
+    });
+    // Due now with a 2 s grace: held back for about 1 s, then fired (pending), run at 4 s.
+    create(
+        &o,
+        json!({"name": "patient", "kind": "noop", "schedule": {"at": Utc::now().to_rfc3339()},
+               "policy": {"misfire_grace": "2s", "max_retries": 0}}),
+    );
+    let fired = wait_runs(&o, "patient", "the held-back job fired", |r| !r.is_empty());
+    assert_eq!(
+        fired[0]["state"], "pending",
+        "fired before its grace ran out: {fired:?}"
+    );
+    let lateness_at_fire = (fired[0]["queued_at"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap()
+        - fired[0]["fire_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap())
+    .num_milliseconds();
+    assert!(
+        (900..2000).contains(&lateness_at_fire),
+        "held back about half its grace (1 s), fired {lateness_at_fire} ms late"
+    );
+    let done = wait_runs(&o, "patient", "the held-back job ran", |r| {
+        count(r, "succeeded") == 1
+    });
+    assert_eq!(done.len(), 1, "one run, no miss: {done:?}");
+    assert_eq!(runs_of(&o, "blocker")[0]["state"], "timed_out");
+}

@@ -151,7 +151,7 @@ impl Executor {
         let began = std::rc::Rc::new(std::cell::Cell::new(None));
         let began_in = began.clone();
         // The root of the run's trace (whatever the actor's thread is in); no secret is a field.
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             parent: None,
             "run",
             otel.name = %format!("run {}", run.job_name),
@@ -172,7 +172,7 @@ impl Executor {
                     format!("no job kind `{kind_name}` in this build"),
                 )));
             };
-            let gate = tracing::info_span!("quota.gate", quotas = quota.len());
+            let gate = tracing::debug_span!("quota.gate", quotas = quota.len());
             let receipts = match take_quota(&quota, counter.as_ref(), now)
                 .instrument(gate)
                 .await
@@ -181,7 +181,7 @@ impl Executor {
                 Err(gate) => return gate,
             };
             began_in.set(Some(clock.now()));
-            let work = tracing::info_span!(
+            let work = tracing::debug_span!(
                 "kind.execute",
                 otel.name = %format!("{} work", kind_name),
                 kind = %kind_name

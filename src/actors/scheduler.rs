@@ -138,7 +138,9 @@ impl Scheduler {
             for round in 0..MAX_FIRE_ROUNDS {
                 let defaults = defaults.clone();
                 let routing = routing.clone();
-                let direct = (slots > 0).then_some(Direct { node, slots });
+                // With an executor here, runs start directly from the fire (and what cannot
+                // start yet is held back, see `fire_due`); without, every fire is pending.
+                let direct = executor.is_some().then_some(Direct { node, slots });
                 let handoff_db = db.clone();
                 let clock = clock.clone();
                 let out = db
@@ -146,10 +148,11 @@ impl Scheduler {
                         let out =
                             fire::fire_due(c, clock.now(), batch, &defaults, direct, &routing)?;
                         let started = Handoff::new(&handoff_db, node, out.started);
-                        Ok((out.jobs, out.runs, out.events, out.next_due, started))
+                        let held = (out.held_back > 0).then_some(out.held_until).flatten();
+                        Ok((out.jobs, out.runs, out.events, out.next_due, started, held))
                     })
                     .await;
-                let (jobs, runs, evs, next_due, started) = match out {
+                let (jobs, runs, evs, next_due, started, held) = match out {
                     Ok(out) => out,
                     Err(e) => {
                         failure = Some(e);
@@ -162,6 +165,12 @@ impl Scheduler {
                 slots -= started.len().min(slots);
                 to_run.absorb(started);
                 next_job = next_due;
+                if let Some(until) = held {
+                    // No slot left: the held-back jobs wait for the executor's Wake, or
+                    // until they would be at risk.
+                    next_job = Some(until);
+                    break;
+                }
                 if (jobs as i64) < batch {
                     break;
                 }

@@ -274,7 +274,7 @@ impl<'a> Exec<'a, '_> {
             for (i, step) in steps.iter().enumerate() {
                 let path = format!("{base}.{i}.{}", step.action());
                 // One span per step (a block's steps nest under it); the path, never a value.
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     "browser.step",
                     otel.name = %format!("step {}", step.action()),
                     step = step.action(),

@@ -358,7 +358,7 @@ impl Pool {
         let (abort, registration) = futures_util::future::AbortHandle::new_pair();
         self.running.borrow_mut().insert(r.run_id, abort);
         let _registered = Registered(&self.running, r.run_id);
-        let span = tracing::info_span!(parent: &r.span, "browser.run", profile = %r.profile);
+        let span = tracing::debug_span!(parent: &r.span, "browser.run", profile = %r.profile);
         let outcome = futures_util::future::Abortable::new(
             tracing::Instrument::instrument(
                 async {

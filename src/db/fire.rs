@@ -35,6 +35,11 @@ pub struct FireOutcome {
     pub started: Vec<Claimed>,
     /// The earliest next_fire_at of an active job after this step.
     pub next_due: Option<DateTime<Utc>>,
+    /// Due jobs left unfired because this node has no free slot (see [`fire_due`]).
+    pub held_back: usize,
+    /// When the first of them would be at risk of missing its fire: fired then, free slot
+    /// or not.
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// Where runs that are due now may start directly, from the fire transaction: the node and
@@ -54,6 +59,12 @@ pub const MOVE_NEXT_FIRE_SQL: &str =
 /// each, records the runs and moves `next_fire_at`, all in one transaction. With `direct`,
 /// the first due run of each idle job starts at once on that node (up to its free slots):
 /// the run is inserted as `running`, saving the pending → running write and a round trip.
+///
+/// An idle job that could only become a pending run — the node has no free slot — is held
+/// back (left due, unlocked at commit) while it is less than half its `misfire_grace` late:
+/// it fires when a slot frees here, or on a node with room, without the pending stage (a
+/// third write per run: the claim). Past half its grace it fires as before, as a pending run
+/// any node may claim, so holding back never turns a fire into a miss.
 pub fn fire_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -106,6 +117,18 @@ pub fn fire_due(
             let Some(due_at) = job.next_fire_at else {
                 continue;
             };
+            if let Some(d) = direct.as_ref() {
+                let grace = chrono::Duration::from_std(def.policy.misfire_grace)
+                    .unwrap_or(chrono::Duration::MAX);
+                let at_risk = due_at
+                    .checked_add_signed(grace / 2)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                if d.slots == 0 && !busy.contains(&job.id) && now < at_risk {
+                    out.held_back += 1;
+                    out.held_until = Some(out.held_until.map_or(at_risk, |t| t.min(at_risk)));
+                    continue;
+                }
+            }
             let FirePlan {
                 runs: planned,
                 next_fire_at,

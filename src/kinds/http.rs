@@ -188,7 +188,7 @@ impl JobKind for Http {
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_string))
                 .unwrap_or_default();
-            let span = tracing::info_span!(
+            let span = tracing::debug_span!(
                 "http.request",
                 otel.name = %format!("{verb} {host}"),
                 otel.kind = "client",

@@ -38,7 +38,15 @@ pub fn init_logging(cfg: &LogConfig, traces: &settings::TracesConfig) -> Option<
     let (otel, guard, failed) = if traces.enabled {
         match traces::layer(traces) {
             Ok((layer, guard)) => (
-                Some(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
+                // overseer's own spans (runs, steps) are debug: they cost nothing unless
+                // traces are exported; everything else from info.
+                Some(
+                    layer.with_filter(
+                        tracing_subscriber::filter::Targets::new()
+                            .with_target("overseer", tracing::Level::DEBUG)
+                            .with_default(tracing::Level::INFO),
+                    ),
+                ),
                 Some(guard),
                 None,
             ),
