@@ -319,7 +319,8 @@ impl ManagedCluster {
              unix_socket_directories = '{socket_dir}'\n\
              unix_socket_permissions = 0700\n\
              max_connections = 200\n\
-             logging_collector = off\n"
+             logging_collector = off\n\
+             autovacuum_naptime = '10s'\n"
         );
         for (k, v) in extra {
             text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
