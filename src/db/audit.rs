@@ -57,8 +57,10 @@ pub fn record(conn: &mut PgConnection, entry: &Entry) -> Result<(), DbError> {
 /// Writes every entry in one statement (a quota batch's consume calls).
 pub fn record_many(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), DbError> {
     use diesel::sql_types::Array;
-    if entries.is_empty() {
-        return Ok(());
+    match entries {
+        [] => return Ok(()),
+        [one] => return record(conn, one),
+        _ => {}
     }
     let col = |f: fn(&Entry) -> Option<String>| entries.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
