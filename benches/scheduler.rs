@@ -12,7 +12,7 @@
 //!   heap and index sizes every 10 s (STEADY_RATE, STEADY_SECS).
 //!
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
-//! RESCUE_N, OUTBOX_N; BENCH=burn|steady|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
+//! RESCUE_N, OUTBOX_N; BURN_PROCS=1,1,2 for which burn-downs; BENCH=burn|steady|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
 //! loads pg_stat_statements and prints, after the burn-down, where PostgreSQL spent its time
 //! per statement).
 
@@ -90,9 +90,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize) {
+fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usize) {
     let n = env_num("BURN_N", 100_000);
-    let url = fresh_db(pg, &format!("bench_burn_{procs}"));
+    let url = fresh_db(pg, &format!("bench_burn_{nth}_{procs}"));
     let mut c = PgConnection::establish(url.expose()).unwrap();
     diesel::sql_query(format!(
         "INSERT INTO jobs (id, name, kind, payload, schedule, policy, next_fire_at) \
@@ -103,6 +103,9 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize) {
     ))
     .execute(&mut c)
     .unwrap();
+    if let Ok(sql) = std::env::var("BENCH_SQL") {
+        diesel::sql_query(sql).execute(&mut c).unwrap();
+    }
     diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
     let statements = std::env::var("PG_STATEMENTS").is_ok_and(|v| v == "1");
     if statements {
@@ -117,7 +120,7 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize) {
         .map(|i| {
             spawn(
                 &url,
-                &tmp.join(format!("burn-{procs}-{i}")),
+                &tmp.join(format!("burn-{nth}-{procs}-{i}")),
                 "[scheduler]\nmax_concurrency = 1024\nbatch_size = 1000",
             )
         })
@@ -621,8 +624,15 @@ fn main() {
     .expect("start the benchmark cluster");
     println!("PostgreSQL: managed cluster, fsync on (default durability), same machine");
     if which.is_empty() || which == "burn" {
-        burn_down(&pg, tmp.path(), 1);
-        burn_down(&pg, tmp.path(), 2);
+        // BURN_PROCS=1,1,2: which burn-downs to run, in order (repeat one to see the noise).
+        let procs = std::env::var("BURN_PROCS").unwrap_or("1,2".into());
+        for (i, p) in procs.split(',').enumerate() {
+            let p: usize = p
+                .trim()
+                .parse()
+                .expect("BURN_PROCS: numbers separated by commas");
+            burn_down(&pg, tmp.path(), p, i);
+        }
     }
     if which.is_empty() || which == "steady" {
         steady(&pg, tmp.path());

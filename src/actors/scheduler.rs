@@ -1,10 +1,13 @@
 //! The `scheduler` actor: turns due jobs into runs and hands due runs to the executor.
 //!
 //! One tick = fire (lock due jobs with `SKIP LOCKED`, plan, record runs, move next_fire_at;
-//! repeated while full batches come back) + dispatch (ask the executor for free slots, claim
-//! that many pending runs, send them in one `Execute` message). Between ticks it sleeps until
-//! the next known fire or pending due time, at most `scheduler.poll_interval`, and wakes at
-//! once on [`Wake`] (a job created or triggered here, executor slots freed).
+//! repeated while full batches come back, two fire transactions in flight, each round's runs
+//! sent to the executor as soon as it commits) + dispatch (claim pending runs for the slots
+//! that are left). Between ticks it sleeps until the next known fire or pending due time, at
+//! most `scheduler.poll_interval`, and wakes at once on [`Wake`] (a job created or triggered
+//! here, executor slots freed). With every slot taken, due jobs wait for that Wake: a tick
+//! without a free slot looks at them (to fire those at risk of a miss) at most once per
+//! poll interval.
 //!
 //! Rehydration: nothing is kept between incarnations; it reads the counts of pending and
 //! running runs and the next due time from the tables, then ticks.
@@ -12,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::executor::{Capacity, Execute};
 use super::{Deps, REHYDRATE_RETRY};
@@ -27,6 +31,9 @@ use crate::telemetry::names;
 pub const NAME: &str = "scheduler";
 /// Fire transactions per tick at most (then dispatch, then tick again at once).
 const MAX_FIRE_ROUNDS: usize = 20;
+/// Fire transactions in flight at once: one commits (its WAL flush) and hands its runs to
+/// the executor while the next locks and plans (SKIP LOCKED keeps their jobs apart).
+const FIRE_LANES: usize = 2;
 
 pub struct Scheduler {
     deps: Deps,
@@ -34,6 +41,8 @@ pub struct Scheduler {
     ticking: bool,
     again: bool,
     timer: Option<SpawnHandle>,
+    /// See [`TickResult::recheck`].
+    recheck_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Look at the tables now.
@@ -49,6 +58,9 @@ struct TickResult {
     capacity: usize,
     more_due: bool,
     sleep: Duration,
+    /// Due jobs were held back for want of a slot: until then, a tick without a free slot
+    /// does not look at them again.
+    recheck: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Scheduler {
@@ -59,6 +71,7 @@ impl Scheduler {
             ticking: false,
             again: false,
             timer: None,
+            recheck_at: None,
         }
     }
 
@@ -120,6 +133,10 @@ impl Scheduler {
         let routing = self.deps.routing.clone();
         let executor = self.deps.directory.executor();
         let started = Instant::now();
+        let recheck_at = self.recheck_at;
+        // A lane's share of the free slots: a quarter of them, so that one round's runs are
+        // recorded while the next rounds fire (at least 64: small nodes fire in one round).
+        let pipeline_round = (cfg.max_concurrency as usize / 4).max(64);
         let fut = async move {
             let batch = cfg.batch_size as i64;
             let defaults = cfg.defaults.clone();
@@ -129,57 +146,119 @@ impl Scheduler {
             };
             let mut slots = capacity;
             let (mut fired_jobs, mut runs_created, mut events) = (0, 0, Vec::new());
-            // Every run committed as running here is in `to_run` from the moment its
+            let mut dispatched = 0;
+            // Every run committed as running here is in a hand-off from the moment its
             // transaction returns: executed, or handed back if it is dropped.
-            let mut to_run = Handoff::new(&db, node, Vec::new());
+            let dispatch = |handoff: Handoff, dispatched: &mut usize| {
+                if let (Some(ex), false) = (&executor, handoff.is_empty()) {
+                    *dispatched += handoff.len();
+                    for run in handoff.iter() {
+                        metrics::histogram!(names::RUN_LATENESS)
+                            .record(run.lateness_ms as f64 / 1000.0);
+                    }
+                    ex.do_send(Execute(handoff));
+                }
+            };
             let mut failure = None;
-            let mut more_due = false;
             let mut next_job = None;
-            for round in 0..MAX_FIRE_ROUNDS {
-                let defaults = defaults.clone();
-                let routing = routing.clone();
-                // With an executor here, runs start directly from the fire (and what cannot
-                // start yet is held back, see `fire_due`); without, every fire is pending.
-                let direct = executor.is_some().then_some(Direct { node, slots });
-                let handoff_db = db.clone();
-                let clock = clock.clone();
-                let out = db
-                    .run(move |c| {
-                        let out =
-                            fire::fire_due(c, clock.now(), batch, &defaults, direct, &routing)?;
+            // No free slot, and the due jobs were held back less than a poll interval ago
+            // and are not at risk yet: a fire round would only lock them to hold them back
+            // again. The executor's Wake (a slot freed) or the timer comes back.
+            let idle_wait =
+                executor.is_some() && capacity == 0 && recheck_at.is_some_and(|t| clock.now() < t);
+            // Kept until it passes or a new hold-back replaces it: jobs fired since do not
+            // matter, and one that came due since is looked at by the deadline's poll bound.
+            let mut recheck = recheck_at;
+            if idle_wait {
+                next_job = recheck_at;
+            }
+            // Fire rounds, up to FIRE_LANES in flight: each has its own share of the free
+            // slots (given back when it returns), and SKIP LOCKED gives each its own jobs.
+            let mut lanes = FuturesUnordered::new();
+            let mut rounds = 0;
+            let mut stop = idle_wait;
+            loop {
+                while !stop && rounds < MAX_FIRE_ROUNDS {
+                    let share = match &executor {
+                        // A round without a slot is only worth it as the tick's only round:
+                        // it fires what is at risk and holds the rest back.
+                        Some(_) if slots == 0 && !(rounds == 0 && lanes.is_empty()) => break,
+                        Some(_) if lanes.len() >= FIRE_LANES => break,
+                        Some(_) => slots.min(pipeline_round),
+                        None if !lanes.is_empty() => break,
+                        None => 0,
+                    };
+                    slots -= share;
+                    // With an executor here, runs start directly from the fire (and what
+                    // cannot start yet is held back, see `fire_due`); without, every fire
+                    // is pending.
+                    let direct = executor.is_some().then_some(Direct { node, slots: share });
+                    // A round locks no more due jobs than it can start (plus those it fires
+                    // as pending anyway), and at most a quarter of the node's slots: the
+                    // executor records one round's results while the next are fired.
+                    let limit = if share > 0 {
+                        batch.min(share as i64)
+                    } else {
+                        batch
+                    };
+                    let (defaults, routing) = (defaults.clone(), routing.clone());
+                    let (handoff_db, fire_clock) = (db.clone(), clock.clone());
+                    let fire = db.run(move |c| {
+                        let out = fire::fire_due(
+                            c,
+                            fire_clock.now(),
+                            limit,
+                            &defaults,
+                            direct,
+                            &routing,
+                        )?;
                         let started = Handoff::new(&handoff_db, node, out.started);
                         let held = (out.held_back > 0).then_some(out.held_until).flatten();
                         Ok((out.jobs, out.runs, out.events, out.next_due, started, held))
-                    })
-                    .await;
-                let (jobs, runs, evs, next_due, started, held) = match out {
+                    });
+                    lanes.push(async move { (fire.await, share, limit) });
+                    rounds += 1;
+                }
+                let Some((out, share, limit)) = lanes.next().await else {
+                    break;
+                };
+                let (jobs, runs, evs, next_due, started, round_held) = match out {
                     Ok(out) => out,
                     Err(e) => {
                         failure = Some(e);
-                        break;
+                        slots += share;
+                        stop = true;
+                        continue;
                     }
                 };
                 fired_jobs += jobs;
                 runs_created += runs;
                 events.extend(evs);
-                slots -= started.len().min(slots);
-                to_run.absorb(started);
+                slots += share - started.len().min(share);
+                dispatch(started, &mut dispatched);
                 next_job = next_due;
-                if let Some(until) = held {
+                if let Some(until) = round_held {
                     // No slot left: the held-back jobs wait for the executor's Wake, or
-                    // until they would be at risk.
-                    next_job = Some(until);
-                    break;
+                    // until they would be at risk (looked at again at least every poll
+                    // interval: a job that came due since may have a shorter grace).
+                    let poll = chrono::Duration::from_std(cfg.poll_interval)
+                        .unwrap_or(chrono::Duration::MAX);
+                    let at = until.min(clock.now() + poll);
+                    next_job = Some(at);
+                    recheck = Some(at);
+                    stop = true;
                 }
-                if (jobs as i64) < batch {
-                    break;
+                if (jobs as i64) < limit {
+                    stop = true;
                 }
-                more_due = round + 1 == MAX_FIRE_ROUNDS;
             }
+            // Every round was full and the budget is spent: more is due now. (When every
+            // slot is taken, the executor's Wake brings the next round.)
+            let more_due = !stop && rounds == MAX_FIRE_ROUNDS && (executor.is_none() || slots > 0);
             // Older pending runs (retries, queued, triggered, blocked earlier) take the
             // slots that are left.
             let mut next_run = None;
-            if failure.is_none() {
+            if failure.is_none() && !idle_wait {
                 let handoff_db = db.clone();
                 let clock = clock.clone();
                 let claimed = db
@@ -192,7 +271,7 @@ impl Scheduler {
                     .await;
                 match claimed {
                     Ok((claimed, next)) => {
-                        to_run.absorb(claimed);
+                        dispatch(claimed, &mut dispatched);
                         match next {
                             Ok(next) => next_run = next,
                             Err(e) => failure = Some(e),
@@ -201,16 +280,8 @@ impl Scheduler {
                     Err(e) => failure = Some(e),
                 }
             }
-            // What was committed is dispatched whatever failed after it. A dead executor
+            // What was committed was dispatched whatever failed after it. A dead executor
             // drops the message, and with it the hand-off: the runs go back to pending.
-            let dispatched = to_run.len();
-            if let (Some(ex), false) = (&executor, to_run.is_empty()) {
-                for run in to_run.iter() {
-                    metrics::histogram!(names::RUN_LATENESS)
-                        .record(run.lateness_ms as f64 / 1000.0);
-                }
-                ex.do_send(Execute(to_run));
-            }
             if let Some(e) = failure {
                 return Err((e, dispatched));
             }
@@ -235,6 +306,7 @@ impl Scheduler {
                 capacity,
                 more_due,
                 sleep,
+                recheck,
             })
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -244,6 +316,7 @@ impl Scheduler {
             let poll = act.deps.config.scheduler.poll_interval;
             let sleep = match res {
                 Ok(r) => {
+                    act.recheck_at = r.recheck;
                     metrics::counter!(names::JOBS_FIRED).increment(r.fired_jobs as u64);
                     metrics::counter!(names::RUNS_CREATED).increment(r.runs_created as u64);
                     metrics::counter!(names::RUNS_DISPATCHED).increment(r.dispatched as u64);

@@ -202,12 +202,7 @@ pub fn fire_due(
                 .to_string(),
             );
         }
-        for chunk in new_runs.chunks(1000) {
-            out.runs += diesel::insert_into(runs::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .execute(conn)?;
-        }
+        out.runs = super::runs::insert_many(conn, &new_runs)?;
         diesel::sql_query(MOVE_NEXT_FIRE_SQL)
             .bind::<Array<SqlUuid>, _>(&upd_ids)
             .bind::<Array<Nullable<Timestamptz>>, _>(&upd_next)
