@@ -156,7 +156,7 @@ fn hot_queries_use_indexes_at_100k_rows() {
         ("api: jobs page (mirror)", "SELECT * FROM jobs WHERE name > 'job-050000' ORDER BY name LIMIT 101".into()),
         ("api: jobs by state (mirror)", "SELECT * FROM jobs WHERE state = 'paused' ORDER BY name LIMIT 101".into()),
         ("api: jobs by kind (mirror)", "SELECT * FROM jobs WHERE kind = 'http' ORDER BY name LIMIT 101".into()),
-        ("api: jobs by tag (mirror)", "SELECT * FROM jobs WHERE tags @> ARRAY['tag-7'] ORDER BY name LIMIT 101".into()),
+        ("api: jobs by tag (mirror)", "SELECT * FROM jobs WHERE tags @> ARRAY['tag-7'] AND tags <> '{}' ORDER BY name LIMIT 101".into()),
         ("api: job by name (mirror)", "SELECT * FROM jobs WHERE name = 'job-000042'".into()),
         ("requeue: latest attempt (mirror)", format!("SELECT max(attempt) FROM runs WHERE job_id = '{job_id}' AND fire_at = now()")),
         ("cancel: pending runs of a job (mirror)", format!("UPDATE runs SET state = 'cancelled' WHERE job_id = '{job_id}' AND state IN ('pending', 'deferred')")),
