@@ -177,13 +177,16 @@ impl Scheduler {
             let mut lanes = FuturesUnordered::new();
             let mut rounds = 0;
             let mut stop = idle_wait;
+            // One lane until a round comes back full: a light load is one transaction per
+            // tick, not a second one that finds the due jobs locked by the first.
+            let mut width = 1;
             loop {
                 while !stop && rounds < MAX_FIRE_ROUNDS {
                     let share = match &executor {
                         // A round without a slot is only worth it as the tick's only round:
                         // it fires what is at risk and holds the rest back.
                         Some(_) if slots == 0 && !(rounds == 0 && lanes.is_empty()) => break,
-                        Some(_) if lanes.len() >= FIRE_LANES => break,
+                        Some(_) if lanes.len() >= width => break,
                         Some(_) => slots.min(pipeline_round),
                         None if !lanes.is_empty() => break,
                         None => 0,
@@ -250,6 +253,8 @@ impl Scheduler {
                 }
                 if (jobs as i64) < limit {
                     stop = true;
+                } else {
+                    width = FIRE_LANES;
                 }
             }
             // Every round was full and the budget is spent: more is due now. (When every

@@ -196,7 +196,9 @@ pub fn list(conn: &mut PgConnection, f: &JobFilter, limit: i64) -> Result<Vec<Jo
         // The literal predicate of the partial index (migration 000016), so that it applies.
         q = q
             .filter(jobs::tags.contains(vec![t.clone()]))
-            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("jobs.tags <> '{}'"));
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "jobs.tags <> '{}'",
+            ));
     }
     if let Some(prefix) = &f.name_prefix {
         let escaped = prefix
