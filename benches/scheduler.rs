@@ -129,6 +129,13 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
     let cpu_of =
         |nodes: &[common::Overseer]| nodes.iter().map(|o| cpu_secs(o.child.id())).sum::<f64>();
     let (cpu0, pg0) = (cpu_of(&nodes), postgres_cpu_secs());
+    let wal = |c: &mut PgConnection| {
+        (
+            count(c, "SELECT wal_bytes::int8 AS n FROM pg_stat_wal"),
+            count(c, "SELECT wal_fpi AS n FROM pg_stat_wal"),
+        )
+    };
+    let (wal0, fpi0) = wal(&mut c);
     // Poll gently (a question every 250 ms) so the measuring does not compete for the 2
     // cores; the finish time is read from the table, not from when the poll noticed.
     // Done when no job is left to fire and no run waits or runs (partial indexes: a cheap
@@ -149,6 +156,13 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
         std::thread::sleep(Duration::from_millis(250));
     }
     let (cpu, pg_cpu) = (cpu_of(&nodes) - cpu0, postgres_cpu_secs() - pg0);
+    let (wal1, fpi1) = wal(&mut c);
+    println!(
+        "burn-down WAL: {:.0} bytes per run, {} full-page images ({:.0} % of the bytes at most)",
+        (wal1 - wal0) as f64 / n as f64,
+        fpi1 - fpi0,
+        ((fpi1 - fpi0) as f64 * 8192.0 * 100.0 / (wal1 - wal0).max(1) as f64).min(100.0)
+    );
     println!(
         "burn-down CPU: overseer {cpu:.1} s ({:.0} µs per run), PostgreSQL {pg_cpu:.1} s ({:.0} µs per run)",
         cpu * 1e6 / n as f64,
