@@ -1100,6 +1100,13 @@ fn a_runtime_flag_override_reaches_every_node_and_survives_a_restart() {
     );
     assert_eq!(v["set_by"], "test-admin");
     assert_eq!(v["configured"], true);
+    // Set again: the change replaces the override just set (its audit row says so).
+    let again = a.put(
+        "/api/v1/flags/quota_enforcement",
+        a.admin(),
+        r#"{"enabled": false}"#,
+    );
+    assert_eq!(again.status, 200, "{}", again.text);
     wait_for("node b sees the override", Duration::from_secs(10), || {
         (flag(&b, "quota_enforcement")["source"] == "runtime").then_some(())
     });
@@ -1169,14 +1176,39 @@ fn a_runtime_flag_override_reaches_every_node_and_survives_a_restart() {
             "{expected:?} in {actions:?}"
         );
     }
-    let set_row = audit["items"]
+    let sets: Vec<&serde_json::Value> = audit["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["action"] == "flag.set" && r["outcome"] == "ok")
-        .unwrap();
+        .filter(|r| r["action"] == "flag.set" && r["outcome"] == "ok")
+        .collect();
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    // Newest first: the second set replaced the first's override.
+    assert_eq!(
+        sets[0]["diff"]["override"]["from"]["percent"], 0,
+        "{}",
+        sets[0]
+    );
+    let set_row = sets[1];
     assert_eq!(
         set_row["diff"]["percent"],
         serde_json::json!({"from": 100, "to": 0})
+    );
+    assert!(set_row["diff"]["override"]["from"].is_null(), "{set_row}");
+    // The reset's row names the override it removed (returned by the DELETE itself).
+    let reset_row = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "flag.reset" && r["outcome"] == "ok")
+        .unwrap();
+    assert_eq!(
+        reset_row["diff"]["percent"],
+        serde_json::json!({"from": 0, "to": 100}),
+        "{reset_row}"
+    );
+    assert!(
+        !reset_row["diff"]["override"]["from"].is_null(),
+        "{reset_row}"
     );
 }

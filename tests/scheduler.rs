@@ -716,22 +716,27 @@ fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
     assert!(!o.logs.text().contains(TOKEN), "the token reached the logs");
 }
 
-#[test]
-fn waiting_runs_start_by_priority_when_a_slot_frees() {
-    let db = TestDb::new();
-    let sink = Sink::start();
+/// Takes a one-slot node's slot with the job `blocker`: a request to the sink that hangs
+/// until the job's `timeout` ends it (the run then times out).
+fn hold_the_only_slot(o: &Overseer, sink: &Sink, timeout: &str) {
     sink.hang(true);
-    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
-    // One slot, taken by a request that hangs until its timeout.
     create(
-        &o,
+        o,
         json!({"name": "blocker", "kind": "http", "schedule": {"at": Utc::now().to_rfc3339()},
                "payload": {"url": format!("{}/hang", sink.url)},
-               "policy": {"timeout": "2s", "max_retries": 0}}),
+               "policy": {"timeout": timeout, "max_retries": 0}}),
     );
     wait_for("the blocker holds the slot", T, || {
         (sink.hanging() == 1).then_some(())
     });
+}
+
+#[test]
+fn waiting_runs_start_by_priority_when_a_slot_frees() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
+    hold_the_only_slot(&o, &sink, "2s");
     // Four runs wait for it, triggered lowest priority first.
     let never = json!({"cron": "0 0 29 2 *", "timezone": "UTC"});
     for (name, priority) in [("p2", 2), ("p5", 5), ("p7", 7), ("p9", 9)] {
@@ -777,17 +782,8 @@ fn waiting_runs_start_by_priority_when_a_slot_frees() {
 fn due_jobs_wait_for_a_slot_without_becoming_misses() {
     let db = TestDb::new();
     let sink = Sink::start();
-    sink.hang(true);
     let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
-    create(
-        &o,
-        json!({"name": "blocker", "kind": "http", "schedule": {"at": Utc::now().to_rfc3339()},
-               "payload": {"url": format!("{}/hang", sink.url)},
-               "policy": {"timeout": "4s", "max_retries": 0}}),
-    );
-    wait_for("the blocker holds the slot", T, || {
-        (sink.hanging() == 1).then_some(())
-    });
+    hold_the_only_slot(&o, &sink, "4s");
     // Due now with a 2 s grace: held back for about 1 s, then fired (pending), run at 4 s.
     create(
         &o,

@@ -323,15 +323,10 @@ pub async fn list(
         until: q.until,
         before_id,
     };
-    let mut items = state
+    let items = state
         .db
         .run(move |c| db_audit::list(c, &filter, limit + 1))
         .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let (items, next_cursor) = super::cursor::page(items, limit, |r| r.id.to_string());
     Ok(web::Json(AuditPage { items, next_cursor }))
 }

@@ -228,16 +228,12 @@ pub async fn list(
         name_prefix: q.name_prefix,
         after_name,
     };
-    let mut items = state
+    let items = state
         .db
         .run(move |c| db_jobs::list(c, &filter, limit + 1))
         .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|j| hex::encode(j.name.as_bytes()))
-    } else {
-        None
-    };
+    let (items, next_cursor) =
+        super::cursor::page(items, limit, |j| hex::encode(j.name.as_bytes()));
     Ok(web::Json(JobPage { items, next_cursor }))
 }
 

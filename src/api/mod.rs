@@ -300,6 +300,21 @@ pub mod cursor {
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
 
+    /// One page of a keyset listing: `items` were read with `limit + 1`; a row beyond the
+    /// limit means there is a next page, which starts after the page's last item.
+    pub fn page<T>(
+        mut items: Vec<T>,
+        limit: i64,
+        cursor_of: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        if items.len() as i64 <= limit {
+            return (items, None);
+        }
+        items.truncate(limit.max(0) as usize);
+        let next = items.last().map(cursor_of);
+        (items, next)
+    }
+
     pub fn encode(at: DateTime<Utc>, id: Uuid) -> String {
         hex::encode(format!("{}|{}", at.to_rfc3339(), id))
     }
@@ -311,5 +326,19 @@ pub mod cursor {
             DateTime::parse_from_rfc3339(t).ok()?.with_timezone(&Utc),
             Uuid::parse_str(id).ok()?,
         ))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_page_has_a_cursor_only_when_a_row_beyond_the_limit_was_read() {
+            let cursor = |x: &i32| x.to_string();
+            assert_eq!(super::page(vec![1, 2, 3], 3, cursor), (vec![1, 2, 3], None));
+            assert_eq!(
+                super::page(vec![1, 2, 3, 4], 3, cursor),
+                (vec![1, 2, 3], Some("3".to_string()))
+            );
+            assert_eq!(super::page(Vec::<i32>::new(), 3, cursor), (vec![], None));
+        }
     }
 }

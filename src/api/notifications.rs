@@ -70,18 +70,12 @@ pub async fn list(
         channel: q.channel,
         before,
     };
-    let mut items = state
+    let items = state
         .db
         .run(move |c| db_notes::list(c, &filter, limit + 1))
         .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|x| super::cursor::encode(x.created_at, x.id))
-    } else {
-        None
-    };
+    let (items, next_cursor) =
+        super::cursor::page(items, limit, |x| super::cursor::encode(x.created_at, x.id));
     Ok(web::Json(NotificationPage { items, next_cursor }))
 }
 

@@ -73,7 +73,7 @@ pub async fn list(
     };
     let job_key = q.job.clone();
     let state_filter = q.state.clone();
-    let mut items = state
+    let items = state
         .db
         .run(move |c| {
             let job_id = match &job_key {
@@ -94,14 +94,8 @@ pub async fn list(
             DbError::NotFound => ApiError::not_found("no such job"),
             e => e.into(),
         })?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|x| super::cursor::encode(x.queued_at, x.id))
-    } else {
-        None
-    };
+    let (items, next_cursor) =
+        super::cursor::page(items, limit, |x| super::cursor::encode(x.queued_at, x.id));
     Ok(web::Json(RunPage { items, next_cursor }))
 }
 
