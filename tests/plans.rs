@@ -193,3 +193,45 @@ fn hot_queries_use_indexes_at_100k_rows() {
         failures.join("\n\n")
     );
 }
+
+/// runs.job_id has no foreign key (migration 000017: its per-row check cost every fire); a
+/// job deleted by hand still takes its runs — and their run tokens — with it.
+#[test]
+fn a_job_deleted_by_hand_takes_its_runs_along() {
+    let db = TestDb::migrated();
+    let mut c = db.conn();
+    diesel::sql_query(
+        "INSERT INTO jobs (id, name, kind, payload, schedule, policy, state, next_fire_at) VALUES \
+         ('00000000-0000-4000-8000-000000000001', 'gone', 'noop', '{}', '{\"every\": \"1h\"}', '{}', 'active', now()), \
+         ('00000000-0000-4000-8000-000000000002', 'kept', 'noop', '{}', '{\"every\": \"1h\"}', '{}', 'active', now())",
+    )
+    .execute(&mut c)
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at) \
+         SELECT gen_random_uuid(), j, now() - g * interval '1 hour', 1, 'succeeded', now() \
+         FROM unnest(ARRAY['00000000-0000-4000-8000-000000000001', \
+                           '00000000-0000-4000-8000-000000000002']::uuid[]) j, \
+              generate_series(1, 3) g",
+    )
+    .execute(&mut c)
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let runs_of = |c: &mut diesel::PgConnection, id: &str| {
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM runs WHERE job_id = '{id}'"
+        ))
+        .get_result::<N>(c)
+        .unwrap()
+        .n
+    };
+    diesel::sql_query("DELETE FROM jobs WHERE name = 'gone'")
+        .execute(&mut c)
+        .unwrap();
+    assert_eq!(runs_of(&mut c, "00000000-0000-4000-8000-000000000001"), 0);
+    assert_eq!(runs_of(&mut c, "00000000-0000-4000-8000-000000000002"), 3);
+}
