@@ -8,7 +8,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::*;
-use crate::db::schema::runs;
 use crate::db::{notifications, DbError};
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::run_state::RunState;
@@ -221,11 +220,6 @@ pub(super) fn retry_or_fail(
 }
 
 pub(super) fn insert_retries(conn: &mut PgConnection, retries: &[NewRun]) -> Result<(), DbError> {
-    if !retries.is_empty() {
-        diesel::insert_into(runs::table)
-            .values(retries)
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-    }
+    super::insert_many(conn, retries)?;
     Ok(())
 }
