@@ -99,6 +99,13 @@ fn hot_queries_use_indexes_at_100k_rows() {
     let own: Vec<(&str, &str, &str, String)> = vec![
         ("fire: move next_fire_at", fire::MOVE_NEXT_FIRE_SQL, "uuid[], timestamptz[], text[], timestamptz",
             format!("ARRAY['{job_id}'::uuid], ARRAY[now()], ARRAY['active'], now()")),
+        ("fire: insert the runs", runs::INSERT_SQL,
+            "uuid[], uuid[], timestamptz[], int4[], text[], int2[], text[], int4[], timestamptz[], \
+             timestamptz[], timestamptz[], text[], text[], uuid[], timestamptz[], timestamptz[], int8[]",
+            format!("ARRAY[gen_random_uuid()], ARRAY['{job_id}'::uuid], ARRAY[now()], ARRAY[1], \
+                     ARRAY['running'], ARRAY[5::int2], ARRAY['skip'], ARRAY[1], ARRAY[now()], ARRAY[now()], \
+                     ARRAY[NULL::timestamptz], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY['{job_id}'::uuid], \
+                     ARRAY[now()], ARRAY[now()], ARRAY[0::int8]")),
         ("dispatch: claim", runs::CLAIM_SQL, "uuid, timestamptz, bigint",
             format!("'{job_id}', now(), 64")),
         ("complete: fenced update", runs::COMPLETE_SQL,
@@ -234,4 +241,41 @@ fn a_job_deleted_by_hand_takes_its_runs_along() {
         .unwrap();
     assert_eq!(runs_of(&mut c, "00000000-0000-4000-8000-000000000001"), 0);
     assert_eq!(runs_of(&mut c, "00000000-0000-4000-8000-000000000002"), 3);
+}
+
+/// The run insert skips a (job, fire, attempt) that already has its run — an anti-join, not
+/// `ON CONFLICT` (db::runs::INSERT_SQL) — and inserts the rest of the batch.
+#[test]
+fn the_run_insert_skips_a_fire_that_already_has_its_run() {
+    use overseer::db::runs::{insert_many, NewRun};
+    let db = TestDb::migrated();
+    let mut c = db.conn();
+    let job = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let fire = |at: chrono::DateTime<chrono::Utc>| NewRun::pending(job, 5, "skip", at, 1, at, now);
+    let first = fire(now - chrono::Duration::hours(1));
+    assert_eq!(
+        insert_many(&mut c, std::slice::from_ref(&first)).unwrap(),
+        1
+    );
+    // The same fire again (a new id), beside a new one: only the new one is inserted.
+    let again = fire(first.fire_at);
+    let next = fire(now);
+    assert_eq!(
+        insert_many(&mut c, &[again.clone(), next.clone()]).unwrap(),
+        1
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Ids {
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Uuid>)]
+        ids: Vec<uuid::Uuid>,
+    }
+    let ids = diesel::sql_query(format!(
+        "SELECT array_agg(id ORDER BY fire_at) AS ids FROM runs WHERE job_id = '{job}'"
+    ))
+    .get_result::<Ids>(&mut c)
+    .unwrap()
+    .ids;
+    assert_eq!(ids, vec![first.id, next.id]);
+    assert!(first.id < next.id, "run ids are time-ordered (v7)");
 }

@@ -56,6 +56,8 @@ pub struct Execute(pub Handoff);
 
 struct InFlight {
     kind: String,
+    /// The job's name, for the run's events.
+    job: String,
     handle: Option<SpawnHandle>,
 }
 
@@ -122,6 +124,7 @@ impl Executor {
             run_id,
             InFlight {
                 kind: kind_name.clone(),
+                job: run.job_name.clone(),
                 handle: None,
             },
         );
@@ -226,10 +229,10 @@ impl Executor {
         }
         .instrument(span);
         let handle = ctx.spawn(fut.into_actor(self).map(move |ran, act, ctx| {
-            let kind = act
+            let (kind, job_name) = act
                 .in_flight
                 .remove(&run_id)
-                .map(|f| f.kind)
+                .map(|f| (f.kind, f.job))
                 .unwrap_or_default();
             metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(act.in_flight.len() as f64);
             let result = match ran {
@@ -237,6 +240,7 @@ impl Executor {
                 Ran::Deferred { until, reason } => {
                     act.done.push(Completion {
                         run_id,
+                        job_name,
                         state: RunState::Deferred,
                         defer_until: Some(until),
                         output: None,
@@ -253,6 +257,7 @@ impl Executor {
             let completion = match result {
                 Ok(output) => Completion {
                     run_id,
+                    job_name,
                     state: RunState::Succeeded,
                     defer_until: None,
                     output: Some(act.bounded(output)),
@@ -262,6 +267,7 @@ impl Executor {
                 },
                 Err(e) => Completion {
                     run_id,
+                    job_name,
                     state: if e.kind == "timeout" {
                         RunState::TimedOut
                     } else {
@@ -651,6 +657,7 @@ impl Handler<Execute> for Executor {
                 // Claimed but not started: give it back to wait (fenced; no attempt used).
                 self.done.push(Completion {
                     run_id: run.id,
+                    job_name: run.job_name,
                     state: RunState::Deferred,
                     defer_until: Some(self.deps.clock.now()),
                     output: None,

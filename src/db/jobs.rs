@@ -101,7 +101,7 @@ pub fn insert(
     };
     Ok(diesel::insert_into(jobs::table)
         .values(NewJob {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             name: &def.name,
             kind: &def.kind,
             payload: &def.payload,

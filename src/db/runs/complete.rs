@@ -1,6 +1,8 @@
 //! Fenced completion: the results of a batch recorded in one statement, only for runs still
 //! `running` on the reporting node, then each failed run's retry or dead letter.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -18,6 +20,8 @@ use crate::telemetry::events::{Event, Occurrence};
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub run_id: Uuid,
+    /// The run's job, as the executor claimed it (named in the run's events).
+    pub job_name: String,
     pub state: RunState,
     /// With `RunState::Deferred`: when the run is due again (it returns to waiting).
     pub defer_until: Option<DateTime<Utc>>,
@@ -37,6 +41,25 @@ pub(super) fn enqueue_events(
     let rows = routing.rows(events.iter().map(|o| (&o.event, &o.identity)));
     notifications::enqueue(conn, &rows)?;
     Ok(())
+}
+
+/// A run [`COMPLETE_SQL`] recorded; the job's policy only for a failed run (its retry).
+#[derive(QueryableByName)]
+struct Done {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    job_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    fire_at: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    attempt: i32,
+    #[diesel(sql_type = Int2)]
+    priority: i16,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    policy: Option<Value>,
 }
 
 #[derive(QueryableByName)]
@@ -59,7 +82,8 @@ pub(super) struct Recorded {
     pub(super) policy: Value,
 }
 
-/// The fenced completion of a batch ($1 ids, $2 states, $3 outputs, $4 error kinds, $5 messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
+/// The fenced completion of a batch (the job's policy is read only for a failed run: the
+/// executor names the job in the events; $1 ids, $2 states, $3 outputs, $4 error kinds, $5 messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
 pub const COMPLETE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8, $9) AS v(id, state, output, ek, em, defer, began)), \
              done AS ( \
                UPDATE runs SET state = v.state, output = v.output, \
@@ -72,7 +96,9 @@ pub const COMPLETE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, 
                       heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
                FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
                RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
-             SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id";
+             SELECT done.*, CASE WHEN done.state NOT IN ('succeeded', 'deferred') \
+                    THEN (SELECT j.policy FROM jobs j WHERE j.id = done.job_id) END AS policy \
+             FROM done";
 
 /// Records a batch of results in one transaction: a fenced update of every run, then the
 /// next attempt of each failed run that has a retry left.
@@ -108,7 +134,7 @@ pub fn complete(
     let began: Vec<Option<DateTime<Utc>>> = results.iter().map(|r| r.began_at).collect();
     conn.transaction::<_, DbError, _>(|conn| {
         // A deferred run goes back to waiting: no node, not started, due again later.
-        let recorded: Vec<Recorded> = diesel::sql_query(COMPLETE_SQL)
+        let recorded: Vec<Done> = diesel::sql_query(COMPLETE_SQL)
             .bind::<Array<SqlUuid>, _>(&ids)
             .bind::<Array<Text>, _>(&states)
             .bind::<Array<Nullable<Jsonb>>, _>(&outputs)
@@ -122,9 +148,23 @@ pub fn complete(
 
         let mut events = Vec::with_capacity(results.len());
         let mut retries = Vec::new();
-        for r in &recorded {
+        let mut done_ids = HashSet::with_capacity(recorded.len());
+        let by_id: HashMap<Uuid, &Completion> = results.iter().map(|c| (c.run_id, c)).collect();
+        for d in recorded {
+            let result = by_id.get(&d.id).copied();
+            let r = Recorded {
+                id: d.id,
+                job_id: d.job_id,
+                fire_at: d.fire_at,
+                attempt: d.attempt,
+                priority: d.priority,
+                state: d.state,
+                job_name: result.map(|c| c.job_name.clone()).unwrap_or_default(),
+                policy: d.policy.unwrap_or(Value::Null),
+            };
+            let r = &r;
+            done_ids.insert(r.id);
             if r.state == RunState::Deferred.as_str() {
-                let result = results.iter().find(|c| c.run_id == r.id);
                 events.push(Occurrence::new(
                     r.id,
                     Event::RunDeferred {
@@ -149,7 +189,6 @@ pub fn complete(
                 ));
                 continue;
             }
-            let result = results.iter().find(|c| c.run_id == r.id);
             events.push(Occurrence::new(
                 r.id,
                 Event::JobError {
@@ -167,7 +206,7 @@ pub fn complete(
             retry_or_fail(r, now, defaults, &mut retries, &mut events);
         }
         for id in &ids {
-            if !recorded.iter().any(|r| r.id == *id) {
+            if !done_ids.contains(id) {
                 events.push(Occurrence::new(id, Event::RunRefused { run_id: *id }));
             }
         }
