@@ -105,8 +105,8 @@ pub fn fire_due(
 
         let mut new_runs: Vec<NewRun> = Vec::new();
         let (mut upd_ids, mut upd_next, mut upd_state) = (Vec::new(), Vec::new(), Vec::new());
-        for job in &due {
-            let Some(def) = job.def(defaults) else {
+        for mut job in due {
+            let Some((schedule, policy)) = job.timing(defaults) else {
                 // A row that no longer parses (edited by hand?): park it, loudly.
                 tracing::error!(job = %job.name, "stored schedule does not parse; pausing the job");
                 upd_ids.push(job.id);
@@ -118,7 +118,7 @@ pub fn fire_due(
                 continue;
             };
             if let Some(d) = direct.as_ref() {
-                let grace = chrono::Duration::from_std(def.policy.misfire_grace)
+                let grace = chrono::Duration::from_std(policy.misfire_grace)
                     .unwrap_or(chrono::Duration::MAX);
                 let at_risk = due_at
                     .checked_add_signed(grace / 2)
@@ -134,16 +134,10 @@ pub fn fire_due(
                 next_fire_at,
                 missed,
                 failed,
-            } = plan::plan(
-                &def.schedule,
-                &def.policy,
-                due_at,
-                now,
-                busy.contains(&job.id),
-            );
+            } = plan::plan(&schedule, &policy, due_at, now, busy.contains(&job.id));
             let mut started_one = false;
             for r in planned {
-                let mut run = NewRun::planned(job, &r, now);
+                let mut run = NewRun::planned(&job, &r, now);
                 let idle = !busy.contains(&job.id) && !started_one;
                 if let Some(d) = direct.as_mut() {
                     if idle && d.slots > 0 && r.state == RunState::Pending && r.due_at <= now {
@@ -156,12 +150,13 @@ pub fn fire_due(
                             fire_at: run.fire_at,
                             attempt: run.attempt,
                             priority: job.priority,
+                            // One run per job starts here: its definition moves, not copied.
                             job_name: job.name.clone(),
-                            kind: job.kind.clone(),
-                            payload: job.payload.clone(),
-                            policy: job.policy.clone(),
-                            metadata: job.metadata.clone(),
-                            quota: job.quota.clone(),
+                            kind: std::mem::take(&mut job.kind),
+                            payload: std::mem::take(&mut job.payload),
+                            policy: std::mem::take(&mut job.policy),
+                            metadata: std::mem::take(&mut job.metadata),
+                            quota: std::mem::take(&mut job.quota),
                             lateness_ms: run.lateness_ms.unwrap_or(0),
                             timezone: job
                                 .schedule

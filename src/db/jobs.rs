@@ -47,19 +47,26 @@ pub struct Job {
 impl Job {
     /// The stored definition, parsed back (stored rows were validated when written).
     pub fn def(&self, defaults: &PolicyDefaults) -> Option<JobDef> {
-        let mut p = Problems::default();
-        let schedule = Schedule::parse(&self.schedule, "schedule", self.created_at, &mut p)?;
+        let (schedule, policy) = self.timing(defaults)?;
         Some(JobDef {
             name: self.name.clone(),
             kind: self.kind.clone(),
             payload: self.payload.clone(),
             schedule,
-            policy: Policy::from_stored(&self.policy, defaults),
+            policy,
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
             quota: serde_json::from_value(self.quota.clone()).unwrap_or_default(),
             paused: self.state == "paused",
         })
+    }
+
+    /// What a fire needs of the stored definition: the schedule and the policy (None when
+    /// the stored schedule no longer parses). The rest of [`Job::def`] is not copied.
+    pub fn timing(&self, defaults: &PolicyDefaults) -> Option<(Schedule, Policy)> {
+        let mut p = Problems::default();
+        let schedule = Schedule::parse(&self.schedule, "schedule", self.created_at, &mut p)?;
+        Some((schedule, Policy::from_stored(&self.policy, defaults)))
     }
 }
 
