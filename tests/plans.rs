@@ -279,3 +279,44 @@ fn the_run_insert_skips_a_fire_that_already_has_its_run() {
     assert_eq!(ids, vec![first.id, next.id]);
     assert!(first.id < next.id, "run ids are time-ordered (v7)");
 }
+
+/// The job and quota name rules hold in the database too (migration 000018 rewrote them
+/// without a bounded repetition, which cost every fire's job update): 1–128 characters, the
+/// first a lower-case letter or digit.
+#[test]
+fn the_name_rules_hold_in_the_database() {
+    let db = TestDb::migrated();
+    let mut c = db.conn();
+    let long = "a".repeat(128);
+    let too_long = "a".repeat(129);
+    for (name, ok) in [
+        ("a", true),
+        ("a.b_c-d9", true),
+        (long.as_str(), true),
+        (too_long.as_str(), false),
+        ("", false),
+        ("-a", false),
+        (".a", false),
+        ("aB", false),
+        ("a b", false),
+        ("a:b", false),
+    ] {
+        let job = diesel::sql_query(format!(
+            "INSERT INTO jobs (id, name, kind, schedule, policy) \
+             VALUES (gen_random_uuid(), '{name}', 'noop', '{{}}', '{{}}')"
+        ))
+        .execute(&mut c);
+        assert_eq!(job.is_ok(), ok, "job name {name:?}: {job:?}");
+    }
+    for (name, ok) in [
+        ("linkedin:messages", true),
+        (too_long.as_str(), false),
+        (":a", false),
+    ] {
+        let quota = diesel::sql_query(format!(
+            "INSERT INTO quotas (name, day_limit) VALUES ('{name}', 1)"
+        ))
+        .execute(&mut c);
+        assert_eq!(quota.is_ok(), ok, "quota name {name:?}: {quota:?}");
+    }
+}
