@@ -280,9 +280,9 @@ fn the_run_insert_skips_a_fire_that_already_has_its_run() {
     assert!(first.id < next.id, "run ids are time-ordered (v7)");
 }
 
-/// The job and quota name rules hold in the database too (migration 000018 rewrote them
-/// without a bounded repetition, which cost every fire's job update): 1–128 characters, the
-/// first a lower-case letter or digit.
+/// The job and quota name rules and the metadata size limit hold in the database too
+/// (migrations 000018 and 000019 rewrote them so that a fire's job update does not pay for
+/// them): names of 1–128 characters, the first a lower-case letter or digit.
 #[test]
 fn the_name_rules_hold_in_the_database() {
     let db = TestDb::migrated();
@@ -307,6 +307,52 @@ fn the_name_rules_hold_in_the_database() {
         ))
         .execute(&mut c);
         assert_eq!(job.is_ok(), ok, "job name {name:?}: {job:?}");
+    }
+    // Metadata: at most 8 KiB as JSON text (migration 000019: a trigger on writes that set
+    // it, not a CHECK that every fire's job update re-evaluated).
+    let meta = |bytes: usize| format!("jsonb_build_object('x', repeat('y', {bytes}))");
+    let insert = diesel::sql_query(format!(
+        "INSERT INTO jobs (id, name, kind, schedule, policy, metadata) \
+         VALUES (gen_random_uuid(), 'meta', 'noop', '{{}}', '{{}}', {})",
+        meta(8000)
+    ))
+    .execute(&mut c);
+    assert!(insert.is_ok(), "{insert:?}");
+    for (sql, ok) in [
+        (
+            format!(
+                "UPDATE jobs SET metadata = {} WHERE name = 'meta'",
+                meta(8200)
+            ),
+            false,
+        ),
+        (
+            "UPDATE jobs SET next_fire_at = now() WHERE name = 'meta'".to_string(),
+            true,
+        ),
+        (
+            format!(
+                "INSERT INTO jobs (id, name, kind, schedule, policy, metadata) \
+                  VALUES (gen_random_uuid(), 'meta2', 'noop', '{{}}', '{{}}', {})",
+                meta(9000)
+            ),
+            false,
+        ),
+    ] {
+        let r = diesel::sql_query(&sql).execute(&mut c);
+        assert_eq!(r.is_ok(), ok, "{sql}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                matches!(
+                    e,
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::CheckViolation,
+                        _
+                    )
+                ),
+                "{e:?}"
+            );
+        }
     }
     for (name, ok) in [
         ("linkedin:messages", true),
