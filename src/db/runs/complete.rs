@@ -62,6 +62,7 @@ struct Done {
     policy: Option<Value>,
 }
 
+/// A failed attempt, as the retry policy needs it (from a recorded batch or a rescue).
 #[derive(QueryableByName)]
 pub(super) struct Recorded {
     #[diesel(sql_type = SqlUuid)]
@@ -74,8 +75,6 @@ pub(super) struct Recorded {
     pub(super) attempt: i32,
     #[diesel(sql_type = Int2)]
     pub(super) priority: i16,
-    #[diesel(sql_type = Text)]
-    pub(super) state: String,
     #[diesel(sql_type = Text)]
     pub(super) job_name: String,
     #[diesel(sql_type = Jsonb)]
@@ -151,25 +150,15 @@ pub fn complete(
         let mut done_ids = HashSet::with_capacity(recorded.len());
         let by_id: HashMap<Uuid, &Completion> = results.iter().map(|c| (c.run_id, c)).collect();
         for d in recorded {
+            done_ids.insert(d.id);
             let result = by_id.get(&d.id).copied();
-            let r = Recorded {
-                id: d.id,
-                job_id: d.job_id,
-                fire_at: d.fire_at,
-                attempt: d.attempt,
-                priority: d.priority,
-                state: d.state,
-                job_name: result.map(|c| c.job_name.clone()).unwrap_or_default(),
-                policy: d.policy.unwrap_or(Value::Null),
-            };
-            let r = &r;
-            done_ids.insert(r.id);
-            if r.state == RunState::Deferred.as_str() {
+            let job = result.map_or("", |c| c.job_name.as_str());
+            if d.state == RunState::Deferred.as_str() {
                 events.push(Occurrence::new(
-                    r.id,
+                    d.id,
                     Event::RunDeferred {
-                        job: r.job_name.clone(),
-                        run_id: r.id,
+                        job: job.to_string(),
+                        run_id: d.id,
                         reason: result
                             .and_then(|c| c.error_message.clone())
                             .unwrap_or_default(),
@@ -178,23 +167,23 @@ pub fn complete(
                 ));
                 continue;
             }
-            if r.state == RunState::Succeeded.as_str() {
+            if d.state == RunState::Succeeded.as_str() {
                 events.push(Occurrence::new(
-                    r.id,
+                    d.id,
                     Event::JobExecuted {
-                        job: r.job_name.clone(),
-                        run_id: r.id,
-                        attempt: r.attempt,
+                        job: job.to_string(),
+                        run_id: d.id,
+                        attempt: d.attempt,
                     },
                 ));
                 continue;
             }
             events.push(Occurrence::new(
-                r.id,
+                d.id,
                 Event::JobError {
-                    job: r.job_name.clone(),
-                    run_id: r.id,
-                    attempt: r.attempt,
+                    job: job.to_string(),
+                    run_id: d.id,
+                    attempt: d.attempt,
                     kind: result
                         .and_then(|c| c.error_kind.clone())
                         .unwrap_or_default(),
@@ -203,7 +192,17 @@ pub fn complete(
                         .unwrap_or_default(),
                 },
             ));
-            retry_or_fail(r, now, defaults, &mut retries, &mut events);
+            // The retry policy shares its path with the zombie rescue's (`Recorded`).
+            let failed = Recorded {
+                id: d.id,
+                job_id: d.job_id,
+                fire_at: d.fire_at,
+                attempt: d.attempt,
+                priority: d.priority,
+                job_name: job.to_string(),
+                policy: d.policy.unwrap_or(Value::Null),
+            };
+            retry_or_fail(&failed, now, defaults, &mut retries, &mut events);
         }
         for id in &ids {
             if !done_ids.contains(id) {
