@@ -146,7 +146,7 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
     loop {
         if count(
             &mut c,
-            "SELECT (EXISTS (SELECT 1 FROM runs_open WHERE state IN ('pending', 'running') \
+            "SELECT (EXISTS (SELECT 1 FROM runs WHERE state IN ('pending', 'running') \
                              ORDER BY job_id LIMIT 1) \
                      OR EXISTS (SELECT 1 FROM jobs WHERE state = 'active' \
                                 ORDER BY next_fire_at LIMIT 1))::int::int8 AS n",
@@ -248,10 +248,9 @@ fn steady(pg: &ManagedCluster, tmp: &std::path::Path) {
             dead: i64,
         }
         let s: S = diesel::sql_query(
-            "SELECT sum(pg_table_size(relid))::int8 AS heap, \
-                    sum(pg_indexes_size(relid))::int8 AS indexes, \
-                    sum(n_live_tup)::int8 AS live, sum(n_dead_tup)::int8 AS dead \
-             FROM pg_stat_user_tables WHERE relname IN ('runs_open', 'runs_done')",
+            "SELECT pg_table_size('runs') AS heap, pg_indexes_size('runs') AS indexes, \
+                    n_live_tup AS live, n_dead_tup AS dead \
+             FROM pg_stat_user_tables WHERE relname = 'runs'",
         )
         .get_result(c)
         .unwrap();

@@ -40,32 +40,14 @@ fn hot_queries_use_indexes_at_100k_rows() {
     .execute(&mut c)
     .unwrap();
     diesel::sql_query(
-        "CREATE TEMP TABLE sample_runs AS \
-         WITH j AS (SELECT id, row_number() OVER (ORDER BY name) AS rn FROM jobs) \
-         SELECT gen_random_uuid() AS id, j.id AS job_id, now() - (g % 1000) * interval '1 minute' AS fire_at, \
-                CASE WHEN g > 100000 THEN 2 ELSE 1 END AS attempt, \
-                CASE WHEN g > 100000 THEN \
-                       CASE WHEN g % 100 < 5 THEN 'pending' WHEN g % 100 < 7 THEN 'running' ELSE 'deferred' END \
-                     WHEN g % 100 = 2 THEN 'failed' ELSE 'succeeded' END AS state, \
-                CASE WHEN g > 100000 AND g % 100 >= 7 THEN now() + (g % 1000) * interval '1 minute' \
-                     ELSE now() - (g % 1000) * interval '1 minute' END AS due_at, \
-                now() - (g % 1000) * interval '1 minute' AS queued_at, \
-                CASE WHEN g <= 100000 THEN now() - (g % 1000) * interval '1 minute' END AS finished_at \
-         FROM generate_series(1, 200000) g JOIN j ON j.rn = (g % 100000) + 1",
-    )
-    .execute(&mut c)
-    .unwrap();
-    // 100,000 finished runs, and 100,000 open ones as in a backlog a quota holds up: 5 %
-    // pending, 2 % running, the rest deferred to later.
-    diesel::sql_query(
-        "INSERT INTO runs_open (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
-         SELECT * FROM sample_runs WHERE state IN ('pending', 'running', 'deferred')",
-    )
-    .execute(&mut c)
-    .unwrap();
-    diesel::sql_query(
-        "INSERT INTO runs_done (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
-         SELECT * FROM sample_runs WHERE state NOT IN ('pending', 'running', 'deferred')",
+        "WITH j AS (SELECT id, row_number() OVER (ORDER BY name) AS rn FROM jobs) \
+         INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
+         SELECT gen_random_uuid(), j.id, now() - (g % 1000) * interval '1 minute', 1, \
+                CASE WHEN g % 100 = 0 THEN 'pending' WHEN g % 100 = 1 THEN 'running' \
+                     WHEN g % 100 = 2 THEN 'failed' ELSE 'succeeded' END, \
+                now() - (g % 1000) * interval '1 minute', now() - (g % 1000) * interval '1 minute', \
+                CASE WHEN g % 100 > 1 THEN now() - (g % 1000) * interval '1 minute' END \
+         FROM generate_series(1, 100000) g JOIN j ON j.rn = (g % 100000) + 1",
     )
     .execute(&mut c)
     .unwrap();
@@ -101,45 +83,29 @@ fn hot_queries_use_indexes_at_100k_rows() {
         .execute(&mut c)
         .unwrap();
     diesel::sql_query("ANALYZE jobs").execute(&mut c).unwrap();
-    // Autovacuum keeps the churning runs_open's visibility map fresh (migration 000020).
-    diesel::sql_query("VACUUM ANALYZE runs_open")
-        .execute(&mut c)
-        .unwrap();
-    diesel::sql_query("ANALYZE runs_done")
-        .execute(&mut c)
-        .unwrap();
+    diesel::sql_query("ANALYZE runs").execute(&mut c).unwrap();
     let job_id = diesel::sql_query("SELECT id::text AS id FROM jobs WHERE name = 'job-050000'")
         .get_result::<Id>(&mut c)
         .unwrap()
         .id;
-    let run_id =
-        diesel::sql_query("SELECT id::text AS id FROM runs_open WHERE state = 'running' LIMIT 1")
-            .get_result::<Id>(&mut c)
-            .unwrap()
-            .id;
+    let run_id = diesel::sql_query("SELECT id::text AS id FROM runs LIMIT 1")
+        .get_result::<Id>(&mut c)
+        .unwrap()
+        .id;
 
     use overseer::db::{fire, notifications, quotas, runs};
     let day = "date_trunc('day', now())";
     // The code's own statements: (name, SQL, parameter types, sample values).
-    let insert_types = "uuid[], uuid[], timestamptz[], int4[], text[], int2[], text[], int4[], \
-        timestamptz[], timestamptz[], timestamptz[], text[], text[], uuid[], timestamptz[], \
-        timestamptz[], int8[]";
     let own: Vec<(&str, &str, &str, String)> = vec![
         ("fire: move next_fire_at", fire::MOVE_NEXT_FIRE_SQL, "uuid[], timestamptz[], text[], timestamptz",
             format!("ARRAY['{job_id}'::uuid], ARRAY[now()], ARRAY['active'], now()")),
-        ("fire: insert the runs", runs::INSERT_OPEN_SQL, insert_types,
+        ("fire: insert the runs", runs::INSERT_SQL,
+            "uuid[], uuid[], timestamptz[], int4[], text[], int2[], text[], int4[], timestamptz[], \
+             timestamptz[], timestamptz[], text[], text[], uuid[], timestamptz[], timestamptz[], int8[]",
             format!("ARRAY[gen_random_uuid()], ARRAY['{job_id}'::uuid], ARRAY[now()], ARRAY[1], \
                      ARRAY['running'], ARRAY[5::int2], ARRAY['skip'], ARRAY[1], ARRAY[now()], ARRAY[now()], \
                      ARRAY[NULL::timestamptz], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY['{job_id}'::uuid], \
                      ARRAY[now()], ARRAY[now()], ARRAY[0::int8]")),
-        ("fire: insert missed runs", runs::INSERT_DONE_SQL, insert_types,
-            format!("ARRAY[gen_random_uuid()], ARRAY['{job_id}'::uuid], ARRAY[now()], ARRAY[1], \
-                     ARRAY['missed'], ARRAY[5::int2], ARRAY['skip'], ARRAY[3], ARRAY[now()], ARRAY[now()], \
-                     ARRAY[now()], ARRAY['misfire'], ARRAY[NULL::text], ARRAY[NULL::uuid], \
-                     ARRAY[NULL::timestamptz], ARRAY[NULL::timestamptz], ARRAY[NULL::int8]")),
-        ("cancel: a job's open runs", runs::CANCEL_OPEN_SQL, "uuid, timestamptz",
-            format!("'{job_id}', now()")),
-        ("prune: run tokens", runs::PRUNE_TOKENS_SQL, "", String::new()),
         ("dispatch: claim", runs::CLAIM_SQL, "uuid, timestamptz, bigint",
             format!("'{job_id}', now(), 64")),
         ("complete: fenced update", runs::COMPLETE_SQL,
@@ -185,11 +151,11 @@ fn hot_queries_use_indexes_at_100k_rows() {
     // Mirrors of statements written with diesel's query builder.
     let mirrored: Vec<(&str, String)> = vec![
         ("fire: due jobs (mirror)", "SELECT * FROM jobs WHERE state = 'active' AND next_fire_at <= now() ORDER BY next_fire_at LIMIT 500 FOR UPDATE SKIP LOCKED".into()),
-        ("fire: busy jobs (mirror)", format!("SELECT DISTINCT job_id FROM runs_open WHERE job_id = ANY(ARRAY['{job_id}'::uuid])")),
+        ("fire: busy jobs (mirror)", format!("SELECT DISTINCT job_id FROM runs WHERE job_id = ANY(ARRAY['{job_id}'::uuid]) AND state IN ('pending', 'running', 'deferred')")),
         ("scheduler: next due job (mirror)", "SELECT min(next_fire_at) FROM jobs WHERE state = 'active'".into()),
-        ("scheduler: next due run (mirror)", "SELECT min(due_at) FROM runs_open WHERE state = 'pending'".into()),
-        ("scheduler: pending/running counts (mirror)", "SELECT count(*) FROM runs_open WHERE state = 'pending'".into()),
-        ("heartbeat (mirror)", format!("UPDATE runs_open SET heartbeat_at = now() WHERE id = ANY(ARRAY['{run_id}'::uuid]) AND state = 'running' AND node_id = '{job_id}' RETURNING id")),
+        ("scheduler: next due run (mirror)", "SELECT min(due_at) FROM runs WHERE state = 'pending'".into()),
+        ("scheduler: pending/running counts (mirror)", "SELECT count(*) FROM runs WHERE state = 'pending'".into()),
+        ("heartbeat (mirror)", format!("UPDATE runs SET heartbeat_at = now() WHERE id = ANY(ARRAY['{run_id}'::uuid]) AND state = 'running' AND node_id = '{job_id}' RETURNING id")),
         ("api: runs of a job (mirror)", format!("SELECT * FROM runs WHERE job_id = '{job_id}' ORDER BY queued_at DESC, id DESC LIMIT 101")),
         ("api: runs by state (mirror)", "SELECT * FROM runs WHERE state = 'failed' ORDER BY queued_at DESC, id DESC LIMIT 101".into()),
         ("api: runs newest first (mirror)", "SELECT * FROM runs ORDER BY queued_at DESC, id DESC LIMIT 101".into()),
@@ -200,8 +166,9 @@ fn hot_queries_use_indexes_at_100k_rows() {
         ("api: jobs by tag (mirror)", "SELECT * FROM jobs WHERE tags @> ARRAY['tag-7'] AND tags <> '{}' ORDER BY name LIMIT 101".into()),
         ("api: job by name (mirror)", "SELECT * FROM jobs WHERE name = 'job-000042'".into()),
         ("requeue: latest attempt (mirror)", format!("SELECT max(attempt) FROM runs WHERE job_id = '{job_id}' AND fire_at = now()")),
-        ("scheduler: promote deferred (mirror)", "UPDATE runs_open SET state = 'pending' WHERE state = 'deferred' AND due_at <= now()".into()),
-        ("scheduler: next deferred run (mirror)", "SELECT min(due_at) FROM runs_open WHERE state = 'deferred'".into()),
+        ("cancel: pending runs of a job (mirror)", format!("UPDATE runs SET state = 'cancelled' WHERE job_id = '{job_id}' AND state IN ('pending', 'deferred')")),
+        ("scheduler: promote deferred (mirror)", "UPDATE runs SET state = 'pending' WHERE state = 'deferred' AND due_at <= now()".into()),
+        ("scheduler: next deferred run (mirror)", "SELECT min(due_at) FROM runs WHERE state = 'deferred'".into()),
         ("notifier: backlog (mirror)", "SELECT count(*) FROM notifications WHERE state = 'pending'".into()),
         ("api: notifications newest first (mirror)", "SELECT * FROM notifications ORDER BY created_at DESC, id DESC LIMIT 101".into()),
     ];
@@ -217,24 +184,13 @@ fn hot_queries_use_indexes_at_100k_rows() {
             .collect::<Vec<_>>()
             .join("\n");
         println!("-- {name}\n{text}\n");
-        // The gauges count each open state: counting the deferred runs that fill this
-        // backlog reads most of runs_open however it is planned — a cost that follows the
-        // open runs, never the history, so runs_open may be read whole there.
-        let tables: &[&str] = if *name == "gauges: the cluster's backlog" {
-            &["jobs", "runs_done", "notifications", "quota_usage"]
-        } else {
-            &[
-                "jobs",
-                "runs_open",
-                "runs_done",
-                "notifications",
-                "quota_usage",
-            ]
-        };
-        if tables.iter().any(|t| {
-            text.contains(&format!("Seq Scan on {t} "))
-                || text.ends_with(&format!("Seq Scan on {t}"))
-        }) {
+        if ["jobs", "runs", "notifications", "quota_usage"]
+            .iter()
+            .any(|t| {
+                text.contains(&format!("Seq Scan on {t} "))
+                    || text.ends_with(&format!("Seq Scan on {t}"))
+            })
+        {
             failures.push(format!("{name}:\n{text}"));
         }
     }
@@ -246,7 +202,7 @@ fn hot_queries_use_indexes_at_100k_rows() {
 }
 
 /// runs.job_id has no foreign key (migration 000017: its per-row check cost every fire); a
-/// job deleted by hand still takes its runs, open and finished, with it.
+/// job deleted by hand still takes its runs — and their run tokens — with it.
 #[test]
 fn a_job_deleted_by_hand_takes_its_runs_along() {
     let db = TestDb::migrated();
@@ -259,17 +215,11 @@ fn a_job_deleted_by_hand_takes_its_runs_along() {
     .execute(&mut c)
     .unwrap();
     diesel::sql_query(
-        "INSERT INTO runs_done (id, job_id, fire_at, attempt, state, due_at) \
+        "INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at) \
          SELECT gen_random_uuid(), j, now() - g * interval '1 hour', 1, 'succeeded', now() \
          FROM unnest(ARRAY['00000000-0000-4000-8000-000000000001', \
                            '00000000-0000-4000-8000-000000000002']::uuid[]) j, \
               generate_series(1, 3) g",
-    )
-    .execute(&mut c)
-    .unwrap();
-    diesel::sql_query(
-        "INSERT INTO runs_open (id, job_id, fire_at, attempt, state, due_at) \
-         VALUES (gen_random_uuid(), '00000000-0000-4000-8000-000000000001', now(), 1, 'pending', now())",
     )
     .execute(&mut c)
     .unwrap();
@@ -294,7 +244,7 @@ fn a_job_deleted_by_hand_takes_its_runs_along() {
 }
 
 /// The run insert skips a (job, fire, attempt) that already has its run — an anti-join, not
-/// `ON CONFLICT` (db::runs::INSERT_OPEN_SQL), looking in both tables — and inserts the rest of the batch.
+/// `ON CONFLICT` (db::runs::INSERT_SQL) — and inserts the rest of the batch.
 #[test]
 fn the_run_insert_skips_a_fire_that_already_has_its_run() {
     use overseer::db::runs::{insert_many, NewRun};
@@ -328,37 +278,6 @@ fn the_run_insert_skips_a_fire_that_already_has_its_run() {
     .ids;
     assert_eq!(ids, vec![first.id, next.id]);
     assert!(first.id < next.id, "run ids are time-ordered (v7)");
-    // A fire whose run is finished (in runs_done, not runs_open) is skipped too.
-    diesel::sql_query(format!(
-        "WITH gone AS (DELETE FROM runs_open WHERE id = '{}' RETURNING *) \
-         INSERT INTO runs_done SELECT id, job_id, fire_at, attempt, 'succeeded', node_id, priority, \
-           overlap, covers, queued_at, due_at, started_at, heartbeat_at, now(), error_kind, \
-           error_message, output, lateness_ms, progress, progress_at, began_at FROM gone",
-        first.id
-    ))
-    .execute(&mut c)
-    .unwrap();
-    assert_eq!(insert_many(&mut c, &[fire(first.fire_at)]).unwrap(), 0);
-    // A missed run goes straight to the history.
-    let mut missed = fire(now + chrono::Duration::hours(1));
-    missed.state = "missed".into();
-    missed.finished_at = Some(now);
-    assert_eq!(
-        insert_many(&mut c, std::slice::from_ref(&missed)).unwrap(),
-        1
-    );
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let done = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM runs_done WHERE job_id = '{job}'"
-    ))
-    .get_result::<N>(&mut c)
-    .unwrap()
-    .n;
-    assert_eq!(done, 2);
 }
 
 /// The job and quota name rules and the metadata size limit hold in the database too

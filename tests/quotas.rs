@@ -264,7 +264,7 @@ fn runs_over_quota_are_deferred_once_notified_and_resume() {
         put(&o, "site:actions", json!({"limits": {"day": 3}})).status,
         200
     );
-    diesel::sql_query("UPDATE runs_open SET due_at = now() WHERE state = 'deferred'")
+    diesel::sql_query("UPDATE runs SET due_at = now() WHERE state = 'deferred'")
         .execute(&mut db.conn())
         .unwrap();
     wait_for("all three succeeded", T, || {

@@ -225,7 +225,7 @@ fn a_stale_heartbeat_is_a_zombie_and_the_local_worker_is_cancelled() {
     // Freeze its heartbeat in the past (as a frozen event loop would), until the sweep sees it.
     wait_for("heartbeat_timeout rescue", T, || {
         diesel::sql_query(
-            "UPDATE runs_open SET heartbeat_at = now() - interval '1 hour' WHERE state = 'running' AND attempt = 1",
+            "UPDATE runs SET heartbeat_at = now() - interval '1 hour' WHERE state = 'running' AND attempt = 1",
         )
         .execute(&mut db.conn())
         .unwrap();

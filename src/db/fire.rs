@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::jobs::{next_due, Job};
 use super::runs::{Claimed, NewRun};
-use super::schema::{jobs, runs_open};
+use super::schema::{jobs, runs};
 use super::{notifications, DbError};
 use crate::jobs::plan::{self, FirePlan};
 use crate::jobs::policy::PolicyDefaults;
@@ -94,10 +94,10 @@ pub fn fire_due(
             return Ok(out);
         }
         let ids: Vec<Uuid> = due.iter().map(|j| j.id).collect();
-        // Every row of runs_open is an open run (pending, running or deferred).
-        let busy: HashSet<Uuid> = runs_open::table
-            .filter(runs_open::job_id.eq_any(&ids))
-            .select(runs_open::job_id)
+        let busy: HashSet<Uuid> = runs::table
+            .filter(runs::job_id.eq_any(&ids))
+            .filter(runs::state.eq_any(["pending", "running", "deferred"]))
+            .select(runs::job_id)
             .distinct()
             .load::<Uuid>(conn)?
             .into_iter()

@@ -69,7 +69,7 @@ pub fn silent_with_running_runs(
         n: i64,
     }
     Ok(diesel::sql_query(
-        "SELECT count(DISTINCT r.node_id) AS n FROM runs_open r LEFT JOIN nodes n ON n.id = r.node_id \
+        "SELECT count(DISTINCT r.node_id) AS n FROM runs r LEFT JOIN nodes n ON n.id = r.node_id \
          WHERE r.state = 'running' \
            AND (n.id IS NULL OR n.stopped_at IS NOT NULL \
                 OR n.last_seen < now() - $1 * interval '1 millisecond')",

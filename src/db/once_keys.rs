@@ -62,7 +62,7 @@ pub fn enter(
         }
         let holder: Holder = diesel::sql_query(
             "SELECT k.state, k.run_id, k.attempt, \
-                    EXISTS (SELECT 1 FROM runs_open r WHERE r.id = k.run_id AND r.state = 'running' \
+                    EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.state = 'running' \
                             AND r.attempt = k.attempt) AS live \
              FROM once_keys k WHERE k.job_id = $1 AND k.key = $2 FOR UPDATE",
         )
@@ -160,7 +160,7 @@ pub fn list(
     Ok(diesel::sql_query(
         "SELECT k.key, \
                 CASE WHEN k.state = 'done' THEN 'done' \
-                     WHEN EXISTS (SELECT 1 FROM runs_open r WHERE r.id = k.run_id AND r.state = 'running' \
+                     WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.state = 'running' \
                                   AND r.attempt = k.attempt) THEN 'running' \
                      ELSE 'uncertain' END AS state, \
                 k.run_id, k.attempt, k.started_at, k.finished_at \

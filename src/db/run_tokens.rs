@@ -61,7 +61,7 @@ pub fn revoke(conn: &mut PgConnection, run_id: Uuid) -> Result<(), DbError> {
 pub fn lookup(conn: &mut PgConnection, token_hash: &str) -> Result<Option<RunGrant>, DbError> {
     let found: Vec<RunGrant> = diesel::sql_query(
         "SELECT t.run_id, r.job_id, j.name AS job_name, t.attempt, t.quotas \
-         FROM run_tokens t JOIN runs_open r ON r.id = t.run_id JOIN jobs j ON j.id = r.job_id \
+         FROM run_tokens t JOIN runs r ON r.id = t.run_id JOIN jobs j ON j.id = r.job_id \
          WHERE t.token_hash = $1 AND r.state = 'running' AND r.attempt = t.attempt",
     )
     .bind::<Text, _>(token_hash)

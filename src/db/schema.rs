@@ -34,62 +34,8 @@ diesel::table! {
     }
 }
 
-// `runs` is a view of `runs_open` (pending, running, deferred) and `runs_done` (finished):
-// read through it; write to the tables.
 diesel::table! {
     runs (id) {
-        id -> Uuid,
-        job_id -> Uuid,
-        fire_at -> Timestamptz,
-        attempt -> Int4,
-        state -> Text,
-        node_id -> Nullable<Uuid>,
-        priority -> Int2,
-        overlap -> Text,
-        covers -> Int4,
-        queued_at -> Timestamptz,
-        due_at -> Timestamptz,
-        started_at -> Nullable<Timestamptz>,
-        heartbeat_at -> Nullable<Timestamptz>,
-        finished_at -> Nullable<Timestamptz>,
-        error_kind -> Nullable<Text>,
-        error_message -> Nullable<Text>,
-        output -> Nullable<Jsonb>,
-        lateness_ms -> Nullable<Int8>,
-        progress -> Nullable<Text>,
-        progress_at -> Nullable<Timestamptz>,
-        began_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    runs_open (id) {
-        id -> Uuid,
-        job_id -> Uuid,
-        fire_at -> Timestamptz,
-        attempt -> Int4,
-        state -> Text,
-        node_id -> Nullable<Uuid>,
-        priority -> Int2,
-        overlap -> Text,
-        covers -> Int4,
-        queued_at -> Timestamptz,
-        due_at -> Timestamptz,
-        started_at -> Nullable<Timestamptz>,
-        heartbeat_at -> Nullable<Timestamptz>,
-        finished_at -> Nullable<Timestamptz>,
-        error_kind -> Nullable<Text>,
-        error_message -> Nullable<Text>,
-        output -> Nullable<Jsonb>,
-        lateness_ms -> Nullable<Int8>,
-        progress -> Nullable<Text>,
-        progress_at -> Nullable<Timestamptz>,
-        began_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    runs_done (id) {
         id -> Uuid,
         job_id -> Uuid,
         fire_at -> Timestamptz,
@@ -135,12 +81,9 @@ diesel::table! {
 }
 
 diesel::joinable!(runs -> jobs (job_id));
-diesel::joinable!(runs_open -> jobs (job_id));
 diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     runs,
-    runs_done,
-    runs_open,
     nodes,
     idempotency_keys,
     leader_lease,

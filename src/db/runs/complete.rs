@@ -81,36 +81,23 @@ pub(super) struct Recorded {
     pub(super) policy: Value,
 }
 
-/// The fenced completion of a batch ($1 ids, $2 states, $3 outputs, $4 error kinds, $5
-/// messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
-/// A finished run leaves `runs_open` and its history row is inserted into `runs_done`, whole
-/// and once; a deferred one (refused by a quota) stays open, waiting again. The job's policy
-/// is read only for a failed run (its retry); the executor names the job in the events.
+/// The fenced completion of a batch (the job's policy is read only for a failed run: the
+/// executor names the job in the events; $1 ids, $2 states, $3 outputs, $4 error kinds, $5 messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
 pub const COMPLETE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8, $9) AS v(id, state, output, ek, em, defer, began)), \
-             waiting AS ( \
-               UPDATE runs_open r SET state = 'deferred', output = v.output, \
-                      error_kind = v.ek, error_message = v.em, due_at = COALESCE(v.defer, r.due_at), \
-                      node_id = NULL, started_at = NULL, heartbeat_at = NULL, began_at = NULL \
-               FROM v WHERE v.state = 'deferred' AND r.id = v.id AND r.state = 'running' AND r.node_id = $7 \
-               RETURNING r.id, r.job_id, r.fire_at, r.attempt, r.priority, r.state), \
-             gone AS ( \
-               DELETE FROM runs_open r USING v \
-               WHERE v.state <> 'deferred' AND r.id = v.id AND r.state = 'running' AND r.node_id = $7 \
-               RETURNING r.id, r.job_id, r.fire_at, r.attempt, v.state, r.node_id, r.priority, r.overlap, \
-                 r.covers, r.queued_at, r.due_at, r.started_at, r.heartbeat_at, v.ek, v.em, v.output, \
-                 r.lateness_ms, r.progress, r.progress_at, v.began), \
              done AS ( \
-               INSERT INTO runs_done (id, job_id, fire_at, attempt, state, node_id, priority, overlap, \
-                 covers, queued_at, due_at, started_at, heartbeat_at, finished_at, error_kind, \
-                 error_message, output, lateness_ms, progress, progress_at, began_at) \
-               SELECT id, job_id, fire_at, attempt, state, node_id, priority, overlap, covers, \
-                 queued_at, due_at, started_at, heartbeat_at, $6, ek, em, output, lateness_ms, \
-                 progress, progress_at, began FROM gone \
-               RETURNING id, job_id, fire_at, attempt, priority, state), \
-             recorded AS (SELECT * FROM done UNION ALL SELECT * FROM waiting) \
-             SELECT recorded.*, CASE WHEN recorded.state <> 'succeeded' AND recorded.state <> 'deferred' \
-                    THEN (SELECT j.policy FROM jobs j WHERE j.id = recorded.job_id) END AS policy \
-             FROM recorded";
+               UPDATE runs SET state = v.state, output = v.output, \
+                      error_kind = v.ek, error_message = v.em, \
+                      finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
+                      began_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE v.began END, \
+                      due_at = COALESCE(v.defer, runs.due_at), \
+                      node_id = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.node_id END, \
+                      started_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.started_at END, \
+                      heartbeat_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE runs.heartbeat_at END \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' AND runs.node_id = $7 \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+             SELECT done.*, CASE WHEN done.state NOT IN ('succeeded', 'deferred') \
+                    THEN (SELECT j.policy FROM jobs j WHERE j.id = done.job_id) END AS policy \
+             FROM done";
 
 /// Records a batch of results in one transaction: a fenced update of every run, then the
 /// next attempt of each failed run that has a retry left.

@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Int2, Int4, Jsonb, Text, Timestamptz, Uuid as Sq
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::schema::runs_open as runs;
+use crate::db::schema::runs;
 use crate::db::DbError;
 
 /// A run handed to an executor, with what it needs from its job.
@@ -209,20 +209,20 @@ pub fn running_on(conn: &mut PgConnection, node: Uuid) -> Result<Vec<Uuid>, DbEr
 
 /// The claim statement ($1 node, $2 now, $3 limit); `tests/plans.rs` EXPLAINs it.
 pub const CLAIM_SQL: &str = "WITH picked AS ( \
-           SELECT r.id FROM runs_open r \
+           SELECT r.id FROM runs r \
            WHERE r.state = 'pending' AND r.due_at <= $2 \
              AND (r.overlap <> 'queue' OR ( \
-                   NOT EXISTS (SELECT 1 FROM runs_open x WHERE x.job_id = r.job_id AND x.state = 'running') \
-                   AND r.id = (SELECT y.id FROM runs_open y WHERE y.job_id = r.job_id AND y.state = 'pending' \
+                   NOT EXISTS (SELECT 1 FROM runs x WHERE x.job_id = r.job_id AND x.state = 'running') \
+                   AND r.id = (SELECT y.id FROM runs y WHERE y.job_id = r.job_id AND y.state = 'pending' \
                                ORDER BY y.due_at, y.fire_at, y.attempt LIMIT 1))) \
            ORDER BY r.priority DESC, r.due_at \
            LIMIT $3 \
            FOR UPDATE SKIP LOCKED \
          ), claimed AS ( \
-           UPDATE runs_open SET state = 'running', node_id = $1, started_at = $2, heartbeat_at = $2, \
-                  lateness_ms = GREATEST(0, (EXTRACT(EPOCH FROM ($2 - runs_open.due_at)) * 1000)::bigint) \
-           FROM picked WHERE runs_open.id = picked.id \
-           RETURNING runs_open.id, runs_open.job_id, runs_open.fire_at, runs_open.attempt, runs_open.priority, runs_open.lateness_ms \
+           UPDATE runs SET state = 'running', node_id = $1, started_at = $2, heartbeat_at = $2, \
+                  lateness_ms = GREATEST(0, (EXTRACT(EPOCH FROM ($2 - runs.due_at)) * 1000)::bigint) \
+           FROM picked WHERE runs.id = picked.id \
+           RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.lateness_ms \
          ) \
          SELECT c.id, c.job_id, c.fire_at, c.attempt, c.priority, c.lateness_ms, \
                 j.name AS job_name, j.kind, j.payload, j.policy, j.metadata, j.quota, \

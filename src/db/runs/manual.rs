@@ -6,15 +6,15 @@ use uuid::Uuid;
 
 use super::*;
 use crate::db::jobs::Job;
-use crate::db::schema::{runs, runs_done, runs_open};
+use crate::db::schema::runs;
 use crate::db::DbError;
 
 /// A run now (`trigger`): a fire at `now`, attempt 1.
 pub fn trigger(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>) -> Result<Run, DbError> {
     let new = NewRun::pending(job.id, job.priority, &job.overlap, now, 1, now, now);
-    Ok(diesel::insert_into(runs_open::table)
+    Ok(diesel::insert_into(runs::table)
         .values(&new)
-        .returning(runs_open::all_columns)
+        .returning(Run::as_returning())
         .get_result(conn)?)
 }
 
@@ -37,23 +37,12 @@ impl From<diesel::result::Error> for RequeueError {
 /// Requeues a dead letter: a new attempt of the same fire, due now.
 pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<Run, RequeueError> {
     conn.transaction::<_, RequeueError, _>(|conn| {
-        // A dead letter is finished: it is in the history (`FOR UPDATE` serialises two
-        // requeues of it; a run still open is not found there, and not dead).
-        let Some(run) = runs_done::table
+        let run: Run = runs::table
             .find(id)
-            .select(runs_done::all_columns)
+            .select(Run::as_select())
             .for_update()
-            .first::<Run>(conn)
-            .optional()
-            .map_err(DbError::from)?
-        else {
-            let open: Run = runs::table
-                .find(id)
-                .select(Run::as_select())
-                .first(conn)
-                .map_err(DbError::from)?;
-            return Err(RequeueError::NotDead(open.state));
-        };
+            .first(conn)
+            .map_err(DbError::from)?;
         if !["failed", "timed_out", "zombie", "missed"].contains(&run.state.as_str()) {
             return Err(RequeueError::NotDead(run.state));
         }
@@ -76,9 +65,9 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
             now,
             now,
         );
-        Ok(diesel::insert_into(runs_open::table)
+        Ok(diesel::insert_into(runs::table)
             .values(&new)
-            .returning(runs_open::all_columns)
+            .returning(Run::as_returning())
             .get_result(conn)
             .map_err(DbError::from)?)
     })
@@ -93,19 +82,16 @@ pub fn cancel_open(
     job_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<usize, DbError> {
-    Ok(diesel::sql_query(CANCEL_OPEN_SQL)
-        .bind::<diesel::sql_types::Uuid, _>(job_id)
-        .bind::<diesel::sql_types::Timestamptz, _>(now)
-        .execute(conn)?)
+    Ok(diesel::update(
+        runs::table
+            .filter(runs::job_id.eq(job_id))
+            .filter(runs::state.eq_any(["pending", "deferred", "running"])),
+    )
+    .set((
+        runs::state.eq("cancelled"),
+        runs::finished_at.eq(now),
+        runs::error_kind.eq("job_cancelled"),
+        runs::error_message.eq("the job was cancelled"),
+    ))
+    .execute(conn)?)
 }
-
-/// A job's open runs, moved to the history as `cancelled` ($1 job, $2 now); `tests/plans.rs`
-/// EXPLAINs it.
-pub const CANCEL_OPEN_SQL: &str =
-    "WITH gone AS (DELETE FROM runs_open WHERE job_id = $1 RETURNING *) \
-         INSERT INTO runs_done (id, job_id, fire_at, attempt, state, node_id, priority, overlap, \
-           covers, queued_at, due_at, started_at, heartbeat_at, finished_at, error_kind, \
-           error_message, output, lateness_ms, progress, progress_at, began_at) \
-         SELECT id, job_id, fire_at, attempt, 'cancelled', node_id, priority, overlap, covers, \
-           queued_at, due_at, started_at, heartbeat_at, $2, 'job_cancelled', \
-           'the job was cancelled', output, lateness_ms, progress, progress_at, began_at FROM gone";

@@ -1,10 +1,6 @@
-//! The run history. An open run (pending, running, deferred) is a row of `runs_open`; the
-//! statement that records its result deletes it there and inserts the finished row into
-//! `runs_done`, which is never updated — so each run is written once into its history, and
-//! the hot table stays small. `runs` is a view of both: reads go through it, writes name the
-//! table. Claims (pending → running) and completions (running → finished) are single
-//! set-based statements; completions are **fenced**: only the node that holds the run,
-//! while it is still `running`, can record its result.
+//! The `runs` table: the execution history. Claims (pending → running) and completions
+//! (running → terminal) are single set-based statements; completions are **fenced**: only
+//! the node that holds the run, while it is still `running`, can record its result.
 //!
 //! One file per way a run changes hands: `dispatch` (claims, the hand-off to an executor,
 //! hand-backs, heartbeats), `complete` (fenced results and retries), `rescue` (zombies),
@@ -21,10 +17,8 @@ pub use dispatch::{
     claim, hand_back, heartbeat, promote_deferred, running_on, wait_for_hand_backs, Claimed,
     Handoff, CLAIM_SQL,
 };
-pub use manual::{cancel_open, requeue, trigger, RequeueError, CANCEL_OPEN_SQL};
-pub use prune::{
-    prune, prune_batch_exclusive, prune_tokens, PRUNE_LOCK, PRUNE_SQL, PRUNE_TOKENS_SQL,
-};
+pub use manual::{cancel_open, requeue, trigger, RequeueError};
+pub use prune::{prune, prune_batch_exclusive, PRUNE_LOCK, PRUNE_SQL};
 pub use rescue::{rescue_zombies, running, RunningRun, RESCUE_SQL, RUNNING_SQL};
 
 use chrono::{DateTime, Utc};
@@ -34,7 +28,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::jobs::Job;
-use crate::db::schema::{runs, runs_done, runs_open};
+use crate::db::schema::runs;
 use crate::db::DbError;
 use crate::jobs::plan::PlannedRun;
 use crate::jobs::run_state::RunState;
@@ -75,7 +69,7 @@ pub struct Run {
 }
 
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = runs_open)]
+#[diesel(table_name = runs)]
 pub struct NewRun {
     /// A time-ordered UUID (v7): each batch's new keys land at the right edge of the primary
     /// key's B-tree instead of on random pages.
@@ -162,14 +156,18 @@ impl NewRun {
     }
 }
 
-/// The insert of a batch of runs into `$table` ($1..$17: one array per column, in
-/// [`NewRun`]'s order), skipping any whose (job, fire, attempt) exists in either table.
-macro_rules! insert_sql {
-    ($table:literal) => {
-        concat!(
-            "INSERT INTO ",
-            $table,
-            " (id, job_id, fire_at, attempt, state, priority, \
+/// Inserts runs ($1..$17: one array per column, in [`NewRun`]'s order), skipping any whose
+/// (job, fire, attempt) exists. One statement text for every batch size: PostgreSQL parses
+/// and plans it once per connection, where a multi-row VALUES list with a bind parameter
+/// per cell (17,000 for 1,000 runs) was parsed anew for every batch.
+///
+/// The skip is an anti-join, not `ON CONFLICT DO NOTHING`: a speculative insertion costs
+/// every row an extra probe of the unique index and a WAL record (17 % of the insert's time,
+/// measured). The unique key still guards exactly-once: every writer of a run holds what
+/// decides its key (the job row's lock for a fire, the fenced run for a retry), so a
+/// concurrent duplicate cannot get past the anti-join; were one to, the transaction fails
+/// on the key and is tried again, never recording a second run.
+pub const INSERT_SQL: &str = "INSERT INTO runs (id, job_id, fire_at, attempt, state, priority, \
        overlap, covers, queued_at, due_at, finished_at, error_kind, error_message, node_id, \
        started_at, heartbeat_at, lateness_ms) \
      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int4[], $5::text[], \
@@ -178,50 +176,20 @@ macro_rules! insert_sql {
        $16::timestamptz[], $17::int8[]) \
        AS n(id, job_id, fire_at, attempt, state, priority, overlap, covers, queued_at, due_at, \
          finished_at, error_kind, error_message, node_id, started_at, heartbeat_at, lateness_ms) \
-     WHERE NOT EXISTS (SELECT 1 FROM runs_open r \
-       WHERE r.job_id = n.job_id AND r.fire_at = n.fire_at AND r.attempt = n.attempt) \
-       AND NOT EXISTS (SELECT 1 FROM runs_done r \
-       WHERE r.job_id = n.job_id AND r.fire_at = n.fire_at AND r.attempt = n.attempt)"
-        )
-    };
-}
+     WHERE NOT EXISTS (SELECT 1 FROM runs r \
+       WHERE r.job_id = n.job_id AND r.fire_at = n.fire_at AND r.attempt = n.attempt)";
 
-/// Inserts open runs (pending or running: a fire, a retry, a trigger). One statement text
-/// for every batch size: PostgreSQL parses and plans it once per connection, where a
-/// multi-row VALUES list with a bind parameter per cell (17,000 for 1,000 runs) was parsed
-/// anew for every batch.
-///
-/// The skip is an anti-join, not `ON CONFLICT DO NOTHING`: a speculative insertion costs
-/// every row an extra probe of the unique index and a WAL record (17 % of the insert's time,
-/// measured). The exactly-once key is unique in each table, and the anti-join looks in
-/// both: every writer of a run holds what decides its key (the job row's lock for a fire,
-/// the fenced run for a retry), so a concurrent duplicate cannot get past it; were one to
-/// reach `runs_open`, the transaction fails on the key and is tried again, never recording
-/// a second run.
-pub const INSERT_OPEN_SQL: &str = insert_sql!("runs_open");
-
-/// Inserts runs that are finished when planned (a `missed` fire), straight into the history.
-pub const INSERT_DONE_SQL: &str = insert_sql!("runs_done");
-
-/// Inserts `rows` (each into `runs_open` or, finished already, `runs_done`); returns how many
-/// were new.
+/// Inserts `rows` with [`INSERT_SQL`]; returns how many were new.
 pub fn insert_many(conn: &mut PgConnection, rows: &[NewRun]) -> Result<usize, DbError> {
-    let (done, open): (Vec<&NewRun>, Vec<&NewRun>) = rows
-        .iter()
-        .partition(|r| RunState::parse(&r.state).is_some_and(RunState::is_terminal));
-    Ok(insert_into(conn, INSERT_OPEN_SQL, &open)? + insert_into(conn, INSERT_DONE_SQL, &done)?)
-}
-
-fn insert_into(conn: &mut PgConnection, sql: &str, rows: &[&NewRun]) -> Result<usize, DbError> {
     use diesel::sql_types::Uuid as SqlUuid;
     use diesel::sql_types::{Array, BigInt, Int2, Int4, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(0);
     }
-    fn col<T: Clone>(rows: &[&NewRun], f: impl Fn(&NewRun) -> T) -> Vec<T> {
-        rows.iter().map(|r| f(r)).collect()
+    fn col<T: Clone>(rows: &[NewRun], f: impl Fn(&NewRun) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
     }
-    Ok(diesel::sql_query(sql)
+    Ok(diesel::sql_query(INSERT_SQL)
         .bind::<Array<SqlUuid>, _>(col(rows, |r| r.id))
         .bind::<Array<SqlUuid>, _>(col(rows, |r| r.job_id))
         .bind::<Array<Timestamptz>, _>(col(rows, |r| r.fire_at))
@@ -284,13 +252,13 @@ pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Ru
 
 /// The earliest due time of a pending or deferred run (the scheduler sleeps until then).
 pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
-    let pending = runs_open::table
-        .filter(runs_open::state.eq("pending"))
-        .select(diesel::dsl::min(runs_open::due_at))
+    let pending = runs::table
+        .filter(runs::state.eq("pending"))
+        .select(diesel::dsl::min(runs::due_at))
         .first::<Option<DateTime<Utc>>>(conn)?;
-    let deferred = runs_open::table
-        .filter(runs_open::state.eq("deferred"))
-        .select(diesel::dsl::min(runs_open::due_at))
+    let deferred = runs::table
+        .filter(runs::state.eq("deferred"))
+        .select(diesel::dsl::min(runs::due_at))
         .first::<Option<DateTime<Utc>>>(conn)?;
     Ok(pending.into_iter().chain(deferred).min())
 }
@@ -299,10 +267,10 @@ pub fn next_pending_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>
 /// oldest due pending run has waited (seconds), open circuits; `tests/plans.rs` EXPLAINs it
 /// (each count is an index-only scan of a partial index).
 pub const BACKLOG_SQL: &str = "SELECT \
-       (SELECT count(*) FROM runs_open WHERE state = 'pending') AS pending, \
-       (SELECT count(*) FROM runs_open WHERE state = 'running') AS running, \
-       (SELECT count(*) FROM runs_open WHERE state = 'deferred') AS deferred, \
-       (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(due_at)), 0)::float8 FROM runs_open \
+       (SELECT count(*) FROM runs WHERE state = 'pending') AS pending, \
+       (SELECT count(*) FROM runs WHERE state = 'running') AS running, \
+       (SELECT count(*) FROM runs WHERE state = 'deferred') AS deferred, \
+       (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(due_at)), 0)::float8 FROM runs \
           WHERE state = 'pending' AND due_at <= now()) AS oldest_due, \
        (SELECT count(*) FROM circuits WHERE state = 'open') AS circuits_open";
 
@@ -325,17 +293,10 @@ pub fn backlog(conn: &mut PgConnection) -> Result<Backlog, DbError> {
 }
 
 pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, DbError> {
-    Ok(if state.is_terminal() {
-        runs_done::table
-            .filter(runs_done::state.eq(state.as_str()))
-            .count()
-            .get_result(conn)?
-    } else {
-        runs_open::table
-            .filter(runs_open::state.eq(state.as_str()))
-            .count()
-            .get_result(conn)?
-    })
+    Ok(runs::table
+        .filter(runs::state.eq(state.as_str()))
+        .count()
+        .get_result(conn)?)
 }
 
 /// Records a running run's progress note (and counts as a heartbeat). False when the run is
@@ -347,7 +308,7 @@ pub fn progress(
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
     let n = diesel::sql_query(
-        "UPDATE runs_open SET progress = $2, progress_at = $3, heartbeat_at = $3 \
+        "UPDATE runs SET progress = $2, progress_at = $3, heartbeat_at = $3 \
          WHERE id = $1 AND state = 'running'",
     )
     .bind::<diesel::sql_types::Uuid, _>(run_id)
@@ -374,7 +335,7 @@ pub const ACTIVITY_SQL: &str =
     "SELECT date_trunc(CASE WHEN $2 THEN 'hour' ELSE 'minute' END, finished_at) AS at, \
                 count(*) AS finished, \
                 count(*) FILTER (WHERE state IN ('failed', 'timed_out', 'zombie')) AS failed \
-         FROM runs_done WHERE finished_at >= $1 GROUP BY 1 ORDER BY 1";
+         FROM runs WHERE finished_at IS NOT NULL AND finished_at >= $1 GROUP BY 1 ORDER BY 1";
 
 /// Runs finished since `since`, per `minute` or `hour` (buckets without runs are absent).
 pub fn activity(

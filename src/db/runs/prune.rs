@@ -1,4 +1,4 @@
-//! History retention: old finished runs deleted from `runs_done` in batches (leader only, under an advisory
+//! History retention: old terminal runs deleted in batches (leader only, under an advisory
 //! lock).
 
 use chrono::{DateTime, Utc};
@@ -31,15 +31,13 @@ pub fn prune_batch_exclusive(
         if !lock.got {
             return Ok(None);
         }
-        let n = prune(c, now, retention, failed_retention, batch)?;
-        prune_tokens(c)?;
-        Ok(Some(n))
+        prune(c, now, retention, failed_retention, batch).map(Some)
     })
 }
 
 /// One batch of the run history's pruning ($1 success cutoff, $2 failure cutoff, $3 batch); `tests/plans.rs` EXPLAINs it.
-pub const PRUNE_SQL: &str = "DELETE FROM runs_done WHERE id IN ( \
-           SELECT id FROM runs_done WHERE \
+pub const PRUNE_SQL: &str = "DELETE FROM runs WHERE id IN ( \
+           SELECT id FROM runs WHERE \
              (state IN ('succeeded', 'missed', 'cancelled') AND finished_at < $1) \
              OR (state IN ('failed', 'timed_out', 'zombie') AND finished_at < $2) \
            LIMIT $3)";
@@ -58,13 +56,4 @@ pub fn prune(
         .bind::<Timestamptz, _>(now - failed_retention)
         .bind::<BigInt, _>(batch)
         .execute(conn)?)
-}
-
-/// Deletes run tokens whose run is no longer open (a program's token is revoked when it
-/// ends; this catches a node that died first); `tests/plans.rs` EXPLAINs it.
-pub const PRUNE_TOKENS_SQL: &str = "DELETE FROM run_tokens t \
-         WHERE NOT EXISTS (SELECT 1 FROM runs_open r WHERE r.id = t.run_id)";
-
-pub fn prune_tokens(conn: &mut PgConnection) -> Result<usize, DbError> {
-    Ok(diesel::sql_query(PRUNE_TOKENS_SQL).execute(conn)?)
 }

@@ -42,7 +42,7 @@ pub struct RunningRun {
 pub const RUNNING_SQL: &str = "SELECT r.id, r.node_id, r.started_at, r.heartbeat_at, \
                 COALESCE((SELECT j.policy FROM jobs j WHERE j.id = r.job_id), '{}'::jsonb) AS policy, \
                 n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now \
-         FROM runs_open r LEFT JOIN nodes n ON n.id = r.node_id \
+         FROM runs r LEFT JOIN nodes n ON n.id = r.node_id \
          WHERE r.state = 'running'";
 
 /// Every running run (uses the partial index on running runs).
@@ -50,21 +50,13 @@ pub fn running(conn: &mut PgConnection) -> Result<Vec<RunningRun>, DbError> {
     Ok(diesel::sql_query(RUNNING_SQL).load(conn)?)
 }
 
-/// Marks runs as zombies ($1 ids, $2 reasons, $3 now): each leaves `runs_open` for its
-/// history row in `runs_done`; `tests/plans.rs` EXPLAINs it.
+/// Marks runs as zombies ($1 ids, $2 reasons, $3 now); `tests/plans.rs` EXPLAINs it.
 pub const RESCUE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, reason)), \
-             gone AS ( \
-               DELETE FROM runs_open r USING v WHERE r.id = v.id AND r.state = 'running' \
-               RETURNING r.*, v.reason), \
              done AS ( \
-               INSERT INTO runs_done (id, job_id, fire_at, attempt, state, node_id, priority, overlap, \
-                 covers, queued_at, due_at, started_at, heartbeat_at, finished_at, error_kind, \
-                 error_message, output, lateness_ms, progress, progress_at, began_at) \
-               SELECT id, job_id, fire_at, attempt, 'zombie', node_id, priority, overlap, covers, \
-                 queued_at, due_at, started_at, heartbeat_at, $3, reason, \
-                 'rescued by the zombie detector: ' || reason, output, lateness_ms, progress, \
-                 progress_at, began_at FROM gone \
-               RETURNING id, job_id, fire_at, attempt, priority) \
+               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
+                      error_message = 'rescued by the zombie detector: ' || v.reason \
+               FROM v WHERE runs.id = v.id AND runs.state = 'running' \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
              SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id";
 
 /// Marks runs as zombies (only those still `running`: a result recorded meanwhile wins) and
