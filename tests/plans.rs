@@ -42,7 +42,10 @@ fn hot_queries_use_indexes_at_100k_rows() {
     diesel::sql_query(
         "WITH j AS (SELECT id, row_number() OVER (ORDER BY name) AS rn FROM jobs) \
          INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
-         SELECT gen_random_uuid(), j.id, now() - (g % 1000) * interval '1 minute', 1, \
+         SELECT CASE WHEN g % 2 = 0 THEN gen_random_uuid() ELSE \
+                  (lpad(to_hex((extract(epoch FROM now() - (g % 1000) * interval '1 minute') * 1000)::int8), 12, '0') \
+                   || '7' || lpad(to_hex(g % 4096), 3, '0') || '8' || substr(md5(g::text), 1, 15))::uuid END, \
+                j.id, now() - (g % 1000) * interval '1 minute', 1, \
                 CASE WHEN g % 100 = 0 THEN 'pending' WHEN g % 100 = 1 THEN 'running' \
                      WHEN g % 100 = 2 THEN 'failed' ELSE 'succeeded' END, \
                 now() - (g % 1000) * interval '1 minute', now() - (g % 1000) * interval '1 minute', \
@@ -148,7 +151,18 @@ fn hot_queries_use_indexes_at_100k_rows() {
         };
         queries.push((name, format!("EXECUTE own_{i}{args}")));
     }
-    // Mirrors of statements written with diesel's query builder.
+    // Mirrors of statements written with diesel's query builder. The run listing's two
+    // parts (db::runs::list): time-ordered ids by the primary key, older runs by the partial
+    // index; the id bounds are the UUIDv7 floors of a time.
+    let v7 = |t: &str| {
+        format!(
+            "(lpad(to_hex((extract(epoch FROM {t}) * 1000)::int8), 12, '0') || '70008000000000000000')::uuid"
+        )
+    };
+    let older =
+        "NOT (id >= '01a23933-6800-7000-8000-000000000000' AND substring(id::text, 15, 1) = '7')";
+    let upper = v7("now() + interval '1 day'");
+    let lower = v7("now() - interval '1 hour' - interval '1 day'");
     let mirrored: Vec<(&str, String)> = vec![
         ("fire: due jobs (mirror)", "SELECT * FROM jobs WHERE state = 'active' AND next_fire_at <= now() ORDER BY next_fire_at LIMIT 500 FOR UPDATE SKIP LOCKED".into()),
         ("fire: busy jobs (mirror)", format!("SELECT DISTINCT job_id FROM runs WHERE job_id = ANY(ARRAY['{job_id}'::uuid]) AND state IN ('pending', 'running', 'deferred')")),
@@ -156,10 +170,14 @@ fn hot_queries_use_indexes_at_100k_rows() {
         ("scheduler: next due run (mirror)", "SELECT min(due_at) FROM runs WHERE state = 'pending'".into()),
         ("scheduler: pending/running counts (mirror)", "SELECT count(*) FROM runs WHERE state = 'pending'".into()),
         ("heartbeat (mirror)", format!("UPDATE runs SET heartbeat_at = now() WHERE id = ANY(ARRAY['{run_id}'::uuid]) AND state = 'running' AND node_id = '{job_id}' RETURNING id")),
-        ("api: runs of a job (mirror)", format!("SELECT * FROM runs WHERE job_id = '{job_id}' ORDER BY queued_at DESC, id DESC LIMIT 101")),
-        ("api: runs by state (mirror)", "SELECT * FROM runs WHERE state = 'failed' ORDER BY queued_at DESC, id DESC LIMIT 101".into()),
-        ("api: runs newest first (mirror)", "SELECT * FROM runs ORDER BY queued_at DESC, id DESC LIMIT 101".into()),
-        ("api: runs in a time range (mirror)", "SELECT * FROM runs WHERE queued_at >= now() - interval '1 hour' AND queued_at < now() ORDER BY queued_at DESC, id DESC LIMIT 101".into()),
+        ("api: runs of a job, by id (mirror)", format!("SELECT * FROM runs WHERE job_id = '{job_id}' AND id >= '01a23933-6800-7000-8000-000000000000' AND id < {upper} ORDER BY id DESC LIMIT 101")),
+        ("api: runs of a job, older (mirror)", format!("SELECT * FROM runs WHERE job_id = '{job_id}' AND {older} ORDER BY queued_at DESC, id DESC LIMIT 101")),
+        ("api: runs by state, by id (mirror)", format!("SELECT * FROM runs WHERE state = 'failed' AND id >= '01a23933-6800-7000-8000-000000000000' AND id < {upper} ORDER BY id DESC LIMIT 101")),
+        ("api: runs by state, older (mirror)", format!("SELECT * FROM runs WHERE state = 'failed' AND {older} ORDER BY queued_at DESC, id DESC LIMIT 101")),
+        ("api: runs newest first, by id (mirror)", format!("SELECT * FROM runs WHERE id >= '01a23933-6800-7000-8000-000000000000' AND id < {upper} ORDER BY id DESC LIMIT 101")),
+        ("api: runs newest first, older (mirror)", format!("SELECT * FROM runs WHERE {older} ORDER BY queued_at DESC, id DESC LIMIT 101")),
+        ("api: runs in a time range, by id (mirror)", format!("SELECT * FROM runs WHERE queued_at >= now() - interval '1 hour' AND queued_at < now() AND id >= '01a23933-6800-7000-8000-000000000000' AND id < {upper} AND id >= {lower} ORDER BY id DESC LIMIT 101")),
+        ("api: runs in a time range, older (mirror)", format!("SELECT * FROM runs WHERE queued_at >= now() - interval '1 hour' AND queued_at < now() AND {older} ORDER BY queued_at DESC, id DESC LIMIT 101")),
         ("api: jobs page (mirror)", "SELECT * FROM jobs WHERE name > 'job-050000' ORDER BY name LIMIT 101".into()),
         ("api: jobs by state (mirror)", "SELECT * FROM jobs WHERE state = 'paused' ORDER BY name LIMIT 101".into()),
         ("api: jobs by kind (mirror)", "SELECT * FROM jobs WHERE kind = 'http' ORDER BY name LIMIT 101".into()),
@@ -365,4 +383,107 @@ fn the_name_rules_hold_in_the_database() {
         .execute(&mut c);
         assert_eq!(quota.is_ok(), ok, "quota name {name:?}: {quota:?}");
     }
+}
+
+/// The run listing (db::runs::list) pages newest first through both kinds of run: those
+/// with time-ordered ids by id, then the older ones (random v4 ids, v7 ids before
+/// `LISTED_BY_ID_FROM`) by `(queued_at, id)` — every run once, in order, across pages.
+#[test]
+fn the_run_listing_pages_through_older_and_time_ordered_runs() {
+    use overseer::db::runs::{insert_many, list, NewRun, RunFilter};
+    let db = TestDb::migrated();
+    let mut c = db.conn();
+    let job = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    // Older runs: v4 ids queued 4, 3 and 2 hours ago, and a v7 id from before the switch.
+    let mut older = Vec::new();
+    for (i, hours) in [4, 3, 2].into_iter().enumerate() {
+        let id = uuid::Uuid::new_v4();
+        older.push((now - chrono::Duration::hours(hours), id));
+        diesel::sql_query(format!(
+            "INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
+             VALUES ('{id}', '{job}', now() - interval '{i} days', 1, 'succeeded', now(), '{}', now())",
+            older[i].0.to_rfc3339()
+        ))
+        .execute(&mut c)
+        .unwrap();
+    }
+    let early_v7 = uuid::Uuid::from_u128(0x019a_0000_0000_7000_8000_0000_0000_0001);
+    older.push((now - chrono::Duration::hours(1), early_v7));
+    diesel::sql_query(format!(
+        "INSERT INTO runs (id, job_id, fire_at, attempt, state, due_at, queued_at, finished_at) \
+         VALUES ('{early_v7}', '{job}', now() - interval '9 days', 1, 'failed', now(), '{}', now())",
+        older[3].0.to_rfc3339()
+    ))
+    .execute(&mut c)
+    .unwrap();
+    // Runs of today's code: time-ordered ids.
+    let new: Vec<NewRun> = (0..3)
+        .map(|i| {
+            NewRun::pending(
+                job,
+                5,
+                "skip",
+                now + chrono::Duration::minutes(i),
+                1,
+                now,
+                now,
+            )
+        })
+        .collect();
+    assert_eq!(insert_many(&mut c, &new).unwrap(), 3);
+    let mut expected: Vec<uuid::Uuid> = new.iter().map(|r| r.id).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    older.sort();
+    expected.extend(older.iter().rev().map(|(_, id)| *id));
+
+    for filter in [
+        RunFilter::default(),
+        RunFilter {
+            job_id: Some(job),
+            ..Default::default()
+        },
+        RunFilter {
+            since: Some(now - chrono::Duration::hours(5)),
+            until: Some(now + chrono::Duration::hours(1)),
+            ..Default::default()
+        },
+    ] {
+        let mut seen = Vec::new();
+        let mut f = filter.clone();
+        loop {
+            let page = list(&mut c, &f, 2).unwrap();
+            seen.extend(page.iter().map(|r| r.id));
+            match page.last() {
+                Some(last) if page.len() == 2 => f.before = Some((last.queued_at, last.id)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, expected, "{filter:?}");
+    }
+    // A state filter keeps the order: the one failed run.
+    let failed = RunFilter {
+        state: Some("failed".into()),
+        ..Default::default()
+    };
+    let ids: Vec<_> = list(&mut c, &failed, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![early_v7]);
+    // A time range that ends before the new runs leaves them out.
+    let before_new = RunFilter {
+        until: Some(now - chrono::Duration::minutes(30)),
+        ..Default::default()
+    };
+    let ids: Vec<_> = list(&mut c, &before_new, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        older.iter().rev().map(|(_, id)| *id).collect::<Vec<_>>()
+    );
 }

@@ -220,34 +220,105 @@ pub struct RunFilter {
     pub state: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Keyset: runs strictly before (queued_at, id), newest first.
+    /// Keyset: the runs listed after this one (its queued_at and id), newest first.
     pub before: Option<(DateTime<Utc>, Uuid)>,
 }
 
+/// The first run id [`list`] orders by id: UUIDv7 of 2026-12-03T00:00:00Z. Runs created
+/// since have time-ordered ids, and the primary key lists them newest first; older runs
+/// (random v4 ids, and the first v7 ones) keep a partial index on `(queued_at, id)`
+/// (migration 000020) until the retention prunes them. No index on `(queued_at, id)` over
+/// every run: it cost each run an entry at insert and another at its recorded update.
+pub const LISTED_BY_ID_FROM: Uuid = Uuid::from_u128(0x01a23933_6800_7000_8000_000000000000);
+
+/// The runs listed by `(queued_at, id)`: the partial index's predicate, to the letter (the
+/// rest, [`listed_by_id`], are listed by id).
+const BY_QUEUED_SQL: &str =
+    "NOT (id >= '01a23933-6800-7000-8000-000000000000' AND substring(id::text, 15, 1) = '7')";
+
+fn listed_by_id(id: Uuid) -> bool {
+    id >= LISTED_BY_ID_FROM && id.get_version_num() == 7
+}
+
+/// The smallest UUIDv7 of the millisecond `t` (a bound on ids created from then on).
+fn v7_floor(t: DateTime<Utc>) -> Uuid {
+    let ms = t.timestamp_millis().max(0) as u128;
+    Uuid::from_u128(((ms & 0xffff_ffff_ffff) << 80) | (0x7u128 << 76) | (0x8u128 << 60))
+}
+
+/// Runs newest first: those with time-ordered ids by id (the primary key), then the older
+/// ones by `(queued_at, id)`. A run's id and its `queued_at` come from the same clock, so
+/// the time filters also bound the id scan (with a day's slack for clocks that drift).
 pub fn list(conn: &mut PgConnection, f: &RunFilter, limit: i64) -> Result<Vec<Run>, DbError> {
-    let mut q = runs::table.select(Run::as_select()).into_boxed();
-    if let Some(j) = f.job_id {
-        q = q.filter(runs::job_id.eq(j));
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    let filtered = || {
+        let mut q = runs::table.select(Run::as_select()).into_boxed();
+        if let Some(j) = f.job_id {
+            q = q.filter(runs::job_id.eq(j));
+        }
+        if let Some(s) = &f.state {
+            q = q.filter(runs::state.eq(s.clone()));
+        }
+        if let Some(t) = f.since {
+            q = q.filter(runs::queued_at.ge(t));
+        }
+        if let Some(t) = f.until {
+            q = q.filter(runs::queued_at.lt(t));
+        }
+        q
+    };
+    let slack = chrono::Duration::days(1);
+    let mut out = Vec::new();
+    let cursor_by_id = f.before.map(|(_, id)| listed_by_id(id));
+    if cursor_by_id != Some(false) {
+        // Bounded above, so the scan never walks the older runs' random ids above it.
+        let upper = f
+            .until
+            .unwrap_or_else(Utc::now)
+            .min(Utc::now() + chrono::Duration::days(365))
+            + slack;
+        let lower = f.since.map_or(LISTED_BY_ID_FROM, |t| {
+            v7_floor(t - slack).max(LISTED_BY_ID_FROM)
+        });
+        // A plain range of the primary key, so the planner walks it backwards and stops at
+        // the limit; the rare random (v4) id that falls in the range belongs to the older
+        // runs and is skipped here.
+        let mut after = f.before.map(|(_, id)| id);
+        loop {
+            let want = limit - out.len() as i64;
+            let mut q = filtered()
+                .filter(runs::id.ge(lower))
+                .filter(runs::id.lt(v7_floor(upper)));
+            if let Some(id) = after {
+                q = q.filter(runs::id.lt(id));
+            }
+            let page: Vec<Run> = q.order(runs::id.desc()).limit(want).load(conn)?;
+            let exhausted = (page.len() as i64) < want;
+            after = page.last().map(|r| r.id).or(after);
+            out.extend(page.into_iter().filter(|r| listed_by_id(r.id)));
+            if exhausted || out.len() as i64 >= limit {
+                break;
+            }
+        }
     }
-    if let Some(s) = &f.state {
-        q = q.filter(runs::state.eq(s.clone()));
-    }
-    if let Some(t) = f.since {
-        q = q.filter(runs::queued_at.ge(t));
-    }
-    if let Some(t) = f.until {
-        q = q.filter(runs::queued_at.lt(t));
-    }
-    if let Some((t, id)) = f.before {
-        q = q.filter(
-            runs::queued_at
-                .lt(t)
-                .or(runs::queued_at.eq(t).and(runs::id.lt(id))),
+    let left = limit - out.len() as i64;
+    if left > 0 {
+        let mut q = filtered().filter(sql::<Bool>(BY_QUEUED_SQL));
+        if let Some((t, id)) = f.before.filter(|(_, id)| !listed_by_id(*id)) {
+            q = q.filter(
+                runs::queued_at
+                    .lt(t)
+                    .or(runs::queued_at.eq(t).and(runs::id.lt(id))),
+            );
+        }
+        out.extend(
+            q.order((runs::queued_at.desc(), runs::id.desc()))
+                .limit(left)
+                .load::<Run>(conn)?,
         );
     }
-    Ok(q.order((runs::queued_at.desc(), runs::id.desc()))
-        .limit(limit)
-        .load(conn)?)
+    Ok(out)
 }
 
 /// The earliest due time of a pending or deferred run (the scheduler sleeps until then).
