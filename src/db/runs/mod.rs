@@ -419,3 +419,33 @@ pub fn activity(
         .bind::<diesel::sql_types::Bool, _>(hourly)
         .load(conn)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_split_is_one_boundary_in_code_and_sql() {
+        // The partial index (migration 000020) and BY_QUEUED_SQL name the same first id.
+        assert!(BY_QUEUED_SQL.contains(&LISTED_BY_ID_FROM.to_string()));
+        let up = include_str!("../../../migrations/2026-12-03-000020_runs_listed_by_id/up.sql");
+        assert!(
+            up.contains(BY_QUEUED_SQL),
+            "the index predicate is the listing's, to the letter"
+        );
+        assert_eq!(LISTED_BY_ID_FROM.get_version_num(), 7);
+        let from = chrono::DateTime::parse_from_rfc3339("2026-12-03T00:00:00Z").unwrap();
+        assert_eq!(v7_floor(from.with_timezone(&Utc)), LISTED_BY_ID_FROM);
+    }
+
+    #[test]
+    fn time_ordered_ids_are_listed_by_id_and_random_ones_are_not() {
+        assert!(listed_by_id(Uuid::now_v7()));
+        assert!(!listed_by_id(Uuid::new_v4()));
+        let early = Uuid::from_u128(0x019a_0000_0000_7000_8000_0000_0000_0001);
+        assert!(!listed_by_id(early), "a v7 id before the boundary");
+        let t = Utc::now();
+        assert!(v7_floor(t) <= Uuid::now_v7());
+        assert!(v7_floor(t + chrono::Duration::days(1)) > Uuid::now_v7());
+    }
+}

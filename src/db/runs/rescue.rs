@@ -56,7 +56,7 @@ pub const RESCUE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, r
                UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
                       error_message = 'rescued by the zombie detector: ' || v.reason \
                FROM v WHERE runs.id = v.id AND runs.state = 'running' \
-               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority, runs.state) \
+               RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority) \
              SELECT done.*, j.name AS job_name, j.policy FROM done JOIN jobs j ON j.id = done.job_id";
 
 /// Marks runs as zombies (only those still `running`: a result recorded meanwhile wins) and
