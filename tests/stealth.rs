@@ -188,8 +188,11 @@ fn with_anti_detection_a_probe_page_finds_nothing_automated() {
     for c in clicks {
         assert!(c["moves"].as_u64().unwrap() >= 5, "pointer path: {c}");
         assert!(c["move_ms"].as_f64().unwrap() >= 150.0, "path time: {c}");
+        // Held like a finger (the input layer waits 55–130 ms between press and release),
+        // never an instant click; a busy machine can only delay the release's dispatch, so
+        // the upper bound is only "not stuck".
         let press = c["press_ms"].as_f64().unwrap();
-        assert!((50.0..=150.0).contains(&press), "press–release: {c}");
+        assert!((50.0..=1000.0).contains(&press), "press–release: {c}");
         assert_eq!(c["page_equals_client"], true, "{c}");
         // The screen offset is the window's place plus its toolbars, as in a real window.
         let w = &r["window"];
