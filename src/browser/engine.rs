@@ -157,6 +157,13 @@ fn top_index(path: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// How much later than a `wait_for`'s own timeout its step's deadline is: the wait answers in
+/// the page at its timeout, and the answer needs time to come back over CDP. A step timeout of
+/// a second or less keeps a proportionally small margin.
+fn wait_margin(step_timeout: Duration) -> Duration {
+    (step_timeout / 2).min(Duration::from_secs(5))
+}
+
 impl<'a> Exec<'a, '_> {
     fn fail(&self, path: &str, step: &Step, kind: &'static str, message: String) -> StepFailure {
         StepFailure {
@@ -590,10 +597,13 @@ impl<'a> Exec<'a, '_> {
         let limit = match step {
             Step::Goto {
                 timeout: Some(t), ..
-            }
-            | Step::WaitFor {
-                timeout: Some(t), ..
             } => *t,
+            // The wait itself runs in the page for its whole timeout and answers
+            // `wait_timeout`; the step's deadline is later by a margin, so a loaded machine
+            // cannot make the two race. Only a page that stops answering reaches it.
+            Step::WaitFor { timeout, .. } => {
+                timeout.unwrap_or(self.env.step_timeout) + wait_margin(self.env.step_timeout)
+            }
             Step::Type { text, delay_ms, .. } => {
                 let n = match text {
                     Text::Plain(t) => t.source().chars().count().max(64),
@@ -652,8 +662,9 @@ impl<'a> Exec<'a, '_> {
                     ElementState::Visible => "visible",
                     ElementState::Hidden => "hidden",
                 };
-                // Leave the JS side a little less time, so its answer beats our timeout.
-                let ms = limit.as_millis().saturating_sub(50) as u64;
+                let ms = limit
+                    .saturating_sub(wait_margin(self.env.step_timeout))
+                    .as_millis() as u64;
                 let ok = self
                     .js(WAIT_FOR_JS, &[json!(selector), json!(state_s), json!(ms)])
                     .await?;

@@ -83,6 +83,8 @@ function route() {
 }
 
 let timer = null;
+// Set once the user touches an edit form, and kept until it is saved or they leave the page:
+// a refresh would throw away what they typed and the errors they are reading.
 let editing = false;
 function later() {
   const busy = editing || document.querySelector('input.pick:checked') ||
@@ -123,7 +125,12 @@ async function refresh() {
   }
 }
 
-window.addEventListener('hashchange', () => { const n = document.getElementById('notice'); if (n) n.remove(); refresh(); });
+window.addEventListener('hashchange', () => {
+  editing = false;
+  const n = document.getElementById('notice');
+  if (n) n.remove();
+  refresh();
+});
 window.addEventListener('DOMContentLoaded', refresh);
 
 // -------------------------------------------------------------------------------------------
@@ -495,7 +502,7 @@ function editForm(j) {
   const errors = el('ul', { class: 'errors', id: 'edit-errors' });
   const current = { schedule: j.schedule, policy: j.policy, payload: j.payload, tags: j.tags, metadata: j.metadata };
   const text = el('textarea', { id: 'edit-json', rows: 14, 'aria-label': 'the job as JSON',
-    on: { focus: () => { editing = true; }, blur: () => { editing = false; } } }, JSON.stringify(current, null, 2));
+    on: { focus: () => { editing = true; }, input: () => { editing = true; } } }, JSON.stringify(current, null, 2));
   return el('form', { id: 'edit', on: { submit: async (e) => {
     e.preventDefault();
     errors.replaceChildren();
@@ -562,6 +569,7 @@ function kindForm(j) {
     try {
       if (editing_) {
         await api('PATCH', '/jobs/' + encodeURIComponent(j.name), { schedule: body.schedule, payload: body.payload });
+        editing = false;
         notice('saved ' + j.name, 'ok');
       } else {
         await api('POST', '/jobs', body);
@@ -601,7 +609,7 @@ function kindForm(j) {
     set('payload.program', p.program); set('payload.args', (p.args || []).join('\n'));
     for (const i of form.querySelectorAll('input, textarea, select')) {
       i.addEventListener('focus', () => { editing = true; });
-      i.addEventListener('blur', () => { editing = false; });
+      i.addEventListener('input', () => { editing = true; });
     }
   }
   return form;
