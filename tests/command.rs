@@ -871,3 +871,84 @@ fn cancelling_the_job_ends_its_running_program() {
     assert_eq!(run["error_kind"], "job_cancelled");
     assert!(o.logs.text().contains("no longer running here"));
 }
+
+/// A clean shutdown (SIGTERM) waits for a running program most of `server.shutdown_timeout`,
+/// then ends its whole group and gives the run back — deferred, the same attempt, with why —
+/// instead of leaving it `running` for the zombie detector to fail. The next start runs it
+/// again; nothing counts as a failure, so `max_retries = 0` loses nothing.
+#[test]
+fn a_clean_shutdown_gives_a_running_program_back_and_the_restart_runs_it_again() {
+    let db = TestDb::new();
+    let p = Programs::new();
+    let pid_file = p.bin.join("pids.txt");
+    let marker = p.bin.join("started-once");
+    let script = p.script(
+        "long.sh",
+        &format!(
+            "#!/bin/sh\nif [ ! -e {m} ]; then\n  touch {m}\n  trap '' TERM\n  echo $$ >> {f}\n  \
+             sleep 1000 &\n  echo $! >> {f}\n  wait\nfi\necho \"ran again, attempt $OVERSEER_ATTEMPT\"\n",
+            m = marker.display(),
+            f = pid_file.display()
+        ),
+    );
+    let config = format!("{}[server]\nshutdown_timeout = \"3s\"\n", p.toml());
+    let mut a = start(&db, &config);
+    create(
+        &a,
+        once(
+            "long",
+            json!({"program": script, "kill_grace": "1s"}),
+            json!({"max_retries": 0}),
+        ),
+    );
+    let pids = pids(&pid_file, 2);
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(T).code(), Some(0), "{}", a.logs.text());
+    wait_for("the program and its child gone", T, || {
+        pids.iter().all(|&p| !alive(p)).then_some(())
+    });
+    assert!(
+        a.logs.text().contains("run interrupted by the shutdown"),
+        "{}",
+        a.logs.text()
+    );
+    {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName, Debug)]
+        struct Left {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            state: String,
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            attempt: i32,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            error_message: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            unowned: bool,
+        }
+        let left: Vec<Left> = diesel::sql_query(
+            "SELECT state, attempt, error_message, node_id IS NULL AS unowned FROM runs",
+        )
+        .load(&mut db.conn())
+        .unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].state, "deferred", "{left:?}");
+        assert_eq!(left[0].attempt, 1, "{left:?}");
+        assert!(left[0].unowned, "{left:?}");
+        let why = left[0].error_message.as_deref().unwrap_or("");
+        assert!(
+            why.contains("node shut down") && why.contains("same attempt"),
+            "{why}"
+        );
+    }
+    let b = start(&db, &config);
+    let run = finished(&b, "long", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1, "{run}");
+    assert_eq!(
+        run["output"]["stdout_tail"],
+        json!(["ran again, attempt 1"]),
+        "{run}"
+    );
+    let runs = b.get("/api/v1/runs?job=long", b.admin()).json();
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1, "{runs}");
+}

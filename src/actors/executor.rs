@@ -8,8 +8,9 @@
 //! hands them back (pending, same attempt) before it offers a slot. Runs sent to it that it
 //! never handled go back the same way (see `db::runs::Handoff`).
 //!
-//! Shutdown: no new runs; in-flight runs finish (up to the supervisor's shutdown timeout);
-//! results are flushed; then the actor stops.
+//! Shutdown: no new runs; in-flight runs get most of `server.shutdown_timeout` to finish;
+//! those still working then are interrupted and given back (deferred, same attempt) rather
+//! than left for the zombie detector; results are flushed; then the actor stops.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -426,6 +427,13 @@ impl Executor {
     }
 }
 
+/// How long a shutdown lets in-flight runs finish before it interrupts them: most of
+/// `server.shutdown_timeout`, leaving a quarter of it (at most 5 s) to record them as given
+/// back and to stop the actors after the executor.
+fn interrupt_after(shutdown_timeout: Duration) -> Duration {
+    shutdown_timeout.saturating_sub((shutdown_timeout / 4).min(Duration::from_secs(5)))
+}
+
 /// Where command runs of this node keep their files.
 fn command_settings(c: &crate::config::Config) -> kinds::command::Settings {
     kinds::command::Settings {
@@ -691,7 +699,45 @@ impl Executor {
                 "waiting for in-flight runs"
             );
         }
+        let waited = interrupt_after(self.deps.config.server.shutdown_timeout);
+        ctx.run_later(waited, move |act, ctx| act.interrupt(waited, ctx));
         self.flush(ctx);
+    }
+
+    /// The shutdown waited long enough: runs still working are ended here (a command's
+    /// process group gets SIGTERM, then SIGKILL after its `kill_grace`; a browser run's page
+    /// is let go) and given back — deferred until now, the same attempt, to run again on
+    /// another node or after the restart. Left `running`, the zombie detector would rescue
+    /// them as zombies: a failure that uses an attempt (or the last one) for a restart the
+    /// operator asked for. Quota units they took stay taken: the work may have used them.
+    fn interrupt(&mut self, waited: Duration, ctx: &mut Context<Self>) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let now = self.deps.clock.now();
+        let message = format!(
+            "interrupted: the node shut down (after waiting {} s for the run to finish); \
+             it runs again, same attempt",
+            waited.as_secs_f64()
+        );
+        for (run_id, f) in std::mem::take(&mut self.in_flight) {
+            if let Some(h) = f.handle {
+                ctx.cancel_future(h);
+            }
+            tracing::warn!(actor = NAME, run_id = %run_id, job = %f.job, "run interrupted by the shutdown; given back to run again");
+            self.done.push(Completion {
+                run_id,
+                job_name: f.job,
+                state: RunState::Deferred,
+                defer_until: Some(now),
+                output: None,
+                error_kind: None,
+                error_message: Some(message.clone()),
+                began_at: None,
+            });
+        }
+        metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(0.0);
+        self.schedule_flush(ctx);
     }
 }
 
