@@ -1,7 +1,7 @@
 //! Browser scripts that do the real work, in real Chromium against a fake social site on
 //! loopback: the shipped birthday job (examples/browser) sends at most the quota's messages,
-//! each contact once, never twice — not on a second trigger, not after kill -9 mid-send, not
-//! from two nodes; the shipped application-status job tells of a status only when it
+//! each contact once, never twice — not on a second trigger, not after kill -9 or a clean
+//! shutdown mid-send, not from two nodes; the shipped application-status job tells of a status only when it
 //! changed; templates, loops, conditions and their errors.
 
 mod common;
@@ -236,6 +236,74 @@ fn a_send_cut_off_by_kill_9_is_not_repeated_and_is_reported_uncertain() {
         "everyone else was messaged by the retry: {counts:?}"
     );
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let keys = b.get("/api/v1/jobs/birthdays/once-keys", b.admin()).json();
+    let states: Vec<&str> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "uncertain").count(),
+        1,
+        "{keys}"
+    );
+}
+
+/// A clean shutdown (SIGTERM) while a send hangs: the run is interrupted and given back —
+/// the same attempt, not a failure — and its key is uncertain, so the run going on after
+/// the restart skips that contact rather than messaging it again, and messages the rest.
+#[test]
+fn a_send_cut_off_by_a_clean_shutdown_is_not_repeated_and_the_run_goes_on_after_restart() {
+    let db = TestDb::new();
+    let social = site();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let mut a = spawn
+        .toml(&format!(
+            "{}[server]\nshutdown_timeout = \"3s\"\n",
+            config()
+        ))
+        .start_with_tmp(Some(tmp));
+    a.wait_ready(T);
+    put_quota(&a, "social:messages", 20);
+    create(
+        &a,
+        &example("birthday-greetings.json", &social, "birthdays"),
+    );
+    social.hold_sends(true);
+    let t = a.post("/api/v1/jobs/birthdays/trigger", a.admin(), None);
+    assert_eq!(t.status, 201, "{}", t.text);
+    let fire_at = t.json()["fire_at"].as_str().unwrap().to_string();
+    wait_for("the first send reached the site", T, || {
+        (!social.messages().is_empty()).then_some(())
+    });
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(T).code(), Some(0), "{}", a.logs.text());
+    assert!(
+        a.logs.text().contains("run interrupted by the shutdown"),
+        "{}",
+        a.logs.text()
+    );
+    social.hold_sends(false);
+    let b = start(&db);
+    let run = finished_fire(&b, "birthdays", &fire_at);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1, "the same attempt went on: {run}");
+    let uncertain = run["output"]["uncertain"].as_array().unwrap();
+    assert_eq!(uncertain.len(), 1, "{run}");
+    assert!(
+        uncertain[0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("birthday:c1:"),
+        "{run}"
+    );
+    let counts = per_contact(&social.messages());
+    assert_eq!(counts.get("c1"), Some(&1), "c1 messaged once: {counts:?}");
+    assert_eq!(counts.len(), 5, "everyone else was messaged: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let runs = b.get("/api/v1/runs?job=birthdays", b.admin()).json();
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1, "{runs}");
     let keys = b.get("/api/v1/jobs/birthdays/once-keys", b.admin()).json();
     let states: Vec<&str> = keys["items"]
         .as_array()

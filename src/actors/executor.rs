@@ -248,6 +248,7 @@ impl Executor {
                         error_kind: None,
                         error_message: Some(reason),
                         began_at: None,
+                        interrupted: false,
                     });
                     act.schedule_flush(ctx);
                     return;
@@ -265,6 +266,7 @@ impl Executor {
                     error_kind: None,
                     error_message: None,
                     began_at: began.get(),
+                    interrupted: false,
                 },
                 Err(e) => Completion {
                     run_id,
@@ -279,6 +281,7 @@ impl Executor {
                     error_kind: Some(e.kind.to_string()),
                     error_message: Some(truncate(&e.message, 2000)),
                     began_at: began.get(),
+                    interrupted: false,
                 },
             };
             metrics::counter!(names::RUNS_FINISHED, "kind" => kind, "state" => completion.state.as_str())
@@ -672,6 +675,7 @@ impl Handler<Execute> for Executor {
                     error_kind: None,
                     error_message: Some("the node was shutting down".into()),
                     began_at: None,
+                    interrupted: false,
                 });
                 continue;
             }
@@ -734,6 +738,7 @@ impl Executor {
                 error_kind: None,
                 error_message: Some(message.clone()),
                 began_at: None,
+                interrupted: true,
             });
         }
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(0.0);

@@ -32,11 +32,14 @@ struct Holder {
     /// The holder's run is running in the attempt that entered the key.
     #[diesel(sql_type = diesel::sql_types::Bool)]
     live: bool,
+    /// The holder was interrupted inside the block (a shutdown, see [`interrupted`]).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    interrupted: bool,
 }
 
 /// Enters `key` for the run, in one transaction: a new key is taken at once; a done key is
-/// done; a key held by a live run is busy; one held by a run that died is uncertain — taken
-/// over only when `retry_uncertain`.
+/// done; a key held by a live run is busy; one held by a run that died, or that was
+/// interrupted inside the block, is uncertain — taken over only when `retry_uncertain`.
 pub fn enter(
     conn: &mut PgConnection,
     job_id: Uuid,
@@ -63,7 +66,8 @@ pub fn enter(
         let holder: Holder = diesel::sql_query(
             "SELECT k.state, k.run_id, k.attempt, \
                     EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.state = 'running' \
-                            AND r.attempt = k.attempt) AS live \
+                            AND r.attempt = k.attempt) AS live, \
+                    k.interrupted_at IS NOT NULL AS interrupted \
              FROM once_keys k WHERE k.job_id = $1 AND k.key = $2 FOR UPDATE",
         )
         .bind::<SqlUuid, _>(job_id)
@@ -72,17 +76,19 @@ pub fn enter(
         if holder.state == "done" {
             return Ok(Entered::Done);
         }
-        if holder.run_id == run_id && holder.attempt == attempt {
+        // The run's own key, entered before it was deferred (a quota said wait inside the
+        // block): its steps go on. Not after an interruption: where they stopped is unknown.
+        if holder.run_id == run_id && holder.attempt == attempt && !holder.interrupted {
             return Ok(Entered::Run);
         }
-        if holder.live {
+        if holder.live && !holder.interrupted {
             return Ok(Entered::Busy(holder.run_id));
         }
         if !retry_uncertain {
             return Ok(Entered::Uncertain(holder.run_id));
         }
         diesel::sql_query(
-            "UPDATE once_keys SET run_id = $3, attempt = $4, started_at = $5 \
+            "UPDATE once_keys SET run_id = $3, attempt = $4, started_at = $5, interrupted_at = NULL \
              WHERE job_id = $1 AND key = $2",
         )
         .bind::<SqlUuid, _>(job_id)
@@ -115,6 +121,22 @@ pub fn complete(
     Ok(n == 1)
 }
 
+/// These runs were interrupted (a shutdown) and are given back to run again, the same
+/// attempt: the keys they hold inside a block become uncertain. In the transaction that
+/// records them (`runs::complete`).
+pub fn interrupted(
+    conn: &mut PgConnection,
+    run_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "UPDATE once_keys SET interrupted_at = $2 WHERE run_id = ANY($1) AND state = 'running'",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(run_ids)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)?)
+}
+
 /// The run's block for `key` failed before it completed: the key is forgotten.
 pub fn abandon(
     conn: &mut PgConnection,
@@ -137,7 +159,8 @@ pub fn abandon(
 pub struct OnceKey {
     #[diesel(sql_type = Text)]
     pub key: String,
-    /// `done`, `running` (a run is in the block now) or `uncertain` (a run died in it).
+    /// `done`, `running` (a run is in the block now) or `uncertain` (a run died in it, or
+    /// was interrupted in it).
     #[diesel(sql_type = Text)]
     pub state: String,
     #[diesel(sql_type = SqlUuid)]
@@ -160,6 +183,7 @@ pub fn list(
     Ok(diesel::sql_query(
         "SELECT k.key, \
                 CASE WHEN k.state = 'done' THEN 'done' \
+                     WHEN k.interrupted_at IS NOT NULL THEN 'uncertain' \
                      WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.state = 'running' \
                                   AND r.attempt = k.attempt) THEN 'running' \
                      ELSE 'uncertain' END AS state, \

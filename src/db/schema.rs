@@ -185,5 +185,6 @@ diesel::table! {
         attempt -> Int4,
         started_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        interrupted_at -> Nullable<Timestamptz>,
     }
 }

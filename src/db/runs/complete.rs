@@ -30,6 +30,9 @@ pub struct Completion {
     pub error_message: Option<String>,
     /// When the executor started the kind's work (None when it never did).
     pub began_at: Option<DateTime<Utc>>,
+    /// The run's work was cut off where it was (a shutdown; the run is deferred to run
+    /// again): the `once` keys it holds inside a block become uncertain.
+    pub interrupted: bool,
 }
 
 /// Writes the routed events of a batch to the outbox, in the caller's transaction.
@@ -144,6 +147,14 @@ pub fn complete(
             .bind::<Array<Nullable<Timestamptz>>, _>(&defers)
             .bind::<Array<Nullable<Timestamptz>>, _>(&began)
             .load(conn)?;
+        let cut_off: Vec<Uuid> = results
+            .iter()
+            .filter(|r| r.interrupted)
+            .map(|r| r.run_id)
+            .collect();
+        if !cut_off.is_empty() {
+            crate::db::once_keys::interrupted(conn, &cut_off, now)?;
+        }
 
         let mut events = Vec::with_capacity(results.len());
         let mut retries = Vec::new();

@@ -1,0 +1,1 @@
+ALTER TABLE once_keys DROP COLUMN interrupted_at;
