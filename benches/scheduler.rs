@@ -14,7 +14,9 @@
 //! Run: `cargo bench --bench scheduler` (BURN_N, LATENESS_SECS, RESTART_JOBS to change sizes;
 //! RESCUE_N, OUTBOX_N; BURN_PROCS=1,1,2 for which burn-downs; BENCH=burn|steady|lateness|restart|rescue|outbox to run one; PG_STATEMENTS=1
 //! loads pg_stat_statements and prints, after the burn-down, where PostgreSQL spent its time
-//! per statement).
+//! per statement; BENCH_SQL runs SQL — one or several statements — on the burn-down's database
+//! after its jobs are inserted and before overseer starts, e.g.
+//! `BENCH_SQL="ALTER ROLE CURRENT_USER SET random_page_cost = 1.1"`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -104,7 +106,8 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
     .execute(&mut c)
     .unwrap();
     if let Ok(sql) = std::env::var("BENCH_SQL") {
-        diesel::sql_query(sql).execute(&mut c).unwrap();
+        // Several statements allowed (a simple-protocol batch), e.g. a planner setting per role.
+        diesel::connection::SimpleConnection::batch_execute(&mut c, &sql).unwrap();
     }
     diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
     let statements = std::env::var("PG_STATEMENTS").is_ok_and(|v| v == "1");
