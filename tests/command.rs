@@ -939,6 +939,18 @@ fn a_clean_shutdown_gives_a_running_program_back_and_the_restart_runs_it_again()
             why.contains("node shut down") && why.contains("same attempt"),
             "{why}"
         );
+        // Its run token went with it, in the same transaction: the run runs again in the
+        // same attempt, where the old token would be good again.
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let tokens = diesel::sql_query("SELECT count(*) AS n FROM run_tokens")
+            .get_result::<N>(&mut db.conn())
+            .unwrap()
+            .n;
+        assert_eq!(tokens, 0, "the interrupted run's token is left");
     }
     let b = start(&db, &config);
     let run = finished(&b, "long", T);

@@ -57,6 +57,16 @@ pub fn revoke(conn: &mut PgConnection, run_id: Uuid) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Revokes the tokens of several runs at once (runs interrupted by a shutdown, in the
+/// transaction that gives them back: they run again in the same attempt, where an old token
+/// would be good again).
+pub fn revoke_all(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(run_tokens::table.filter(run_tokens::run_id.eq_any(run_ids)))
+            .execute(conn)?,
+    )
+}
+
 /// The grant of a token, if its run is running in the token's attempt.
 pub fn lookup(conn: &mut PgConnection, token_hash: &str) -> Result<Option<RunGrant>, DbError> {
     let found: Vec<RunGrant> = diesel::sql_query(

@@ -31,7 +31,8 @@ pub struct Completion {
     /// When the executor started the kind's work (None when it never did).
     pub began_at: Option<DateTime<Utc>>,
     /// The run's work was cut off where it was (a shutdown; the run is deferred to run
-    /// again): the `once` keys it holds inside a block become uncertain.
+    /// again): the `once` keys it holds inside a block become uncertain and its run tokens
+    /// are revoked.
     pub interrupted: bool,
 }
 
@@ -154,6 +155,7 @@ pub fn complete(
             .collect();
         if !cut_off.is_empty() {
             crate::db::once_keys::interrupted(conn, &cut_off, now)?;
+            crate::db::run_tokens::revoke_all(conn, &cut_off)?;
         }
 
         let mut events = Vec::with_capacity(results.len());
