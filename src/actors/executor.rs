@@ -747,3 +747,17 @@ impl Executor {
 }
 
 crate::supervised_actor!(Executor, stop = stop_child);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_interrupts_runs_a_quarter_of_its_timeout_before_the_end_at_most_5_s() {
+        let s = Duration::from_secs;
+        assert_eq!(interrupt_after(s(30)), s(25));
+        assert_eq!(interrupt_after(s(60)), s(55));
+        assert_eq!(interrupt_after(s(3)), Duration::from_millis(2250));
+        assert_eq!(interrupt_after(Duration::ZERO), Duration::ZERO);
+    }
+}
