@@ -239,17 +239,8 @@ impl Executor {
             let result = match ran {
                 Ran::Done(result) => result,
                 Ran::Deferred { until, reason } => {
-                    act.done.push(Completion {
-                        run_id,
-                        job_name,
-                        state: RunState::Deferred,
-                        defer_until: Some(until),
-                        output: None,
-                        error_kind: None,
-                        error_message: Some(reason),
-                        began_at: None,
-                        interrupted: false,
-                    });
+                    act.done
+                        .push(Completion::deferred(run_id, job_name, until, reason));
                     act.schedule_flush(ctx);
                     return;
                 }
@@ -666,17 +657,12 @@ impl Handler<Execute> for Executor {
         for run in msg.0.take() {
             if self.draining {
                 // Claimed but not started: give it back to wait (fenced; no attempt used).
-                self.done.push(Completion {
-                    run_id: run.id,
-                    job_name: run.job_name,
-                    state: RunState::Deferred,
-                    defer_until: Some(self.deps.clock.now()),
-                    output: None,
-                    error_kind: None,
-                    error_message: Some("the node was shutting down".into()),
-                    began_at: None,
-                    interrupted: false,
-                });
+                self.done.push(Completion::deferred(
+                    run.id,
+                    run.job_name,
+                    self.deps.clock.now(),
+                    "the node was shutting down".into(),
+                ));
                 continue;
             }
             self.start_run(run, ctx);
@@ -730,15 +716,8 @@ impl Executor {
             }
             tracing::warn!(actor = NAME, run_id = %run_id, job = %f.job, "run interrupted by the shutdown; given back to run again");
             self.done.push(Completion {
-                run_id,
-                job_name: f.job,
-                state: RunState::Deferred,
-                defer_until: Some(now),
-                output: None,
-                error_kind: None,
-                error_message: Some(message.clone()),
-                began_at: None,
                 interrupted: true,
+                ..Completion::deferred(run_id, f.job, now, message.clone())
             });
         }
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(0.0);

@@ -53,8 +53,7 @@ pub fn issue(
 
 /// The run's token stops working.
 pub fn revoke(conn: &mut PgConnection, run_id: Uuid) -> Result<(), DbError> {
-    diesel::delete(run_tokens::table.filter(run_tokens::run_id.eq(run_id))).execute(conn)?;
-    Ok(())
+    revoke_all(conn, &[run_id]).map(|_| ())
 }
 
 /// Revokes the tokens of several runs at once (runs interrupted by a shutdown, in the

@@ -36,6 +36,24 @@ pub struct Completion {
     pub interrupted: bool,
 }
 
+impl Completion {
+    /// The run goes back to waiting until `until`, the same attempt (a quota or a circuit
+    /// said wait, or the node is shutting down), saying why.
+    pub fn deferred(run_id: Uuid, job_name: String, until: DateTime<Utc>, why: String) -> Self {
+        Self {
+            run_id,
+            job_name,
+            state: RunState::Deferred,
+            defer_until: Some(until),
+            output: None,
+            error_kind: None,
+            error_message: Some(why),
+            began_at: None,
+            interrupted: false,
+        }
+    }
+}
+
 /// Writes the routed events of a batch to the outbox, in the caller's transaction.
 pub(super) fn enqueue_events(
     conn: &mut PgConnection,

@@ -502,7 +502,7 @@ function editForm(j) {
   const errors = el('ul', { class: 'errors', id: 'edit-errors' });
   const current = { schedule: j.schedule, policy: j.policy, payload: j.payload, tags: j.tags, metadata: j.metadata };
   const text = el('textarea', { id: 'edit-json', rows: 14, 'aria-label': 'the job as JSON',
-    on: { focus: () => { editing = true; }, input: () => { editing = true; } } }, JSON.stringify(current, null, 2));
+    on: { focus: () => { editing = true; } } }, JSON.stringify(current, null, 2));
   return el('form', { id: 'edit', on: { submit: async (e) => {
     e.preventDefault();
     errors.replaceChildren();
@@ -609,7 +609,6 @@ function kindForm(j) {
     set('payload.program', p.program); set('payload.args', (p.args || []).join('\n'));
     for (const i of form.querySelectorAll('input, textarea, select')) {
       i.addEventListener('focus', () => { editing = true; });
-      i.addEventListener('input', () => { editing = true; });
     }
   }
   return form;
