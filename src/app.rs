@@ -60,6 +60,12 @@ async fn record_escalation(db: Db, routing: Arc<Routing>, node_id: Uuid, e: Esca
     }
 }
 
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError::Db(e.into())
+    }
+}
+
 /// Exit codes of `overseer serve` (documented in the README).
 pub mod exit {
     pub const OK: i32 = 0;
@@ -134,6 +140,7 @@ pub fn serve(
     let flags = config.flag_map();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        state_dir = %config.state_dir.display(),
         flags = ?flags,
         "overseer starting"
     );
@@ -176,79 +183,61 @@ pub fn serve(
     result
 }
 
-/// Upserts `[[jobs]]` by name (they become `source = config`) and pauses declarative jobs
-/// that left the configuration (never deletes them).
-fn upsert_declarative_jobs(db: &Db, defs: &[crate::jobs::JobDef]) -> Result<(), AppError> {
-    use crate::db::jobs as db_jobs;
-    let mut conn = db.get_blocking()?;
-    let now = chrono::Utc::now();
-    for def in defs {
-        let stored = match db_jobs::find_by_name(&mut conn, &def.name)? {
-            Some(job) => {
-                let job = db_jobs::update_def(&mut conn, &job, def, now)?;
-                let state = match (def.paused, job.state.as_str()) {
-                    (true, "active") => "paused",
-                    (false, "paused") => "active",
-                    (_, s) => s,
-                };
-                db_jobs::set_state_from(&mut conn, job.id, state, Some("config"), now)?
-            }
-            None => match db_jobs::insert(&mut conn, def, "config", now) {
-                Ok(job) => job,
-                // Another node inserted it a moment ago: take its row.
-                Err(DbError::Conflict(_)) => {
-                    let job = db_jobs::find(&mut conn, &def.name)?;
-                    db_jobs::update_def(&mut conn, &job, def, now)?
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
-        tracing::info!(job = %stored.name, state = %stored.state, "declarative job upserted");
-    }
-    let keep: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-    for name in db_jobs::pause_config_jobs_except(&mut conn, &keep, now)? {
-        tracing::warn!(job = %name, "declarative job no longer in the configuration: paused (not deleted)");
-    }
-    Ok(())
-}
-
-/// Every quota and channel a declarative job names must exist, and every program it runs
-/// must be allowed (as for jobs created through the API): otherwise start-up stops with a
-/// configuration error naming the key.
-fn check_declarative_references(
+/// Writes `[[jobs]]` through the API's one write path (`api::jobs::write`): the same
+/// reference checks, each job upserted by name (`source = config`) with an audit row whose
+/// actor is `config` and whose source names the file and key — only when something changed.
+/// Declarative jobs that left the configuration are paused (never deleted), audited alike.
+/// All in one transaction: a job naming a quota, channel or program that does not exist (or
+/// is not allowed) stops start-up with a configuration error naming its key, and nothing of
+/// the configuration's jobs is written.
+fn write_declarative_jobs(
     db: &Db,
-    routing: &Routing,
-    command: &crate::kinds::command::settings::CommandConfig,
+    refs: &api::jobs::References,
     declared: &[crate::declarative::Declared],
 ) -> Result<(), AppError> {
-    let kinds = crate::kinds::registry();
-    let all: Vec<(&crate::declarative::Declared, Vec<crate::jobs::Reference>)> = declared
-        .iter()
-        .map(|d| (d, d.def.references(kinds)))
-        .collect();
-    let every: Vec<crate::jobs::Reference> = all
-        .iter()
-        .flat_map(|(_, refs)| refs.iter().cloned())
-        .collect();
-    let known = crate::db::quotas::referenced(&mut *db.get_blocking()?, &every)?;
-    for (d, refs) in &all {
-        let problems = crate::jobs::unresolved(
-            refs,
-            &crate::jobs::Resolver {
-                quota_exists: &|q| known.contains(q),
-                channel_exists: &|c| routing.channel(c).is_some(),
-                program_refused: &|p| command.permits(p).err().map(|e| e.to_string()),
-            },
-        );
-        if let Some(first) = problems.first() {
-            return Err(AppError::Config(crate::config::ConfigError::Key {
-                key: format!("{}.{}", d.key, first.path),
-                origin: d.origin.clone(),
-                expected: first.message.clone(),
-            }));
+    use crate::db::jobs as db_jobs;
+    use diesel::Connection;
+    let mut conn = db.get_blocking()?;
+    let now = chrono::Utc::now();
+    let entry = |source: String| crate::db::audit::Entry {
+        at: now,
+        actor: Some("config".into()),
+        outcome: "ok",
+        source: Some(source),
+        ..Default::default()
+    };
+    conn.transaction::<_, AppError, _>(|c| {
+        for d in declared {
+            let checked = refs.check(c, &d.def)?.map_err(|problems| {
+                AppError::Config(crate::config::ConfigError::Key {
+                    key: format!("{}.{}", d.key, problems[0].path),
+                    origin: d.origin.clone(),
+                    expected: problems[0].message.clone(),
+                })
+            })?;
+            let source = format!("{} ({})", d.origin, d.key);
+            let job = api::jobs::write(
+                c,
+                checked,
+                api::jobs::Write::Upsert,
+                "config",
+                entry(source),
+                now,
+            )?;
+            tracing::info!(job = %job.name, state = %job.state, "declarative job upserted");
         }
-    }
-    Ok(())
+        let keep: Vec<String> = declared.iter().map(|d| d.def.name.clone()).collect();
+        for name in db_jobs::pause_config_jobs_except(c, &keep, now)? {
+            tracing::warn!(job = %name, "declarative job no longer in the configuration: paused (not deleted)");
+            let mut e = entry("configuration (no longer declared)".into());
+            e.action = "job.pause".into();
+            e.target = Some(format!("job/{name}"));
+            e.status = 200;
+            e.diff = Some(serde_json::json!({"state": {"from": "active", "to": "paused"}}));
+            crate::db::audit::record(c, &e)?;
+        }
+        Ok(())
+    })
 }
 
 /// Upserts `[[quotas]]` (`source = config`; the API cannot change them). A quota that left
@@ -305,9 +294,11 @@ fn run_with_database(
 
     upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
     let routing = Arc::new(Routing::from_config(&config.notify));
-    check_declarative_references(&db, &routing, &config.command, declarative)?;
-    let defs: Vec<crate::jobs::JobDef> = declarative.iter().map(|d| d.def.clone()).collect();
-    upsert_declarative_jobs(&db, &defs)?;
+    let refs = api::jobs::References {
+        routing: routing.clone(),
+        command: config.command.clone(),
+    };
+    write_declarative_jobs(&db, &refs, declarative)?;
 
     let mut tokens = TokenSet::from_config(&config.auth.tokens);
     if tokens.is_empty() && managed {

@@ -245,6 +245,22 @@ fn client_request(command: &Command) -> Option<crate::client::Request> {
     })
 }
 
+/// Writes to stdout as a Unix tool does: when the reader went away (`overseer jobs get X |
+/// head -1`), the process ends quietly with status 0 instead of panicking on the closed
+/// pipe (as `println!` does) — there is no one left to tell.
+pub fn out(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = write!(stdout, "{text}").and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::OK);
+        }
+        eprintln!("overseer: writing to stdout: {e}");
+        std::process::exit(exit::FAILURE);
+    }
+}
+
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -267,7 +283,7 @@ pub fn main() -> i32 {
             action: TokenAction::New { role, name },
         } => {
             let (token, hash) = crate::api::auth::new_token();
-            println!("{token}");
+            out(format_args!("{token}\n"));
             eprintln!(
                 "\nThe token above is shown once. Add this to the configuration:\n\n\
                  [[auth.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n"
@@ -278,7 +294,7 @@ pub fn main() -> i32 {
             action: ConfigAction::Check,
         } => match load_config(cli.config) {
             Ok(config) => {
-                print!("{}", config.effective_toml());
+                out(config.effective_toml());
                 eprintln!("configuration is valid");
                 exit::OK
             }
@@ -370,33 +386,36 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             MigrateAction::Run { dry_run: true } => {
                 let pending = migrations::pending_sql(&mut conn)?;
                 if pending.is_empty() {
-                    println!("no pending migrations");
+                    out(format_args!("no pending migrations\n"));
                 }
                 for (v, name, up) in pending {
-                    println!("-- pending {v} ({name}): up.sql\n{}\n", up.trim_end());
+                    out(format_args!(
+                        "-- pending {v} ({name}): up.sql\n{}\n\n",
+                        up.trim_end()
+                    ));
                 }
             }
             MigrateAction::Run { dry_run: false } => {
                 let applied = migrations::run_pending(&mut conn)?;
                 if applied.is_empty() {
-                    println!("no pending migrations");
+                    out(format_args!("no pending migrations\n"));
                 }
                 for v in applied {
-                    println!("applied {v}");
+                    out(format_args!("applied {v}\n"));
                 }
             }
             MigrateAction::Revert { to: None } => {
                 let v = migrations::revert_last(&mut conn)?;
-                println!("reverted {v}");
+                out(format_args!("reverted {v}\n"));
             }
             MigrateAction::Revert { to: Some(target) } => {
                 match migrations::revert_to(&mut conn, &target) {
                     Ok(done) => {
                         if done.is_empty() {
-                            println!("nothing newer than {target} is applied");
+                            out(format_args!("nothing newer than {target} is applied\n"));
                         }
                         for v in done {
-                            println!("reverted {v}");
+                            out(format_args!("reverted {v}\n"));
                         }
                     }
                     Err(migrations::RevertError::Failed {
@@ -405,7 +424,7 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
                         done,
                     }) => {
                         for v in &done {
-                            println!("reverted {v}");
+                            out(format_args!("reverted {v}\n"));
                         }
                         anyhow::bail!("reverting {version} failed: {reason} (it and everything older stay applied)");
                     }
@@ -415,8 +434,11 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             MigrateAction::Status => {
                 for (v, at) in migrations::status(&mut conn)? {
                     match at {
-                        Some(at) => println!("applied {v} {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
-                        None => println!("pending {v}"),
+                        Some(at) => out(format_args!(
+                            "applied {v} {}\n",
+                            at.format("%Y-%m-%d %H:%M:%S UTC")
+                        )),
+                        None => out(format_args!("pending {v}\n")),
                     }
                 }
             }

@@ -195,7 +195,7 @@ pub fn run(target: &Target, request: Request) -> i32 {
     match runtime.block_on(execute(&api, request)) {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{out}");
+                crate::cli::out(format_args!("{out}\n"));
             }
             exit::OK
         }

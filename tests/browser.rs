@@ -407,6 +407,79 @@ fn a_crashed_pool_restarts_with_new_sessions_and_leaves_no_old_browser() {
     });
 }
 
+/// overseer's own trouble is not the site's: the browser pool crashing (and restarting)
+/// under runs of one domain fails them without counting against the domain's circuit, even
+/// with `circuit_failures = 1`; the site failing its page afterwards still opens it. Before
+/// run error kinds were a type, the pool's "stopped during the run" was the kind `browser`,
+/// which counted, and opened the circuit of a healthy site.
+#[test]
+fn a_pool_restart_under_runs_leaves_their_domains_circuit_closed() {
+    let db = TestDb::new();
+    let pages = Pages::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let o = start_in(
+        &db,
+        &state,
+        "circuit_failures = 1
+circuit_open = \"60s\"\n[debug]\nfault_injection = true\n",
+    );
+    let slow = json!({"profile": "cb", "steps": [
+        {"goto": {"url": pages.url("/form")}},
+        {"wait_for": {"selector": "#never", "timeout": "30s"}},
+    ]});
+    for name in ["in-flight-1", "in-flight-2"] {
+        browser_job(&o, name, slow.clone(), json!({"max_retries": 0}));
+    }
+    wait_for("both runs on the page", T, || {
+        (pages.hits().iter().filter(|h| *h == "/form").count() >= 2).then_some(())
+    });
+    let a = o.post("/api/v1/actors/browser_pool/crash", o.admin(), None);
+    assert_eq!(a.status, 202, "{}", a.text);
+    for name in ["in-flight-1", "in-flight-2"] {
+        let run = finished(&o, name);
+        assert_eq!(run["state"], "failed", "{run}");
+        let kind = run["error_kind"].as_str().unwrap_or_default().to_string();
+        assert!(
+            [
+                "browser_unavailable",
+                "browser_crashed",
+                "cancelled",
+                "browser"
+            ]
+            .contains(&kind.as_str()),
+            "{run}"
+        );
+    }
+    let circuits = o.get("/api/v1/circuits", o.admin()).json();
+    let circuits = circuits.as_array().unwrap();
+    assert!(
+        circuits
+            .iter()
+            .all(|c| c["state"] == "closed" && c["failures"] == 0),
+        "the pool's crash counted against the site: {circuits:?}"
+    );
+    // The same domain failing its page does open it, at the first failure.
+    wait_for("the pool running again", T, || {
+        let a = o.actor("browser_pool");
+        (a["state"] == "running" && a["restarts"] == 1).then_some(())
+    });
+    pages.set_down(true);
+    browser_job(
+        &o,
+        "site-down",
+        json!({"profile": "cb", "steps": [
+            {"goto": {"url": pages.url("/flaky")}},
+            {"assert_text": {"selector": "#state", "contains": "all ok"}},
+        ]}),
+        json!({"max_retries": 0}),
+    );
+    assert_eq!(finished(&o, "site-down")["error_kind"], "assertion");
+    let circuits = o.get("/api/v1/circuits", o.admin()).json();
+    assert_eq!(circuits[0]["state"], "open", "{circuits}");
+    assert_eq!(circuits[0]["failures"], 1, "{circuits}");
+}
+
 #[test]
 fn a_killed_chromium_is_replaced_and_the_run_retried_and_none_is_left() {
     let db = TestDb::new();

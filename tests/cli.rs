@@ -79,6 +79,12 @@ fn config_check_prints_the_effective_config_redacted_or_exits_2() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("bind = \"127.0.0.1:9999\""), "{out}");
+    // The shipped relative state dir, shown as the absolute path everything will use.
+    let cwd = std::env::current_dir().unwrap();
+    assert!(
+        out.contains(&format!("state_dir = \"{}\"", cwd.join("var").display())),
+        "{out}"
+    );
     assert!(
         out.contains("postgresql://app:***@db.example:5432/jobs"),
         "{out}"
@@ -491,4 +497,55 @@ fn migrations_can_be_looked_at_before_they_run_and_reverted_to_a_version() {
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("19990101000000"), "{err}");
     assert_eq!(schema_dump(&db), full);
+}
+
+/// Runs the binary with its stdout a pipe whose reader is already gone (`… | head -1` once
+/// `head` has its line): what it exits with, and what it said on stderr.
+fn run_into_closed_pipe(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("OVERSEER_CONFIG")
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `overseer jobs get X | head -1` and friends: when stdout closes, the CLI ends quietly
+/// with status 0, like any Unix tool (it panicked with a backtrace before).
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let (code, err) = run_into_closed_pipe(&["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let db = TestDb::new();
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn.start_with_tmp(Some(tmp));
+    o.wait_ready(std::time::Duration::from_secs(30));
+    let a = o.post(
+        "/api/v1/jobs",
+        o.admin(),
+        Some(r#"{"name": "x", "kind": "noop", "schedule": {"every": "1h"}}"#),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    let url = format!("http://{}", o.addr);
+    for args in [
+        &["--url", url.as_str(), "jobs", "get", "x"][..],
+        &["--url", url.as_str(), "--json", "jobs", "list"][..],
+    ] {
+        let (code, err) = run_into_closed_pipe(args, &[("OVERSEER_TOKEN", &o.tokens.admin)]);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }

@@ -964,3 +964,104 @@ fn a_clean_shutdown_gives_a_running_program_back_and_the_restart_runs_it_again()
     let runs = b.get("/api/v1/runs?job=long", b.admin()).json();
     assert_eq!(runs["items"].as_array().unwrap().len(), 1, "{runs}");
 }
+
+/// The README's `command` example as written — its `[command]` section and its job, with
+/// `/opt/automations` moved to a temporary directory and the site to loopback — under the
+/// shipped relative `state_dir = "./var"`: the program runs in its `cwd`, far from the state
+/// dir, and still finds `$OVERSEER_OUTPUT` (before the state dir was made absolute at start,
+/// it got `./var/command-results/…`, which does not exist from there, and failed after its
+/// work, retry after retry).
+#[test]
+fn the_readme_command_example_with_cwd_runs_under_the_default_relative_state_dir() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### Running your own scripts").unwrap()..];
+    let toml_block = {
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        &section[start..start + section[start..].find("```").unwrap()]
+    };
+    let body = {
+        let start = section.find("-d '{").unwrap() + "-d '".len();
+        &section[start..start + section[start..].find("}'\n").unwrap() + 1]
+    };
+    assert!(body.contains("\"cwd\": \"/opt/automations\""), "{body}");
+
+    let db = TestDb::new();
+    let pages = common::pages::Pages::start();
+    let home = tempfile::tempdir().unwrap();
+    // Where the user keeps their automations, and where overseer is started from.
+    let automations = home.path().join("automations");
+    let served_from = home.path().join("service");
+    std::fs::create_dir_all(automations.join("venv/bin")).unwrap();
+    std::fs::create_dir_all(&served_from).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", automations.join("venv/bin/python")).unwrap();
+    std::fs::write(
+        automations.join("greet.py"),
+        r#"import json, os, sys, urllib.request
+assert os.getcwd() == os.environ["EXPECTED_CWD"], os.getcwd()
+assert os.environ["SITE_PASSWORD"], "no password"
+cdp = os.environ["OVERSEER_CDP_URL"]
+version = json.load(urllib.request.urlopen(
+    "http://" + cdp.split("//", 1)[1].split("/", 1)[0] + "/json/version", timeout=10))
+api, token = os.environ["OVERSEER_API_URL"], os.environ["OVERSEER_RUN_TOKEN"]
+req = urllib.request.Request(api + "/api/v1/quotas/linkedin:messages/consume",
+    data=b'{"cost": 1}', method="POST",
+    headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=10).read()
+limit = int(sys.argv[sys.argv.index("--limit") + 1])
+with open(os.environ["OVERSEER_OUTPUT"], "w") as f:
+    json.dump({"greeted": 1, "limit": limit, "cwd": os.getcwd(),
+               "browser": "Chrome" in version["Browser"]}, f)
+"#,
+    )
+    .unwrap();
+
+    let dir = automations.to_string_lossy();
+    let site = pages.url("/");
+    let config = format!(
+        "{}\n[browser.secrets]\nLINKEDIN_PASSWORD = \"{SECRET}\"\n",
+        toml_block.replace("/opt/automations", &dir)
+    );
+    let body: Value = serde_json::from_str(
+        &body
+            .replace("/opt/automations", &dir)
+            .replace("https://www.linkedin.com", site.trim_end_matches('/')),
+    )
+    .unwrap();
+    let mut body = body;
+    body["payload"]["env"]["EXPECTED_CWD"] = json!(dir);
+
+    let (spawn, tmp) = Spawn::with_db(&db);
+    let o = spawn
+        .in_dir(&served_from)
+        .toml(&config)
+        .start_with_tmp(Some(tmp));
+    o.wait_ready(T);
+    let q = o.put(
+        "/api/v1/quotas/linkedin:messages",
+        o.admin(),
+        &json!({"limits": {"day": 20}}).to_string(),
+    );
+    assert!(q.status == 200 || q.status == 201, "{}", q.text);
+    create(&o, body);
+    let a = o.post("/api/v1/jobs/birthday-greetings/trigger", o.admin(), None);
+    assert_eq!(a.status, 201, "{}", a.text);
+    let run = finished(&o, "birthday-greetings", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1, "{run}");
+    assert_eq!(
+        run["output"]["result"],
+        json!({"greeted": 1, "limit": 20, "cwd": dir, "browser": true}),
+        "{run}"
+    );
+    // The state dir is where the shipped default says, and the start-up log shows it whole.
+    assert!(served_from.join("var/profiles/linkedin").is_dir());
+    let started = o.logs.wait_json("the start-up line", T, |v| {
+        v["message"] == "overseer starting"
+    });
+    assert_eq!(
+        started["state_dir"],
+        json!(served_from.join("var").to_string_lossy())
+    );
+    assert!(!o.logs.text().contains(SECRET));
+}

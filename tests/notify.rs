@@ -501,6 +501,55 @@ fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
     assert_eq!(sink.total(), 1);
 }
 
+/// The flag switched at runtime, without a restart: off, new rows stay pending round after
+/// round; on again, they go out (the notifier read the flag only when it started before).
+#[test]
+fn the_flag_switched_at_runtime_stops_and_resumes_delivery() {
+    let db = TestDb::new();
+    let sink = Sink::start();
+    let o = start(&db, &hook_config(&sink, ""));
+    reminder(&o, "before", &["hook"]);
+    wait_for("the first reminder sent", T, || {
+        (notifications(&o, "?state=sent").len() == 1).then_some(())
+    });
+    let flag = |enabled: bool| {
+        let a = o.put(
+            "/api/v1/flags/notifications",
+            o.admin(),
+            &json!({ "enabled": enabled }).to_string(),
+        );
+        assert_eq!(a.status, 200, "{}", a.text);
+    };
+    flag(false);
+    o.logs.wait_json("a round saw the flag off", T, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("flag notifications is off"))
+    });
+    reminder(&o, "while-off", &["hook"]);
+    wait_for("the reminder run succeeded", T, || {
+        let runs = o.get("/api/v1/runs?job=while-off", o.admin()).json();
+        (runs["items"][0]["state"] == "succeeded").then_some(())
+    });
+    // A negative check has to let time pass: ten poll intervals (100 ms each) with the row
+    // there and nobody claiming it.
+    let since = std::time::Instant::now();
+    wait_for("ten poll intervals", T, || {
+        (since.elapsed() >= Duration::from_millis(1000)).then_some(())
+    });
+    let pending = notifications(&o, "?state=pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["attempts"], 0);
+    assert_eq!(sink.total(), 1);
+
+    flag(true);
+    wait_for("sent once the flag is on again", T, || {
+        (notifications(&o, "?state=sent").len() == 2).then_some(())
+    });
+    assert_eq!(sink.total(), 2);
+    assert!(notifications(&o, "?state=pending").is_empty());
+}
+
 #[test]
 fn an_actor_restart_is_notified() {
     let db = TestDb::new();

@@ -524,6 +524,12 @@ fn timeouts_and_overlap_policies() {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 #[test]
 fn declarative_jobs_are_upserted_and_paused_when_removed() {
     let db = TestDb::new();
@@ -555,14 +561,60 @@ fn declarative_jobs_are_upserted_and_paused_when_removed() {
         o.get("/api/v1/jobs/from-dir", op(&o)).json()["schedule"]["timezone"],
         "America/New_York"
     );
+    // Written the API's way: an audit row in the job's transaction, by `config`, naming the
+    // file and the key it came from.
+    let audit = |o: &Overseer, job: &str| -> Vec<Value> {
+        let a = o.get(&format!("/api/v1/audit?target=job/{job}"), o.admin());
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()["items"].as_array().unwrap().clone()
+    };
+    let rows = audit(&o, "hourly-report");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0]["actor"].as_str(),
+            rows[0]["action"].as_str(),
+            rows[0]["outcome"].as_str()
+        ),
+        (Some("config"), Some("job.create"), Some("ok")),
+        "{rows:?}"
+    );
+    let source = rows[0]["source"].as_str().unwrap();
+    assert!(
+        source.contains("test-config.toml") && source.contains("jobs.0"),
+        "{source}"
+    );
+    assert_eq!(rows[0]["diff"]["schedule"]["cron"], "@hourly", "{rows:?}");
+    let rows = audit(&o, "from-dir");
+    assert!(
+        rows[0]["source"]
+            .as_str()
+            .unwrap()
+            .contains("10-extra.toml"),
+        "{rows:?}"
+    );
     drop(o);
 
-    // Changed in place: updated, same id.
+    // Started again unchanged: nothing written, no audit row.
+    let o = spawn_with(&conf);
+    assert_eq!(audit(&o, "hourly-report").len(), 1);
+    drop(o);
+
+    // Changed in place: updated, same id, audited with what changed.
     let conf2 = conf.replace("@hourly", "@daily");
     let o = spawn_with(&conf2);
     let j2 = o.get("/api/v1/jobs/hourly-report", op(&o)).json();
     assert_eq!(j2["id"], j["id"]);
     assert_eq!(j2["schedule"]["cron"], "@daily");
+    let rows = audit(&o, "hourly-report");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["action"], "job.update", "{rows:?}");
+    assert_eq!(rows[0]["actor"], "config", "{rows:?}");
+    assert_eq!(
+        rows[0]["diff"]["schedule.cron"],
+        json!({"from": "@hourly", "to": "@daily"}),
+        "{rows:?}"
+    );
     drop(o);
 
     // Removed: paused, not deleted, with a log line.
@@ -584,6 +636,46 @@ fn declarative_jobs_are_upserted_and_paused_when_removed() {
             .as_str()
             .is_some_and(|m| m.contains("no longer in the configuration"))
     });
+    let rows = audit(&o, "hourly-report");
+    assert_eq!(
+        (rows[0]["actor"].as_str(), rows[0]["action"].as_str()),
+        (Some("config"), Some("job.pause")),
+        "{rows:?}"
+    );
+    drop(o);
+
+    // A declarative job whose reference does not resolve stops start-up, and none of the
+    // configuration's jobs is written: one transaction for all of them.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[jobs]]\nname = \"fresh\"\nkind = \"noop\"\nschedule = { every = \"1h\" }\n\
+         [[jobs]]\nname = \"greedy\"\nkind = \"noop\"\nschedule = { every = \"1h\" }\n\
+         quota = [{ name = \"nope\", cost = 1 }]\n",
+    )
+    .unwrap();
+    let state_2 = tmp.path().join("state-2");
+    let (code, _, err) = run_cli(
+        &["--config", bad.to_str().unwrap(), "serve"],
+        &[
+            ("OVERSEER__DATABASE__URL", db.url.expose()),
+            ("OVERSEER__STATE_DIR", state_2.to_str().unwrap()),
+            ("OVERSEER__SERVER__BIND", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("jobs.1.quota.0.name"), "{err}");
+    let mut conn = db.conn();
+    let fresh: i64 = diesel::RunQueryDsl::get_result::<CountRow>(
+        diesel::sql_query("SELECT count(*) AS n FROM jobs WHERE name = 'fresh'"),
+        &mut conn,
+    )
+    .unwrap()
+    .n;
+    assert_eq!(
+        fresh, 0,
+        "a job of a configuration that did not start was written"
+    );
 
     // A bad declarative job stops start-up with the key and the file.
     std::fs::write(
@@ -815,4 +907,99 @@ fn due_jobs_wait_for_a_slot_without_becoming_misses() {
     });
     assert_eq!(done.len(), 1, "one run, no miss: {done:?}");
     assert_eq!(runs_of(&o, "blocker")[0]["state"], "timed_out");
+}
+
+/// A cancel raced by pause, resume and trigger on the same job, round after round: the job
+/// ends cancelled, and nothing made after the cancel runs. Before every state change was one
+/// conditional statement, a pause or resume that had checked the state just before the cancel
+/// committed wrote its own state over `cancelled` (the job fired again), and a trigger let
+/// through the same way left a pending run of a cancelled job that ran.
+#[test]
+fn a_cancel_raced_by_pause_resume_and_trigger_stays_cancelled() {
+    let db = TestDb::new();
+    let o = start(&db, "");
+    let rounds = 40;
+    let mut refused = HashMap::<&str, usize>::new();
+    for round in 0..rounds {
+        let name = format!("race-{round}");
+        // Active, but its own schedule fires next year: every run here is a trigger's, and
+        // each takes 5 s, so a run made before the cancel is still open when the cancel
+        // reaches it (and is cancelled): none may succeed.
+        create(
+            &o,
+            json!({"name": name, "kind": "noop", "schedule": {"cron": "0 0 1 1 *"},
+                   "payload": {"sleep_ms": 5000}}),
+        );
+        if round % 2 == 1 {
+            // Half the rounds start paused, so that resume has something to race with.
+            assert_eq!(
+                o.post(&format!("/api/v1/jobs/{name}/pause"), op(&o), None)
+                    .status,
+                200
+            );
+        }
+        let barrier = std::sync::Barrier::new(5);
+        let answers: Vec<(&str, u16)> = std::thread::scope(|s| {
+            let calls: Vec<_> = [
+                ("cancel", "DELETE", ""),
+                ("pause", "POST", "/pause"),
+                ("resume", "POST", "/resume"),
+                ("trigger", "POST", "/trigger"),
+                ("trigger", "POST", "/trigger"),
+            ]
+            .into_iter()
+            .map(|(what, method, suffix)| {
+                let (barrier, o, name) = (&barrier, &o, &name);
+                s.spawn(move || {
+                    let path = format!("/api/v1/jobs/{name}{suffix}");
+                    barrier.wait();
+                    let a = match method {
+                        "DELETE" => request("DELETE", &o.url(&path), op(o), &[], None),
+                        _ => o.post(&path, op(o), None),
+                    };
+                    (what, a.status)
+                })
+            })
+            .collect();
+            calls.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (what, status) in &answers {
+            match (*what, *status) {
+                ("cancel", 200) | ("trigger", 201) | ("pause" | "resume", 200) => {}
+                (w, 409) if w != "cancel" => *refused.entry(w).or_default() += 1,
+                other => panic!("round {round}: {other:?} ({answers:?})"),
+            }
+        }
+        let job = o.get(&format!("/api/v1/jobs/{name}"), op(&o)).json();
+        assert_eq!(job["state"], "cancelled", "round {round}: {answers:?}");
+    }
+    // Nothing of a cancelled job is left to run, and nothing of it ran to the end.
+    let settled = wait_for("every run of the raced jobs settled", T, || {
+        let all: Vec<(Value, Vec<Value>)> = (0..rounds)
+            .map(|r| {
+                let name = format!("race-{r}");
+                let job = o.get(&format!("/api/v1/jobs/{name}"), op(&o)).json();
+                (job, runs_of(&o, &name))
+            })
+            .collect();
+        let open = |r: &Value| {
+            matches!(
+                r["state"].as_str(),
+                Some("pending" | "running" | "deferred")
+            )
+        };
+        all.iter()
+            .all(|(_, runs)| !runs.iter().any(open))
+            .then_some(all)
+    });
+    for (job, runs) in &settled {
+        assert_eq!(job["state"], "cancelled", "{job}");
+        for r in runs {
+            assert_eq!(
+                r["state"], "cancelled",
+                "a run of a cancelled job ran: {r} of {job}"
+            );
+        }
+    }
+    eprintln!("refused as having lost the race: {refused:?}");
 }

@@ -30,6 +30,7 @@ use crate::browser::politeness::PolitenessConfig;
 use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
+use crate::jobs::run_error::RunErrorKind;
 use crate::supervisor::policy::Intensity;
 use crate::supervisor::{DeathWatch, FailureCell, Lifeline};
 use crate::telemetry::names;
@@ -104,7 +105,7 @@ impl BrowserPool {
         ctx: &mut Context<Self>,
     ) -> Result<Addr<BrowserSession>, RunFailure> {
         let unavailable = |message: String| RunFailure {
-            kind: "browser_unavailable",
+            kind: RunErrorKind::BrowserUnavailable,
             message,
         };
         let Some(pool) = self.pool.clone() else {
@@ -306,7 +307,7 @@ impl Handler<RunBrowser> for BrowserPool {
                 Ok(result) => result,
                 // The session died under the run (a panic): its job retries it.
                 Err(_) => Err(RunFailure {
-                    kind: "browser_crashed",
+                    kind: RunErrorKind::BrowserCrashed,
                     message: "the profile's browser session failed during the run".into(),
                 }),
             }
@@ -373,7 +374,7 @@ impl Handler<HoldProfile> for BrowserPool {
                 match pool {
                     Some(pool) if !stopping => pool.hold(msg.run_id, &msg.profile).await,
                     _ => Err(RunFailure {
-                        kind: "browser_unavailable",
+                        kind: RunErrorKind::BrowserUnavailable,
                         message: "the browser pool is starting or stopping".into(),
                     }),
                 }
@@ -482,7 +483,10 @@ impl Handler<RunInSession> for BrowserSession {
             async move { pool.run(msg.0).await }
                 .into_actor(self)
                 .map(|result, act, ctx| {
-                    if result.as_ref().is_err_and(|f| f.kind == "browser_crashed") {
+                    if result
+                        .as_ref()
+                        .is_err_and(|f| f.kind == RunErrorKind::BrowserCrashed)
+                    {
                         act.fail(ctx, "its browser died during a run".into());
                     }
                     result

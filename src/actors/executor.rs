@@ -29,6 +29,7 @@ use super::{Deps, REHYDRATE_RETRY};
 use crate::db::quotas::Receipt;
 use crate::db::runs::{self, Claimed, Completion, Handoff};
 use crate::jobs::policy::Policy;
+use crate::jobs::run_error::RunErrorKind;
 use crate::jobs::run_state::RunState;
 use crate::kinds::system::System;
 use crate::kinds::{self, RunContext, RunError};
@@ -172,7 +173,7 @@ impl Executor {
         let fut = async move {
             let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
-                    "unknown_kind",
+                    RunErrorKind::UnknownKind,
                     format!("no job kind `{kind_name}` in this build"),
                 )));
             };
@@ -217,8 +218,10 @@ impl Executor {
             let ran = fut.await;
             let (outcome, error_kind) = match &ran {
                 Ran::Done(Ok(_)) => ("succeeded", None),
-                Ran::Done(Err(e)) if e.kind == "timeout" => ("timed_out", Some(e.kind)),
-                Ran::Done(Err(e)) => ("failed", Some(e.kind)),
+                Ran::Done(Err(e)) if e.kind == RunErrorKind::Timeout => {
+                    ("timed_out", Some(e.kind.as_str()))
+                }
+                Ran::Done(Err(e)) => ("failed", Some(e.kind.as_str())),
                 Ran::Deferred { .. } => ("deferred", None),
             };
             run_span.record("outcome", outcome);
@@ -262,7 +265,7 @@ impl Executor {
                 Err(e) => Completion {
                     run_id,
                     job_name,
-                    state: if e.kind == "timeout" {
+                    state: if e.kind == RunErrorKind::Timeout {
                         RunState::TimedOut
                     } else {
                         RunState::Failed
@@ -494,7 +497,7 @@ async fn take_quota(
                 until: now + chrono::Duration::seconds(1),
                 reason: format!("quota counter unavailable: {m}"),
             },
-            Err(e) => Ran::Done(Err(RunError::new("quota", e.to_string()))),
+            Err(e) => Ran::Done(Err(RunError::new(RunErrorKind::Quota, e.to_string()))),
         };
         refund_all(Some(counter), receipts).await;
         return Err(deny);
@@ -547,7 +550,7 @@ async fn execute(
                 Ok(r) => r,
                 Err(_) => {
                     return Err(RunError::new(
-                        "timeout",
+                        RunErrorKind::Timeout,
                         format!(
                             "exceeded the timeout of {}",
                             crate::stdx::duration::format_duration(limit)
@@ -559,7 +562,7 @@ async fn execute(
         };
         match outcome {
             Ok(result) => result,
-            Err(panic) => Err(RunError::new("panic", panic_message(&*panic))),
+            Err(panic) => Err(RunError::new(RunErrorKind::Panic, panic_message(&*panic))),
         }
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Rehydration: none needed. Pending rows are the state; a row claimed by an incarnation that
 //! died is claimed again once its claim expires (`Routing::claim_timeout`).
-//! The `notifications` flag switches delivery off on this node (rows keep being written).
+//! The `notifications` flag switches delivery off on this node (rows keep being written),
+//! read at every round: a runtime override takes effect at the next one.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub struct Notifier {
     deps: Deps,
     lifeline: Lifeline,
     deliverer: Option<Rc<Deliverer>>,
+    /// What the last round found the `notifications` flag to be (its changes are logged).
+    delivering: bool,
     busy: bool,
     again: bool,
 }
@@ -71,6 +74,7 @@ impl Notifier {
             deps: deps.clone(),
             lifeline,
             deliverer: None,
+            delivering: true,
             busy: false,
             again: false,
         }
@@ -79,6 +83,25 @@ impl Notifier {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
             self.again = true;
+            return;
+        }
+        // Read when acting: `PUT /api/v1/flags/notifications` takes effect at the next round.
+        let on = self.deps.flags.on(crate::flags::Name::Notifications);
+        if on != self.delivering {
+            self.delivering = on;
+            if on {
+                tracing::info!(
+                    actor = NAME,
+                    "flag notifications is on: delivering the outbox"
+                );
+            } else {
+                tracing::warn!(
+                    actor = NAME,
+                    "flag notifications is off: nothing is delivered from this node (the outbox keeps filling)"
+                );
+            }
+        }
+        if !on {
             return;
         }
         let Some(deliverer) = self.deliverer.clone() else {
@@ -178,31 +201,23 @@ impl Actor for Notifier {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if !self.deps.flags.on(crate::flags::Name::Notifications) {
-            tracing::warn!(
-                actor = NAME,
-                "flag notifications is off: nothing is delivered from this node (the outbox keeps filling)"
-            );
-        } else {
-            match Deliverer::new(self.deps.routing.clone()) {
-                Ok(d) => self.deliverer = Some(Rc::new(d)),
-                Err(e) => {
-                    self.lifeline.fail(e.to_string());
-                    ctx.stop();
-                    return;
-                }
+        match Deliverer::new(self.deps.routing.clone()) {
+            Ok(d) => self.deliverer = Some(Rc::new(d)),
+            Err(e) => {
+                self.lifeline.fail(e.to_string());
+                ctx.stop();
+                return;
             }
         }
         // Rehydration: the outbox's backlog; ready once it is read. Delivery rounds claim
         // from the table, so nothing else is kept between incarnations.
         self.backlog(ctx);
         ctx.run_interval(BACKLOG_EVERY, |act, ctx| act.backlog(ctx));
-        if self.deliverer.is_some() {
-            self.tick(ctx);
-            ctx.run_interval(self.deps.config.notify.poll_interval, |act, ctx| {
-                act.tick(ctx)
-            });
-        }
+        // Every round asks the flag, so turning it off or on needs no restart.
+        self.tick(ctx);
+        ctx.run_interval(self.deps.config.notify.poll_interval, |act, ctx| {
+            act.tick(ctx)
+        });
     }
 }
 

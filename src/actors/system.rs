@@ -14,6 +14,7 @@ use super::Deps;
 use crate::browser::script::{Entry, Notifier, OnceLedger};
 use crate::browser::BrowserRun;
 use crate::db::circuits;
+use crate::jobs::run_error::RunErrorKind;
 use crate::kinds::system::{
     Browsers, Circuits, Grants, HeldProfile, Outbox, QuotaAnswer, Quotas, RunTokens, ScriptRun,
     Scripts, System,
@@ -48,7 +49,7 @@ impl Outbox for Node {
         Box::pin(async move {
             db.run(move |c| crate::db::notifications::enqueue(c, &rows))
                 .await
-                .map_err(|e| RunError::new("database", e.to_string()))
+                .map_err(|e| RunError::new(RunErrorKind::Database, e.to_string()))
         })
     }
 }
@@ -62,13 +63,16 @@ impl Browsers for Node {
         let pool = self.0.directory.browser_pool();
         Box::pin(async move {
             let Some(pool) = pool else {
-                return Err(RunError::new("browser", "the browser pool is restarting"));
+                return Err(RunError::new(
+                    RunErrorKind::BrowserUnavailable,
+                    "the browser pool is restarting",
+                ));
             };
             match pool.send(RunBrowser(run)).await {
                 Ok(Ok(output)) => Ok(output),
                 Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
                 Err(_) => Err(RunError::new(
-                    "browser",
+                    RunErrorKind::BrowserUnavailable,
                     "the browser pool stopped during the run",
                 )),
             }
@@ -90,7 +94,7 @@ impl Browsers for Node {
         Box::pin(async move {
             let Some(pool) = pool else {
                 return Err(RunError::new(
-                    "browser_unavailable",
+                    RunErrorKind::BrowserUnavailable,
                     "the browser pool is restarting",
                 ));
             };
@@ -101,7 +105,7 @@ impl Browsers for Node {
                 }),
                 Ok(Err(f)) => Err(RunError::new(f.kind, f.message)),
                 Err(_) => Err(RunError::new(
-                    "browser_unavailable",
+                    RunErrorKind::BrowserUnavailable,
                     "the browser pool stopped",
                 )),
             }
@@ -126,7 +130,7 @@ impl Circuits for Node {
             let admission = db
                 .run(move |c| circuits::admit(c, &domain, clock.now()))
                 .await
-                .map_err(|e| RunError::new("database", e.to_string()))?;
+                .map_err(|e| RunError::new(RunErrorKind::Database, e.to_string()))?;
             Ok(match admission {
                 circuits::Admission::Wait(until) => Some(until),
                 circuits::Admission::Go | circuits::Admission::Probe => None,
@@ -330,7 +334,7 @@ impl RunTokens for Node {
                 )
             })
             .await
-            .map_err(|e| RunError::new("database", e.to_string()))?;
+            .map_err(|e| RunError::new(RunErrorKind::Database, e.to_string()))?;
             Ok(token)
         })
     }

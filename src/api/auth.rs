@@ -312,10 +312,10 @@ async fn session_caller(req: &ServiceRequest, id: &str) -> Result<Caller, ApiErr
     if !safe {
         let sent = req
             .headers()
-            .get("x-csrf-token")
+            .get(super::csrf::HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())) {
+        if !super::csrf::matches(&session.csrf, sent) {
             return Err(ApiError::forbidden(
                 "missing or wrong CSRF token (X-CSRF-Token)",
             ));

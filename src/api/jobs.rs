@@ -1,6 +1,8 @@
 //! `/api/v1/jobs`: create (idempotent with `Idempotency-Key`), list (keyset pagination),
 //! read, change, cancel, pause, resume, trigger. Operators change; viewers read.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -17,7 +19,10 @@ use crate::actors::scheduler::Wake;
 use crate::db::jobs::{self as db_jobs, Job, JobFilter};
 use crate::db::runs::{self as db_runs, Run};
 use crate::db::DbError;
+use crate::jobs::job_state::JobState;
 use crate::jobs::JobDef;
+use crate::kinds::command::settings::CommandConfig;
+use crate::stdx::problems::FieldError;
 
 pub const MAX_LIMIT: i64 = 1000;
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -142,7 +147,6 @@ pub async fn create(
         now,
     )
     .map_err(ApiError::invalid)?;
-    check_references(&state, &def).await?;
     let key = req
         .headers()
         .get("idempotency-key")
@@ -157,32 +161,35 @@ pub async fn create(
     let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     let scoped_key = key.map(|k| format!("{}:{k}", caller.name));
     let entry = audit.entry(None, None);
+    let refs = References::of(&state);
     let result = state
         .db
         .run(move |c| {
             c.transaction::<_, DbError, _>(|c| {
+                let checked = match refs.check(c, &def)? {
+                    Ok(checked) => checked,
+                    Err(problems) => return Ok(Err(problems)),
+                };
                 crate::db::idempotency::once(c, scoped_key.as_deref(), &request_hash, 201, |c| {
-                    let job = db_jobs::insert(c, &def, "api", now)?;
-                    let mut entry = job_entry(entry, &job, None);
-                    entry.status = 201;
-                    crate::db::audit::record(c, &entry)?;
-                    Ok(job)
+                    write(c, checked, Write::Create, "api", entry, now)
                 })
+                .map(Ok)
             })
         })
         .await;
     match result {
-        Ok(Ok(job)) => {
+        Ok(Err(problems)) => Err(ApiError::invalid(problems)),
+        Ok(Ok(Ok(job))) => {
             audit.committed();
             wake(&state);
             Ok(HttpResponse::Created().json(job))
         }
-        Ok(Err(seen)) if seen.same_request => Ok(HttpResponse::build(
+        Ok(Ok(Err(seen))) if seen.same_request => Ok(HttpResponse::build(
             StatusCode::from_u16(seen.status as u16).unwrap_or(StatusCode::CREATED),
         )
         .insert_header(("Idempotency-Replayed", "true"))
         .json(seen.response)),
-        Ok(Err(_)) => Err(ApiError::conflict(
+        Ok(Ok(Err(_))) => Err(ApiError::conflict(
             "this Idempotency-Key was used for a different request",
         )),
         Err(DbError::Conflict(_)) => Err(ApiError::conflict("a job with this name already exists")),
@@ -203,7 +210,7 @@ pub async fn list(
     let q = q.into_inner();
     let limit = check_limit(q.limit)?;
     if let Some(s) = &q.state {
-        if !["active", "paused", "completed", "cancelled"].contains(&s.as_str()) {
+        if crate::jobs::job_state::JobState::parse(s).is_none() {
             return Err(ApiError::invalid_field(
                 "state",
                 "expected active, paused, completed or cancelled",
@@ -282,18 +289,21 @@ pub async fn update(
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
         .patch(&body, crate::kinds::registry(), now)
         .map_err(ApiError::invalid)?;
-    check_references(&state, &def).await?;
     let entry = audit.entry(None, None);
+    let refs = References::of(&state);
     let updated = state
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let updated = db_jobs::update_def(c, &job, &def, now)?;
-                crate::db::audit::record(c, &job_entry(entry, &updated, Some(&job)))?;
-                Ok(updated)
+                let checked = match refs.check(c, &def)? {
+                    Ok(checked) => checked,
+                    Err(problems) => return Ok(Err(problems)),
+                };
+                write(c, checked, Write::Replace(&job), "api", entry, now).map(Ok)
             })
         })
-        .await?;
+        .await?
+        .map_err(ApiError::invalid)?;
     audit.committed();
     wake(&state);
     Ok(web::Json(updated))
@@ -317,14 +327,19 @@ pub async fn cancel(
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let runs = db_runs::cancel_open(c, before.id, now)?;
-                let job = db_jobs::set_state(c, before.id, "cancelled", now)?;
+                // The job first: a trigger holding it waits here, and its run is among the
+                // open runs cancelled next.
+                // Cancelled already (DELETE is idempotent): the job as it is.
+                let job = match db_jobs::transition(c, before.id, JobState::Cancelled, now)? {
+                    Ok(job) | Err(db_jobs::Lost(job)) => job,
+                };
+                let runs = db_runs::cancel_open(c, job.id, now)?;
                 let mut entry = job_entry(entry, &job, Some(&before));
                 if let Some(d) = entry.diff.as_mut().and_then(Value::as_object_mut) {
                     d.insert("runs_cancelled".into(), serde_json::json!(runs));
                 }
                 crate::db::audit::record(c, &entry)?;
-                Ok(job)
+                Ok::<_, DbError>(job)
             })
         })
         .await?;
@@ -332,32 +347,35 @@ pub async fn cancel(
     Ok(web::Json(job))
 }
 
+/// Moves a job from `from` to `to` in one conditional statement; 409 naming its state when
+/// it is not in `from` — also when another change (a cancel) got there first.
 async fn transition(
     state: &ApiState,
     audit: &Audit,
     key: String,
-    from: &'static str,
-    to: &'static str,
+    from: JobState,
+    to: JobState,
 ) -> Result<Job, ApiError> {
     let job = load(state, key).await?;
-    if job.state != from {
-        return Err(ApiError::conflict(format!(
-            "the job is {}, not {from}",
-            job.state
-        )));
-    }
     let now = Utc::now();
     let entry = audit.entry(None, None);
-    let job = state
+    let changed = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
-                let after = db_jobs::set_state(c, job.id, to, now)?;
-                crate::db::audit::record(c, &job_entry(entry, &after, Some(&job)))?;
-                Ok(after)
-            })
+            c.transaction(
+                |c| match db_jobs::transition_from(c, job.id, &[from], to, now)? {
+                    Ok(after) => {
+                        crate::db::audit::record(c, &job_entry(entry, &after, Some(&job)))?;
+                        Ok(Ok(after))
+                    }
+                    Err(lost) => Ok::<_, DbError>(Err(lost)),
+                },
+            )
         })
         .await?;
+    let job = changed.map_err(|db_jobs::Lost(now_is)| {
+        ApiError::conflict(format!("the job is {}, not {from}", now_is.state))
+    })?;
     audit.committed();
     wake(state);
     Ok(job)
@@ -375,7 +393,14 @@ pub async fn pause(
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
     Ok(web::Json(
-        transition(&state, &audit, key.into_inner(), "active", "paused").await?,
+        transition(
+            &state,
+            &audit,
+            key.into_inner(),
+            JobState::Active,
+            JobState::Paused,
+        )
+        .await?,
     ))
 }
 
@@ -391,7 +416,14 @@ pub async fn resume(
     key: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
     Ok(web::Json(
-        transition(&state, &audit, key.into_inner(), "paused", "active").await?,
+        transition(
+            &state,
+            &audit,
+            key.into_inner(),
+            JobState::Paused,
+            JobState::Active,
+        )
+        .await?,
     ))
 }
 
@@ -407,23 +439,25 @@ pub async fn trigger(
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let job = load(&state, key.into_inner()).await?;
-    if job.state == "cancelled" {
-        return Err(ApiError::conflict("the job is cancelled"));
-    }
     let entry = audit.entry(Some(format!("job/{}", job.name)), None);
     let run = state
         .db
         .run(move |c| {
             c.transaction(|c| {
+                // Held until the run is committed: a cancel waits, then cancels it too.
+                let Some(job) = db_jobs::lock_unless_cancelled(c, job.id)? else {
+                    return Ok(None);
+                };
                 let run = db_runs::trigger(c, &job, Utc::now())?;
                 let mut entry = entry;
                 entry.status = 201;
                 entry.diff = Some(serde_json::json!({"run_id": run.id, "fire_at": run.fire_at}));
                 crate::db::audit::record(c, &entry)?;
-                Ok(run)
+                Ok::<_, DbError>(Some(run))
             })
         })
-        .await?;
+        .await?
+        .ok_or_else(|| ApiError::conflict("the job is cancelled"))?;
     audit.committed();
     wake(&state);
     Ok(HttpResponse::Created().json(run))
@@ -457,34 +491,163 @@ fn job_entry(
     entry
 }
 
-/// Every quota and channel a job names (its quota claims, what its kind's payload names)
-/// must exist, or its runs could only fail: a 422 naming each field. Declarative jobs get
-/// the same check at start-up (`app`).
-async fn check_references(state: &ApiState, def: &JobDef) -> Result<(), ApiError> {
-    let refs = def.references(crate::kinds::registry());
-    if refs.is_empty() {
-        return Ok(());
+/// What a job definition's references are checked against, for every writer alike: the
+/// quotas in the database, the channels of `[notify]`, the programs `[command] allowed`.
+/// A job naming one that does not exist could only fail: the API answers 422 naming each
+/// field, start-up stops with a configuration error naming the key.
+pub struct References {
+    pub routing: Arc<crate::notify::Routing>,
+    pub command: CommandConfig,
+}
+
+/// A definition whose references resolve: made only by [`References::check`], and the only
+/// thing [`write`] takes, so no writer can skip the check.
+pub struct Checked<'d>(&'d JobDef);
+
+impl References {
+    fn of(state: &ApiState) -> Self {
+        Self {
+            routing: state.routing.clone(),
+            command: state.config.command.clone(),
+        }
     }
-    let known = if refs.iter().any(|r| r.to == crate::jobs::Referent::Quota) {
-        let refs = refs.clone();
-        state
-            .db
-            .run(move |c| crate::db::quotas::referenced(c, &refs))
-            .await?
-    } else {
-        Default::default()
-    };
-    let problems = crate::jobs::unresolved(
-        &refs,
-        &crate::jobs::Resolver {
-            quota_exists: &|q| known.contains(q),
-            channel_exists: &|c| state.routing.channel(c).is_some(),
-            program_refused: &|p| state.config.command.permits(p).err().map(|e| e.to_string()),
-        },
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(problems))
+
+    /// Checks `def` on `c` (in the writer's transaction: a quota deleted meanwhile is seen).
+    pub fn check<'d>(
+        &self,
+        c: &mut PgConnection,
+        def: &'d JobDef,
+    ) -> Result<Result<Checked<'d>, Vec<FieldError>>, DbError> {
+        let refs = def.references(crate::kinds::registry());
+        let known = if refs.iter().any(|r| r.to == crate::jobs::Referent::Quota) {
+            crate::db::quotas::referenced(c, &refs)?
+        } else {
+            Default::default()
+        };
+        let problems = crate::jobs::unresolved(
+            &refs,
+            &crate::jobs::Resolver {
+                quota_exists: &|q| known.contains(q),
+                channel_exists: &|ch| self.routing.channel(ch).is_some(),
+                program_refused: &|p| self.command.permits(p).err().map(|e| e.to_string()),
+            },
+        );
+        Ok(if problems.is_empty() {
+            Ok(Checked(def))
+        } else {
+            Err(problems)
+        })
+    }
+}
+
+/// How [`write`] stores a definition.
+pub enum Write<'a> {
+    /// A new job (a name taken is a conflict).
+    Create,
+    /// This job's definition replaced (its state kept).
+    Replace(&'a Job),
+    /// By name, as `[[jobs]]` are: created when new, else replaced, and paused or resumed as
+    /// the definition's `paused` says. Nothing is written (no audit row) when nothing changed.
+    Upsert,
+}
+
+/// The one write path of a job definition — `POST` and `PATCH /api/v1/jobs` (and so the
+/// CLI's `jobs apply`), and `[[jobs]]` at start-up: the checked definition and its audit row
+/// (`entry`, completed here: target, diff, status) in the caller's transaction.
+pub fn write(
+    c: &mut PgConnection,
+    def: Checked<'_>,
+    how: Write<'_>,
+    source: &str,
+    entry: crate::db::audit::Entry,
+    now: chrono::DateTime<Utc>,
+) -> Result<Job, DbError> {
+    /// An upsert that changed nothing: its savepoint is rolled back (not even `updated_at`
+    /// moves) and the job is returned as it was.
+    enum Abort {
+        Unchanged(Box<Job>),
+        Db(DbError),
+    }
+    impl From<diesel::result::Error> for Abort {
+        fn from(e: diesel::result::Error) -> Self {
+            Abort::Db(e.into())
+        }
+    }
+    impl From<DbError> for Abort {
+        fn from(e: DbError) -> Self {
+            Abort::Db(e)
+        }
+    }
+    let def = def.0;
+    let upsert = matches!(how, Write::Upsert);
+    let written = c.transaction::<_, Abort, _>(|c| {
+        let existing = match how {
+            Write::Create => None,
+            Write::Replace(job) => Some(job.clone()),
+            Write::Upsert => db_jobs::find_by_name(c, &def.name)?,
+        };
+        let (before, mut after) = match existing {
+            None => {
+                // In a savepoint: a node that inserted the same declarative job a moment
+                // ago leaves a unique violation, after which the transaction goes on.
+                match c.transaction(|c| db_jobs::insert(c, def, source, now)) {
+                    Ok(job) => (None, job),
+                    Err(DbError::Conflict(_)) if upsert => {
+                        let job = db_jobs::find(c, &def.name)?;
+                        let (before, after) = db_jobs::update_def(c, &job, def, now)?;
+                        (Some(before), after)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(job) => {
+                let (before, after) = db_jobs::update_def(c, &job, def, now)?;
+                (Some(before), after)
+            }
+        };
+        if let (true, Some(_)) = (upsert, &before) {
+            // The file says whether it is paused; a cancelled or completed job stays so.
+            let to = match (def.paused, after.state) {
+                (true, JobState::Active) => Some(JobState::Paused),
+                (false, JobState::Paused) => Some(JobState::Active),
+                _ => None,
+            };
+            if let Some(to) = to {
+                if let Ok(job) = db_jobs::transition_from(c, after.id, &[after.state], to, now)? {
+                    after = job;
+                }
+            }
+            if after.source != source {
+                after = db_jobs::set_source(c, after.id, source)?;
+            }
+        }
+        let mut entry = entry;
+        if upsert {
+            entry.action = if before.is_none() {
+                "job.create"
+            } else {
+                "job.update"
+            }
+            .to_string();
+        }
+        let mut entry = job_entry(entry, &after, before.as_ref());
+        if let (true, Some(before)) = (upsert, &before) {
+            let unchanged = entry
+                .diff
+                .as_ref()
+                .and_then(Value::as_object)
+                .is_some_and(|d| d.is_empty());
+            if unchanged {
+                return Err(Abort::Unchanged(Box::new(before.clone())));
+            }
+        }
+        entry.status = if before.is_none() { 201 } else { 200 };
+        crate::db::audit::record(c, &entry)?;
+        Ok(after)
+    });
+    match written {
+        Ok(job) => Ok(job),
+        Err(Abort::Unchanged(job)) => Ok(*job),
+        Err(Abort::Db(e)) => Err(e),
     }
 }

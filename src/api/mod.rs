@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod browser_sessions;
 pub mod circuits;
+pub mod csrf;
 pub mod error;
 pub mod flags;
 pub mod health;

@@ -27,6 +27,7 @@ use super::script::{
     Stopped, Text, WaitUntil,
 };
 use super::world::World;
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::template::Template;
 
 /// What a script produced.
@@ -65,7 +66,7 @@ pub struct StepFailure {
     pub index: usize,
     pub path: String,
     pub action: &'static str,
-    pub kind: &'static str,
+    pub kind: RunErrorKind,
     pub message: String,
 }
 
@@ -148,7 +149,7 @@ struct Exec<'a, 'o> {
     consumed: Vec<(String, i64)>,
 }
 
-type StepResult = Result<(), (&'static str, String)>;
+type StepResult = Result<(), (RunErrorKind, String)>;
 
 fn top_index(path: &str) -> usize {
     path.split('.')
@@ -165,7 +166,7 @@ fn wait_margin(step_timeout: Duration) -> Duration {
 }
 
 impl<'a> Exec<'a, '_> {
-    fn fail(&self, path: &str, step: &Step, kind: &'static str, message: String) -> StepFailure {
+    fn fail(&self, path: &str, step: &Step, kind: RunErrorKind, message: String) -> StepFailure {
         StepFailure {
             index: top_index(path),
             path: path.to_string(),
@@ -187,12 +188,12 @@ impl<'a> Exec<'a, '_> {
         data
     }
 
-    fn render(&self, t: &Template) -> Result<String, (&'static str, String)> {
+    fn render(&self, t: &Template) -> Result<String, (RunErrorKind, String)> {
         if t.is_literal() {
             return Ok(t.source().to_string());
         }
         t.render(&self.data())
-            .map_err(|e| ("template", e.to_string()))
+            .map_err(|e| (RunErrorKind::Template, e.to_string()))
     }
 
     fn scope(&self) -> Value {
@@ -205,30 +206,36 @@ impl<'a> Exec<'a, '_> {
     }
 
     /// Calls one of `page_js`'s functions with the loop scope first.
-    async fn js(&self, fun: &str, args: &[Value]) -> Result<Value, (&'static str, String)> {
+    async fn js(&self, fun: &str, args: &[Value]) -> Result<Value, (RunErrorKind, String)> {
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.scope());
         all.extend_from_slice(args);
-        self.world.call(fun, &all).await.map_err(|e| ("browser", e))
+        self.world
+            .call(fun, &all)
+            .await
+            .map_err(|e| (RunErrorKind::Browser, e))
     }
 
     /// Where the element `sel` names is (inside the current loop item when the selector
     /// starts with `:scope`; the loop's items are found again, by index, for every step).
-    async fn rect(&self, sel: &str) -> Result<Rect, (&'static str, String)> {
+    async fn rect(&self, sel: &str) -> Result<Rect, (RunErrorKind, String)> {
         let v = self.js(RECT_JS, &[json!(sel)]).await?;
         let n = |k: &str| v.get(k).and_then(Value::as_f64);
         match (n("x"), n("y"), n("w"), n("h"), n("vw"), n("vh")) {
             (Some(x), Some(y), Some(w), Some(h), Some(vw), Some(vh)) => {
                 Ok(Rect { x, y, w, h, vw, vh })
             }
-            _ => Err(("not_found", format!("no element matches `{sel}`"))),
+            _ => Err((
+                RunErrorKind::NotFound,
+                format!("no element matches `{sel}`"),
+            )),
         }
     }
 
     /// Brings the element into view: with the wheel, notch by notch, as a person scrolls;
     /// by the element itself (`scrollIntoView` from our world) when the wheel does not move
     /// it (a box that does not scroll, or one scrolling sideways), or without `human`.
-    async fn bring_into_view(&self, sel: &str) -> Result<Rect, (&'static str, String)> {
+    async fn bring_into_view(&self, sel: &str) -> Result<Rect, (RunErrorKind, String)> {
         let mut r = self.rect(sel).await?;
         if r.in_view() {
             return Ok(r);
@@ -243,7 +250,7 @@ impl<'a> Exec<'a, '_> {
                 self.hand
                     .wheel(self.page, notches.clamp(-4, 4))
                     .await
-                    .map_err(|e| ("browser", e))?;
+                    .map_err(|e| (RunErrorKind::Browser, e))?;
                 let next = self.rect(sel).await?;
                 stuck = if next.y == r.y { stuck + 1 } else { 0 };
                 r = next;
@@ -263,13 +270,16 @@ impl<'a> Exec<'a, '_> {
     async fn click(&self, sel: &str) -> StepResult {
         let r = self.bring_into_view(sel).await?;
         if r.w <= 0.0 || r.h <= 0.0 || !r.in_view() {
-            return Err(("not_visible", format!("`{sel}` is not visible on the page")));
+            return Err((
+                RunErrorKind::NotVisible,
+                format!("`{sel}` is not visible on the page"),
+            ));
         }
         let at = self.hand.aim(&r);
         self.hand
             .click(self.page, at)
             .await
-            .map_err(|e| ("browser", e))
+            .map_err(|e| (RunErrorKind::Browser, e))
     }
 
     fn steps<'s>(
@@ -320,7 +330,7 @@ impl<'a> Exec<'a, '_> {
                         self.fail(
                             path,
                             step,
-                            "step_timeout",
+                            RunErrorKind::StepTimeout,
                             "the condition took too long".into(),
                         )
                     })?
@@ -375,7 +385,7 @@ impl<'a> Exec<'a, '_> {
             self.fail(
                 path,
                 step,
-                "step_timeout",
+                RunErrorKind::StepTimeout,
                 "listing the items took too long".into(),
             )
         })?
@@ -386,7 +396,7 @@ impl<'a> Exec<'a, '_> {
                 return Err(self.fail(
                     path,
                     step,
-                    "not_found",
+                    RunErrorKind::NotFound,
                     "the loop's own item is gone".into(),
                 ))
             }
@@ -432,7 +442,7 @@ impl<'a> Exec<'a, '_> {
         Ok(Flow::Next)
     }
 
-    async fn condition(&self, c: &Condition) -> Result<bool, (&'static str, String)> {
+    async fn condition(&self, c: &Condition) -> Result<bool, (RunErrorKind, String)> {
         Ok(match c {
             Condition::Exists(sel) => {
                 let sel = self.render(sel)?;
@@ -465,7 +475,12 @@ impl<'a> Exec<'a, '_> {
             .render(key)
             .map_err(|(k, m)| self.fail(path, step, k, m))?;
         let Some(ledger) = self.env.once else {
-            return Err(self.fail(path, step, "once", "no ledger for once keys".into()));
+            return Err(self.fail(
+                path,
+                step,
+                RunErrorKind::Once,
+                "no ledger for once keys".into(),
+            ));
         };
         let entry = tokio::time::timeout(
             self.env.step_timeout,
@@ -476,11 +491,11 @@ impl<'a> Exec<'a, '_> {
             self.fail(
                 path,
                 step,
-                "step_timeout",
+                RunErrorKind::StepTimeout,
                 "the once ledger did not answer".into(),
             )
         })?
-        .map_err(|e| self.fail(path, step, "once", e))?;
+        .map_err(|e| self.fail(path, step, RunErrorKind::Once, e))?;
         let skipped = |why: &str, run: Option<&str>| json!({"path": path, "action": "once", "key": key, "skipped": why, "run_id": run});
         match entry {
             Entry::Done => {
@@ -512,7 +527,7 @@ impl<'a> Exec<'a, '_> {
                 ledger
                     .complete(key.clone())
                     .await
-                    .map_err(|e| self.fail(path, step, "once", e))?;
+                    .map_err(|e| self.fail(path, step, RunErrorKind::Once, e))?;
                 Ok(Flow::Next)
             }
             other => {
@@ -542,7 +557,7 @@ impl<'a> Exec<'a, '_> {
             return Err(self.fail(
                 path,
                 step,
-                "quota",
+                RunErrorKind::Quota,
                 "the quota counter is unavailable".into(),
             ));
         };
@@ -556,11 +571,11 @@ impl<'a> Exec<'a, '_> {
             self.fail(
                 path,
                 step,
-                "step_timeout",
+                RunErrorKind::StepTimeout,
                 "the quota counter did not answer in time".into(),
             )
         })?
-        .map_err(|m| self.fail(path, step, "quota", m))?;
+        .map_err(|m| self.fail(path, step, RunErrorKind::Quota, m))?;
         let ms = started.elapsed().as_millis() as u64;
         match answer {
             None => {
@@ -584,9 +599,12 @@ impl<'a> Exec<'a, '_> {
                 match on_exhausted {
                     OnExhausted::Stop => Ok(Flow::Stop(stopped(None))),
                     OnExhausted::Defer => Ok(Flow::Stop(stopped(Some(refusal.retry_at)))),
-                    OnExhausted::Fail => {
-                        Err(self.fail(path, step, "quota_exhausted", refusal.reason.clone()))
-                    }
+                    OnExhausted::Fail => Err(self.fail(
+                        path,
+                        step,
+                        RunErrorKind::QuotaExhausted,
+                        refusal.reason.clone(),
+                    )),
                 }
             }
         }
@@ -625,7 +643,7 @@ impl<'a> Exec<'a, '_> {
         if let (Some(url), Some(p)) = (&goto_url, self.env.politeness) {
             p.before_navigation(url)
                 .await
-                .map_err(|r| self.fail(path, step, "robots_disallowed", r.0))?;
+                .map_err(|r| self.fail(path, step, RunErrorKind::RobotsDisallowed, r.0))?;
         }
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(limit, self.one(step, goto_url.as_deref(), limit)).await;
@@ -642,14 +660,14 @@ impl<'a> Exec<'a, '_> {
             Err(_) => Err(self.fail(
                 path,
                 step,
-                "step_timeout",
+                RunErrorKind::StepTimeout,
                 format!("did not finish within {} ms", limit.as_millis()),
             )),
         }
     }
 
     async fn one(&mut self, step: &Step, goto_url: Option<&str>, limit: Duration) -> StepResult {
-        let cdp = |e: chromiumoxide::error::CdpError| ("browser", e.to_string());
+        let cdp = |e: chromiumoxide::error::CdpError| (RunErrorKind::Browser, e.to_string());
         let page = self.page;
         match step {
             Step::Goto { wait_until, .. } => goto(page, goto_url.unwrap_or(""), *wait_until).await,
@@ -672,7 +690,7 @@ impl<'a> Exec<'a, '_> {
                     Ok(())
                 } else {
                     Err((
-                        "wait_timeout",
+                        RunErrorKind::WaitTimeout,
                         format!("`{selector}` was not {state_s} within {ms} ms"),
                     ))
                 }
@@ -688,20 +706,19 @@ impl<'a> Exec<'a, '_> {
                 clear,
             } => {
                 let selector = self.render(selector)?;
-                let value =
-                    match text {
-                        Text::Plain(t) => self.render(t)?,
-                        Text::Secret(name) => self.env.secrets.get(name).cloned().ok_or((
-                            "secret_missing",
-                            format!("secret {name} is not configured"),
-                        ))?,
-                    };
+                let value = match text {
+                    Text::Plain(t) => self.render(t)?,
+                    Text::Secret(name) => self.env.secrets.get(name).cloned().ok_or((
+                        RunErrorKind::SecretMissing,
+                        format!("secret {name} is not configured"),
+                    ))?,
+                };
                 self.click(&selector).await?;
                 if *clear {
                     self.hand
                         .clear_field(page)
                         .await
-                        .map_err(|e| ("browser", e))?;
+                        .map_err(|e| (RunErrorKind::Browser, e))?;
                 }
                 let mut buf = [0u8; 4];
                 for (i, ch) in value.chars().enumerate() {
@@ -722,7 +739,7 @@ impl<'a> Exec<'a, '_> {
                     }
                     page.execute(InsertTextParams::new(s))
                         .await
-                        .map_err(|_| ("browser", "typing failed".to_string()))?;
+                        .map_err(|_| (RunErrorKind::Browser, "typing failed".to_string()))?;
                 }
                 Ok(())
             }
@@ -732,7 +749,7 @@ impl<'a> Exec<'a, '_> {
                 self.hand
                     .key(page, &key)
                     .await
-                    .map_err(|e| ("bad_key", format!("cannot press `{key}`: {e}")))
+                    .map_err(|e| (RunErrorKind::BadKey, format!("cannot press `{key}`: {e}")))
             }
             Step::Select { selector, value } => {
                 let (selector, value) = (self.render(selector)?, self.render(value)?);
@@ -740,10 +757,16 @@ impl<'a> Exec<'a, '_> {
                 let (from, to) = match at.as_str() {
                     Some("ok") => return Ok(()),
                     Some("no option") => {
-                        return Err(("not_found", format!("`{selector}` has no option `{value}`")))
+                        return Err((
+                            RunErrorKind::NotFound,
+                            format!("`{selector}` has no option `{value}`"),
+                        ))
                     }
                     Some(_) => {
-                        return Err(("not_found", format!("no element matches `{selector}`")))
+                        return Err((
+                            RunErrorKind::NotFound,
+                            format!("no element matches `{selector}`"),
+                        ))
                     }
                     None => (
                         at["from"].as_i64().unwrap_or(0),
@@ -752,7 +775,10 @@ impl<'a> Exec<'a, '_> {
                 };
                 let key = if to > from { "ArrowDown" } else { "ArrowUp" };
                 for _ in 0..(to - from).abs() {
-                    self.hand.key(page, key).await.map_err(|e| ("browser", e))?;
+                    self.hand
+                        .key(page, key)
+                        .await
+                        .map_err(|e| (RunErrorKind::Browser, e))?;
                     if self.js(VALUE_JS, &[json!(selector)]).await? == json!(value) {
                         return Ok(());
                     }
@@ -777,7 +803,10 @@ impl<'a> Exec<'a, '_> {
                     match v.get("v") {
                         Some(x) => x.clone(),
                         None => {
-                            return Err(("not_found", format!("no element matches `{selector}`")))
+                            return Err((
+                                RunErrorKind::NotFound,
+                                format!("no element matches `{selector}`"),
+                            ))
                         }
                     }
                 };
@@ -801,12 +830,15 @@ impl<'a> Exec<'a, '_> {
                 let (selector, contains) = (self.render(selector)?, self.render(contains)?);
                 let text = self.js(TEXT_JS, &[json!(selector)]).await?;
                 match text.as_str() {
-                    None => Err(("not_found", format!("no element matches `{selector}`"))),
+                    None => Err((
+                        RunErrorKind::NotFound,
+                        format!("no element matches `{selector}`"),
+                    )),
                     Some(t) if t.contains(contains.as_str()) => Ok(()),
                     Some(t) => {
                         let shown: String = t.chars().take(200).collect();
                         Err((
-                            "assertion",
+                            RunErrorKind::Assertion,
                             format!(
                                 "`{selector}` does not contain {contains:?} (it reads {shown:?})"
                             ),
@@ -859,13 +891,13 @@ impl<'a> Exec<'a, '_> {
                     Some(b) => self.render(b)?,
                     None => String::new(),
                 };
-                let notify = self
-                    .env
-                    .notify
-                    .ok_or(("notify", "notifications are unavailable".to_string()))?;
+                let notify = self.env.notify.ok_or((
+                    RunErrorKind::Notify,
+                    "notifications are unavailable".to_string(),
+                ))?;
                 notify(subject, body, severity.clone())
                     .await
-                    .map_err(|e| ("notify", e))?;
+                    .map_err(|e| (RunErrorKind::Notify, e))?;
                 Ok(())
             }
             // Blocks and consume are handled by `step`.
@@ -878,7 +910,15 @@ impl<'a> Exec<'a, '_> {
 
 /// Navigates and waits for the chosen lifecycle point of the new document.
 async fn goto(page: &Page, url: &str, until: WaitUntil) -> StepResult {
-    let cdp = |e: chromiumoxide::error::CdpError| ("navigation", e.to_string());
+    // A connection to the browser lost mid-navigation is ours, not the site's.
+    let cdp = |e: chromiumoxide::error::CdpError| {
+        let message = e.to_string();
+        if super::run::connection_lost(&message) {
+            (RunErrorKind::Browser, message)
+        } else {
+            (RunErrorKind::Navigation, message)
+        }
+    };
     if until == WaitUntil::Load {
         page.goto(url).await.map_err(cdp)?;
         return Ok(());
@@ -890,7 +930,7 @@ async fn goto(page: &Page, url: &str, until: WaitUntil) -> StepResult {
         .map_err(cdp)?;
     let nav = page.execute(NavigateParams::new(url)).await.map_err(cdp)?;
     if let Some(err) = &nav.result.error_text {
-        return Err(("navigation", format!("{url}: {err}")));
+        return Err((RunErrorKind::Navigation, format!("{url}: {err}")));
     }
     let want = match until {
         WaitUntil::DomContentLoaded => "DOMContentLoaded",
@@ -902,5 +942,9 @@ async fn goto(page: &Page, url: &str, until: WaitUntil) -> StepResult {
             return Ok(());
         }
     }
-    Err(("navigation", "the page closed while loading".into()))
+    // Our page closed under the navigation (the run was cancelled, the pool stopped).
+    Err((
+        RunErrorKind::Browser,
+        "the page closed while loading".into(),
+    ))
 }

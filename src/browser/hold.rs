@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::run::Launch;
 use super::{Busy, Pool, RunFailure, Session};
+use crate::jobs::run_error::RunErrorKind;
 
 /// What the holder gets.
 #[derive(Debug, Clone)]
@@ -63,7 +64,7 @@ impl Pool {
                 Some(c) => c.ws_url().to_string(),
                 None => {
                     return Err(RunFailure {
-                        kind: "browser_launch",
+                        kind: RunErrorKind::BrowserLaunch,
                         message: "the browser is not running".into(),
                     })
                 }
@@ -75,7 +76,7 @@ impl Pool {
             // The run ended while it waited for the profile.
             self.close_session(&session).await;
             return Err(RunFailure {
-                kind: "cancelled",
+                kind: RunErrorKind::Cancelled,
                 message: "the run ended before it held its profile".into(),
             });
         }

@@ -44,6 +44,7 @@ use uuid::Uuid;
 use self::engine::{Env, ScriptOutput};
 use self::process::{Chromium, LaunchOptions};
 use self::script::Step;
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::secrets::scrub;
 use crate::telemetry::names;
 
@@ -156,7 +157,7 @@ pub enum SessionEvent {
 /// Why a run failed: a stable kind and a message without secrets.
 #[derive(Debug, Clone)]
 pub struct RunFailure {
-    pub kind: &'static str,
+    pub kind: RunErrorKind,
     pub message: String,
 }
 
@@ -342,7 +343,7 @@ impl Pool {
                 Ok(())
             }
             None => Err(RunFailure {
-                kind: "browser_busy",
+                kind: RunErrorKind::BrowserBusy,
                 message: format!(
                     "all {} browsers are busy (browser.max_browsers)",
                     self.cfg.max_browsers
@@ -372,7 +373,7 @@ impl Pool {
                         Ok(Ok(permit)) => permit,
                         _ => {
                             return Err(RunFailure {
-                                kind: "browser_busy",
+                                kind: RunErrorKind::BrowserBusy,
                                 message: format!(
                             "no page free in profile {} within {wait:?} (browser.max_pages = {})",
                             r.profile, self.cfg.max_pages
@@ -389,7 +390,7 @@ impl Pool {
         .await;
         let result = match outcome {
             Err(futures_util::future::Aborted) => Err(RunFailure {
-                kind: "cancelled",
+                kind: RunErrorKind::Cancelled,
                 message: "the run was cancelled (its page is closed)".into(),
             }),
             Ok(result) => result,
@@ -397,11 +398,12 @@ impl Pool {
         let result = match result {
             // A command cut off by the connection's end: the browser died under the run.
             Err(f)
-                if f.kind == "browser" && (!session.alive.get() || connection_lost(&f.message)) =>
+                if f.kind == RunErrorKind::Browser
+                    && (!session.alive.get() || connection_lost(&f.message)) =>
             {
                 self.mark_dead(&session);
                 Err(RunFailure {
-                    kind: "browser_crashed",
+                    kind: RunErrorKind::BrowserCrashed,
                     message: format!("the browser died during the run ({})", f.message),
                 })
             }

@@ -5,6 +5,7 @@
 use super::artifacts::save_artifacts;
 use super::*;
 
+use crate::jobs::run_error::RunErrorKind;
 use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
 
 /// The user agent and client hints an anti-detection session's pages get.
@@ -50,7 +51,7 @@ impl Pool {
                 error: e.to_string(),
             });
             RunFailure {
-                kind: "browser_launch",
+                kind: RunErrorKind::BrowserLaunch,
                 message: e.to_string(),
             }
         };
@@ -151,7 +152,7 @@ impl Pool {
         r: &BrowserRun,
     ) -> Result<chromiumoxide::Page, RunFailure> {
         let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
-            kind: "browser",
+            kind: RunErrorKind::BrowserPage,
             message: e.to_string(),
         };
         let page = chromium
@@ -227,7 +228,7 @@ impl Pool {
             return Ok(known);
         }
         let fail = |message: String| RunFailure {
-            kind: "browser",
+            kind: RunErrorKind::BrowserPage,
             message,
         };
         let version = chromium
@@ -352,7 +353,7 @@ impl Pool {
             .open_page_in_time(chromium, session, r)
             .await
             .ok_or_else(|| RunFailure {
-                kind: "browser",
+                kind: RunErrorKind::BrowserPage,
                 message: format!(
                     "opening a page took longer than {:?} (browser.launch_timeout), twice",
                     self.cfg.launch_timeout
@@ -387,7 +388,7 @@ impl Pool {
             .event_listener::<chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed>()
             .await
             .map_err(|e| RunFailure {
-                kind: "browser",
+                kind: RunErrorKind::BrowserPage,
                 message: e.to_string(),
             })?;
         tokio::select! {
@@ -404,7 +405,7 @@ impl Pool {
                     // is counted once, when the next run finds it dead and replaces it.
                     self.mark_dead(session);
                     return Err(RunFailure {
-                        kind: "browser_crashed",
+                        kind: RunErrorKind::BrowserCrashed,
                         message: "the browser died during the run".into(),
                     });
                 }
@@ -413,7 +414,7 @@ impl Pool {
                     profile: r.profile.clone(),
                 });
                 Err(RunFailure {
-                    kind: "renderer_crashed",
+                    kind: RunErrorKind::RendererCrashed,
                     message: "the page's renderer crashed (Inspector.targetCrashed)".into(),
                 })
             }
@@ -526,11 +527,11 @@ impl Pool {
                 Ok(output)
             }
             Err(f) => {
-                let lost = f.kind == "browser" && connection_lost(&f.message);
+                let lost = f.kind == RunErrorKind::Browser && connection_lost(&f.message);
                 if lost || !session.alive.get() {
                     self.mark_dead(session);
                     return Err(RunFailure {
-                        kind: "browser_crashed",
+                        kind: RunErrorKind::BrowserCrashed,
                         message: format!(
                             "the browser died during step {} ({})",
                             f.step(),
@@ -602,7 +603,7 @@ async fn wake(page: chromiumoxide::Page, steps: &[Step]) -> Option<chromiumoxide
 /// The session's browser, launched just before.
 fn launched(guard: &Option<Chromium>) -> Result<&Chromium, RunFailure> {
     guard.as_ref().ok_or_else(|| RunFailure {
-        kind: "browser",
+        kind: RunErrorKind::BrowserUnavailable,
         message: "no browser".into(),
     })
 }

@@ -208,9 +208,17 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         dict: env_dict,
     });
 
-    let config: Config = figment
+    let mut config: Config = figment
         .extract_lossy()
         .map_err(|e| from_figment_error(&figment, e))?;
+    // Resolved once, here: every path overseer hands on (a program's `$OVERSEER_OUTPUT` and
+    // working directory, a profile or artifacts directory to Chromium) is absolute, so a
+    // program that runs elsewhere (a job's `cwd`) still finds it.
+    config.state_dir = std::path::absolute(&config.state_dir).map_err(|e| ConfigError::Key {
+        key: "state_dir".into(),
+        origin: origin_of(&figment, "state_dir"),
+        expected: format!("a directory that can be made absolute ({e})"),
+    })?;
     let loaded = Loaded { config, figment };
     loaded.validate()?;
     Ok(loaded)

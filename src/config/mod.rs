@@ -454,7 +454,9 @@ mod tests {
     fn defaults_load_and_match_documented_values() {
         let c = load_with(None, &[]).unwrap();
         assert_eq!(c.server.bind, "127.0.0.1:8080");
-        assert_eq!(c.state_dir, PathBuf::from("./var"));
+        // `./var`, resolved against the working directory once, at load.
+        assert_eq!(c.state_dir, std::env::current_dir().unwrap().join("var"));
+        assert!(c.state_dir.is_absolute());
         assert!(c.database.url.is_none());
         assert_eq!(c.supervisor.max_restarts, 5);
         assert_eq!(c.supervisor.restart_window, Duration::from_secs(60));

@@ -14,6 +14,7 @@ use super::jobs::{next_due, Job};
 use super::runs::{Claimed, NewRun};
 use super::schema::{jobs, runs};
 use super::{notifications, DbError};
+use crate::jobs::job_state::JobState;
 use crate::jobs::plan::{self, FirePlan};
 use crate::jobs::policy::PolicyDefaults;
 use crate::jobs::run_state::RunState;
@@ -77,7 +78,7 @@ pub fn fire_due(
     let now = now.trunc_subsecs(6);
     conn.transaction::<_, DbError, _>(|conn| {
         let due: Vec<Job> = jobs::table
-            .filter(jobs::state.eq("active"))
+            .filter(jobs::state.eq(JobState::Active.as_str()))
             .filter(jobs::next_fire_at.le(now))
             .order(jobs::next_fire_at.asc())
             .limit(batch)
@@ -111,7 +112,7 @@ pub fn fire_due(
                 tracing::error!(job = %job.name, "stored schedule does not parse; pausing the job");
                 upd_ids.push(job.id);
                 upd_next.push(job.next_fire_at);
-                upd_state.push("paused".to_string());
+                upd_state.push(JobState::Paused.as_str());
                 continue;
             };
             let Some(due_at) = job.next_fire_at else {
@@ -190,11 +191,11 @@ pub fn fire_due(
             upd_next.push(next_fire_at);
             upd_state.push(
                 if next_fire_at.is_some() {
-                    "active"
+                    JobState::Active
                 } else {
-                    "completed"
+                    JobState::Completed
                 }
-                .to_string(),
+                .as_str(),
             );
         }
         out.runs = super::runs::insert_many(conn, &new_runs)?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::schema::jobs;
 use super::DbError;
+use crate::jobs::job_state::JobState;
 use crate::jobs::policy::{Policy, PolicyDefaults};
 use crate::jobs::schedule::Schedule;
 use crate::jobs::JobDef;
@@ -27,8 +28,9 @@ pub struct Job {
     pub schedule: Value,
     #[schema(value_type = Object)]
     pub policy: Value,
-    /// active, paused, completed or cancelled.
-    pub state: String,
+    /// active, paused, completed or cancelled (`jobs::job_state`).
+    #[diesel(deserialize_as = String)]
+    pub state: JobState,
     pub next_fire_at: Option<DateTime<Utc>>,
     pub priority: i16,
     pub overlap: String,
@@ -57,7 +59,7 @@ impl Job {
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
             quota: serde_json::from_value(self.quota.clone()).unwrap_or_default(),
-            paused: self.state == "paused",
+            paused: self.state == JobState::Paused,
         })
     }
 
@@ -100,12 +102,13 @@ pub fn insert(
     let now = now.trunc_subsecs(6);
     let next = def.schedule.initial_fire(now);
     let state = if def.paused {
-        "paused"
+        JobState::Paused
     } else if next.is_none() {
-        "completed"
+        JobState::Completed
     } else {
-        "active"
-    };
+        JobState::Active
+    }
+    .as_str();
     Ok(diesel::insert_into(jobs::table)
         .values(NewJob {
             id: Uuid::now_v7(),
@@ -129,39 +132,50 @@ pub fn insert(
         .get_result(conn)?)
 }
 
-/// Replaces a job's definition. The next fire is recomputed only when the schedule changed.
+/// Replaces a job's definition; returns the row as it was (locked, so read afresh: the
+/// `job` the caller loaded may be older) and as it is now. The next fire is recomputed only
+/// when the schedule changed, and a completed job whose new schedule fires again becomes
+/// active; the state and next fire a concurrent fire, pause or cancel wrote are kept.
 pub fn update_def(
     conn: &mut PgConnection,
     job: &Job,
     def: &JobDef,
     now: DateTime<Utc>,
-) -> Result<Job, DbError> {
-    let schedule = def.schedule.to_json();
-    let next = if schedule != job.schedule {
-        def.schedule.initial_fire(now)
-    } else {
-        job.next_fire_at
-    };
-    let state = match job.state.as_str() {
-        "completed" if next.is_some() => "active",
-        s => s,
-    };
-    Ok(diesel::update(jobs::table.find(job.id))
-        .set((
-            jobs::payload.eq(&def.payload),
-            jobs::schedule.eq(schedule),
-            jobs::policy.eq(def.policy.to_json()),
-            jobs::priority.eq(def.policy.priority as i16),
-            jobs::overlap.eq(def.policy.overlap.as_str()),
-            jobs::tags.eq(&def.tags),
-            jobs::metadata.eq(&def.metadata),
-            jobs::quota.eq(def.quota_json()),
-            jobs::next_fire_at.eq(next),
-            jobs::state.eq(state),
-            jobs::updated_at.eq(now),
-        ))
-        .returning(Job::as_returning())
-        .get_result(conn)?)
+) -> Result<(Job, Job), DbError> {
+    conn.transaction(|conn| {
+        let before: Job = jobs::table
+            .find(job.id)
+            .select(Job::as_select())
+            .for_update()
+            .first(conn)?;
+        let schedule = def.schedule.to_json();
+        let next = if schedule != before.schedule {
+            def.schedule.initial_fire(now)
+        } else {
+            before.next_fire_at
+        };
+        let state = match before.state {
+            JobState::Completed if next.is_some() => JobState::Active,
+            s => s,
+        };
+        let after = diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::payload.eq(&def.payload),
+                jobs::schedule.eq(schedule),
+                jobs::policy.eq(def.policy.to_json()),
+                jobs::priority.eq(def.policy.priority as i16),
+                jobs::overlap.eq(def.policy.overlap.as_str()),
+                jobs::tags.eq(&def.tags),
+                jobs::metadata.eq(&def.metadata),
+                jobs::quota.eq(def.quota_json()),
+                jobs::next_fire_at.eq(next),
+                jobs::state.eq(state.as_str()),
+                jobs::updated_at.eq(now),
+            ))
+            .returning(Job::as_returning())
+            .get_result(conn)?;
+        Ok((before, after))
+    })
 }
 
 /// By id (a UUID) or by name.
@@ -220,39 +234,72 @@ pub fn list(conn: &mut PgConnection, f: &JobFilter, limit: i64) -> Result<Vec<Jo
     Ok(q.order(jobs::name.asc()).limit(limit).load(conn)?)
 }
 
-pub fn set_state(
+/// A state change that did not happen: the job was no longer in a state it may change
+/// from (another change won the race). Carries the job as it is.
+#[derive(Debug)]
+pub struct Lost(pub Job);
+
+/// Changes a job's state to `to` when it is in one of the states that may become `to`
+/// (`JobState::can_become`), in one conditional statement: a change that raced another
+/// (a pause against a cancel) either happens from the state it expected or not at all, and
+/// never undoes the other.
+pub fn transition(
     conn: &mut PgConnection,
     id: Uuid,
-    state: &str,
+    to: JobState,
     now: DateTime<Utc>,
-) -> Result<Job, DbError> {
-    set_state_from(conn, id, state, None, now)
+) -> Result<Result<Job, Lost>, DbError> {
+    transition_from(conn, id, &JobState::sources_of(to), to, now)
 }
 
-/// Sets a job's state and, when given, its source (`config` marks a declarative job).
-pub fn set_state_from(
+/// [`transition`] from the given states only (each must be able to become `to`).
+pub fn transition_from(
     conn: &mut PgConnection,
     id: Uuid,
-    state: &str,
-    source: Option<&str>,
+    from: &[JobState],
+    to: JobState,
     now: DateTime<Utc>,
-) -> Result<Job, DbError> {
-    let row = jobs::table.find(id);
-    let q = match source {
-        Some(src) => diesel::update(row)
-            .set((
-                jobs::source.eq(src),
-                jobs::state.eq(state),
-                jobs::updated_at.eq(now),
-            ))
-            .returning(Job::as_returning())
-            .get_result(conn),
-        None => diesel::update(row)
-            .set((jobs::state.eq(state), jobs::updated_at.eq(now)))
-            .returning(Job::as_returning())
-            .get_result(conn),
-    };
-    Ok(q?)
+) -> Result<Result<Job, Lost>, DbError> {
+    debug_assert!(from.iter().all(|f| f.can_become(to)));
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let changed = diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::state.eq_any(from)),
+    )
+    .set((jobs::state.eq(to.as_str()), jobs::updated_at.eq(now)))
+    .returning(Job::as_returning())
+    .get_result(conn)
+    .optional()?;
+    match changed {
+        Some(job) => Ok(Ok(job)),
+        None => Ok(Err(Lost(find_by_id(conn, id)?))),
+    }
+}
+
+/// The job, share-locked for the rest of the transaction, unless it is cancelled (None): a
+/// run made for it now (trigger, requeue) cannot slip past a cancel, which waits for this
+/// lock and then cancels the job's open runs, that one included.
+pub fn lock_unless_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<Option<Job>, DbError> {
+    Ok(jobs::table
+        .filter(jobs::id.eq(id))
+        .filter(jobs::state.ne(JobState::Cancelled.as_str()))
+        .select(Job::as_select())
+        .for_share()
+        .first(conn)
+        .optional()?)
+}
+
+/// Marks who owns a job's definition (`config` for a declarative job, `api`).
+pub fn set_source(conn: &mut PgConnection, id: Uuid, source: &str) -> Result<Job, DbError> {
+    Ok(diesel::update(jobs::table.find(id))
+        .set(jobs::source.eq(source))
+        .returning(Job::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Job, DbError> {
+    Ok(jobs::table.find(id).select(Job::as_select()).first(conn)?)
 }
 
 /// Declarative jobs no longer in the configuration: paused (never deleted). Returns their names.
@@ -264,10 +311,13 @@ pub fn pause_config_jobs_except(
     Ok(diesel::update(
         jobs::table
             .filter(jobs::source.eq("config"))
-            .filter(jobs::state.eq("active"))
+            .filter(jobs::state.eq(JobState::Active.as_str()))
             .filter(jobs::name.ne_all(keep)),
     )
-    .set((jobs::state.eq("paused"), jobs::updated_at.eq(now)))
+    .set((
+        jobs::state.eq(JobState::Paused.as_str()),
+        jobs::updated_at.eq(now),
+    ))
     .returning(jobs::name)
     .get_results(conn)?)
 }
@@ -275,7 +325,7 @@ pub fn pause_config_jobs_except(
 /// The earliest `next_fire_at` of an active job (the scheduler sleeps until then).
 pub fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
     Ok(jobs::table
-        .filter(jobs::state.eq("active"))
+        .filter(jobs::state.eq(JobState::Active.as_str()))
         .select(diesel::dsl::min(jobs::next_fire_at))
         .first::<Option<DateTime<Utc>>>(conn)?)
 }

@@ -1,8 +1,10 @@
 //! Jobs as pure data and logic: definitions and their validation, schedules, policies, fire
 //! planning, run states and job kinds. Nothing here knows about actors, HTTP or diesel.
 
+pub mod job_state;
 pub mod plan;
 pub mod policy;
+pub mod run_error;
 pub mod run_state;
 pub mod schedule;
 

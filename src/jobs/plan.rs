@@ -17,6 +17,7 @@
 use chrono::{DateTime, Utc};
 
 use super::policy::{CatchUp, Overlap, Policy};
+use super::run_error::RunErrorKind;
 use super::run_state::RunState;
 use super::schedule::Schedule;
 
@@ -75,7 +76,7 @@ pub fn plan(
         state: new_state,
         covers,
         due_at,
-        error_kind: (new_state == RunState::Cancelled).then_some("overlap"),
+        error_kind: (new_state == RunState::Cancelled).then_some(RunErrorKind::Overlap.as_str()),
         error_message: (new_state == RunState::Cancelled)
             .then(|| "skipped: the previous run was still pending or running".to_string()),
     };
@@ -85,7 +86,7 @@ pub fn plan(
         state: RunState::Missed,
         covers,
         due_at: fire_at,
-        error_kind: Some("misfire"),
+        error_kind: Some(RunErrorKind::Misfire.as_str()),
         error_message: Some(format!(
             "{covers} fire(s) later than misfire_grace ({}s)",
             policy.misfire_grace.as_secs()

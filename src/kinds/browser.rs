@@ -14,6 +14,7 @@ use super::system::QuotaAnswer;
 use super::{object_with_fields, JobKind, RunContext, RunError};
 use crate::browser::script::{self as steps, Step};
 use crate::browser::BrowserRun;
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 
@@ -32,16 +33,6 @@ impl Drop for CancelOnDrop {
         }
     }
 }
-
-/// Failures that say something about the site (they count for its circuit).
-const SITE_FAILURES: &[&str] = &[
-    "navigation",
-    "wait_timeout",
-    "step_timeout",
-    "not_found",
-    "assertion",
-    "browser",
-];
 
 fn viewport(payload: &Value) -> Option<(u32, u32)> {
     let v = payload.get("viewport")?;
@@ -258,7 +249,7 @@ impl JobKind for Browser {
             );
             if !problems.is_empty() {
                 return Err(RunError::new(
-                    "invalid_script",
+                    RunErrorKind::InvalidScript,
                     "the stored steps no longer parse",
                 ));
             }
@@ -269,7 +260,10 @@ impl JobKind for Browser {
                 secrets.insert(name, value);
             }
             if !ctx.system.browsers.available() {
-                return Err(RunError::new("browser", "the browser pool is restarting"));
+                return Err(RunError::new(
+                    RunErrorKind::BrowserUnavailable,
+                    "the browser pool is restarting",
+                ));
             }
             let consume =
                 steps::any(&steps, &|s| matches!(s, Step::Consume { .. })).then(|| consumer(&ctx));
@@ -331,10 +325,10 @@ impl JobKind for Browser {
             let result = ctx.system.browsers.run(run).await;
             cancel.armed = false;
             if let Some(domain) = domain {
-                // Only what the site did counts (not our secrets, launches or quotas).
+                // Only what the site did counts (not our secrets, launches, pool or quotas).
                 let counts = match &result {
                     Ok(_) => Some(None),
-                    Err(e) if SITE_FAILURES.contains(&e.kind) => Some(Some(e.message.clone())),
+                    Err(e) if e.kind.counts_for_circuit() => Some(Some(e.message.clone())),
                     Err(_) => None,
                 };
                 if let Some(error) = counts {

@@ -11,6 +11,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{object_with_fields, JobKind, RunContext, RunError};
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 
@@ -165,7 +166,7 @@ impl JobKind for Http {
                         let mut hv =
                             reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
                                 RunError::new(
-                                    "invalid_secret",
+                                    RunErrorKind::InvalidSecret,
                                     format!("secret {name} is not a valid header value"),
                                 )
                             })?;
@@ -199,9 +200,9 @@ impl JobKind for Http {
                 .await
                 .map_err(|e| {
                     let kind = if e.is_timeout() {
-                        "http_timeout"
+                        RunErrorKind::HttpTimeout
                     } else {
-                        "http_error"
+                        RunErrorKind::HttpError
                     };
                     // Without the URL: it may carry credentials or tokens in its query.
                     RunError::new(
@@ -231,7 +232,7 @@ impl JobKind for Http {
                 Ok(output)
             } else {
                 Err(RunError::new(
-                    "unexpected_status",
+                    RunErrorKind::UnexpectedStatus,
                     format!("status {status} is not expected"),
                 ))
             }

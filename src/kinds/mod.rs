@@ -18,6 +18,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::problems::Problems;
 
 /// What a running job can know about itself.
@@ -62,7 +63,7 @@ impl RunContext {
             .or_else(|| std::env::var(format!("OVERSEER_SECRET_{name}")).ok())
             .ok_or_else(|| {
                 RunError::new(
-                    "secret_missing",
+                    RunErrorKind::SecretMissing,
                     format!(
                         "secret {name} is not configured ([browser.secrets] or OVERSEER_SECRET_{name})"
                     ),
@@ -71,11 +72,11 @@ impl RunContext {
     }
 }
 
-/// Why a run failed. `kind` is a stable snake_case word stored in `runs.error_kind`.
+/// Why a run failed. `kind` is stored in `runs.error_kind` by its name.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct RunError {
-    pub kind: &'static str,
+    pub kind: RunErrorKind,
     pub message: String,
     /// Not a failure: the run should wait until then (a circuit is open) and run again,
     /// without using an attempt.
@@ -85,7 +86,7 @@ pub struct RunError {
 }
 
 impl RunError {
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: RunErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -102,7 +103,7 @@ impl RunError {
 
     pub fn deferred(until: DateTime<Utc>, message: impl Into<String>) -> Self {
         Self {
-            kind: "deferred",
+            kind: RunErrorKind::Deferred,
             message: message.into(),
             defer_until: Some(until),
             output: None,

@@ -6,6 +6,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{object_with_fields, JobKind, RunContext, RunError};
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::problems::Problems;
 
 /// The longest sleep a noop run may ask for.
@@ -54,7 +55,7 @@ impl JobKind for Noop {
             }
             if fail {
                 return Err(RunError::new(
-                    "noop_failure",
+                    RunErrorKind::NoopFailure,
                     "failed on request (payload.fail)",
                 ));
             }

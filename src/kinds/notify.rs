@@ -8,6 +8,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
 use super::{object_with_fields, JobKind, RunContext, RunError};
+use crate::jobs::run_error::RunErrorKind;
 use crate::notify::template::Template;
 use crate::notify::Notice;
 use crate::stdx::problems::Problems;
@@ -105,7 +106,7 @@ impl JobKind for Notify {
                 .unwrap_or_default();
             if let Some(unknown) = channels.iter().find(|c| ctx.routing.channel(c).is_none()) {
                 return Err(RunError::new(
-                    "unknown_channel",
+                    RunErrorKind::UnknownChannel,
                     format!("channel `{unknown}` is not configured on this node"),
                 ));
             }
@@ -117,10 +118,13 @@ impl JobKind for Notify {
             let render = |field: &str| -> Result<String, RunError> {
                 match template(&payload, field) {
                     None => Ok(String::new()),
-                    Some(Ok(t)) => t
-                        .render(&vars)
-                        .map_err(|e| RunError::new("template", format!("{field}: {e}"))),
-                    Some(Err(e)) => Err(RunError::new("template", format!("{field}: {e}"))),
+                    Some(Ok(t)) => t.render(&vars).map_err(|e| {
+                        RunError::new(RunErrorKind::Template, format!("{field}: {e}"))
+                    }),
+                    Some(Err(e)) => Err(RunError::new(
+                        RunErrorKind::Template,
+                        format!("{field}: {e}"),
+                    )),
                 }
             };
             let subject = render("subject")?;

@@ -195,7 +195,7 @@ pub async fn logout(
 ) -> HttpResponse {
     if let Some(id) = req.cookie(COOKIE).map(|c| c.value().to_string()) {
         if let Ok(Some(s)) = lookup(&state, &id).await {
-            if s.csrf == form.csrf {
+            if crate::api::csrf::matches(&s.csrf, &form.csrf) {
                 let hash = hash_token(&id);
                 let mut entry = audit.entry(Some(format!("token/{}", s.token_name)), None);
                 entry.actor = Some(s.token_name.clone());

@@ -172,6 +172,9 @@ pub struct Spawn {
     pub args: Vec<String>,
     /// Configure admin/operator/viewer tokens (off: the bootstrap token file is used).
     pub configure_tokens: bool,
+    /// Run in this directory with the shipped `state_dir` (`./var`, relative): `state_dir`
+    /// is then `<dir>/var` and is not passed to the process.
+    pub workdir: Option<PathBuf>,
 }
 
 pub struct Overseer {
@@ -203,6 +206,7 @@ impl Spawn {
                 env: Vec::new(),
                 args: Vec::new(),
                 configure_tokens: true,
+                workdir: None,
             },
             tmp,
         )
@@ -217,7 +221,15 @@ impl Spawn {
             env: Vec::new(),
             args: Vec::new(),
             configure_tokens: true,
+            workdir: None,
         }
+    }
+
+    /// Runs the process in `dir` with the shipped relative `state_dir = "./var"`.
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = dir.join("var");
+        self.workdir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn toml(mut self, extra: &str) -> Self {
@@ -259,8 +271,11 @@ impl Spawn {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("OVERSEER__STATE_DIR", &self.state_dir)
-            .env("OVERSEER__SERVER__BIND", "127.0.0.1:0")
+        match &self.workdir {
+            Some(dir) => cmd.current_dir(dir),
+            None => cmd.env("OVERSEER__STATE_DIR", &self.state_dir),
+        };
+        cmd.env("OVERSEER__SERVER__BIND", "127.0.0.1:0")
             .env("OVERSEER__SERVER__SHUTDOWN_TIMEOUT", "10s")
             .env("OVERSEER__LOG__FORMAT", "json");
         if let Some(url) = &self.db {

@@ -24,6 +24,8 @@ pub enum RequeueError {
     NotDead(String),
     #[error("a newer attempt of this fire exists (attempt {0})")]
     Superseded(i32),
+    #[error("its job is cancelled")]
+    JobCancelled,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -55,6 +57,10 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
             .unwrap_or(run.attempt);
         if latest != run.attempt {
             return Err(RequeueError::Superseded(latest));
+        }
+        // Held until the new attempt is committed: a cancel waits, then cancels it too.
+        if crate::db::jobs::lock_unless_cancelled(conn, run.job_id)?.is_none() {
+            return Err(RequeueError::JobCancelled);
         }
         let new = NewRun::pending(
             run.job_id,
@@ -90,7 +96,7 @@ pub fn cancel_open(
     .set((
         runs::state.eq("cancelled"),
         runs::finished_at.eq(now),
-        runs::error_kind.eq("job_cancelled"),
+        runs::error_kind.eq(crate::jobs::run_error::RunErrorKind::JobCancelled.as_str()),
         runs::error_message.eq("the job was cancelled"),
     ))
     .execute(conn)?)

@@ -32,6 +32,7 @@ use self::output::Captured;
 use self::process::Exit;
 use self::settings::{valid_env_name, CommandConfig};
 use super::{object_with_fields, JobKind, RunContext, RunError};
+use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::duration::{format_duration, parse_duration};
 use crate::stdx::problems::Problems;
 
@@ -357,7 +358,7 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let program = settings
         .config
         .permits(&p.program)
-        .map_err(|e| RunError::new("command_not_allowed", e.to_string()))?;
+        .map_err(|e| RunError::new(RunErrorKind::CommandNotAllowed, e.to_string()))?;
     let mut secrets: Vec<String> = Vec::new();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for name in &settings.config.pass_env {
@@ -391,7 +392,9 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     secrets.push(token.clone());
     let artifacts = settings.artifacts_dir.join(ctx.run_id.to_string());
     let result_file = settings.results_dir.join(format!("{}.json", ctx.run_id));
-    let io = |what: &str, e: std::io::Error| RunError::new("command_io", format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| {
+        RunError::new(RunErrorKind::CommandIo, format!("{what}: {e}"))
+    };
     // The file system is prepared on a thread of its own, not on the executor's event loop.
     let prepared = {
         let (artifacts, results_dir, result_file) = (
@@ -415,7 +418,12 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
             )
         })
         .await
-        .unwrap_or_else(|| Err(RunError::new("command_io", "the preparing thread ended")))?
+        .unwrap_or_else(|| {
+            Err(RunError::new(
+                RunErrorKind::CommandIo,
+                "the preparing thread ended",
+            ))
+        })?
     };
     let Prepared {
         cwd,
@@ -463,7 +471,12 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         cwd: &cwd,
         kill_grace: p.kill_grace,
     })
-    .map_err(|e| RunError::new("command_start", format!("could not start the shim: {e}")))?;
+    .map_err(|e| {
+        RunError::new(
+            RunErrorKind::CommandStart,
+            format!("could not start the shim: {e}"),
+        )
+    })?;
     let process::Started {
         mut child,
         group,
@@ -488,7 +501,7 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
                     let mut group = group;
                     from_thread(move || group.end()).await;
                     return Err(RunError::new(
-                        "browser_crashed",
+                        RunErrorKind::BrowserCrashed,
                         "the profile's browser died during the run; the program was ended",
                     ));
                 }
@@ -504,7 +517,12 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let exit = match status {
         Some(Ok(s)) => Exit::of(s),
         Some(Err(e)) => return Err(io("waiting for the program", e)),
-        None => return Err(RunError::new("command_io", "lost the program's status")),
+        None => {
+            return Err(RunError::new(
+                RunErrorKind::CommandIo,
+                "lost the program's status",
+            ))
+        }
     };
     let (result, result_error) = {
         let (file, secrets) = (result_file.clone(), secrets.clone());
@@ -552,7 +570,7 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         Exit::Code(c) => format!("exited with code {c}{last}"),
         Exit::Signal(s) => format!("killed by signal {s}{last}"),
     };
-    Err(RunError::new("exit_status", message).with_output(output))
+    Err(RunError::new(RunErrorKind::ExitStatus, message).with_output(output))
 }
 
 /// Releases the held profile when the run ends, however it ends.
@@ -585,7 +603,9 @@ fn prepare(
     work_dir: &std::path::Path,
     job: &str,
 ) -> Result<Prepared, RunError> {
-    let io = |what: &str, e: std::io::Error| RunError::new("command_io", format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| {
+        RunError::new(RunErrorKind::CommandIo, format!("{what}: {e}"))
+    };
     std::fs::create_dir_all(artifacts).map_err(|e| io("creating the artifacts directory", e))?;
     std::fs::create_dir_all(results_dir).map_err(|e| io("creating the results directory", e))?;
     let _ = std::fs::remove_file(result_file);
@@ -594,7 +614,7 @@ fn prepare(
             let dir = PathBuf::from(c);
             if !dir.is_dir() {
                 return Err(RunError::new(
-                    "command_cwd",
+                    RunErrorKind::CommandCwd,
                     format!("the working directory {c} does not exist"),
                 ));
             }
