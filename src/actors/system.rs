@@ -38,6 +38,10 @@ pub fn for_runs(deps: &Deps) -> System {
 
 struct Node(Deps);
 
+/// How long a run waits when the browser pool is restarting before it starts (deferred, no
+/// attempt used: overseer's own restart is not the run's failure).
+const POOL_RESTART_WAIT: chrono::Duration = chrono::Duration::seconds(1);
+
 impl Outbox for Node {
     fn enqueue(
         &self,
@@ -61,10 +65,11 @@ impl Browsers for Node {
 
     fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>> {
         let pool = self.0.directory.browser_pool();
+        let now = self.0.clock.now();
         Box::pin(async move {
             let Some(pool) = pool else {
-                return Err(RunError::new(
-                    RunErrorKind::BrowserUnavailable,
+                return Err(RunError::deferred(
+                    now + POOL_RESTART_WAIT,
                     "the browser pool is restarting",
                 ));
             };
@@ -91,10 +96,11 @@ impl Browsers for Node {
         profile: String,
     ) -> LocalBoxFuture<'static, Result<HeldProfile, RunError>> {
         let pool = self.0.directory.browser_pool();
+        let now = self.0.clock.now();
         Box::pin(async move {
             let Some(pool) = pool else {
-                return Err(RunError::new(
-                    RunErrorKind::BrowserUnavailable,
+                return Err(RunError::deferred(
+                    now + POOL_RESTART_WAIT,
                     "the browser pool is restarting",
                 ));
             };

@@ -260,8 +260,10 @@ impl JobKind for Browser {
                 secrets.insert(name, value);
             }
             if !ctx.system.browsers.available() {
-                return Err(RunError::new(
-                    RunErrorKind::BrowserUnavailable,
+                // Nothing was done yet: the run waits for the pool (no attempt used), and
+                // overseer's restart counts for no site's circuit.
+                return Err(RunError::deferred(
+                    chrono::Utc::now() + chrono::Duration::seconds(1),
                     "the browser pool is restarting",
                 ));
             }
