@@ -390,7 +390,7 @@ async fn run(
         flags,
     };
     let bind = config.bind_addr();
-    let (server, addrs) = match api::server(state, tokens, bind) {
+    let (server, addrs) = match api::server(state, tokens, bind, crate::ui::configure) {
         Ok(s) => s,
         Err(source) => return Ok(Err(AppError::Bind { addr: bind, source })),
     };

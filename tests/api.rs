@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/jobs/{key}/resume", "operator"),
     ("POST", "/api/v1/jobs/{key}/trigger", "operator"),
     ("GET", "/api/v1/jobs/{key}/once-keys", "viewer"),
+    ("GET", "/api/v1/kinds", "viewer"),
     ("POST", "/api/v1/schedules/preview", "viewer"),
     ("GET", "/api/v1/stats/runs", "viewer"),
     (

@@ -131,6 +131,12 @@ fn the_dashboard_in_a_real_browser() {
     assert_eq!(seen["resend_notice"], "resend: done");
     assert_eq!(seen["bulk_notice"], "Pause 2 jobs: done", "{seen}");
     assert_eq!(seen["form_error_for"], "payload.url", "{seen}");
+    assert_eq!(
+        seen["form_kinds"],
+        json!(["browser", "command", "http", "noop", "notify"]),
+        "an admin may create every kind: {seen}"
+    );
+    assert_eq!(seen["form_kind_default"], "noop", "{seen}");
     assert_eq!(seen["pages_differ"], true, "{seen}");
     assert_eq!(
         seen["edit_form_url"],

@@ -117,6 +117,12 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// The audit of a request handled outside the route table's actions (the dashboard's
+    /// login and logout, through `api::session`).
+    pub(super) fn for_action(req: &HttpRequest, action: &str) -> Self {
+        Self::from_request(req, action)
+    }
+
     fn from_request(req: &HttpRequest, action: &str) -> Self {
         let caller = req.extensions().get::<Caller>().cloned();
         let committed = req

@@ -279,7 +279,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     let presented = match presented {
         Some(p) => p,
         // The dashboard: its session cookie instead of a token.
-        None => match req.cookie(crate::ui::COOKIE) {
+        None => match req.cookie(super::session::COOKIE) {
             Some(cookie) => return session_caller(req, cookie.value()).await,
             None => {
                 return Err(ApiError::unauthorized(
@@ -305,7 +305,7 @@ async fn session_caller(req: &ServiceRequest, id: &str) -> Result<Caller, ApiErr
     let state = req
         .app_data::<web::Data<super::ApiState>>()
         .ok_or_else(ApiError::internal)?;
-    let session = crate::ui::lookup(state, id)
+    let session = super::session::lookup(state, id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the dashboard session expired; log in again"))?;
     let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");

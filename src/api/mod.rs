@@ -16,6 +16,7 @@ pub mod flags;
 pub mod health;
 pub mod input;
 pub mod jobs;
+pub mod kinds;
 pub mod leader;
 pub mod metrics_mw;
 pub mod nodes;
@@ -27,6 +28,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod runs;
 pub mod schedules;
+pub mod session;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -100,6 +102,7 @@ where
                 .service(jobs::pause)
                 .service(jobs::resume)
                 .service(jobs::trigger)
+                .service(kinds::list)
                 .service(schedules::preview)
                 .service(stats::runs)
                 .service(once_keys::list)
@@ -232,10 +235,14 @@ async fn no_route(
 }
 
 /// Binds the admin API and returns the server (not yet awaited) and its bound addresses.
+/// `pages` adds the routes served beside the API on the same listener (the dashboard,
+/// outside the OpenAPI document): `app` passes `ui::configure`, so the API knows nothing of
+/// the dashboard's pages.
 pub fn server(
     state: ApiState,
     tokens: TokenSet,
     bind: SocketAddr,
+    pages: fn(&mut web::ServiceConfig),
 ) -> std::io::Result<(Server, Vec<SocketAddr>)> {
     let config = state.config.clone();
     let body_limit = config.server.body_limit;
@@ -270,7 +277,7 @@ pub fn server(
             .into_utoipa_app();
         routes(app)
             .map(|app| {
-                app.configure(crate::ui::configure)
+                app.configure(pages)
                     .default_service(web::to(no_route))
                     .wrap(from_fn(audit::middleware))
                     .wrap(from_fn(metrics_mw::middleware))

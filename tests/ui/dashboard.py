@@ -71,6 +71,9 @@ with sync_playwright() as p:
         # Create a job through the form: a bad cron is shown at its field, then a good one.
         page.click("#nav-jobs")
         page.wait_for_selector("#jobs")
+        # The kinds the form offers come from the server (GET /api/v1/kinds), noop first.
+        out["form_kinds"] = sorted(page.locator("#form-kind option").all_inner_texts())
+        out["form_kind_default"] = page.input_value("#form-kind")
         page.fill("#job-json", json.dumps({"name": "from-ui", "kind": "noop", "schedule": {"cron": "61 * * * *"}}))
         page.click("#create-job")
         page.wait_for_selector("#create-errors li")
