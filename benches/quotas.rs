@@ -17,8 +17,8 @@ use common::{env_num, fresh_db, Spawn};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use overseer::actors::quota::{Consume, Consumed, QuotaCounter};
 use overseer::actors::{directory::Directory, Deps};
+use overseer::config::database_url::DatabaseUrl;
 use overseer::db::cluster::{ClusterOptions, ManagedCluster};
-use overseer::db::url::DatabaseUrl;
 use overseer::db::Db;
 use overseer::supervisor::{ChildSpec, Restart, Supervisor};
 

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use common::{env_num, fresh_db, wait_for, Spawn};
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use overseer::config::database_url::DatabaseUrl;
 use overseer::db::cluster::{ClusterOptions, ManagedCluster};
-use overseer::db::url::DatabaseUrl;
 
 #[derive(diesel::QueryableByName)]
 struct N {

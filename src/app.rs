@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use crate::actors::{self, Deps};
 use crate::api::{self, auth::TokenSet, ApiState};
+use crate::config::database_url::DatabaseUrl;
 use crate::config::Config;
 use crate::db::cluster::{ClusterError, ClusterOptions, ManagedCluster};
-use crate::db::url::DatabaseUrl;
 use crate::db::{migrations, nodes, Db, DbError};
 use crate::notify::Routing;
 use crate::supervisor::{Escalation, Ping, Shutdown, Supervisor};

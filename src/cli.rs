@@ -10,6 +10,7 @@ use crate::app::{self, exit, ServeOptions};
 use crate::config::{self, Config, Sources};
 use crate::db::cluster::{ClusterOptions, ManagedCluster};
 use crate::db::{migrations, Db};
+use crate::stdx::stdout::print;
 use crate::telemetry;
 
 #[derive(Parser, Debug)]
@@ -245,22 +246,6 @@ fn client_request(command: &Command) -> Option<crate::client::Request> {
     })
 }
 
-/// Writes to stdout as a Unix tool does: when the reader went away (`overseer jobs get X |
-/// head -1`), the process ends quietly with status 0 instead of panicking on the closed
-/// pipe (as `println!` does) — there is no one left to tell.
-pub fn out(text: impl std::fmt::Display) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let written = write!(stdout, "{text}").and_then(|()| stdout.flush());
-    if let Err(e) = written {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("overseer: writing to stdout: {e}");
-        std::process::exit(exit::FAILURE);
-    }
-}
-
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -283,7 +268,7 @@ pub fn main() -> i32 {
             action: TokenAction::New { role, name },
         } => {
             let (token, hash) = crate::api::auth::new_token();
-            out(format_args!("{token}\n"));
+            print(format_args!("{token}\n"));
             eprintln!(
                 "\nThe token above is shown once. Add this to the configuration:\n\n\
                  [[auth.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n"
@@ -294,7 +279,7 @@ pub fn main() -> i32 {
             action: ConfigAction::Check,
         } => match load_config(cli.config) {
             Ok(config) => {
-                out(config.effective_toml());
+                print(config.effective_toml());
                 eprintln!("configuration is valid");
                 exit::OK
             }
@@ -386,10 +371,10 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             MigrateAction::Run { dry_run: true } => {
                 let pending = migrations::pending_sql(&mut conn)?;
                 if pending.is_empty() {
-                    out(format_args!("no pending migrations\n"));
+                    print(format_args!("no pending migrations\n"));
                 }
                 for (v, name, up) in pending {
-                    out(format_args!(
+                    print(format_args!(
                         "-- pending {v} ({name}): up.sql\n{}\n\n",
                         up.trim_end()
                     ));
@@ -398,24 +383,24 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             MigrateAction::Run { dry_run: false } => {
                 let applied = migrations::run_pending(&mut conn)?;
                 if applied.is_empty() {
-                    out(format_args!("no pending migrations\n"));
+                    print(format_args!("no pending migrations\n"));
                 }
                 for v in applied {
-                    out(format_args!("applied {v}\n"));
+                    print(format_args!("applied {v}\n"));
                 }
             }
             MigrateAction::Revert { to: None } => {
                 let v = migrations::revert_last(&mut conn)?;
-                out(format_args!("reverted {v}\n"));
+                print(format_args!("reverted {v}\n"));
             }
             MigrateAction::Revert { to: Some(target) } => {
                 match migrations::revert_to(&mut conn, &target) {
                     Ok(done) => {
                         if done.is_empty() {
-                            out(format_args!("nothing newer than {target} is applied\n"));
+                            print(format_args!("nothing newer than {target} is applied\n"));
                         }
                         for v in done {
-                            out(format_args!("reverted {v}\n"));
+                            print(format_args!("reverted {v}\n"));
                         }
                     }
                     Err(migrations::RevertError::Failed {
@@ -424,7 +409,7 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
                         done,
                     }) => {
                         for v in &done {
-                            out(format_args!("reverted {v}\n"));
+                            print(format_args!("reverted {v}\n"));
                         }
                         anyhow::bail!("reverting {version} failed: {reason} (it and everything older stay applied)");
                     }
@@ -434,11 +419,11 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             MigrateAction::Status => {
                 for (v, at) in migrations::status(&mut conn)? {
                     match at {
-                        Some(at) => out(format_args!(
+                        Some(at) => print(format_args!(
                             "applied {v} {}\n",
                             at.format("%Y-%m-%d %H:%M:%S UTC")
                         )),
-                        None => out(format_args!("pending {v}\n")),
+                        None => print(format_args!("pending {v}\n")),
                     }
                 }
             }

@@ -195,7 +195,7 @@ pub fn run(target: &Target, request: Request) -> i32 {
     match runtime.block_on(execute(&api, request)) {
         Ok(out) => {
             if !out.is_empty() {
-                crate::cli::out(format_args!("{out}\n"));
+                crate::stdx::stdout::print(format_args!("{out}\n"));
             }
             exit::OK
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::url::DatabaseUrl;
+use crate::config::database_url::DatabaseUrl;
 use crate::kinds::command::settings::CommandConfig;
 use crate::notify::settings::NotifyConfig;
 use crate::telemetry::settings::{LogConfig, TracesConfig};
@@ -25,6 +25,7 @@ pub const DEFAULTS_TOML: &str = include_str!("../../config/default.toml");
 
 const ENV_PREFIX: &str = "OVERSEER__";
 
+pub mod database_url;
 mod load;
 mod validate;
 

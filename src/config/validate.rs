@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::db::url::DatabaseUrl;
+use crate::config::database_url::DatabaseUrl;
 use crate::notify::settings::{ChannelType, SmtpTls};
 
 use super::*;

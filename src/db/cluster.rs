@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use nix::unistd::{Gid, Uid, User};
 
-use super::url::DatabaseUrl;
+use crate::config::database_url::DatabaseUrl;
 
 /// The cluster's superuser and the database overseer uses.
 pub const SUPERUSER: &str = "overseer";

@@ -24,7 +24,6 @@ pub mod run_tokens;
 pub mod runs;
 pub mod schema;
 pub mod ui_sessions;
-pub mod url;
 
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::PgConnection;
 
-use self::url::DatabaseUrl;
+use crate::config::database_url::DatabaseUrl;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;

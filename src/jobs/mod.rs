@@ -322,22 +322,6 @@ impl JobDef {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn defaults() -> PolicyDefaults {
-        PolicyDefaults {
-            misfire_grace: std::time::Duration::from_secs(60),
-            catch_up: policy::CatchUp::Latest,
-            max_catch_up: 100,
-            max_retries: 3,
-            retry_delays: vec![std::time::Duration::from_secs(60)],
-            timeout: std::time::Duration::ZERO,
-            overlap: policy::Overlap::Skip,
-            priority: 5,
-        }
-    }
-
     #[test]
     fn names() {
         for ok in ["a", "daily-report", "linkedin.follow_up.2", "0abc"] {
@@ -346,89 +330,5 @@ mod tests {
         for bad in ["", "Daily", "-x", "a b", "é", &"a".repeat(129)] {
             assert!(!crate::stdx::names::job(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn every_bad_field_is_reported_with_its_path() {
-        let errs = JobDef::parse(
-            &json!({
-                "name": "Bad Name",
-                "kind": "http",
-                "payload": {"url": "ftp://x", "method": "PUT", "extra": 1},
-                "schedule": {"cron": "99 * * * *", "timezone": "Nowhere/City"},
-                "policy": {"priority": 12},
-                "tags": ["ok", "NOT OK"],
-                "metadata": {"blob": "x".repeat(9000)},
-                "surprise": true
-            }),
-            crate::kinds::registry(),
-            &defaults(),
-            Utc::now(),
-        )
-        .unwrap_err();
-        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        for want in [
-            "name",
-            "payload.url",
-            "payload.method",
-            "payload.extra",
-            "schedule.cron",
-            "schedule.timezone",
-            "policy.priority",
-            "tags[1]",
-            "metadata",
-            "surprise",
-        ] {
-            assert!(paths.contains(&want), "{want} not in {paths:?}");
-        }
-        let errs = JobDef::parse(
-            &json!({"name": "x", "kind": "teleport", "schedule": {"every": "1s"}}),
-            crate::kinds::registry(),
-            &defaults(),
-            Utc::now(),
-        )
-        .unwrap_err();
-        assert_eq!(errs[0].path, "kind");
-        assert!(errs[0].message.contains("noop"), "{}", errs[0].message);
-    }
-
-    #[test]
-    fn a_good_definition_parses() {
-        let def = JobDef::parse(
-            &json!({
-                "name": "status-check",
-                "kind": "http",
-                "payload": {"url": "https://example.test/health", "expect_status": [200, 204]},
-                "schedule": {"cron": "*/5 * * * *", "timezone": "Europe/Berlin"},
-                "policy": {"max_retries": 1, "retry_delays": ["10s"]},
-                "tags": ["ops", "ops"],
-                "metadata": {"owner": "me"}
-            }),
-            crate::kinds::registry(),
-            &defaults(),
-            Utc::now(),
-        )
-        .unwrap();
-        assert_eq!(def.tags, ["ops"]);
-        assert_eq!(def.policy.max_retries, 1);
-        let patched = def
-            .patch(
-                &json!({"policy": {"priority": 9}}),
-                crate::kinds::registry(),
-                Utc::now(),
-            )
-            .unwrap();
-        assert_eq!(patched.policy.priority, 9);
-        assert_eq!(
-            patched.policy.max_retries, 1,
-            "patch merges over the job's policy"
-        );
-        assert!(patched
-            .patch(
-                &json!({"kind": "noop"}),
-                crate::kinds::registry(),
-                Utc::now()
-            )
-            .is_err());
     }
 }

@@ -10,4 +10,5 @@ pub mod names;
 pub mod panic;
 pub mod problems;
 pub mod secrets;
+pub mod stdout;
 pub mod template;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use nix::fcntl::{Flock, FlockArg};
+use overseer::config::database_url::DatabaseUrl;
 use overseer::db::cluster::{ClusterOptions, ManagedCluster};
-use overseer::db::url::DatabaseUrl;
 use serde_json::Value;
 
 pub mod http;

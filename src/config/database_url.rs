@@ -1,4 +1,4 @@
-//! Database URLs: normalisation of the spellings our users bring from SQLAlchemy, and
+//! `database.url`: normalisation of the spellings our users bring from SQLAlchemy, and
 //! redaction so that a password never reaches a log line or an error message.
 
 use std::fmt;
