@@ -75,7 +75,13 @@ fn through_actor(url: &DatabaseUrl, quota: &str, consumers: usize, total: usize)
             Restart::Permanent,
             move |l| QuotaCounter::new(&d, l),
         );
-        let _sup = Supervisor::new(config.supervisor.clone(), vec![spec], None).start();
+        let _sup = Supervisor::new(
+            config.supervisor.clone(),
+            vec![spec],
+            None,
+            std::sync::Arc::new(overseer::stdx::clock::SystemClock),
+        )
+        .start();
         let counter = loop {
             if let Some(c) = deps.directory.quota_counter() {
                 break c;

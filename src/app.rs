@@ -373,6 +373,7 @@ async fn run(
         config.supervisor.clone(),
         actors::children(&deps),
         Some(escalate_tx),
+        deps.clock.clone(),
     )
     .start();
 

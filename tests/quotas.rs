@@ -465,8 +465,12 @@ fn the_quota_counter_follows_its_clock_into_the_next_window() {
         let spec = ChildSpec::new(NAME, Restart::Permanent, move |lifeline| {
             QuotaCounter::new(&d, lifeline)
         });
-        let _supervisor =
-            actix::Actor::start(Supervisor::new(config.supervisor.clone(), vec![spec], None));
+        let _supervisor = actix::Actor::start(Supervisor::new(
+            config.supervisor.clone(),
+            vec![spec],
+            None,
+            std::sync::Arc::new(overseer::stdx::clock::SystemClock),
+        ));
         let deadline = std::time::Instant::now() + T;
         let counter = loop {
             if let Some(c) = deps.directory.quota_counter() {

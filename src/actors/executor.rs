@@ -146,6 +146,7 @@ impl Executor {
             command: self.command.clone(),
             api_url: self.deps.directory.api_url().unwrap_or_default(),
             timezone: run.timezone.clone(),
+            clock: self.deps.clock.clone(),
         };
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();

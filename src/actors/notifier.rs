@@ -228,6 +228,12 @@ crate::supervised_actor!(Notifier);
 mod tests {
     use super::*;
 
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn backoff_doubles_and_caps() {
         let cfg = NotifyConfig::shipped().unwrap();
@@ -240,16 +246,13 @@ mod tests {
     #[test]
     fn outcomes() {
         let cfg = NotifyConfig::shipped().unwrap();
-        assert!(matches!(
-            outcome(&cfg, 1, Ok(()), Utc::now()),
-            Outcome::Sent
-        ));
+        assert!(matches!(outcome(&cfg, 1, Ok(()), t0()), Outcome::Sent));
         assert!(matches!(
             outcome(
                 &cfg,
                 1,
                 Err(DeliveryError::Permanent("HTTP 400".into())),
-                Utc::now()
+                t0()
             ),
             Outcome::Failed(_)
         ));
@@ -258,7 +261,7 @@ mod tests {
                 &cfg,
                 1,
                 Err(DeliveryError::Transient("HTTP 503".into())),
-                Utc::now()
+                t0()
             ),
             Outcome::Retry(..)
         ));
@@ -267,7 +270,7 @@ mod tests {
                 &cfg,
                 8,
                 Err(DeliveryError::Transient("HTTP 503".into())),
-                Utc::now()
+                t0()
             ),
             Outcome::Failed(_)
         ));

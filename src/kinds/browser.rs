@@ -46,6 +46,7 @@ struct Consumer {
     quotas: std::sync::Arc<dyn super::system::Quotas>,
     caps: BTreeMap<String, i64>,
     used: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+    clock: std::sync::Arc<dyn crate::stdx::clock::Clock>,
 }
 
 impl steps::Quota for Consumer {
@@ -57,6 +58,7 @@ impl steps::Quota for Consumer {
         let quotas = self.quotas.clone();
         let cap = self.caps.get(&quota).copied();
         let used = self.used.clone();
+        let now = self.clock.now();
         Box::pin(async move {
             let so_far = used
                 .lock()
@@ -68,7 +70,7 @@ impl steps::Quota for Consumer {
                     // moment, not a window).
                     return Ok(Some(steps::Refusal {
                         reason: format!("max_per_run ({cap}) reached for {quota}"),
-                        retry_at: chrono::Utc::now() + chrono::Duration::seconds(1),
+                        retry_at: now + chrono::Duration::seconds(1),
                     }));
                 }
             }
@@ -118,13 +120,14 @@ fn consumer(ctx: &RunContext) -> steps::Consumer {
             .filter_map(|q| q.max_per_run.map(|m| (q.name.clone(), m)))
             .collect(),
         used: Default::default(),
+        clock: ctx.clock.clone(),
     })
 }
 
 /// Template data of a run: `job`, `run`, `now`, `today` (in the schedule's timezone, else
 /// UTC).
 fn context(ctx: &RunContext) -> Value {
-    let now = chrono::Utc::now();
+    let now = ctx.clock.now();
     let today = ctx
         .timezone
         .as_deref()
@@ -263,7 +266,7 @@ impl JobKind for Browser {
                 // Nothing was done yet: the run waits for the pool (no attempt used), and
                 // overseer's restart counts for no site's circuit.
                 return Err(RunError::deferred(
-                    chrono::Utc::now() + chrono::Duration::seconds(1),
+                    ctx.clock.now() + chrono::Duration::seconds(1),
                     "the browser pool is restarting",
                 ));
             }

@@ -45,6 +45,8 @@ pub struct RunContext {
     pub api_url: String,
     /// The timezone of the job's schedule, if it has one.
     pub timezone: Option<String>,
+    /// Wall-clock time (the executor's: the system clock, or one a test moves).
+    pub clock: std::sync::Arc<dyn crate::stdx::clock::Clock>,
 }
 
 impl RunContext {
@@ -202,11 +204,17 @@ pub fn object_with_fields(
 /// `Kinds` trait, so what the two do together is checked here, above both.
 #[cfg(test)]
 mod job_definition_tests {
-    use chrono::Utc;
+    use chrono::{DateTime, Utc};
     use serde_json::json;
 
     use crate::jobs::policy::{self, PolicyDefaults};
     use crate::jobs::JobDef;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
 
     fn defaults() -> PolicyDefaults {
         PolicyDefaults {
@@ -236,7 +244,7 @@ mod job_definition_tests {
             }),
             crate::kinds::registry(),
             &defaults(),
-            Utc::now(),
+            t0(),
         )
         .unwrap_err();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
@@ -258,7 +266,7 @@ mod job_definition_tests {
             &json!({"name": "x", "kind": "teleport", "schedule": {"every": "1s"}}),
             crate::kinds::registry(),
             &defaults(),
-            Utc::now(),
+            t0(),
         )
         .unwrap_err();
         assert_eq!(errs[0].path, "kind");
@@ -279,7 +287,7 @@ mod job_definition_tests {
             }),
             crate::kinds::registry(),
             &defaults(),
-            Utc::now(),
+            t0(),
         )
         .unwrap();
         assert_eq!(def.tags, ["ops"]);
@@ -288,7 +296,7 @@ mod job_definition_tests {
             .patch(
                 &json!({"policy": {"priority": 9}}),
                 crate::kinds::registry(),
-                Utc::now(),
+                t0(),
             )
             .unwrap();
         assert_eq!(patched.policy.priority, 9);
@@ -297,11 +305,7 @@ mod job_definition_tests {
             "patch merges over the job's policy"
         );
         assert!(patched
-            .patch(
-                &json!({"kind": "noop"}),
-                crate::kinds::registry(),
-                Utc::now()
-            )
+            .patch(&json!({"kind": "noop"}), crate::kinds::registry(), t0())
             .is_err());
     }
 }

@@ -113,7 +113,7 @@ impl JobKind for Notify {
             let vars = json!({
                 "job": {"id": ctx.job_id, "name": ctx.job_name, "metadata": ctx.metadata},
                 "run": {"id": ctx.run_id, "fire_at": ctx.fire_at.to_rfc3339(), "attempt": ctx.attempt},
-                "now": chrono::Utc::now().to_rfc3339(),
+                "now": ctx.clock.now().to_rfc3339(),
             });
             let render = |field: &str| -> Result<String, RunError> {
                 match template(&payload, field) {

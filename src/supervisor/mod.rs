@@ -342,6 +342,8 @@ pub struct Supervisor {
     escalate: Option<UnboundedSender<Escalation>>,
     /// Shutdown waiters, answered when the named child has exited.
     exit_waiters: Vec<(&'static str, tokio::sync::oneshot::Sender<()>)>,
+    /// Wall-clock time of starts and failures (`Deps::clock`).
+    clock: Arc<dyn crate::stdx::clock::Clock>,
 }
 
 impl Supervisor {
@@ -349,6 +351,7 @@ impl Supervisor {
         config: SupervisorConfig,
         specs: Vec<ChildSpec>,
         escalate: Option<UnboundedSender<Escalation>>,
+        clock: Arc<dyn crate::stdx::clock::Clock>,
     ) -> Self {
         install_panic_hook();
         let policy = RestartPolicy::new(&config);
@@ -377,6 +380,7 @@ impl Supervisor {
             shutting_down: false,
             escalate,
             exit_waiters: Vec::new(),
+            clock,
         }
     }
 
@@ -398,7 +402,7 @@ impl Supervisor {
             readied: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         child.info.state = ActorState::Starting;
-        child.info.started_at = Some(Utc::now());
+        child.info.started_at = Some(self.clock.now());
         child.handle = Some((child.spec.start)(&child.arbiter.handle(), lifeline));
         set_up_gauge(child.spec.name, false);
         tracing::info!(
@@ -534,7 +538,7 @@ impl Handler<ChildExited> for Supervisor {
         };
         child.info.last_failure = Some(Failure {
             message: message.clone(),
-            at: Utc::now(),
+            at: self.clock.now(),
         });
         if self.meltdown.is_some() {
             child.info.state = ActorState::Failed;
