@@ -70,7 +70,7 @@ fn main() {
                 let mut r = r.clone();
                 r.run_id = uuid::Uuid::new_v4();
                 let t = Instant::now();
-                let out = pool.run(r).await.expect("run");
+                let out = pool.run(r).await.expect("run").output;
                 samples.push(t.elapsed().as_secs_f64() * 1000.0);
                 assert!(out["extracted"].is_object(), "{out}");
             }
@@ -112,7 +112,7 @@ fn main() {
         ));
         let mut in_page: Vec<f64> = Vec::new();
         for _ in 0..n.min(200) {
-            let out = pool.run(timed.clone()).await.expect("run");
+            let out = pool.run(timed.clone()).await.expect("run").output;
             if let Some(ms) = out["extracted"]["nav_ms"].as_str().and_then(|s| s.parse().ok()) {
                 in_page.push(ms);
             }

@@ -27,7 +27,7 @@ use actix::prelude::*;
 
 use super::{Deps, REHYDRATE_RETRY};
 use crate::browser::politeness::PolitenessConfig;
-use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, SessionEvent};
+use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, RunOutcome, SessionEvent};
 use crate::db::browser_sessions::{self, Change};
 use crate::db::Db;
 use crate::jobs::run_error::RunErrorKind;
@@ -40,7 +40,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 
 /// Run a script.
 #[derive(Message)]
-#[rtype(result = "Result<serde_json::Value, RunFailure>")]
+#[rtype(result = "Result<RunOutcome, RunFailure>")]
 pub struct RunBrowser(pub BrowserRun);
 
 /// Hold a profile for a command run (its browser for that run alone; see `browser::Held`).
@@ -298,7 +298,7 @@ impl Actor for BrowserPool {
 }
 
 impl Handler<RunBrowser> for BrowserPool {
-    type Result = ResponseFuture<Result<serde_json::Value, RunFailure>>;
+    type Result = ResponseFuture<Result<RunOutcome, RunFailure>>;
 
     fn handle(&mut self, msg: RunBrowser, ctx: &mut Self::Context) -> Self::Result {
         let session = self.session(&msg.0.profile, ctx);
@@ -429,7 +429,7 @@ pub struct BrowserSession {
 
 /// Run a script in this session's browser.
 #[derive(Message)]
-#[rtype(result = "Result<serde_json::Value, RunFailure>")]
+#[rtype(result = "Result<RunOutcome, RunFailure>")]
 struct RunInSession(BrowserRun);
 
 /// How often a session checks that its browser is alive (between runs).
@@ -475,7 +475,7 @@ impl Actor for BrowserSession {
 }
 
 impl Handler<RunInSession> for BrowserSession {
-    type Result = ResponseActFuture<Self, Result<serde_json::Value, RunFailure>>;
+    type Result = ResponseActFuture<Self, Result<RunOutcome, RunFailure>>;
 
     fn handle(&mut self, msg: RunInSession, _: &mut Self::Context) -> Self::Result {
         let pool = self.pool.clone();

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::{BoxFuture, LocalBoxFuture};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::browser::{CancelBrowserRun, HoldProfile, ReleaseProfile, RunBrowser};
 use super::quota::{Consume, Consumed, RefundNow};
 use super::Deps;
 use crate::browser::script::{Entry, Notifier, OnceLedger};
-use crate::browser::BrowserRun;
+use crate::browser::{BrowserRun, RunOutcome};
 use crate::db::circuits;
 use crate::jobs::run_error::RunErrorKind;
 use crate::kinds::system::{
@@ -63,7 +62,7 @@ impl Browsers for Node {
         self.0.directory.browser_pool().is_some()
     }
 
-    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<RunOutcome, RunError>> {
         let pool = self.0.directory.browser_pool();
         let now = self.0.clock.now();
         Box::pin(async move {

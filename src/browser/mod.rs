@@ -154,6 +154,22 @@ pub enum SessionEvent {
     },
 }
 
+/// What a browser run produced: its output (the run's output as people read it) and, when
+/// a `consume` step's quota said defer, when the run is to go on — typed, so nobody reads
+/// it back out of the JSON.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub output: Value,
+    pub deferred: Option<Deferral>,
+}
+
+/// A run to continue later, without using an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferral {
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
+}
+
 /// Why a run failed: a stable kind and a message without secrets.
 #[derive(Debug, Clone)]
 pub struct RunFailure {
@@ -353,7 +369,7 @@ impl Pool {
     }
 
     /// Runs a script; see the module doc.
-    pub async fn run(&self, r: BrowserRun) -> Result<Value, RunFailure> {
+    pub async fn run(&self, r: BrowserRun) -> Result<RunOutcome, RunFailure> {
         let session = self.session(&r.profile);
         let busy = Busy::enter(&session);
         let (abort, registration) = futures_util::future::AbortHandle::new_pair();

@@ -274,7 +274,7 @@ impl Pool {
         &self,
         session: &Session,
         r: &BrowserRun,
-    ) -> Result<Value, RunFailure> {
+    ) -> Result<RunOutcome, RunFailure> {
         let (page, reusable, browser_pid) = self.take_page(session, r).await?;
         // Closed if the run ends early (a crash, or the run's future dropped on cancel).
         let mut page_guard = PageGuard(Some(page.clone()));
@@ -483,7 +483,7 @@ impl Pool {
         result: Result<Option<script::Stopped>, engine::StepFailure>,
         mut out: ScriptOutput,
         artifacts: Vec<String>,
-    ) -> Result<Value, RunFailure> {
+    ) -> Result<RunOutcome, RunFailure> {
         let scrubbed = |v: Value| -> Value {
             serde_json::from_str(&scrub(&v.to_string(), r.secrets.values())).unwrap_or_default()
         };
@@ -506,7 +506,10 @@ impl Pool {
         match result {
             Ok(None) => {
                 output["outcome"] = json!("completed");
-                Ok(output)
+                Ok(RunOutcome {
+                    output,
+                    deferred: None,
+                })
             }
             // Not a failure: the quota said stop (no retry follows), or defer (the run waits
             // for the window, without using an attempt).
@@ -524,7 +527,13 @@ impl Pool {
                 if let Some(until) = stop.defer_until {
                     output["defer_until"] = json!(until);
                 }
-                Ok(output)
+                Ok(RunOutcome {
+                    output,
+                    deferred: stop.defer_until.map(|until| Deferral {
+                        until,
+                        reason: stop.reason.clone(),
+                    }),
+                })
             }
             Err(f) => {
                 let lost = f.kind == RunErrorKind::Browser && connection_lost(&f.message);

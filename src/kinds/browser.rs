@@ -342,18 +342,11 @@ impl JobKind for Browser {
             }
             // A quota said defer: what was done is kept (its once keys), and the run waits
             // for the window without using an attempt.
-            if let Ok(out) = &result {
-                if out["outcome"] == "deferred" {
-                    let until = out["defer_until"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .unwrap_or_else(chrono::Utc::now);
-                    let reason = out["reason"].as_str().unwrap_or("quota exhausted");
-                    return Err(RunError::deferred(until, reason.to_string()));
-                }
+            let outcome = result?;
+            match outcome.deferred {
+                Some(d) => Err(RunError::deferred(d.until, d.reason)),
+                None => Ok(outcome.output),
             }
-            result
         })
     }
 }

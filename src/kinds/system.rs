@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::{BoxFuture, LocalBoxFuture};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::RunError;
-use crate::browser::BrowserRun;
+use crate::browser::{BrowserRun, RunOutcome};
 use crate::notify::Notice;
 
 /// The durable outbox (`notify` kind).
@@ -28,7 +27,7 @@ pub trait Browsers {
     /// False while the pool restarts (the run fails at once, counting for no circuit).
     fn available(&self) -> bool;
     /// Runs a script in its profile's browser.
-    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<Value, RunError>>;
+    fn run(&self, run: BrowserRun) -> LocalBoxFuture<'static, Result<RunOutcome, RunError>>;
     /// The run's future was dropped (job timeout, zombie rescue): close its page.
     fn cancel(&self, run_id: Uuid);
     /// Holds a profile's browser for a command run alone (`command` kind).
