@@ -37,6 +37,7 @@ fn main() {
             {"extract": {"selector": ".job", "all": true, "into": "jobs"}},
         ]),
         "steps",
+        &overseer::browser::script::Limits::default(),
         &mut problems,
     );
     assert!(problems.is_empty());
@@ -45,7 +46,7 @@ fn main() {
         let run = || BrowserRun {
             run_id: uuid::Uuid::new_v4(),
             profile: "bench".into(),
-            steps: script.clone(),
+            steps: script.clone().into(),
             viewport: None,
             user_agent: None,
             locale: "en-US".into(),
@@ -105,9 +106,10 @@ fn main() {
         // the page measures it (a separate pass, with one more extract to read it).
         let mut timed = run();
         let mut p = overseer::stdx::problems::Problems::default();
-        timed.steps.extend(steps::parse(
+        std::sync::Arc::make_mut(&mut timed.steps).extend(steps::parse(
             &json!([{"extract": {"selector": "#nav-ms", "into": "nav_ms"}}]),
             "steps",
+            &overseer::browser::script::Limits::default(),
             &mut p,
         ));
         let mut in_page: Vec<f64> = Vec::new();
@@ -261,9 +263,10 @@ fn pool_config(dir: &std::path::Path, max_browsers: usize, stealth: bool) -> Poo
 /// The run with one click at its end.
 fn with_click(mut r: BrowserRun) -> BrowserRun {
     let mut p = overseer::stdx::problems::Problems::default();
-    r.steps.extend(steps::parse(
+    std::sync::Arc::make_mut(&mut r.steps).extend(steps::parse(
         &json!([{"click": {"selector": "#go"}}]),
         "steps",
+        &overseer::browser::script::Limits::default(),
         &mut p,
     ));
     assert!(p.is_empty());

@@ -294,7 +294,9 @@ fn run_with_database(
 
     upsert_declarative_quotas(&db, &crate::declarative::quotas(&config))?;
     let routing = Arc::new(Routing::from_config(&config.notify));
+    let kinds = Arc::new(crate::declarative::kinds(&config));
     let refs = api::jobs::References {
+        kinds: kinds.clone(),
         routing: routing.clone(),
         command: config.command.clone(),
     };
@@ -316,7 +318,15 @@ fn run_with_database(
 
     let system = actix_rt::System::new();
     system
-        .block_on(run(Arc::new(config), db, routing, tokens, flags, started))
+        .block_on(run(
+            Arc::new(config),
+            db,
+            routing,
+            kinds,
+            tokens,
+            flags,
+            started,
+        ))
         .map_err(|e| AppError::Runtime(e.to_string()))?
 }
 
@@ -335,6 +345,7 @@ async fn run(
     config: Arc<Config>,
     db: Db,
     routing: Arc<Routing>,
+    kinds: Arc<crate::kinds::Registry>,
     tokens: TokenSet,
     flags: crate::flags::Live,
     started: std::time::Instant,
@@ -342,9 +353,9 @@ async fn run(
     let prometheus = telemetry::prometheus();
     {
         use crate::jobs::Kinds;
-        let kinds = crate::kinds::registry().names();
+        let names = kinds.names();
         let channels: Vec<&str> = routing.channels().map(|c| c.name.as_str()).collect();
-        crate::telemetry::names::register_zeros(&kinds, &channels);
+        crate::telemetry::names::register_zeros(&names, &channels);
     }
     {
         let handle = prometheus.clone();
@@ -367,6 +378,7 @@ async fn run(
         routing: routing.clone(),
         clock: Arc::new(crate::stdx::clock::SystemClock),
         flags: flags.clone(),
+        kinds: kinds.clone(),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(
@@ -389,6 +401,7 @@ async fn run(
         prometheus,
         openapi: Arc::new(openapi),
         flags,
+        kinds,
     };
     let bind = config.bind_addr();
     let (server, addrs) = match api::server(state, tokens, bind, crate::ui::configure) {

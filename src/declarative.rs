@@ -20,14 +20,18 @@ pub struct Declared {
 /// Loads the configuration and checks its declarations (what every command does).
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     let loaded = crate::config::load(sources)?;
-    // Browser scripts are checked against the configured limits, from here on.
-    let b = &loaded.config.browser;
-    crate::browser::script::set_limits(crate::browser::script::Limits {
-        max_depth: b.max_script_depth,
-        max_steps: b.max_script_steps,
-    });
     check(&loaded)?;
     Ok(loaded)
+}
+
+/// The job kinds as this configuration sets them up (browser scripts within `[browser]
+/// max_script_depth` and `max_script_steps`): what validates and runs jobs.
+pub fn kinds(config: &Config) -> crate::kinds::Registry {
+    let b = &config.browser;
+    crate::kinds::Registry::new(crate::browser::script::Limits::new(
+        b.max_script_depth,
+        b.max_script_steps,
+    ))
 }
 
 /// Checks every declaration (quotas, then jobs).
@@ -68,11 +72,12 @@ fn check_quotas(loaded: &Loaded) -> Result<(), ConfigError> {
 pub fn jobs(loaded: &Loaded) -> Result<Vec<Declared>, ConfigError> {
     let now = chrono::Utc::now();
     let defaults = &loaded.config.scheduler.defaults;
+    let kinds = kinds(&loaded.config);
     let mut defs = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     let mut check = |value: &serde_json::Value, key: String, origin: Origin| {
-        let def = crate::jobs::JobDef::parse(value, crate::kinds::registry(), defaults, now)
-            .map_err(|errs| ConfigError::Key {
+        let def = crate::jobs::JobDef::parse(value, &kinds, defaults, now).map_err(|errs| {
+            ConfigError::Key {
                 key: format!("{key}.{}", errs[0].path),
                 origin: origin.clone(),
                 expected: errs
@@ -80,7 +85,8 @@ pub fn jobs(loaded: &Loaded) -> Result<Vec<Declared>, ConfigError> {
                     .map(|e| format!("{}: {}", e.path, e.message))
                     .collect::<Vec<_>>()
                     .join("; "),
-            })?;
+            }
+        })?;
         if !names.insert(def.name.clone()) {
             return Err(ConfigError::Key {
                 key: format!("{key}.name"),

@@ -726,6 +726,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
     let script = overseer::browser::script::parse(
         &json!([{"goto": {"url": pages.url("/form"), "wait_until": "domcontentloaded"}}]),
         "steps",
+        &overseer::browser::script::Limits::default(),
         &mut problems,
     );
     let cfg = PoolConfig {
@@ -743,7 +744,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
     let run = move |profile: &str| BrowserRun {
         run_id: uuid::Uuid::new_v4(),
         profile: profile.into(),
-        steps: script.clone(),
+        steps: script.clone().into(),
         viewport: None,
         user_agent: None,
         locale: "en-US".into(),

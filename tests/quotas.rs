@@ -459,6 +459,7 @@ fn the_quota_counter_follows_its_clock_into_the_next_window() {
         routing: Arc::new(overseer::notify::Routing::from_config(&config.notify)),
         clock: clock.clone(),
         flags: overseer::flags::Live::fixed(config.flags),
+        kinds: std::sync::Arc::new(overseer::declarative::kinds(&config)),
     };
     actix::System::new().block_on(async move {
         let d = deps.clone();

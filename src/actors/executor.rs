@@ -171,8 +171,9 @@ impl Executor {
             error_kind = tracing::field::Empty,
         );
         let run_span = span.clone();
+        let registry = self.deps.kinds.clone();
         let fut = async move {
-            let Some(kind) = kinds::registry().get(kind_name.as_str()) else {
+            let Some(kind) = registry.get(kind_name.as_str()) else {
                 return Ran::Done(Err(RunError::new(
                     RunErrorKind::UnknownKind,
                     format!("no job kind `{kind_name}` in this build"),
@@ -192,7 +193,7 @@ impl Executor {
                 otel.name = %format!("{} work", kind_name),
                 kind = %kind_name
             );
-            let result = execute(kind.as_ref(), rctx, run.payload, policy.timeout)
+            let result = execute(kind, rctx, run.payload, policy.timeout)
                 .instrument(work)
                 .await;
             match result {

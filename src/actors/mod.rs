@@ -36,6 +36,8 @@ pub struct Deps {
     pub clock: Arc<dyn crate::stdx::clock::Clock>,
     /// The feature flags in effect (configured, and runtime overrides the node actor reads).
     pub flags: crate::flags::Live,
+    /// The job kinds, built from the configuration at start-up.
+    pub kinds: Arc<crate::kinds::Registry>,
 }
 
 /// The pause before a failed rehydration (database unreachable) is tried again; the actor

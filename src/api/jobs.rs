@@ -109,9 +109,13 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 
 /// Jobs whose runs execute the user's code on the host (`command`) are created and changed
 /// by admins only.
-fn require_admin_for_code(caller: &Caller, kind: &str) -> Result<(), ApiError> {
+fn require_admin_for_code(
+    kinds: &crate::kinds::Registry,
+    caller: &Caller,
+    kind: &str,
+) -> Result<(), ApiError> {
     use crate::jobs::Kinds;
-    if crate::kinds::registry().runs_code(kind) {
+    if kinds.runs_code(kind) {
         caller.require(crate::config::Role::Admin)?;
     }
     Ok(())
@@ -138,15 +142,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-    require_admin_for_code(&caller, kind)?;
+    require_admin_for_code(&state.kinds, &caller, kind)?;
     let now = Utc::now();
-    let def = JobDef::parse(
-        &body,
-        crate::kinds::registry(),
-        &state.config.scheduler.defaults,
-        now,
-    )
-    .map_err(ApiError::invalid)?;
+    let def = JobDef::parse(&body, &*state.kinds, &state.config.scheduler.defaults, now)
+        .map_err(ApiError::invalid)?;
     let key = req
         .headers()
         .get("idempotency-key")
@@ -281,13 +280,13 @@ pub async fn update(
     body: web::Json<Value>,
 ) -> Result<web::Json<Job>, ApiError> {
     let job = load(&state, key.into_inner()).await?;
-    require_admin_for_code(&caller, &job.kind)?;
+    require_admin_for_code(&state.kinds, &caller, &job.kind)?;
     let defaults = state.config.scheduler.defaults.clone();
     let now = Utc::now();
     let def = job
         .def(&defaults)
         .ok_or_else(|| ApiError::conflict("the stored job no longer parses; recreate it"))?
-        .patch(&body, crate::kinds::registry(), now)
+        .patch(&body, &*state.kinds, now)
         .map_err(ApiError::invalid)?;
     let entry = audit.entry(None, None);
     let refs = References::of(&state);
@@ -496,6 +495,7 @@ fn job_entry(
 /// A job naming one that does not exist could only fail: the API answers 422 naming each
 /// field, start-up stops with a configuration error naming the key.
 pub struct References {
+    pub kinds: Arc<crate::kinds::Registry>,
     pub routing: Arc<crate::notify::Routing>,
     pub command: CommandConfig,
 }
@@ -507,6 +507,7 @@ pub struct Checked<'d>(&'d JobDef);
 impl References {
     fn of(state: &ApiState) -> Self {
         Self {
+            kinds: state.kinds.clone(),
             routing: state.routing.clone(),
             command: state.config.command.clone(),
         }
@@ -518,7 +519,7 @@ impl References {
         c: &mut PgConnection,
         def: &'d JobDef,
     ) -> Result<Result<Checked<'d>, Vec<FieldError>>, DbError> {
-        let refs = def.references(crate::kinds::registry());
+        let refs = def.references(&*self.kinds);
         let known = if refs.iter().any(|r| r.to == crate::jobs::Referent::Quota) {
             crate::db::quotas::referenced(c, &refs)?
         } else {

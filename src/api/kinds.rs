@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::auth::AsViewer;
 use super::error::ErrorBody;
+use super::ApiState;
 
 /// A job kind.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -24,10 +25,11 @@ pub struct Kind {
     (status = 200, body = Vec<Kind>), (status = 401, body = ErrorBody),
 ))]
 #[get("/kinds")]
-pub async fn list(_caller: AsViewer) -> web::Json<Vec<Kind>> {
+pub async fn list(_caller: AsViewer, state: web::Data<ApiState>) -> web::Json<Vec<Kind>> {
     web::Json(
-        crate::kinds::registry()
-            .values()
+        state
+            .kinds
+            .all()
             .map(|k| Kind {
                 name: k.name(),
                 runs_code: k.runs_code(),

@@ -64,6 +64,8 @@ pub struct ApiState {
     pub openapi: Arc<String>,
     /// The feature flags in effect (shared with the actors).
     pub flags: crate::flags::Live,
+    /// The job kinds (the same registry the actors run jobs with).
+    pub kinds: Arc<crate::kinds::Registry>,
 }
 
 /// Registers every route; used both to serve and to build the OpenAPI document, so the

@@ -103,7 +103,8 @@ impl std::fmt::Debug for Stealth {
 pub struct BrowserRun {
     pub run_id: Uuid,
     pub profile: String,
-    pub steps: Vec<Step>,
+    /// Parsed once per version of the job's script (`kinds::browser`), shared.
+    pub steps: std::sync::Arc<Vec<Step>>,
     pub viewport: Option<(u32, u32)>,
     pub user_agent: Option<String>,
     pub locale: String,

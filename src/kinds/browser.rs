@@ -18,7 +18,56 @@ use crate::jobs::run_error::RunErrorKind;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 
-pub struct Browser;
+pub struct Browser {
+    /// `[browser] max_script_depth` / `max_script_steps`.
+    limits: steps::Limits,
+    scripts: Scripts,
+}
+
+impl Browser {
+    pub fn new(limits: steps::Limits) -> Self {
+        Self {
+            limits,
+            scripts: Scripts::default(),
+        }
+    }
+}
+
+/// Parsed scripts by the SHA-256 of their steps' JSON: a job's script is parsed once per
+/// version of it (and per process), not at every run. Bounded: when full it starts over.
+#[derive(Default)]
+struct Scripts(std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<Vec<Step>>>>);
+
+impl Scripts {
+    const MAX: usize = 512;
+
+    /// The steps of `json`, parsed under `limits`; `None` when they do not parse.
+    fn get(&self, json: &Value, limits: &steps::Limits) -> Option<std::sync::Arc<Vec<Step>>> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(json.to_string().as_bytes()).into();
+        if let Some(hit) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Some(hit);
+        }
+        let mut problems = Problems::default();
+        let steps = steps::parse(json, "steps", limits, &mut problems);
+        if !problems.is_empty() {
+            return None;
+        }
+        let steps = std::sync::Arc::new(steps);
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(key, steps.clone());
+        }
+        Some(steps)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
 
 struct CancelOnDrop {
     browsers: std::sync::Arc<dyn super::system::Browsers>,
@@ -175,7 +224,7 @@ impl JobKind for Browser {
         }
         match payload.get("steps") {
             Some(s) => {
-                steps::parse(s, &format!("{path}.steps"), p);
+                steps::parse(s, &format!("{path}.steps"), &self.limits, p);
             }
             None => p.add(&format!("{path}.steps"), "required: the list of steps"),
         }
@@ -222,12 +271,12 @@ impl JobKind for Browser {
     }
 
     fn references(&self, payload: &Value, path: &str) -> Vec<crate::jobs::Reference> {
-        let mut problems = Problems::default();
-        let steps = steps::parse(
-            payload.get("steps").unwrap_or(&Value::Null),
-            "steps",
-            &mut problems,
-        );
+        let Some(steps) = self
+            .scripts
+            .get(payload.get("steps").unwrap_or(&Value::Null), &self.limits)
+        else {
+            return Vec::new();
+        };
         steps::quotas(&steps, &format!("{path}.steps"))
             .into_iter()
             .map(|(path, name)| crate::jobs::Reference {
@@ -243,19 +292,16 @@ impl JobKind for Browser {
         ctx: RunContext,
         payload: Value,
     ) -> LocalBoxFuture<'static, Result<Value, RunError>> {
+        let parsed = self
+            .scripts
+            .get(payload.get("steps").unwrap_or(&Value::Null), &self.limits);
         Box::pin(async move {
-            let mut problems = Problems::default();
-            let steps: Vec<Step> = steps::parse(
-                payload.get("steps").unwrap_or(&Value::Null),
-                "steps",
-                &mut problems,
-            );
-            if !problems.is_empty() {
+            let Some(steps) = parsed else {
                 return Err(RunError::new(
                     RunErrorKind::InvalidScript,
                     "the stored steps no longer parse",
                 ));
-            }
+            };
             // Secrets: [browser.secrets], then OVERSEER_SECRET_<NAME>.
             let mut secrets = BTreeMap::new();
             for name in steps::secrets(&steps) {
@@ -348,5 +394,31 @@ impl JobKind for Browser {
                 None => Ok(outcome.output),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script is parsed once per version: the same steps come back shared, a changed
+    /// script is parsed anew, one that does not parse is none.
+    #[test]
+    fn scripts_are_parsed_once_per_version() {
+        let scripts = Scripts::default();
+        let limits = steps::Limits::default();
+        let v1 = serde_json::json!([{"goto": {"url": "https://example.org/"}}]);
+        let a = scripts.get(&v1, &limits).unwrap();
+        let b = scripts.get(&v1.clone(), &limits).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!(scripts.len(), 1);
+        let v2 = serde_json::json!([{"goto": {"url": "https://example.org/2"}}]);
+        let c = scripts.get(&v2, &limits).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&a, &c));
+        assert_eq!(scripts.len(), 2);
+        assert!(scripts
+            .get(&serde_json::json!([{"fly": {}}]), &limits)
+            .is_none());
+        assert_eq!(scripts.len(), 2, "a script that does not parse is not kept");
     }
 }

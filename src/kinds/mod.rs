@@ -11,7 +11,6 @@ pub mod notify;
 pub mod system;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
@@ -135,21 +134,32 @@ pub trait JobKind: Send + Sync {
     ) -> LocalBoxFuture<'static, Result<Value, RunError>>;
 }
 
-pub type Registry = BTreeMap<&'static str, Box<dyn JobKind>>;
+/// Every job kind, by name: built once at start-up from the configuration (the browser
+/// kind's script limits) and handed to whoever validates or runs jobs (`ApiState::kinds`,
+/// `Deps::kinds`, `declarative`) — no process-wide setting.
+pub struct Registry(BTreeMap<&'static str, Box<dyn JobKind>>);
 
-/// Every job kind, by name.
-pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
+impl Registry {
+    pub fn new(script: crate::browser::script::Limits) -> Self {
         let kinds: Vec<Box<dyn JobKind>> = vec![
             Box::new(noop::Noop),
             Box::new(http::Http),
             Box::new(notify::Notify),
-            Box::new(browser::Browser),
+            Box::new(browser::Browser::new(script)),
             Box::new(command::Command),
         ];
-        kinds.into_iter().map(|k| (k.name(), k)).collect()
-    })
+        Self(kinds.into_iter().map(|k| (k.name(), k)).collect())
+    }
+
+    /// The kind of this name.
+    pub fn get(&self, name: &str) -> Option<&dyn JobKind> {
+        self.0.get(name).map(|k| k.as_ref())
+    }
+
+    /// Every kind, by name.
+    pub fn all(&self) -> impl Iterator<Item = &dyn JobKind> {
+        self.0.values().map(|k| k.as_ref())
+    }
 }
 
 impl crate::jobs::Kinds for Registry {
@@ -164,7 +174,7 @@ impl crate::jobs::Kinds for Registry {
     }
 
     fn names(&self) -> Vec<&'static str> {
-        self.keys().copied().collect()
+        self.0.keys().copied().collect()
     }
 
     fn runs_code(&self, kind: &str) -> bool {
@@ -216,6 +226,10 @@ mod job_definition_tests {
             .with_timezone(&Utc)
     }
 
+    fn registry() -> crate::kinds::Registry {
+        crate::kinds::Registry::new(crate::browser::script::Limits::default())
+    }
+
     fn defaults() -> PolicyDefaults {
         PolicyDefaults {
             misfire_grace: std::time::Duration::from_secs(60),
@@ -242,7 +256,7 @@ mod job_definition_tests {
                 "metadata": {"blob": "x".repeat(9000)},
                 "surprise": true
             }),
-            crate::kinds::registry(),
+            &registry(),
             &defaults(),
             t0(),
         )
@@ -264,7 +278,7 @@ mod job_definition_tests {
         }
         let errs = JobDef::parse(
             &json!({"name": "x", "kind": "teleport", "schedule": {"every": "1s"}}),
-            crate::kinds::registry(),
+            &registry(),
             &defaults(),
             t0(),
         )
@@ -285,7 +299,7 @@ mod job_definition_tests {
                 "tags": ["ops", "ops"],
                 "metadata": {"owner": "me"}
             }),
-            crate::kinds::registry(),
+            &registry(),
             &defaults(),
             t0(),
         )
@@ -293,11 +307,7 @@ mod job_definition_tests {
         assert_eq!(def.tags, ["ops"]);
         assert_eq!(def.policy.max_retries, 1);
         let patched = def
-            .patch(
-                &json!({"policy": {"priority": 9}}),
-                crate::kinds::registry(),
-                t0(),
-            )
+            .patch(&json!({"policy": {"priority": 9}}), &registry(), t0())
             .unwrap();
         assert_eq!(patched.policy.priority, 9);
         assert_eq!(
@@ -305,7 +315,7 @@ mod job_definition_tests {
             "patch merges over the job's policy"
         );
         assert!(patched
-            .patch(&json!({"kind": "noop"}), crate::kinds::registry(), t0())
+            .patch(&json!({"kind": "noop"}), &registry(), t0())
             .is_err());
     }
 }

@@ -1,340 +1,14 @@
-//! Browser scripts as data: the steps a `browser` job runs and their validation (422 with
-//! the full path of each problem, e.g. `payload.steps.2.for_each.steps.1.click.selector`).
-//! No chromiumoxide here: `engine` runs them.
-//!
-//! A small, safe language — values, loops, conditions and "never twice" — and nothing more
-//! (anything beyond it belongs in a `command` job):
-//! - every string field (`url`, `selector`, `text`, `value`, `contains`, `key`, `into`,
-//!   `subject`, `body`) is a [`Template`] over `job`, `vars`, `run`, `now`, `today` and the
-//!   aliases of the loops around it (`item` by default), parsed here so a typo is a 422;
-//! - `for_each`, `if`, `once` hold steps of their own, nested at most `max_depth` deep, at
-//!   most `max_steps` in all ([`Limits`], from `[browser]`).
+//! The parser of browser scripts: JSON steps into [`Step`]s, every problem reported with
+//! its full path, templates parsed (a typo is a 422), blocks nested within [`Limits`].
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::*;
 use crate::stdx::duration::parse_duration;
 use crate::stdx::problems::Problems;
 use crate::stdx::template::Template;
-
-pub const MAX_SLEEP_MS: u64 = 10_000;
-/// Items a `for_each` may visit at most (its `max` is capped here).
-pub const MAX_ITEMS: usize = 1000;
-
-/// What templates in a script can read (plus the aliases of the loops around them).
-pub const ROOTS: &[&str] = &["job", "vars", "run", "now", "today"];
-
-/// How deep blocks nest and how many steps a script has in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_depth: usize,
-    pub max_steps: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_depth: 4,
-            max_steps: 500,
-        }
-    }
-}
-
-static LIMITS: OnceLock<Limits> = OnceLock::new();
-
-/// Sets the limits for this process (start-up, from `[browser]`); the first call wins.
-pub fn set_limits(limits: Limits) {
-    let _ = LIMITS.set(limits);
-}
-
-pub fn limits() -> Limits {
-    LIMITS.get().copied().unwrap_or_default()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitUntil {
-    Load,
-    DomContentLoaded,
-    NetworkIdle,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElementState {
-    Attached,
-    Visible,
-    Hidden,
-}
-
-/// Text to type: a template, or a named secret resolved at run time (never template data,
-/// never stored in output).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Text {
-    Plain(Template),
-    Secret(String),
-}
-
-/// What a `consume` step does when the quota has no room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnExhausted {
-    /// End the loop and the run successfully; what is left is reported.
-    Stop,
-    /// Keep what was done and defer the run to when the window has room again.
-    Defer,
-    /// Fail the run (`quota_exhausted`).
-    Fail,
-}
-
-/// What a failing item of a `for_each` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    Fail,
-    Continue,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Condition {
-    Exists(Template),
-    Visible(Template),
-    TextContains { selector: Template, text: Template },
-    Equals { value: Template, to: Template },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    Goto {
-        url: Template,
-        wait_until: WaitUntil,
-        timeout: Option<Duration>,
-    },
-    WaitFor {
-        selector: Template,
-        state: ElementState,
-        timeout: Option<Duration>,
-    },
-    Click {
-        selector: Template,
-    },
-    Type {
-        selector: Template,
-        text: Text,
-        delay_ms: u64,
-        clear: bool,
-    },
-    Press {
-        key: Template,
-    },
-    Select {
-        selector: Template,
-        value: Template,
-    },
-    Extract {
-        selector: Template,
-        attribute: Option<String>,
-        all: bool,
-        into: Template,
-    },
-    AssertText {
-        selector: Template,
-        contains: Template,
-    },
-    Screenshot {
-        full_page: bool,
-    },
-    Sleep {
-        ms: u64,
-    },
-    /// Count one action against a quota.
-    Consume {
-        quota: String,
-        cost: i64,
-        on_exhausted: OnExhausted,
-    },
-    /// A notice (event `run.notice`) through the outbox, routed like every event.
-    Notify {
-        subject: Template,
-        body: Option<Template>,
-        severity: String,
-    },
-    ForEach {
-        selector: Template,
-        alias: String,
-        max: usize,
-        on_error: OnError,
-        steps: Vec<Step>,
-    },
-    If {
-        condition: Condition,
-        then: Vec<Step>,
-        otherwise: Vec<Step>,
-    },
-    Once {
-        key: Template,
-        retry_uncertain: bool,
-        steps: Vec<Step>,
-    },
-}
-
-/// A quota's refusal of a `consume`.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub reason: String,
-    /// When the blocking windows have room again.
-    pub retry_at: DateTime<Utc>,
-}
-
-/// How `consume` steps count: consumption (`Ok(None)` admitted, `Ok(Some(_))` refused,
-/// `Err` failed) and refunds (a `once` block that failed gives back what it took).
-pub trait Quota: Send + Sync {
-    fn consume(
-        &self,
-        quota: String,
-        cost: i64,
-    ) -> futures_util::future::BoxFuture<'static, Result<Option<Refusal>, String>>;
-    fn refund(
-        &self,
-        quota: String,
-        cost: i64,
-    ) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
-}
-
-pub type Consumer = std::sync::Arc<dyn Quota>;
-
-/// Where `once` blocks record their keys (PostgreSQL, per job).
-pub trait OnceLedger: Send + Sync {
-    /// Whether the block for `key` may run now; when it may, the key is marked as being run
-    /// by this run (no other run can enter it).
-    fn enter(
-        &self,
-        key: String,
-        retry_uncertain: bool,
-    ) -> futures_util::future::BoxFuture<'static, Result<Entry, String>>;
-    /// The block's steps succeeded: the key is done for good.
-    fn complete(&self, key: String)
-        -> futures_util::future::BoxFuture<'static, Result<(), String>>;
-    /// The block failed before it completed: the key is forgotten (a later run may try).
-    fn abandon(&self, key: String) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
-}
-
-/// The answer of [`OnceLedger::enter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    /// Run the block (the key is now this run's).
-    Run,
-    /// Completed before: skip.
-    Done,
-    /// Another run that is running now holds it: skip.
-    Busy { run_id: String },
-    /// A run that died while in the block held it: its effect may have happened; skip and
-    /// report it (unless `retry_uncertain`).
-    Uncertain { run_id: String },
-}
-
-/// Notices from `notify` steps: `(subject, body, severity)` → rows queued.
-pub type Notifier = std::sync::Arc<
-    dyn Fn(
-            String,
-            String,
-            String,
-        ) -> futures_util::future::BoxFuture<'static, Result<usize, String>>
-        + Send
-        + Sync,
->;
-
-/// A script that stopped early on purpose (not a failure): a quota said stop or defer.
-#[derive(Debug, Clone)]
-pub struct Stopped {
-    /// Index of the top-level step it stopped at, and the full path of the step.
-    pub index: usize,
-    pub path: String,
-    pub quota: String,
-    pub reason: String,
-    /// `Some` when the run is to be deferred until then (`on_exhausted: "defer"`).
-    pub defer_until: Option<DateTime<Utc>>,
-    /// Loop items not done, innermost loop first: `{loop, index, text}`.
-    pub remaining_items: Vec<Value>,
-}
-
-impl Step {
-    pub fn action(&self) -> &'static str {
-        match self {
-            Step::Goto { .. } => "goto",
-            Step::WaitFor { .. } => "wait_for",
-            Step::Click { .. } => "click",
-            Step::Type { .. } => "type",
-            Step::Press { .. } => "press",
-            Step::Select { .. } => "select",
-            Step::Extract { .. } => "extract",
-            Step::AssertText { .. } => "assert_text",
-            Step::Screenshot { .. } => "screenshot",
-            Step::Sleep { .. } => "sleep",
-            Step::Consume { .. } => "consume",
-            Step::Notify { .. } => "notify",
-            Step::ForEach { .. } => "for_each",
-            Step::If { .. } => "if",
-            Step::Once { .. } => "once",
-        }
-    }
-
-    /// The step lists inside a block, with the field that holds each.
-    pub fn blocks(&self) -> Vec<(&'static str, &[Step])> {
-        match self {
-            Step::ForEach { steps, .. } | Step::Once { steps, .. } => vec![("steps", steps)],
-            Step::If {
-                then, otherwise, ..
-            } => vec![("then", then), ("else", otherwise)],
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// Calls `f` with every step and its path (`<base>.<i>.<action>`), blocks included.
-pub fn visit<'a>(steps: &'a [Step], base: &str, f: &mut dyn FnMut(&str, &'a Step)) {
-    for (i, step) in steps.iter().enumerate() {
-        let path = format!("{base}.{i}.{}", step.action());
-        f(&path, step);
-        for (field, inner) in step.blocks() {
-            visit(inner, &format!("{path}.{field}"), f);
-        }
-    }
-}
-
-/// The secrets a script names (resolved before it runs).
-pub fn secrets(steps: &[Step]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    visit(steps, "steps", &mut |_, s| {
-        if let Step::Type {
-            text: Text::Secret(name),
-            ..
-        } = s
-        {
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
-        }
-    });
-    out
-}
-
-/// The quotas `consume` steps name, with the path of each `quota` field under `base`.
-pub fn quotas(steps: &[Step], base: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    visit(steps, base, &mut |path, s| {
-        if let Step::Consume { quota, .. } = s {
-            out.push((format!("{path}.quota"), quota.clone()));
-        }
-    });
-    out
-}
-
-/// Whether any step is of the kind `pred` says.
-pub fn any(steps: &[Step], pred: &dyn Fn(&Step) -> bool) -> bool {
-    let mut found = false;
-    visit(steps, "steps", &mut |_, s| found |= pred(s));
-    found
-}
 
 const FIELDS: &[(&str, &[&str])] = &[
     ("goto", &["url", "wait_until", "timeout"]),
@@ -373,10 +47,10 @@ struct Parser<'p> {
 }
 
 /// Parses `steps` (a list of `{"<action>": {...}}`); problems are reported under `path`.
-pub fn parse(v: &Value, path: &str, p: &mut Problems) -> Vec<Step> {
+pub fn parse(v: &Value, path: &str, limits: &Limits, p: &mut Problems) -> Vec<Step> {
     let mut parser = Parser {
         p,
-        limits: limits(),
+        limits: *limits,
         count: 0,
         counted_over: false,
     };
@@ -928,8 +602,29 @@ mod tests {
 
     fn paths(v: Value) -> Vec<String> {
         let mut p = Problems::default();
-        parse(&v, "payload.steps", &mut p);
+        parse(&v, "payload.steps", &Limits::default(), &mut p);
         p.into_vec().into_iter().map(|f| f.path).collect()
+    }
+
+    /// The limits are the ones given (from `[browser]`), not a process-wide setting.
+    #[test]
+    fn the_limits_given_are_the_limits_kept() {
+        let nested = json!([{"if": {"exists": "#a", "then": [
+            {"if": {"exists": "#b", "then": [{"click": {"selector": "#c"}}]}}]}}]);
+        let problems = |limits: Limits| {
+            let mut p = Problems::default();
+            parse(&nested, "steps", &limits, &mut p);
+            p.into_vec()
+        };
+        assert!(problems(Limits::new(3, 500)).is_empty());
+        let deep = problems(Limits::new(2, 500));
+        assert_eq!(deep.len(), 1, "{deep:?}");
+        assert!(deep[0].message.contains("max_script_depth"), "{deep:?}");
+        let many = problems(Limits::new(3, 2));
+        assert!(
+            many.iter().any(|e| e.message.contains("at most 2 steps")),
+            "{many:?}"
+        );
     }
 
     #[test]
@@ -949,6 +644,7 @@ mod tests {
                 {"sleep": {"ms": 250}},
             ]),
             "payload.steps",
+            &Limits::default(),
             &mut p,
         );
         assert!(p.is_empty(), "{:?}", p.as_slice());
@@ -1000,6 +696,7 @@ mod tests {
                 ]}},
             ]),
             "payload.steps",
+            &Limits::default(),
             &mut p,
         );
         assert!(p.is_empty(), "{:?}", p.as_slice());
