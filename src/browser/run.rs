@@ -1,6 +1,9 @@
 //! One run in a profile's browser: a page (a parked one woken, or a new one with its
 //! emulation), the script on it under the run's cancellation and crash watch, artifacts
 //! saved, secrets scrubbed from the output.
+//!
+//! Why one file of ~620 lines: a run's page guard, its crash watch and its artifacts follow
+//! one run from start to end, and splitting the run would pass them between files.
 
 use super::artifacts::save_artifacts;
 use super::*;

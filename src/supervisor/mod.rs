@@ -7,10 +7,17 @@
 //! owned by the child's context whose `Drop` tells the supervisor the child is gone, with the
 //! panic message recorded by our panic hook on that (single-child) Arbiter thread.
 
+mod child;
+mod lifeline;
+mod panic_hook;
 pub mod policy;
 
-use std::cell::RefCell;
-use std::sync::{Arc, Mutex, Once};
+pub use self::child::{Crash, StopChild};
+pub use self::lifeline::{DeathWatch, FailureCell, Lifeline};
+pub use self::panic_hook::install_panic_hook;
+pub use crate::stdx::panic::panic_message;
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -81,173 +88,6 @@ impl ExitReason {
             ExitReason::Panic(p) => format!("panic: {p}"),
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Panic attribution
-
-pub use crate::stdx::panic::panic_message;
-
-thread_local! {
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Installs (once) the hook that logs every panic and remembers it on its thread, so that
-/// the dying child's [`Lifeline`] can report the message.
-pub fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let message = panic_message(info.payload());
-            let location = info
-                .location()
-                .map(|l| format!("{}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            let thread = std::thread::current();
-            tracing::error!(
-                panic.message = %message,
-                panic.location = %location,
-                thread = thread.name().unwrap_or("unnamed"),
-                "panic"
-            );
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(message));
-        }));
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The child side
-
-/// Given to each incarnation of a child. The child calls [`Lifeline::ready`] once it has
-/// rehydrated, and [`Lifeline::fail`] before stopping itself because of an error.
-#[derive(Clone)]
-pub struct Lifeline {
-    name: &'static str,
-    generation: u64,
-    supervisor: Addr<Supervisor>,
-    failure: FailureCell,
-    /// `ready()` reports once per incarnation (an actor may call it after every successful
-    /// rehydration step).
-    readied: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Lifeline {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// Rehydration is done: the child is running. Only the first call counts.
-    pub fn ready(&self) {
-        if self.readied.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        self.supervisor.do_send(ChildReady {
-            name: self.name,
-            generation: self.generation,
-        });
-    }
-
-    /// Whether `ready()` was called in this incarnation.
-    pub fn is_ready(&self) -> bool {
-        self.readied.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Records why the child is about to stop; call `ctx.stop()` next.
-    pub fn fail(&self, message: impl Into<String>) {
-        if let Ok(mut f) = self.failure.lock() {
-            *f = Some(message.into());
-        }
-    }
-}
-
-/// Where an actor writes why it is about to stop (read by its [`DeathWatch`]).
-pub type FailureCell = Arc<Mutex<Option<String>>>;
-
-/// Owned by an actor's context (as a spawned, never-finishing future): it is dropped when
-/// the context ends for any reason, including a panic that unwound out of a handler, and
-/// then tells `on_exit` why. The supervisor watches its children with it; the browser pool
-/// watches its sessions with it.
-pub struct DeathWatch {
-    failure: FailureCell,
-    on_exit: Option<Box<dyn FnOnce(ExitReason)>>,
-}
-
-impl DeathWatch {
-    /// Watches the actor whose context this is.
-    pub fn install<A: Actor<Context = Context<A>>>(
-        ctx: &mut Context<A>,
-        failure: FailureCell,
-        on_exit: impl FnOnce(ExitReason) + 'static,
-    ) {
-        let watch = DeathWatch {
-            failure,
-            on_exit: Some(Box::new(on_exit)),
-        };
-        ctx.spawn(
-            actix::fut::wrap_future::<_, A>(std::future::pending::<()>())
-                .map(move |_, _, _| drop(watch)),
-        );
-    }
-}
-
-impl Drop for DeathWatch {
-    fn drop(&mut self) {
-        let panic = LAST_PANIC.with(|p| p.borrow_mut().take());
-        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
-        let reason = match (panic, failure) {
-            (Some(p), _) => ExitReason::Panic(p),
-            (None, Some(e)) => ExitReason::Error(e),
-            (None, None) => ExitReason::Normal,
-        };
-        if let Some(on_exit) = self.on_exit.take() {
-            on_exit(reason);
-        }
-    }
-}
-
-/// Makes a supervised actor panic inside a message handler (fault injection).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Crash;
-
-/// Asks a supervised actor to stop cleanly (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopChild;
-
-/// Every supervised actor handles [`Crash`] and [`StopChild`]; this macro writes both, so
-/// every actor has the same shape. `Crash` (fault injection) panics in a handler, as a real
-/// bug would. `StopChild` stops the actor at once, or calls the actor's own
-/// `fn NAME(&mut self, ctx: &mut Context<Self>)` given as `stop = NAME` (drain, hand over,
-/// close), which stops the context when it is done.
-#[macro_export]
-macro_rules! supervised_actor {
-    ($actor:ty) => {
-        $crate::supervised_actor!(@crash $actor);
-        impl ::actix::Handler<$crate::supervisor::StopChild> for $actor {
-            type Result = ();
-            fn handle(&mut self, _: $crate::supervisor::StopChild, ctx: &mut Self::Context) {
-                ::actix::ActorContext::stop(ctx);
-            }
-        }
-    };
-    ($actor:ty, stop = $stop:ident) => {
-        $crate::supervised_actor!(@crash $actor);
-        impl ::actix::Handler<$crate::supervisor::StopChild> for $actor {
-            type Result = ();
-            fn handle(&mut self, _: $crate::supervisor::StopChild, ctx: &mut Self::Context) {
-                self.$stop(ctx);
-            }
-        }
-    };
-    (@crash $actor:ty) => {
-        impl ::actix::Handler<$crate::supervisor::Crash> for $actor {
-            type Result = ();
-            fn handle(&mut self, _: $crate::supervisor::Crash, _: &mut Self::Context) {
-                panic!("fault injection: {} crashed on request", stringify!($actor));
-            }
-        }
-    };
 }
 
 /// The addresses the supervisor keeps of a running child.

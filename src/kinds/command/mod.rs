@@ -15,6 +15,11 @@
 //! are captured concurrently into the run's artifacts `stdout.log` / `stderr.log` (truncated
 //! at `output_limit` with a marker), their last lines into the output, every secret value
 //! scrubbed. A JSON object written to `$OVERSEER_OUTPUT` becomes `output.result`.
+//!
+//! Why one file of ~690 lines: it is the kind's whole contract — the payload's validation,
+//! what a run gets (environment, token, profile hold) and how its result is read — in the
+//! order a run meets them; the mechanics are in rooms of their own (`settings`, `shim`,
+//! `process`, `output`).
 
 pub mod output;
 pub mod process;

@@ -25,14 +25,19 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+mod recorder;
+mod session;
+
+use self::recorder::record_sessions;
+pub use self::session::BrowserSession;
+use self::session::RunInSession;
 use super::{Deps, REHYDRATE_RETRY};
 use crate::browser::politeness::PolitenessConfig;
-use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, RunOutcome, SessionEvent};
-use crate::db::browser_sessions::{self, Change};
-use crate::db::Db;
+use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, RunOutcome};
+use crate::db::browser_sessions;
 use crate::jobs::run_error::RunErrorKind;
 use crate::supervisor::policy::Intensity;
-use crate::supervisor::{DeathWatch, FailureCell, Lifeline};
+use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
 pub const NAME: &str = "browser_pool";
@@ -416,203 +421,3 @@ impl BrowserPool {
 }
 
 crate::supervised_actor!(BrowserPool, stop = stop_child);
-/// One profile's browser session: runs scripts in the profile's browser. It fails (stops)
-/// when its browser dies; its death watch tells the pool, which starts a new one.
-pub struct BrowserSession {
-    profile: String,
-    pool: Rc<Pool>,
-    parent: Addr<BrowserPool>,
-    generation: u64,
-    /// Why it failed, for its death watch.
-    failure: FailureCell,
-}
-
-/// Run a script in this session's browser.
-#[derive(Message)]
-#[rtype(result = "Result<RunOutcome, RunFailure>")]
-struct RunInSession(BrowserRun);
-
-/// How often a session checks that its browser is alive (between runs).
-const SESSION_CHECK: Duration = Duration::from_millis(500);
-
-impl BrowserSession {
-    fn fail(&self, ctx: &mut Context<Self>, reason: String) {
-        if let Ok(mut f) = self.failure.lock() {
-            *f = Some(reason);
-        }
-        ctx.stop();
-    }
-}
-
-impl Actor for BrowserSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // The supervisor's death watch: the pool hears of this session's end, however it ends.
-        let (parent, profile, generation) =
-            (self.parent.clone(), self.profile.clone(), self.generation);
-        DeathWatch::install(ctx, self.failure.clone(), move |reason| {
-            parent.do_send(SessionDown {
-                profile,
-                generation,
-                reason: reason.describe(),
-            })
-        });
-        // Rehydration: a browser the previous session left dead is reaped before any run.
-        let (pool, profile) = (self.pool.clone(), self.profile.clone());
-        ctx.wait(async move { pool.reap_dead(&profile).await }.into_actor(self));
-        // A browser that dies between runs (killed, crashed) fails the session at once.
-        ctx.run_interval(SESSION_CHECK, |act, ctx| {
-            if !act.parent.connected() {
-                // The pool died (it is restarted with new sessions): this one ends with it,
-                // releasing its browser.
-                act.fail(ctx, "its pool stopped".into());
-            } else if act.pool.browser_dead(&act.profile) {
-                act.fail(ctx, "its browser died".into());
-            }
-        });
-    }
-}
-
-impl Handler<RunInSession> for BrowserSession {
-    type Result = ResponseActFuture<Self, Result<RunOutcome, RunFailure>>;
-
-    fn handle(&mut self, msg: RunInSession, _: &mut Self::Context) -> Self::Result {
-        let pool = self.pool.clone();
-        Box::pin(
-            async move { pool.run(msg.0).await }
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    if result
-                        .as_ref()
-                        .is_err_and(|f| f.kind == RunErrorKind::BrowserCrashed)
-                    {
-                        act.fail(ctx, "its browser died during a run".into());
-                    }
-                    result
-                }),
-        )
-    }
-}
-
-/// Folds a batch of events into row changes, in order; runs are summed per profile.
-fn changes(batch: Vec<SessionEvent>) -> Vec<(String, Change)> {
-    let mut out: Vec<(String, Change)> = Vec::new();
-    let mut runs: std::collections::BTreeMap<String, i64> = Default::default();
-    for ev in batch {
-        let (profile, change) = match ev {
-            SessionEvent::Used { profile } => {
-                *runs.entry(profile).or_default() += 1;
-                continue;
-            }
-            SessionEvent::Launched { profile, pid } => (
-                profile,
-                Change {
-                    state: Some("running"),
-                    pid: Some(pid),
-                    launches: 1,
-                    ..Change::default()
-                },
-            ),
-            SessionEvent::LaunchFailed { profile, error } => (
-                profile,
-                Change {
-                    state: Some("crashed"),
-                    error: Some(format!("launch failed: {error}")),
-                    ..Change::default()
-                },
-            ),
-            SessionEvent::Closed { profile } => (
-                profile,
-                Change {
-                    state: Some("closed"),
-                    ..Change::default()
-                },
-            ),
-            SessionEvent::Died { profile } => (
-                profile,
-                Change {
-                    state: Some("crashed"),
-                    crashes: 1,
-                    error: Some("the browser died (killed, crashed or disconnected)".into()),
-                    ..Change::default()
-                },
-            ),
-            SessionEvent::RendererCrashed { profile } => (
-                profile,
-                Change {
-                    crashes: 1,
-                    error: Some("a renderer crashed (Inspector.targetCrashed)".into()),
-                    ..Change::default()
-                },
-            ),
-        };
-        out.push((profile, change));
-    }
-    out.extend(runs.into_iter().map(|(profile, n)| {
-        (
-            profile,
-            Change {
-                runs: n,
-                ..Change::default()
-            },
-        )
-    }));
-    out
-}
-
-/// Rehydrates `browser_sessions`, then records the pool's events in order until the pool
-/// (the sender) is gone. A database outage loses rows' freshness, never a run.
-async fn record_sessions(
-    db: Db,
-    node_id: uuid::Uuid,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
-) {
-    let host = super::node::hostname();
-    while let Some(first) = events.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = events.try_recv() {
-            batch.push(more);
-        }
-        let h = host.clone();
-        let changes = changes(batch);
-        let written = db
-            .run(move |c| {
-                for (profile, change) in &changes {
-                    browser_sessions::apply(c, &h, node_id, profile, change)?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::warn!(actor = NAME, error = %e, "recording browser sessions failed");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_summed_and_state_changes_kept_in_order() {
-        let p = |s: &str| s.to_string();
-        let out = changes(vec![
-            SessionEvent::Launched {
-                profile: p("a"),
-                pid: 7,
-            },
-            SessionEvent::Used { profile: p("a") },
-            SessionEvent::Used { profile: p("a") },
-            SessionEvent::Died { profile: p("a") },
-            SessionEvent::Used { profile: p("b") },
-        ]);
-        assert_eq!(out.len(), 4);
-        assert_eq!(out[0].1.state, Some("running"));
-        assert_eq!(out[0].1.pid, Some(7));
-        assert_eq!(out[1].1.state, Some("crashed"));
-        assert_eq!(out[1].1.crashes, 1);
-        assert_eq!((out[2].0.as_str(), out[2].1.runs), ("a", 2));
-        assert_eq!((out[3].0.as_str(), out[3].1.runs), ("b", 1));
-    }
-}

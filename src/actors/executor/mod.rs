@@ -11,22 +11,27 @@
 //! Shutdown: no new runs; in-flight runs get most of `server.shutdown_timeout` to finish;
 //! those still working then are interrupted and given back (deferred, same attempt) rather
 //! than left for the zombie detector; results are flushed; then the actor stops.
+//!
+//! Why one file of ~630 lines: it is the actor whole — taking runs, recording them in
+//! batches, heartbeats, draining — with the quota gate (`gate.rs`) and the kind's guarded
+//! work (`work.rs`) in rooms of their own.
+
+mod gate;
+mod work;
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
+use self::gate::{give_back, refund_all, take_quota};
+use self::work::{execute, truncate};
 use super::scheduler::Wake;
 use super::{Deps, REHYDRATE_RETRY};
-use crate::db::quotas::Receipt;
 use crate::db::runs::{self, Claimed, Completion, Handoff};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_error::RunErrorKind;
@@ -34,7 +39,7 @@ use crate::jobs::run_state::RunState;
 use crate::kinds::system::System;
 use crate::kinds::{self, RunContext, RunError};
 use crate::quota::JobQuota;
-use crate::supervisor::{panic_message, Lifeline};
+use crate::supervisor::Lifeline;
 use crate::telemetry::events;
 use crate::telemetry::events::Occurrence;
 use crate::telemetry::names;
@@ -455,129 +460,6 @@ enum Ran {
         until: DateTime<Utc>,
         reason: String,
     },
-}
-
-/// Consumes every quota the job declares, all or none: on a refusal, what was taken is
-/// returned and the run is deferred until the refusing quota has room again.
-async fn take_quota(
-    quota: &[JobQuota],
-    counter: Option<&Addr<QuotaCounter>>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Receipt>, Ran> {
-    let mut receipts = Vec::new();
-    for q in quota.iter().filter(|q| q.cost > 0) {
-        let Some(counter) = counter else {
-            return Err(Ran::Deferred {
-                until: now + chrono::Duration::seconds(1),
-                reason: "the quota counter is restarting".into(),
-            });
-        };
-        let answer = counter
-            .send(Consume {
-                quota: q.name.clone(),
-                cost: q.cost,
-                audit: None,
-            })
-            .await
-            .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())));
-        let deny = match answer {
-            Ok(Consumed::Admitted { receipt, .. }) => {
-                receipts.push(receipt);
-                continue;
-            }
-            Ok(Consumed::Refused {
-                retry_at, blocking, ..
-            }) => Ran::Deferred {
-                until: retry_at,
-                reason: format!(
-                    "quota {} exhausted for this {}",
-                    q.name,
-                    blocking.join(" and ")
-                ),
-            },
-            Err(QuotaError::Unavailable(m)) => Ran::Deferred {
-                until: now + chrono::Duration::seconds(1),
-                reason: format!("quota counter unavailable: {m}"),
-            },
-            Err(e) => Ran::Done(Err(RunError::new(RunErrorKind::Quota, e.to_string()))),
-        };
-        refund_all(Some(counter), receipts).await;
-        return Err(deny);
-    }
-    Ok(receipts)
-}
-
-/// Returns every receipt's units (the run did not happen).
-async fn refund_all(counter: Option<&Addr<QuotaCounter>>, receipts: Vec<Receipt>) {
-    let Some(counter) = counter else { return };
-    for r in receipts {
-        let _ = counter.send(Refund(r)).await;
-    }
-}
-
-/// A failed run returns the units of the quotas that say `refund_on_failure`.
-async fn give_back(
-    quota: &[JobQuota],
-    receipts: Vec<Receipt>,
-    counter: Option<&Addr<QuotaCounter>>,
-) {
-    let Some(counter) = counter else { return };
-    for r in receipts {
-        if quota
-            .iter()
-            .any(|q| q.name == r.quota && q.refund_on_failure)
-        {
-            if let Err(e) = counter
-                .send(Refund(r))
-                .await
-                .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())))
-            {
-                tracing::warn!(actor = NAME, error = %e, "quota refund failed");
-            }
-        }
-    }
-}
-
-/// Runs a job kind under its timeout; a panic fails the run.
-async fn execute(
-    kind: &dyn kinds::JobKind,
-    rctx: RunContext,
-    payload: Value,
-    timeout: Option<Duration>,
-) -> Result<Value, RunError> {
-    {
-        let work = AssertUnwindSafe(kind.execute(rctx, payload)).catch_unwind();
-        let outcome = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, work).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(RunError::new(
-                        RunErrorKind::Timeout,
-                        format!(
-                            "exceeded the timeout of {}",
-                            crate::stdx::duration::format_duration(limit)
-                        ),
-                    ))
-                }
-            },
-            None => work.await,
-        };
-        match outcome {
-            Ok(result) => result,
-            Err(panic) => Err(RunError::new(RunErrorKind::Panic, panic_message(&*panic))),
-        }
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The event path for recorded results (also used by the zombie detector's rescues). The
