@@ -67,6 +67,7 @@ fn through_actor(url: &DatabaseUrl, quota: &str, consumers: usize, total: usize)
         clock: Arc::new(overseer::stdx::clock::SystemClock),
         flags: overseer::flags::Live::fixed(config.flags),
         kinds: std::sync::Arc::new(overseer::declarative::kinds(&config)),
+        leadership: Default::default(),
     };
     let quota = quota.to_string();
     actix::System::new().block_on(async move {

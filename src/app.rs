@@ -379,6 +379,7 @@ async fn run(
         clock: Arc::new(crate::stdx::clock::SystemClock),
         flags: flags.clone(),
         kinds: kinds.clone(),
+        leadership: Default::default(),
     };
     let (escalate_tx, mut escalate_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = Supervisor::new(

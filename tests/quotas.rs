@@ -460,6 +460,7 @@ fn the_quota_counter_follows_its_clock_into_the_next_window() {
         clock: clock.clone(),
         flags: overseer::flags::Live::fixed(config.flags),
         kinds: std::sync::Arc::new(overseer::declarative::kinds(&config)),
+        leadership: Default::default(),
     };
     actix::System::new().block_on(async move {
         let d = deps.clone();

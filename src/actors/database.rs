@@ -4,7 +4,8 @@
 //! it also reads what the database says about the cluster's work — runs pending, running and
 //! deferred, the oldest due run's wait, open circuits — for the gauges alerts watch.
 //!
-//! Rehydration: its first probe; it is `running` once the database has answered.
+//! Rehydration: its first probe; it is `running` once the database has answered. Until then
+//! `CurrentHealth` answers `None` (unknown), which `/ready` reports as not ready.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ pub enum Health {
 }
 
 /// Probes the database: it answers a query and has no pending migration.
-pub async fn probe(db: &Db) -> Health {
+async fn probe(db: &Db) -> Health {
     let result = db
         .run(|conn| {
             use diesel::RunQueryDsl;
@@ -43,8 +44,14 @@ pub async fn probe(db: &Db) -> Health {
     }
 }
 
+/// The health the last probe found (`None` before the first probe ended).
+#[derive(Message)]
+#[rtype(result = "Option<Health>")]
+pub struct CurrentHealth;
+
 pub struct DatabaseActor {
     db: Db,
+    directory: super::directory::Directory,
     lifeline: Lifeline,
     last: Option<Health>,
     probing: bool,
@@ -52,9 +59,10 @@ pub struct DatabaseActor {
 }
 
 impl DatabaseActor {
-    pub fn new(db: Db, lifeline: Lifeline) -> Self {
+    pub fn new(db: Db, directory: super::directory::Directory, lifeline: Lifeline) -> Self {
         Self {
             db,
+            directory,
             lifeline,
             last: None,
             probing: false,
@@ -139,10 +147,18 @@ impl Actor for DatabaseActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Rehydrate: nothing from a previous incarnation is kept; the first probe decides.
+        self.directory.set_database(ctx.address());
         self.probe(ctx);
         ctx.run_interval(PROBE_INTERVAL, |act, ctx| act.probe(ctx));
         self.backlog(ctx);
         ctx.run_interval(BACKLOG_INTERVAL, |act, ctx| act.backlog(ctx));
+    }
+}
+
+impl Handler<CurrentHealth> for DatabaseActor {
+    type Result = Option<Health>;
+    fn handle(&mut self, _: CurrentHealth, _: &mut Self::Context) -> Option<Health> {
+        self.last.clone()
     }
 }
 

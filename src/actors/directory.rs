@@ -7,7 +7,10 @@ use std::sync::{Arc, RwLock};
 use actix::Addr;
 
 use super::browser::BrowserPool;
+use super::database::DatabaseActor;
 use super::executor::Executor;
+use super::maintenance::cleaner::Cleaner;
+use super::maintenance::rescuer::Rescuer;
 use super::quota::QuotaCounter;
 use super::scheduler::Scheduler;
 
@@ -22,6 +25,9 @@ struct Entries {
     executor: Option<Addr<Executor>>,
     quota: Option<Addr<QuotaCounter>>,
     browser: Option<Addr<BrowserPool>>,
+    database: Option<Addr<DatabaseActor>>,
+    rescuer: Option<Addr<Rescuer>>,
+    cleaner: Option<Addr<Cleaner>>,
     /// Where this node's API listens (known once it is bound): `OVERSEER_API_URL`.
     api_url: Option<String>,
 }
@@ -66,6 +72,46 @@ impl Directory {
             .browser
             .clone()
             .filter(Addr::connected)
+    }
+    /// The database actor, which owns the view of the database's health (`/ready` asks it).
+    pub fn database(&self) -> Option<Addr<DatabaseActor>> {
+        self.inner
+            .read()
+            .ok()?
+            .database
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_database(&self, addr: Addr<DatabaseActor>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.database = Some(addr);
+        }
+    }
+    pub fn rescuer(&self) -> Option<Addr<Rescuer>> {
+        self.inner
+            .read()
+            .ok()?
+            .rescuer
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_rescuer(&self, addr: Addr<Rescuer>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.rescuer = Some(addr);
+        }
+    }
+    pub fn cleaner(&self) -> Option<Addr<Cleaner>> {
+        self.inner
+            .read()
+            .ok()?
+            .cleaner
+            .clone()
+            .filter(Addr::connected)
+    }
+    pub fn set_cleaner(&self, addr: Addr<Cleaner>) {
+        if let Ok(mut e) = self.inner.write() {
+            e.cleaner = Some(addr);
+        }
     }
     pub fn set_browser_pool(&self, addr: Addr<BrowserPool>) {
         if let Ok(mut e) = self.inner.write() {

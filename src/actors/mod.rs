@@ -5,12 +5,12 @@ pub mod browser;
 pub mod database;
 pub mod directory;
 pub mod executor;
+pub mod maintenance;
 pub mod node;
 pub mod notifier;
 pub mod quota;
 pub mod scheduler;
 pub mod system;
-pub mod zombie;
 
 use std::sync::Arc;
 
@@ -38,6 +38,8 @@ pub struct Deps {
     pub flags: crate::flags::Live,
     /// The job kinds, built from the configuration at start-up.
     pub kinds: Arc<crate::kinds::Registry>,
+    /// Whether this node leads the maintenance duties (kept by the elector).
+    pub leadership: maintenance::Leadership,
 }
 
 /// The pause before a failed rehydration (database unreachable) is tried again; the actor
@@ -52,7 +54,7 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
     specs.push(ChildSpec::new(
         database::NAME,
         Restart::Permanent,
-        move |lifeline| database::DatabaseActor::new(d.db.clone(), lifeline),
+        move |lifeline| database::DatabaseActor::new(d.db.clone(), d.directory.clone(), lifeline),
     ));
     let d = deps.clone();
     specs.push(ChildSpec::new(
@@ -90,9 +92,21 @@ pub fn children(deps: &Deps) -> Vec<ChildSpec> {
     // Leadership and the once-per-cluster duties run on every node; only the leader acts.
     let d = deps.clone();
     specs.push(ChildSpec::new(
-        zombie::NAME,
+        maintenance::elector::NAME,
         Restart::Permanent,
-        move |lifeline| zombie::ZombieDetector::new(&d, lifeline),
+        move |lifeline| maintenance::elector::Elector::new(&d, lifeline),
+    ));
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        maintenance::rescuer::NAME,
+        Restart::Permanent,
+        move |lifeline| maintenance::rescuer::Rescuer::new(&d, lifeline),
+    ));
+    let d = deps.clone();
+    specs.push(ChildSpec::new(
+        maintenance::cleaner::NAME,
+        Restart::Permanent,
+        move |lifeline| maintenance::cleaner::Cleaner::new(&d, lifeline),
     ));
     let d = deps.clone();
     specs.push(ChildSpec::new(

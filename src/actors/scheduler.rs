@@ -360,6 +360,10 @@ impl Actor for Scheduler {
 impl Handler<Wake> for Scheduler {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        // Not before rehydration has ended: its end starts the first tick.
+        if !self.lifeline.is_ready() {
+            return;
+        }
         if self.ticking {
             self.again = true;
         } else {

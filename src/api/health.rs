@@ -50,19 +50,25 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 #[get("/ready")]
 pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let mut failing = Vec::new();
-    match tokio::time::timeout(CHECK_TIMEOUT, database::probe(&state.db)).await {
+    // The database actor owns the database's health (it probes every couple of seconds);
+    // readiness asks it rather than probing around it.
+    let db_health = match state.directory.database() {
+        Some(db) => tokio::time::timeout(CHECK_TIMEOUT, db.send(database::CurrentHealth))
+            .await
+            .map_err(|_| format!("no answer within {}s", CHECK_TIMEOUT.as_secs()))
+            .and_then(|r| r.map_err(|_| "the database actor is restarting".to_string()))
+            .and_then(|h| h.ok_or_else(|| "not probed yet".to_string())),
+        None => Err("the database actor is restarting".to_string()),
+    };
+    match db_health {
         Ok(Health::Up) => {}
         Ok(Health::PendingMigrations) => failing.push(FailingCheck {
             check: "migrations".into(),
             message: "pending migrations: run `overseer migrate run`".into(),
         }),
-        Ok(Health::Down(e)) => failing.push(FailingCheck {
+        Ok(Health::Down(e)) | Err(e) => failing.push(FailingCheck {
             check: "database".into(),
             message: e,
-        }),
-        Err(_) => failing.push(FailingCheck {
-            check: "database".into(),
-            message: format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
         }),
     }
     match state.supervisor.send(GetStatus).await {

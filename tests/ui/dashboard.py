@@ -115,6 +115,8 @@ with sync_playwright() as p:
         second_page = page.locator("tr[data-job]").all_inner_texts()
         out["pages_differ"] = len(first_page) == 2 and first_page != second_page
         page.goto(f"{base}/ui/#/jobs")
+        # The whole list (no next page) has replaced the paged one.
+        page.wait_for_function("() => !document.getElementById('next-page')")
         page.wait_for_selector('tr[data-job="from-ui"]')
 
         # Bulk: select both jobs and pause them; then edit one (a bad field is shown, a good
@@ -137,6 +139,9 @@ with sync_playwright() as p:
         page.click("#form-save")
         page.wait_for_selector("#notice:has-text('saved form-http')")
         page.goto(f"{base}/ui/#/jobs/from-ui")
+        # A hash change re-renders without a reload: the previous job's editor is still there
+        # until this job's page has replaced it.
+        page.wait_for_selector("#job h1:has-text('from-ui')")
         page.wait_for_selector("#edit-json")
         edited = json.loads(page.input_value("#edit-json"))
         edited["tags"] = ["edited-in-ui"]
