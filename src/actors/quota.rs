@@ -70,12 +70,12 @@ pub struct Consume {
 /// Return the units of a receipt.
 #[derive(Message)]
 #[rtype(result = "Result<(), QuotaError>")]
-pub struct Refund(pub Receipt);
+pub struct RefundReceipt(pub Receipt);
 
 /// Give back `cost` units in the windows that contain now (what was taken and not used).
 #[derive(Message)]
 #[rtype(result = "Result<(), QuotaError>")]
-pub struct RefundNow {
+pub struct RefundUnits {
     pub quota: String,
     pub cost: i64,
     /// An API call's audit row, written in the refund's transaction.
@@ -300,10 +300,10 @@ impl Handler<Consume> for QuotaCounter {
     }
 }
 
-impl Handler<Refund> for QuotaCounter {
+impl Handler<RefundReceipt> for QuotaCounter {
     type Result = ResponseFuture<Result<(), QuotaError>>;
 
-    fn handle(&mut self, msg: Refund, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RefundReceipt, _: &mut Self::Context) -> Self::Result {
         let db = self.deps.db.clone();
         Box::pin(async move {
             let receipt = msg.0;
@@ -318,14 +318,14 @@ impl Handler<Refund> for QuotaCounter {
     }
 }
 
-impl Handler<RefundNow> for QuotaCounter {
+impl Handler<RefundUnits> for QuotaCounter {
     type Result = ResponseFuture<Result<(), QuotaError>>;
 
-    fn handle(&mut self, msg: RefundNow, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RefundUnits, _: &mut Self::Context) -> Self::Result {
         let db = self.deps.db.clone();
         let now = self.deps.clock.now();
         Box::pin(async move {
-            let RefundNow { quota, cost, audit } = msg;
+            let RefundUnits { quota, cost, audit } = msg;
             let name = quota.clone();
             db.run(move |c| {
                 use diesel::Connection;

@@ -8,7 +8,7 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use uuid::Uuid;
 
 use super::browser::{CancelBrowserRun, HoldProfile, ReleaseProfile, RunBrowser};
-use super::quota::{Consume, Consumed, RefundNow};
+use super::quota::{Consume, Consumed, RefundUnits};
 use super::Deps;
 use crate::browser::script::{Entry, Notifier, OnceLedger};
 use crate::browser::{BrowserRun, RunOutcome};
@@ -16,16 +16,16 @@ use crate::db::circuits;
 use crate::jobs::run_error::RunErrorKind;
 use crate::kinds::system::{
     Browsers, Circuits, Grants, HeldProfile, Outbox, QuotaAnswer, Quotas, RunTokens, ScriptRun,
-    Scripts, System,
+    Scripts, Services,
 };
 use crate::kinds::RunError;
 use crate::notify::Notice;
 use crate::telemetry::names;
 
 /// The system as the executor hands it to every run.
-pub fn for_runs(deps: &Deps) -> System {
-    let node = Arc::new(Node(deps.clone()));
-    System {
+pub fn for_runs(deps: &Deps) -> Services {
+    let node = Arc::new(NodeServices(deps.clone()));
+    Services {
         outbox: node.clone(),
         browsers: node.clone(),
         circuits: node.clone(),
@@ -35,13 +35,13 @@ pub fn for_runs(deps: &Deps) -> System {
     }
 }
 
-struct Node(Deps);
+struct NodeServices(Deps);
 
 /// How long a run waits when the browser pool is restarting before it starts (deferred, no
 /// attempt used: overseer's own restart is not the run's failure).
 const POOL_RESTART_WAIT: chrono::Duration = chrono::Duration::seconds(1);
 
-impl Outbox for Node {
+impl Outbox for NodeServices {
     fn enqueue(
         &self,
         notice: Notice,
@@ -57,7 +57,7 @@ impl Outbox for Node {
     }
 }
 
-impl Browsers for Node {
+impl Browsers for NodeServices {
     fn available(&self) -> bool {
         self.0.directory.browser_pool().is_some()
     }
@@ -124,7 +124,7 @@ impl Browsers for Node {
     }
 }
 
-impl Circuits for Node {
+impl Circuits for NodeServices {
     fn admit(
         &self,
         domain: String,
@@ -174,7 +174,7 @@ impl Circuits for Node {
     }
 }
 
-impl Quotas for Node {
+impl Quotas for NodeServices {
     fn consume(&self, quota: String, cost: i64) -> BoxFuture<'static, Result<QuotaAnswer, String>> {
         let counter = self.0.directory.quota_counter();
         Box::pin(async move {
@@ -206,7 +206,7 @@ impl Quotas for Node {
                 return Err("the quota counter is restarting".into());
             };
             match counter
-                .send(RefundNow {
+                .send(RefundUnits {
                     quota,
                     cost,
                     audit: None,
@@ -289,7 +289,7 @@ impl OnceLedger for Ledger {
     }
 }
 
-impl Scripts for Node {
+impl Scripts for NodeServices {
     fn once_ledger(&self, run: ScriptRun) -> Arc<dyn OnceLedger> {
         Arc::new(Ledger {
             db: self.0.db.clone(),
@@ -321,7 +321,7 @@ impl Scripts for Node {
     }
 }
 
-impl RunTokens for Node {
+impl RunTokens for NodeServices {
     fn issue(&self, grants: Grants) -> LocalBoxFuture<'static, Result<String, RunError>> {
         let db = self.0.db.clone();
         let now = self.0.clock.now();

@@ -10,7 +10,7 @@ use super::audit::Audit;
 use super::auth::{AsOperator, AsOperatorOrRun, AsViewer, AsViewerOrRun};
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
-use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError, RefundNow};
+use crate::actors::quota::{Consume, Consumed, Invalidate, QuotaError, RefundUnits};
 use crate::db::quotas as db_quotas;
 use crate::db::DbError;
 use crate::quota::QuotaDef;
@@ -264,7 +264,7 @@ pub async fn refund(
         .quota_counter()
         .ok_or_else(|| ApiError::unavailable("the quota counter is restarting; try again"))?;
     counter
-        .send(RefundNow {
+        .send(RefundUnits {
             quota: name.clone(),
             cost,
             audit: Some(audit.entry(None, Some(json!({ "cost": cost })))),

@@ -162,7 +162,7 @@ impl steps::Quota for Consumer {
 
 fn consumer(ctx: &RunContext) -> steps::Consumer {
     std::sync::Arc::new(Consumer {
-        quotas: ctx.system.quotas.clone(),
+        quotas: ctx.services.quotas.clone(),
         caps: ctx
             .quota
             .iter()
@@ -308,7 +308,7 @@ impl JobKind for Browser {
                 let value = ctx.secret(&name)?;
                 secrets.insert(name, value);
             }
-            if !ctx.system.browsers.available() {
+            if !ctx.services.browsers.available() {
                 // Nothing was done yet: the run waits for the pool (no attempt used), and
                 // overseer's restart counts for no site's circuit.
                 return Err(RunError::deferred(
@@ -325,9 +325,9 @@ impl JobKind for Browser {
                 attempt: ctx.attempt,
             };
             let once = steps::any(&steps, &|s| matches!(s, Step::Once { .. }))
-                .then(|| ctx.system.scripts.once_ledger(script_run.clone()));
+                .then(|| ctx.services.scripts.once_ledger(script_run.clone()));
             let notify = steps::any(&steps, &|s| matches!(s, Step::Notify { .. }))
-                .then(|| ctx.system.scripts.notifier(script_run));
+                .then(|| ctx.services.scripts.notifier(script_run));
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
             let run = BrowserRun {
                 run_id: ctx.run_id,
@@ -359,7 +359,7 @@ impl JobKind for Browser {
                 _ => None,
             });
             if let Some(domain) = &domain {
-                if let Some(until) = ctx.system.circuits.admit(domain.clone()).await? {
+                if let Some(until) = ctx.services.circuits.admit(domain.clone()).await? {
                     return Err(RunError::deferred(
                         until,
                         format!("circuit open for {domain}"),
@@ -369,11 +369,11 @@ impl JobKind for Browser {
             // Dropped before the answer (job timeout, zombie rescue): the pool cancels the
             // run, closing its page, instead of letting it go on unobserved.
             let mut cancel = CancelOnDrop {
-                browsers: ctx.system.browsers.clone(),
+                browsers: ctx.services.browsers.clone(),
                 run_id: ctx.run_id,
                 armed: true,
             };
-            let result = ctx.system.browsers.run(run).await;
+            let result = ctx.services.browsers.run(run).await;
             cancel.armed = false;
             if let Some(domain) = domain {
                 // Only what the site did counts (not our secrets, launches, pool or quotas).
@@ -383,7 +383,7 @@ impl JobKind for Browser {
                     Err(_) => None,
                 };
                 if let Some(error) = counts {
-                    ctx.system.circuits.record(domain, error).await;
+                    ctx.services.circuits.record(domain, error).await;
                 }
             }
             // A quota said defer: what was done is kept (its once keys), and the run waits

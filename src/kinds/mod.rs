@@ -35,7 +35,7 @@ pub struct RunContext {
     /// The job's quota claims (`max_per_run` caps a script's `consume` steps).
     pub quota: Vec<crate::quota::JobQuota>,
     /// The outbox, browsers, circuits and quotas.
-    pub system: system::System,
+    pub services: system::Services,
     /// `[browser.secrets]` (the kind also reads OVERSEER_SECRET_<NAME>).
     pub secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     /// `[command]` and where command runs keep their files.

@@ -143,7 +143,11 @@ impl JobKind for Notify {
                              "fire_at": ctx.fire_at, "metadata": ctx.metadata}),
                 key: format!("{EVENT}:{}:{}", ctx.job_id, ctx.fire_at.timestamp_micros()),
             };
-            let queued = ctx.system.outbox.enqueue(notice, channels.clone()).await?;
+            let queued = ctx
+                .services
+                .outbox
+                .enqueue(notice, channels.clone())
+                .await?;
             Ok(json!({"subject": subject, "channels": channels, "queued": queued}))
         })
     }

@@ -115,7 +115,7 @@ pub trait RunTokens {
 
 /// Everything above, as the executor hands it to each run.
 #[derive(Clone)]
-pub struct System {
+pub struct Services {
     pub outbox: Arc<dyn Outbox>,
     pub browsers: Arc<dyn Browsers>,
     pub circuits: Arc<dyn Circuits>,
@@ -124,8 +124,8 @@ pub struct System {
     pub scripts: Arc<dyn Scripts>,
 }
 
-impl std::fmt::Debug for System {
+impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("System")
+        f.write_str("Services")
     }
 }

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::{Ran, NAME};
-use crate::actors::quota::{Consume, Consumed, QuotaCounter, QuotaError, Refund};
+use crate::actors::quota::{Consume, Consumed, QuotaCounter, QuotaError, RefundReceipt};
 use crate::db::quotas::Receipt;
 use crate::jobs::run_error::RunErrorKind;
 use crate::kinds::RunError;
@@ -57,22 +57,22 @@ pub(super) async fn take_quota(
             },
             Err(e) => Ran::Done(Err(RunError::new(RunErrorKind::Quota, e.to_string()))),
         };
-        refund_all(Some(counter), receipts).await;
+        refund_receipts(Some(counter), receipts).await;
         return Err(deny);
     }
     Ok(receipts)
 }
 
 /// Returns every receipt's units (the run did not happen).
-pub(super) async fn refund_all(counter: Option<&Addr<QuotaCounter>>, receipts: Vec<Receipt>) {
+pub(super) async fn refund_receipts(counter: Option<&Addr<QuotaCounter>>, receipts: Vec<Receipt>) {
     let Some(counter) = counter else { return };
     for r in receipts {
-        let _ = counter.send(Refund(r)).await;
+        let _ = counter.send(RefundReceipt(r)).await;
     }
 }
 
 /// A failed run returns the units of the quotas that say `refund_on_failure`.
-pub(super) async fn give_back(
+pub(super) async fn refund_on_failure(
     quota: &[JobQuota],
     receipts: Vec<Receipt>,
     counter: Option<&Addr<QuotaCounter>>,
@@ -84,7 +84,7 @@ pub(super) async fn give_back(
             .any(|q| q.name == r.quota && q.refund_on_failure)
         {
             if let Err(e) = counter
-                .send(Refund(r))
+                .send(RefundReceipt(r))
                 .await
                 .unwrap_or_else(|_| Err(QuotaError::Unavailable("restarting".into())))
             {

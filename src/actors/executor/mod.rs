@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use self::gate::{give_back, refund_all, take_quota};
+use self::gate::{refund_on_failure, refund_receipts, take_quota};
 use self::work::{execute, truncate};
 use super::scheduler::Wake;
 use super::{Deps, REHYDRATE_RETRY};
@@ -36,7 +36,7 @@ use crate::db::runs::{self, Claimed, Completion, Handoff};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_error::RunErrorKind;
 use crate::jobs::run_state::RunState;
-use crate::kinds::system::System;
+use crate::kinds::system::Services;
 use crate::kinds::{self, RunContext, RunError};
 use crate::quota::JobQuota;
 use crate::supervisor::Lifeline;
@@ -90,7 +90,7 @@ pub struct Executor {
     rehydrated: bool,
     secrets: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     /// What kinds reach the rest of the system through.
-    system: System,
+    services: Services,
     /// `[command]` and where command runs keep their files.
     command: std::sync::Arc<kinds::command::Settings>,
 }
@@ -113,7 +113,7 @@ impl Executor {
             draining: false,
             rehydrated: false,
             secrets: std::sync::Arc::new(deps.config.browser.secrets.clone()),
-            system: super::system::for_runs(deps),
+            services: super::system::for_runs(deps),
             command: std::sync::Arc::new(command_settings(&deps.config)),
         }
     }
@@ -147,7 +147,7 @@ impl Executor {
             routing: self.deps.routing.clone(),
             secrets: self.secrets.clone(),
             quota: serde_json::from_value(run.quota.clone()).unwrap_or_default(),
-            system: self.system.clone(),
+            services: self.services.clone(),
             command: self.command.clone(),
             api_url: self.deps.directory.api_url().unwrap_or_default(),
             timezone: run.timezone.clone(),
@@ -208,14 +208,14 @@ impl Executor {
                     message,
                     ..
                 }) => {
-                    refund_all(counter.as_ref(), receipts).await;
+                    refund_receipts(counter.as_ref(), receipts).await;
                     Ran::Deferred {
                         until,
                         reason: message,
                     }
                 }
                 Err(e) => {
-                    give_back(&quota, receipts, counter.as_ref()).await;
+                    refund_on_failure(&quota, receipts, counter.as_ref()).await;
                     Ran::Done(Err(e))
                 }
                 ok => Ran::Done(ok),

@@ -388,10 +388,10 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
         attempt: ctx.attempt,
         quotas: p.quotas.clone(),
     };
-    let token = ctx.system.tokens.issue(grants).await?;
+    let token = ctx.services.tokens.issue(grants).await?;
     // Revoked however the run ends (also when its future is dropped).
     let _revoke = Revoke {
-        tokens: ctx.system.tokens.clone(),
+        tokens: ctx.services.tokens.clone(),
         run_id: ctx.run_id,
     };
     secrets.push(token.clone());
@@ -454,11 +454,11 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let _release = match &p.browser_profile {
         Some(profile) => {
             let release = Release {
-                browsers: ctx.system.browsers.clone(),
+                browsers: ctx.services.browsers.clone(),
                 run_id: ctx.run_id,
             };
             let held = ctx
-                .system
+                .services
                 .browsers
                 .hold(ctx.run_id, profile.clone())
                 .await?;
