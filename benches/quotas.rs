@@ -131,7 +131,7 @@ fn through_actor(url: &DatabaseUrl, quota: &str, consumers: usize, total: usize)
 /// The same through `POST /api/v1/quotas/{name}/consume` with `consumers` client threads,
 /// spread over the given processes.
 fn through_api(
-    nodes: &[&common::Overseer],
+    nodes: &[&common::TestApp],
     quota: &str,
     consumers: usize,
     total: usize,
@@ -247,7 +247,7 @@ fn main() {
 
     // The supervisor's panic hook records panics for its children; restore printing.
     let _ = std::panic::take_hook();
-    let nodes: Vec<common::Overseer> = (0..4)
+    let nodes: Vec<common::TestApp> = (0..4)
         .map(|i| {
             let mut spawn = Spawn::managed(&tmp.path().join(format!("state-{i}")));
             spawn.db = Some(url.clone());
@@ -277,7 +277,7 @@ fn main() {
         used(&url, "api-64"),
     );
     make_quota(&url, "api-4x16", n / 2);
-    let all: Vec<&common::Overseer> = nodes.iter().collect();
+    let all: Vec<&common::TestApp> = nodes.iter().collect();
     let (a, s) = through_api(&all, "api-4x16", 64, n);
     report(
         "API, 64 clients over 4 processes",

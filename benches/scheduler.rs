@@ -51,7 +51,7 @@ fn count(c: &mut PgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<N>(c).unwrap().n
 }
 
-fn spawn(url: &DatabaseUrl, state: &std::path::Path, extra: &str) -> common::Overseer {
+fn spawn(url: &DatabaseUrl, state: &std::path::Path, extra: &str) -> common::TestApp {
     let mut s = Spawn::managed(state);
     s.db = Some(url.clone());
     s.toml(extra).start()
@@ -119,7 +119,7 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
             .execute(&mut c)
             .unwrap();
     }
-    let nodes: Vec<common::Overseer> = (0..procs)
+    let nodes: Vec<common::TestApp> = (0..procs)
         .map(|i| {
             spawn(
                 &url,
@@ -130,7 +130,7 @@ fn burn_down(pg: &ManagedCluster, tmp: &std::path::Path, procs: usize, nth: usiz
         .collect();
     let started = Instant::now();
     let cpu_of =
-        |nodes: &[common::Overseer]| nodes.iter().map(|o| cpu_secs(o.child.id())).sum::<f64>();
+        |nodes: &[common::TestApp]| nodes.iter().map(|o| cpu_secs(o.child.id())).sum::<f64>();
     let (cpu0, pg0) = (cpu_of(&nodes), postgres_cpu_secs());
     let wal = |c: &mut PgConnection| {
         (

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 const T: Duration = Duration::from_secs(60);
 const SECRET: &str = "correct-horse-battery-staple";
 
-fn start_in(db: &TestDb, state_dir: &Path, extra: &str) -> Overseer {
+fn start_in(db: &TestDb, state_dir: &Path, extra: &str) -> TestApp {
     let mut spawn = Spawn::managed(state_dir);
     spawn.db = Some(db.url.clone());
     spawn
@@ -36,7 +36,7 @@ fn start_in(db: &TestDb, state_dir: &Path, extra: &str) -> Overseer {
     o
 }
 
-fn browser_job(o: &Overseer, name: &str, payload: Value, policy: Value) -> String {
+fn browser_job(o: &TestApp, name: &str, payload: Value, policy: Value) -> String {
     let body = json!({
         "name": name, "kind": "browser", "schedule": {"at": Utc::now().to_rfc3339()},
         "payload": payload, "policy": policy,
@@ -47,17 +47,6 @@ fn browser_job(o: &Overseer, name: &str, payload: Value, policy: Value) -> Strin
 }
 
 /// The job's last run once it is terminal.
-fn finished(o: &Overseer, job: &str) -> Value {
-    wait_for(&format!("{job} finished"), T, || {
-        let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
-        let run = runs["items"][0].clone();
-        matches!(
-            run["state"].as_str(),
-            Some("succeeded" | "failed" | "timed_out")
-        )
-        .then_some(run)
-    })
-}
 
 #[test]
 fn steps_and_waits_work_on_real_pages() {
@@ -91,7 +80,7 @@ fn steps_and_waits_work_on_real_pages() {
         }),
         json!({}),
     );
-    let run = finished(&o, "all-steps");
+    let run = o.finished_run("all-steps", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     let out = &run["output"];
     assert_eq!(out["extracted"]["late"], "ready at last");
@@ -121,7 +110,7 @@ fn steps_and_waits_work_on_real_pages() {
         ]}),
         json!({"max_retries": 0}),
     );
-    let run = finished(&o, "fails");
+    let run = o.finished_run("fails", T);
     assert_eq!(run["state"], "failed");
     assert_eq!(run["error_kind"], "wait_timeout", "{run}");
     let msg = run["error_message"].as_str().unwrap();
@@ -153,7 +142,7 @@ fn steps_and_waits_work_on_real_pages() {
         ]}),
         json!({"max_retries": 0}),
     );
-    let run = finished(&o, "slow");
+    let run = o.finished_run("slow", T);
     assert_eq!(run["error_kind"], "step_timeout", "{run}");
     assert!(
         run["error_message"]
@@ -194,7 +183,7 @@ fn a_login_survives_a_restart_and_secrets_stay_secret() {
         ]}),
         json!({}),
     );
-    let run = finished(&o, "login");
+    let run = o.finished_run("login", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(
         run["output"]["extracted"]["echo"], "you typed ***",
@@ -227,7 +216,7 @@ fn a_login_survives_a_restart_and_secrets_stay_secret() {
         ]}),
         json!({}),
     );
-    assert_eq!(finished(&o, "account")["state"], "succeeded");
+    assert_eq!(o.finished_run("account", T)["state"], "succeeded");
     // A secret that is not configured fails before any browser starts.
     browser_job(
         &o,
@@ -238,7 +227,10 @@ fn a_login_survives_a_restart_and_secrets_stay_secret() {
         ]}),
         json!({"max_retries": 0}),
     );
-    assert_eq!(finished(&o, "no-secret")["error_kind"], "secret_missing");
+    assert_eq!(
+        o.finished_run("no-secret", T)["error_kind"],
+        "secret_missing"
+    );
     drop(o);
     wait_for("no chromium after the test", T, || {
         chromium_under(&state).is_empty().then_some(())
@@ -246,7 +238,7 @@ fn a_login_survives_a_restart_and_secrets_stay_secret() {
 }
 
 /// This profile's row at `GET /api/v1/browser/sessions`.
-fn session_row(o: &Overseer, profile: &str) -> Option<Value> {
+fn session_row(o: &TestApp, profile: &str) -> Option<Value> {
     let all = o.get("/api/v1/browser/sessions", o.admin()).json();
     all.as_array()?
         .iter()
@@ -276,7 +268,7 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
         ]}),
         json!({"max_retries": 0}),
     );
-    assert_eq!(finished(&o, "polite")["state"], "succeeded");
+    assert_eq!(o.finished_run("polite", T)["state"], "succeeded");
     let (a, b) = (pages.hit_times("/form"), pages.hit_times("/private/ok"));
     assert!(
         b[0].duration_since(a[0]) >= Duration::from_millis(700),
@@ -290,7 +282,7 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
         json!({"profile": "polite", "steps": [{"goto": {"url": pages.url("/private")}}]}),
         json!({"max_retries": 0}),
     );
-    let run = finished(&o, "impolite");
+    let run = o.finished_run("impolite", T);
     assert_eq!(run["error_kind"], "robots_disallowed", "{run}");
     assert!(!pages.hits().contains(&"/private".to_string()));
     assert_eq!(
@@ -309,7 +301,7 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
         ]}),
         json!({"max_retries": 0, "timeout": "3s"}),
     );
-    assert_eq!(finished(&o, "hung")["state"], "timed_out");
+    assert_eq!(o.finished_run("hung", T)["state"], "timed_out");
     browser_job(
         &o,
         "next",
@@ -319,7 +311,7 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
         ]}),
         json!({"max_retries": 0}),
     );
-    let run = finished(&o, "next");
+    let run = o.finished_run("next", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     // The profiles' rows: running with Chromium's pid, one launch each, every run counted.
     let row = wait_for("both runs recorded", T, || {
@@ -347,7 +339,7 @@ fn politeness_robots_txt_page_slots_and_session_rows() {
         json!({"profile": "slot", "steps": [{"goto": {"url": pages.url("/form")}}]}),
         json!({"max_retries": 0}),
     );
-    assert_eq!(finished(&o, "after-death")["state"], "succeeded");
+    assert_eq!(o.finished_run("after-death", T)["state"], "succeeded");
     let row = wait_for("the relaunch recorded", T, || {
         session_row(&o, "slot").filter(|r| r["launches"] == 2)
     });
@@ -378,7 +370,7 @@ fn a_crashed_pool_restarts_with_new_sessions_and_leaves_no_old_browser() {
             json!({"profile": "p", "steps": [{"goto": {"url": pages.url("/form")}}]}),
             json!({"max_retries": 0}),
         );
-        finished(&o, name)
+        o.finished_run(name, T)
     };
     assert_eq!(job("before")["state"], "succeeded");
     let old = chromium_under(&state.join("profiles/p"));
@@ -448,7 +440,7 @@ fn a_pool_restart_under_runs_leaves_their_domains_circuit_closed() {
         json!({"max_retries": 0}),
     );
     for name in ["in-flight-1", "in-flight-2"] {
-        let run = finished(&o, name);
+        let run = o.finished_run(name, T);
         assert_eq!(run["state"], "failed", "{run}");
         let kind = run["error_kind"].as_str().unwrap_or_default();
         assert!(
@@ -458,7 +450,7 @@ fn a_pool_restart_under_runs_leaves_their_domains_circuit_closed() {
             "{run}"
         );
     }
-    let run = finished(&o, "during-restart");
+    let run = o.finished_run("during-restart", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(
         run["attempt"], 1,
@@ -483,7 +475,7 @@ fn a_pool_restart_under_runs_leaves_their_domains_circuit_closed() {
         ]}),
         json!({"max_retries": 0}),
     );
-    assert_eq!(finished(&o, "site-down")["error_kind"], "assertion");
+    assert_eq!(o.finished_run("site-down", T)["error_kind"], "assertion");
     let circuits = o.get("/api/v1/circuits", o.admin()).json();
     assert_eq!(circuits[0]["state"], "open", "{circuits}");
     assert_eq!(circuits[0]["failures"], 1, "{circuits}");
@@ -581,7 +573,7 @@ fn consume_steps_stop_cleanly_at_the_quota_and_at_max_per_run() {
     });
     let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
     assert_eq!(a.status, 201, "{}", a.text);
-    let run = finished(&o, "capped");
+    let run = o.finished_run("capped", T);
     assert_eq!(run["state"], "succeeded", "not a failure: {run}");
     let out = &run["output"];
     assert_eq!(out["outcome"], "quota_exhausted");
@@ -598,7 +590,7 @@ fn consume_steps_stop_cleanly_at_the_quota_and_at_max_per_run() {
         json!({"profile": "q", "steps": steps(2)}),
         json!({}),
     );
-    let run = finished(&o, "uncapped");
+    let run = o.finished_run("uncapped", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["output"]["outcome"], "quota_exhausted");
     assert_eq!(
@@ -632,7 +624,7 @@ fn a_failing_domain_opens_its_circuit_defers_runs_and_closes_after_a_probe() {
     pages.set_down(true);
     for name in ["f1", "f2"] {
         browser_job(&o, name, script.clone(), json!({"max_retries": 0}));
-        assert_eq!(finished(&o, name)["error_kind"], "assertion");
+        assert_eq!(o.finished_run(name, T)["error_kind"], "assertion");
     }
     let circuits = o.get("/api/v1/circuits", o.admin()).json();
     assert_eq!(circuits[0]["state"], "open", "{circuits}");
@@ -647,7 +639,7 @@ fn a_failing_domain_opens_its_circuit_defers_runs_and_closes_after_a_probe() {
     assert_eq!(deferred["attempt"], 1);
     // The site is back: when the circuit half-opens, f3 is the probe; it closes the circuit.
     pages.set_down(false);
-    let run = finished(&o, "f3");
+    let run = o.finished_run("f3", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["attempt"], 1, "the deferral used no attempt");
     let circuits = o.get("/api/v1/circuits", o.admin()).json();
@@ -876,14 +868,14 @@ fn an_idle_browser_is_closed_and_relaunched_on_demand() {
     let profile_dir = state.join("profiles/idle");
     let steps = json!({"profile": "idle", "steps": [{"goto": {"url": pages.url("/delayed")}}]});
     browser_job(&o, "first", steps.clone(), json!({}));
-    assert_eq!(finished(&o, "first")["state"], "succeeded");
+    assert_eq!(o.finished_run("first", T)["state"], "succeeded");
     wait_for("the idle browser closed", T, || {
         (chromium_under(&profile_dir).is_empty()
             && session_row(&o, "idle").is_some_and(|r| r["state"] == "closed"))
         .then_some(())
     });
     browser_job(&o, "second", steps, json!({}));
-    assert_eq!(finished(&o, "second")["state"], "succeeded");
+    assert_eq!(o.finished_run("second", T)["state"], "succeeded");
     let row = session_row(&o, "idle").unwrap();
     assert_eq!(row["launches"], 2, "relaunched on demand: {row}");
 }
@@ -952,5 +944,5 @@ fn a_profile_whose_browser_keeps_dying_is_refused_until_its_window_passes() {
         json!({"profile": "healthy", "steps": [{"goto": {"url": pages.url("/form")}}]}),
         json!({"max_retries": 0}),
     );
-    assert_eq!(finished(&o, "healthy")["state"], "succeeded");
+    assert_eq!(o.finished_run("healthy", T)["state"], "succeeded");
 }

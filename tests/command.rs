@@ -48,19 +48,6 @@ impl Programs {
     }
 }
 
-fn start(db: &TestDb, extra: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
-fn create(o: &Overseer, body: Value) -> Value {
-    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
-    assert_eq!(a.status, 201, "{}", a.text);
-    a.json()
-}
-
 /// A job that fires once, now.
 fn once(name: &str, payload: Value, policy: Value) -> Value {
     json!({"name": name, "kind": "command", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
@@ -68,7 +55,7 @@ fn once(name: &str, payload: Value, policy: Value) -> Value {
 }
 
 /// The job's latest run once it is in a terminal state.
-fn finished(o: &Overseer, job: &str, timeout: Duration) -> Value {
+fn finished(o: &TestApp, job: &str, timeout: Duration) -> Value {
     wait_for(&format!("a finished run of {job}"), timeout, || {
         let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
         runs["items"]
@@ -84,7 +71,7 @@ fn finished(o: &Overseer, job: &str, timeout: Duration) -> Value {
     })
 }
 
-fn artifact(o: &Overseer, run: &Value, name: &str) -> Answer {
+fn artifact(o: &TestApp, run: &Value, name: &str) -> Answer {
     o.get(
         &format!(
             "/api/v1/runs/{}/artifacts/{name}",
@@ -138,14 +125,11 @@ printf '{"sent": 3, "echo": "%s"}' "$API_TOKEN" > "$OVERSEER_OUTPUT"
     spawn.env.push(("LEAKY_VAR".into(), "leaked".into()));
     let o = spawn.start_with_tmp(Some(tmp));
     o.wait_ready(T);
-    let job = create(
-        &o,
-        once(
-            "context",
-            json!({"program": script, "env": {"MY_SETTING": "42", "API_TOKEN": {"secret": "API_KEY"}}}),
-            json!({}),
-        ),
-    );
+    let job = o.create_job(&once(
+        "context",
+        json!({"program": script, "env": {"MY_SETTING": "42", "API_TOKEN": {"secret": "API_KEY"}}}),
+        json!({}),
+    ));
     let run = finished(&o, "context", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     let out = &run["output"];
@@ -233,31 +217,22 @@ fn exit_codes_decide_the_outcome_and_a_bad_result_is_explained() {
          print('from python', sys.version_info[0])\n\
          json.dump({'contacts': ['ann', 'bob'], 'n': 2}, open(os.environ['OVERSEER_OUTPUT'], 'w'))\n",
     );
-    let o = start(&db, &p.toml());
-    create(
-        &o,
-        once(
-            "three",
-            json!({"program": script, "args": ["3"]}),
-            json!({}),
-        ),
-    );
-    create(
-        &o,
-        once(
-            "three-ok",
-            json!({"program": script, "args": ["3"], "success_exit_codes": [0, 3]}),
-            json!({}),
-        ),
-    );
-    create(
-        &o,
-        once(
-            "python",
-            json!({"program": "/usr/bin/python3", "args": [python]}),
-            json!({}),
-        ),
-    );
+    let o = TestApp::start(&db, &p.toml());
+    o.create_job(&once(
+        "three",
+        json!({"program": script, "args": ["3"]}),
+        json!({}),
+    ));
+    o.create_job(&once(
+        "three-ok",
+        json!({"program": script, "args": ["3"], "success_exit_codes": [0, 3]}),
+        json!({}),
+    ));
+    o.create_job(&once(
+        "python",
+        json!({"program": "/usr/bin/python3", "args": [python]}),
+        json!({}),
+    ));
     let failed = finished(&o, "three", T);
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["error_kind"], "exit_status");
@@ -305,16 +280,13 @@ fn a_flood_of_output_is_bounded_and_never_stalls_the_program() {
         "#!/bin/sh\nyes 'all work and no play makes a chatty script' | head -c 100000000\n\
          echo done >&2\n",
     );
-    let o = start(&db, &p.toml());
+    let o = TestApp::start(&db, &p.toml());
     let before = rss_hwm_kib(o.pid().as_raw());
-    create(
-        &o,
-        once(
-            "flood",
-            json!({"program": script, "output_limit": 65536}),
-            json!({"timeout": "50s"}),
-        ),
-    );
+    o.create_job(&once(
+        "flood",
+        json!({"program": script, "output_limit": 65536}),
+        json!({"timeout": "50s"}),
+    ));
     let run = finished(&o, "flood", Duration::from_secs(90));
     assert_eq!(run["state"], "succeeded", "{run}");
     let out = &run["output"];
@@ -354,15 +326,12 @@ fn a_timeout_ends_the_whole_group_even_when_it_ignores_sigterm() {
             f = pid_file.display()
         ),
     );
-    let o = start(&db, &p.toml());
-    create(
-        &o,
-        once(
-            "stubborn",
-            json!({"program": script, "kill_grace": "1s"}),
-            json!({"timeout": "2s", "max_retries": 0}),
-        ),
-    );
+    let o = TestApp::start(&db, &p.toml());
+    o.create_job(&once(
+        "stubborn",
+        json!({"program": script, "kill_grace": "1s"}),
+        json!({"timeout": "2s", "max_retries": 0}),
+    ));
     let pids = pids(&pid_file, 4);
     assert!(
         pids.iter().all(|&p| alive(p)),
@@ -396,15 +365,12 @@ fn kill_9_of_overseer_leaves_no_child_and_the_run_is_rescued_and_retried_once() 
     let fast = "[node]\nheartbeat_interval = \"500ms\"\n\
                 [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"\n";
     let config = format!("{}{fast}", p.toml());
-    let mut a = start(&db, &config);
-    create(
-        &a,
-        once(
-            "long",
-            json!({"program": script, "kill_grace": "1s"}),
-            json!({"max_retries": 1, "retry_delays": ["1s"]}),
-        ),
-    );
+    let mut a = TestApp::start(&db, &config);
+    a.create_job(&once(
+        "long",
+        json!({"program": script, "kill_grace": "1s"}),
+        json!({"max_retries": 1, "retry_delays": ["1s"]}),
+    ));
     let pids = pids(&pid_file, 2);
     a.signal(nix::sys::signal::Signal::SIGKILL);
     a.wait_exit(T);
@@ -413,7 +379,7 @@ fn kill_9_of_overseer_leaves_no_child_and_the_run_is_rescued_and_retried_once() 
         Duration::from_secs(15),
         || pids.iter().all(|&p| !alive(p)).then_some(()),
     );
-    let b = start(&db, &config);
+    let b = TestApp::start(&db, &config);
     let run = wait_for("the retry succeeded on the other node", T, || {
         let runs = b.get("/api/v1/runs?job=long", b.admin()).json();
         runs["items"]
@@ -477,7 +443,7 @@ json.dump(got, open(os.environ["OVERSEER_OUTPUT"], "w"))
             f = token_file.display()
         ),
     );
-    let o = start(&db, &p.toml());
+    let o = TestApp::start(&db, &p.toml());
     for q in ["messages", "other"] {
         let a = o.put(
             &format!("/api/v1/quotas/{q}"),
@@ -486,14 +452,11 @@ json.dump(got, open(os.environ["OVERSEER_OUTPUT"], "w"))
         );
         assert!(a.status == 200 || a.status == 201, "{}", a.text);
     }
-    create(
-        &o,
-        once(
-            "token",
-            json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
-            json!({}),
-        ),
-    );
+    o.create_job(&once(
+        "token",
+        json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
+        json!({}),
+    ));
     let run = finished(&o, "token", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(
@@ -552,8 +515,8 @@ for _ in range(6):
 json.dump({"admitted": admitted, "refused": refused}, open(os.environ["OVERSEER_OUTPUT"], "w"))
 "#,
     );
-    let a = start(&db, &p.toml());
-    let b = start(&db, &p.toml());
+    let a = TestApp::start(&db, &p.toml());
+    let b = TestApp::start(&db, &p.toml());
     let q = a.put(
         "/api/v1/quotas/messages",
         a.admin(),
@@ -561,14 +524,11 @@ json.dump({"admitted": admitted, "refused": refused}, open(os.environ["OVERSEER_
     );
     assert!(q.status == 200 || q.status == 201, "{}", q.text);
     for i in 0..10 {
-        create(
-            &a,
-            once(
-                &format!("send-{i}"),
-                json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
-                json!({}),
-            ),
-        );
+        a.create_job(&once(
+            &format!("send-{i}"),
+            json!({"program": "/usr/bin/python3", "args": [script], "quotas": ["messages"]}),
+            json!({}),
+        ));
     }
     let mut admitted = 0;
     let mut refused = 0;
@@ -596,7 +556,7 @@ fn command_jobs_need_the_admin_role_and_an_allowed_program() {
                "payload": {"program": program}})
         .to_string()
     };
-    let off = start(&db, "");
+    let off = TestApp::start(&db, "");
     let a = off.post("/api/v1/jobs", off.admin(), Some(&job(&ok)));
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.text.contains("payload.program"), "{}", a.text);
@@ -607,7 +567,7 @@ fn command_jobs_need_the_admin_role_and_an_allowed_program() {
     );
     drop(off);
 
-    let o = start(&db, &p.toml());
+    let o = TestApp::start(&db, &p.toml());
     for token in [o.tokens.operator.clone(), o.tokens.viewer.clone()] {
         let a = o.post("/api/v1/jobs", Some(&token), Some(&job(&ok)));
         assert_eq!(a.status, 403, "{}", a.text);
@@ -671,7 +631,7 @@ fn a_playwright_script_drives_the_profile_over_cdp_and_finds_its_login_again() {
                 &format!("\"/usr/bin/python3\", \"{python}\"]")
             )
     );
-    let o = start(&db, &config);
+    let o = TestApp::start(&db, &config);
     let q = o.put(
         "/api/v1/quotas/messages",
         o.admin(),
@@ -686,14 +646,11 @@ fn a_playwright_script_drives_the_profile_over_cdp_and_finds_its_login_again() {
     });
     let profile_dir = o.state_dir.join("profiles/site");
     for (i, signed_in_before, may_send) in [(1, false, true), (2, true, false)] {
-        create(
-            &o,
-            once(
-                &format!("login-{i}"),
-                payload.clone(),
-                json!({"timeout": "60s"}),
-            ),
-        );
+        o.create_job(&once(
+            &format!("login-{i}"),
+            payload.clone(),
+            json!({"timeout": "60s"}),
+        ));
         let run = finished(&o, &format!("login-{i}"), T);
         assert_eq!(run["state"], "succeeded", "{run}");
         assert_eq!(
@@ -739,16 +696,13 @@ fn the_shell_example_reports_through_its_result() {
         "[command]\nallowed = [\"{}/examples/commands/*\"]\n",
         env!("CARGO_MANIFEST_DIR")
     );
-    let o = start(&db, &config);
-    create(
-        &o,
-        once(
-            "report",
-            json!({"program": example("daily_report.sh"),
+    let o = TestApp::start(&db, &config);
+    o.create_job(&once(
+        "report",
+        json!({"program": example("daily_report.sh"),
                    "env": {"REPORT_DIR": dir.path().to_string_lossy()}}),
-            json!({}),
-        ),
-    );
+        json!({}),
+    ));
     let run = finished(&o, "report", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(
@@ -778,15 +732,12 @@ fn a_held_profile_is_not_shared_and_its_crash_fails_the_command_run() {
             f = pid_file.display()
         ),
     );
-    let o = start(&db, &p.toml());
-    create(
-        &o,
-        once(
-            "holder",
-            json!({"program": script, "browser_profile": "shared", "kill_grace": "1s"}),
-            json!({"max_retries": 0}),
-        ),
-    );
+    let o = TestApp::start(&db, &p.toml());
+    o.create_job(&once(
+        "holder",
+        json!({"program": script, "browser_profile": "shared", "kill_grace": "1s"}),
+        json!({"max_retries": 0}),
+    ));
     let sleeper = pids(&pid_file, 1)[0];
     let profile_dir = o.state_dir.join("profiles/shared");
     let browser = wait_for("the held browser", T, || {
@@ -845,15 +796,12 @@ fn cancelling_the_job_ends_its_running_program() {
             f = pid_file.display()
         ),
     );
-    let o = start(&db, &p.toml());
-    create(
-        &o,
-        once(
-            "forever",
-            json!({"program": script, "kill_grace": "1s"}),
-            json!({}),
-        ),
-    );
+    let o = TestApp::start(&db, &p.toml());
+    o.create_job(&once(
+        "forever",
+        json!({"program": script, "kill_grace": "1s"}),
+        json!({}),
+    ));
     let pids = pids(&pid_file, 2);
     let a = request(
         "DELETE",
@@ -892,15 +840,12 @@ fn a_clean_shutdown_gives_a_running_program_back_and_the_restart_runs_it_again()
         ),
     );
     let config = format!("{}[server]\nshutdown_timeout = \"3s\"\n", p.toml());
-    let mut a = start(&db, &config);
-    create(
-        &a,
-        once(
-            "long",
-            json!({"program": script, "kill_grace": "1s"}),
-            json!({"max_retries": 0}),
-        ),
-    );
+    let mut a = TestApp::start(&db, &config);
+    a.create_job(&once(
+        "long",
+        json!({"program": script, "kill_grace": "1s"}),
+        json!({"max_retries": 0}),
+    ));
     let pids = pids(&pid_file, 2);
     a.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(a.wait_exit(T).code(), Some(0), "{}", a.logs.text());
@@ -952,7 +897,7 @@ fn a_clean_shutdown_gives_a_running_program_back_and_the_restart_runs_it_again()
             .n;
         assert_eq!(tokens, 0, "the interrupted run's token is left");
     }
-    let b = start(&db, &config);
+    let b = TestApp::start(&db, &config);
     let run = finished(&b, "long", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["attempt"], 1, "{run}");
@@ -1043,7 +988,7 @@ with open(os.environ["OVERSEER_OUTPUT"], "w") as f:
         &json!({"limits": {"day": 20}}).to_string(),
     );
     assert!(q.status == 200 || q.status == 201, "{}", q.text);
-    create(&o, body);
+    o.create_job(&body);
     let a = o.post("/api/v1/jobs/birthday-greetings/trigger", o.admin(), None);
     assert_eq!(a.status, 201, "{}", a.text);
     let run = finished(&o, "birthday-greetings", T);

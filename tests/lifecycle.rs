@@ -85,7 +85,7 @@ fn a_crashed_actor_is_restarted_and_rehydrated_within_a_second() {
 }
 
 /// Crashes `actor` until the supervisor gives up; returns the number of crashes.
-fn crash_until_meltdown(o: &Overseer, actor: &str) -> u64 {
+fn crash_until_meltdown(o: &TestApp, actor: &str) -> u64 {
     for n in 1..=6u64 {
         wait_for("actor running before the next crash", T, || {
             let a = o.actor(actor);
@@ -451,7 +451,7 @@ fn four_nodes_starting_together_on_an_empty_database_all_become_ready() {
                 })
             })
             .collect();
-        let nodes: Vec<Overseer> = starters
+        let nodes: Vec<TestApp> = starters
             .into_iter()
             .map(|t| {
                 t.join()

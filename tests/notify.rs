@@ -31,22 +31,8 @@ fn hook_config(sink: &Sink, extra: &str) -> String {
     )
 }
 
-fn start(db: &TestDb, config: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(config).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
-fn create(o: &Overseer, body: Value) -> Value {
-    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
-    assert_eq!(a.status, 201, "{}", a.text);
-    a.json()
-}
-
-fn reminder(o: &Overseer, name: &str, channels: &[&str]) -> Value {
-    create(
-        o,
+fn reminder(o: &TestApp, name: &str, channels: &[&str]) -> Value {
+    o.create_job(&
         json!({
             "name": name, "kind": "notify",
             "schedule": {"at": Utc::now().to_rfc3339()},
@@ -60,7 +46,7 @@ fn reminder(o: &Overseer, name: &str, channels: &[&str]) -> Value {
     )
 }
 
-fn notifications(o: &Overseer, query: &str) -> Vec<Value> {
+fn notifications(o: &TestApp, query: &str) -> Vec<Value> {
     o.get(&format!("/api/v1/notifications{query}"), o.admin())
         .json()["items"]
         .as_array()
@@ -80,7 +66,7 @@ fn a_reminder_is_rendered_signed_and_retried_until_delivered() {
     let db = TestDb::new();
     let sink = Sink::start();
     sink.fail_first(2);
-    let o = start(&db, &hook_config(&sink, ""));
+    let o = TestApp::start(&db, &hook_config(&sink, ""));
     reminder(&o, "follow-up-acme", &["hook"]);
 
     let sent = wait_for("the reminder sent on the third attempt", T, || {
@@ -140,7 +126,7 @@ fn a_4xx_is_permanent_and_408_429_are_not() {
     let db = TestDb::new();
     let sink = Sink::start();
     sink.respond_with(400);
-    let o = start(&db, &hook_config(&sink, ""));
+    let o = TestApp::start(&db, &hook_config(&sink, ""));
     reminder(&o, "bad-request", &["hook"]);
     let failed = wait_for("failed after one attempt", T, || {
         notifications(&o, "?state=failed").into_iter().next()
@@ -168,18 +154,15 @@ fn a_failed_job_notifies_through_the_routing_rules() {
     let db = TestDb::new();
     let sink = Sink::start();
     let routes = "[[notify.routes]]\nevents = [\"job.*\"]\nmin_severity = \"error\"\nchannels = [\"hook\"]\n";
-    let o = start(&db, &hook_config(&sink, routes));
+    let o = TestApp::start(&db, &hook_config(&sink, routes));
     // An http job against a port nobody listens on, no retries: one job.error (warning, not
     // routed: below min_severity) and one job.failed (error, routed to the hook).
-    create(
-        &o,
-        json!({
-            "name": "site-down", "kind": "http",
-            "schedule": {"at": Utc::now().to_rfc3339()},
-            "payload": {"url": "http://127.0.0.1:9/health", "timeout": "1s"},
-            "policy": {"max_retries": 0},
-        }),
-    );
+    o.create_job(&json!({
+        "name": "site-down", "kind": "http",
+        "schedule": {"at": Utc::now().to_rfc3339()},
+        "payload": {"url": "http://127.0.0.1:9/health", "timeout": "1s"},
+        "policy": {"max_retries": 0},
+    }));
     let sent = wait_for("job.failed delivered", T, || {
         notifications(&o, "?state=sent&channel=hook")
             .into_iter()
@@ -315,7 +298,7 @@ fn an_email_arrives_with_its_subject_and_a_stable_message_id() {
          tls = \"none\"\nfrom = \"overseer <overseer@example.org>\"\nto = [\"me@example.org\"]\ntimeout = \"5s\"\n",
         smtp.port
     );
-    let o = start(&db, &config);
+    let o = TestApp::start(&db, &config);
     reminder(&o, "interview-prep", &["mail"]);
     let mail = wait_for("the email received", T, || smtp.mails().into_iter().next());
     let sent = wait_for("recorded as sent", T, || {
@@ -363,7 +346,7 @@ fn kill_9_during_delivery_loses_nothing_and_repeats_only_with_the_same_key() {
     let sink = Sink::start();
     sink.hang(true);
     let config = hook_config(&sink, "");
-    let mut a = start(&db, &config);
+    let mut a = TestApp::start(&db, &config);
     for i in 0..5 {
         reminder(&a, &format!("r{i}"), &["hook"]);
     }
@@ -382,7 +365,7 @@ fn kill_9_during_delivery_loses_nothing_and_repeats_only_with_the_same_key() {
     sink.hang(false);
     // A new process on the same database: the claims expire (channel timeout 1 s + 5 s) and
     // every notification is delivered.
-    let b = start(&db, &config);
+    let b = TestApp::start(&db, &config);
     let sent = wait_for("all 5 sent after the restart", T, || {
         let items = notifications(&b, "?state=sent");
         (items.len() == 5).then_some(items)
@@ -415,7 +398,7 @@ struct Count {
 fn bad_notify_jobs_and_channels_are_refused_with_the_field() {
     let db = TestDb::new();
     let sink = Sink::start();
-    let o = start(&db, &hook_config(&sink, ""));
+    let o = TestApp::start(&db, &hook_config(&sink, ""));
     let bad = |payload: Value, path: &str| {
         let body =
             json!({"name": "x", "kind": "notify", "schedule": {"every": "1h"}, "payload": payload});
@@ -469,7 +452,7 @@ fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
     let db = TestDb::new();
     let sink = Sink::start();
     let config = hook_config(&sink, "");
-    let off = start(&db, &format!("[flags]\nnotifications = false\n{config}"));
+    let off = TestApp::start(&db, &format!("[flags]\nnotifications = false\n{config}"));
     off.logs.wait_json("the flag is logged at start", T, |v| {
         v["message"]
             .as_str()
@@ -493,7 +476,7 @@ fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
     assert_eq!(sink.total(), 0);
     drop(off);
 
-    let on = start(&db, &config);
+    let on = TestApp::start(&db, &config);
     let sent = wait_for("sent once the flag is on", T, || {
         notifications(&on, "?state=sent").into_iter().next()
     });
@@ -507,7 +490,7 @@ fn with_the_flag_off_rows_are_kept_and_go_out_once_it_is_on() {
 fn the_flag_switched_at_runtime_stops_and_resumes_delivery() {
     let db = TestDb::new();
     let sink = Sink::start();
-    let o = start(&db, &hook_config(&sink, ""));
+    let o = TestApp::start(&db, &hook_config(&sink, ""));
     reminder(&o, "before", &["hook"]);
     wait_for("the first reminder sent", T, || {
         (notifications(&o, "?state=sent").len() == 1).then_some(())
@@ -554,7 +537,7 @@ fn the_flag_switched_at_runtime_stops_and_resumes_delivery() {
 fn an_actor_restart_is_notified() {
     let db = TestDb::new();
     let sink = Sink::start();
-    let o = start(
+    let o = TestApp::start(
         &db,
         &format!(
             "[debug]\nfault_injection = true\n{}",
@@ -671,7 +654,7 @@ fn email_over_starttls_and_smtps_with_auth_verifies_the_server_against_a_private
         channel("untrusted", smtp.port, "starttls", ""),
         channel("smtps", smtps.port, "tls", &ca_line),
     );
-    let o = start(&db, &config);
+    let o = TestApp::start(&db, &config);
     reminder(&o, "over-tls", &["private"]);
     let mail = wait_for("the email received over TLS", T, || {
         smtp.mails().into_iter().next()

@@ -16,14 +16,7 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
 
-fn start(db: &TestDb, config: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(config).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
-fn put(o: &Overseer, name: &str, body: Value) -> Answer {
+fn put(o: &TestApp, name: &str, body: Value) -> Answer {
     request(
         "PUT",
         &o.url(&format!("/api/v1/quotas/{name}")),
@@ -33,7 +26,7 @@ fn put(o: &Overseer, name: &str, body: Value) -> Answer {
     )
 }
 
-fn consume(o: &Overseer, name: &str, cost: i64) -> Answer {
+fn consume(o: &TestApp, name: &str, cost: i64) -> Answer {
     o.post(
         &format!("/api/v1/quotas/{name}/consume"),
         Some(&o.tokens.operator),
@@ -70,7 +63,7 @@ fn used(db: &TestDb, quota: &str, kind: &str) -> i64 {
 #[test]
 fn the_api_creates_reads_consumes_and_refuses_with_retry_after() {
     let db = TestDb::new();
-    let o = start(
+    let o = TestApp::start(
         &db,
         "[[quotas]]\nname = \"declared\"\nlimits = { day = 5 }\ntimezone = \"Europe/Berlin\"\n",
     );
@@ -210,7 +203,7 @@ fn the_api_creates_reads_consumes_and_refuses_with_retry_after() {
 #[test]
 fn runs_over_quota_are_deferred_once_notified_and_resume() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     assert_eq!(
         put(&o, "site:actions", json!({"limits": {"day": 1}})).status,
         201
@@ -277,7 +270,7 @@ fn runs_over_quota_are_deferred_once_notified_and_resume() {
 #[test]
 fn a_failed_run_refunds_when_its_job_says_so() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     assert_eq!(
         put(&o, "mail:sends", json!({"limits": {"day": 10}})).status,
         201
@@ -313,7 +306,7 @@ fn a_failed_run_refunds_when_its_job_says_so() {
 #[test]
 fn with_enforcement_off_over_limit_use_is_admitted_and_counted() {
     let db = TestDb::new();
-    let o = start(&db, "[flags]\nquota_enforcement = false\n");
+    let o = TestApp::start(&db, "[flags]\nquota_enforcement = false\n");
     assert_eq!(put(&o, "q", json!({"limits": {"hour": 1}})).status, 201);
     assert_eq!(consume(&o, "q", 1).status, 200);
     assert_eq!(consume(&o, "q", 1).status, 200, "admitted over the limit");
@@ -334,7 +327,7 @@ fn with_enforcement_off_over_limit_use_is_admitted_and_counted() {
 fn four_processes_and_64_consumers_admit_exactly_the_limit() {
     const LIMIT: usize = 1000;
     let db = TestDb::new();
-    let mut nodes: Vec<Overseer> = (0..4).map(|_| start(&db, "")).collect();
+    let mut nodes: Vec<TestApp> = (0..4).map(|_| TestApp::start(&db, "")).collect();
     assert_eq!(
         put(&nodes[0], "hot", json!({"limits": {"day": LIMIT}})).status,
         201

@@ -14,23 +14,19 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
 
-fn op(o: &Overseer) -> Option<&str> {
+fn op(o: &TestApp) -> Option<&str> {
     Some(o.tokens.operator.as_str())
 }
 
-fn create(o: &Overseer, body: Value) -> Value {
-    let a = o.post("/api/v1/jobs", op(o), Some(&body.to_string()));
-    assert_eq!(a.status, 201, "create {body}: {}", a.text);
-    a.json()
+fn create(o: &TestApp, body: Value) -> Value {
+    o.create_job_as(op(o), &body)
 }
 
-fn runs_of(o: &Overseer, job: &str) -> Vec<Value> {
-    let a = o.get(&format!("/api/v1/runs?job={job}&limit=1000"), op(o));
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json()["items"].as_array().unwrap().clone()
+fn runs_of(o: &TestApp, job: &str) -> Vec<Value> {
+    o.runs(job)
 }
 
-fn wait_runs(o: &Overseer, job: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn wait_runs(o: &TestApp, job: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     wait_for(what, T, || {
         let runs = runs_of(o, job);
         pred(&runs).then_some(runs)
@@ -45,17 +41,10 @@ fn ago(secs: i64) -> String {
     (Utc::now() - chrono::Duration::seconds(secs)).to_rfc3339()
 }
 
-fn start(db: &TestDb, extra: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
 #[test]
 fn the_jobs_api_validates_every_field_and_never_answers_500() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     let cases: Vec<(Value, &[&str])> = vec![
         (
             json!({"name": "a", "kind": "noop", "schedule": {"cron": "0 25 * * *"}}),
@@ -240,7 +229,7 @@ fn the_jobs_api_validates_every_field_and_never_answers_500() {
 #[test]
 fn http_jobs_run_retry_and_end_as_dead_letters_that_can_be_requeued() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     let sink = Sink::start();
     let job = create(
         &o,
@@ -363,7 +352,7 @@ fn http_jobs_run_retry_and_end_as_dead_letters_that_can_be_requeued() {
 #[test]
 fn misfires_are_recorded_and_caught_up_per_policy() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     // Two minutes late with a 60 s grace: missed, then caught up as attempt 2, now.
     create(
         &o,
@@ -457,7 +446,7 @@ fn misfires_are_recorded_and_caught_up_per_policy() {
 #[test]
 fn timeouts_and_overlap_policies() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     create(
         &o,
         json!({"name": "slow", "kind": "noop", "payload": {"sleep_ms": 5000},
@@ -563,7 +552,7 @@ fn declarative_jobs_are_upserted_and_paused_when_removed() {
     );
     // Written the API's way: an audit row in the job's transaction, by `config`, naming the
     // file and the key it came from.
-    let audit = |o: &Overseer, job: &str| -> Vec<Value> {
+    let audit = |o: &TestApp, job: &str| -> Vec<Value> {
         let a = o.get(&format!("/api/v1/audit?target=job/{job}"), o.admin());
         assert_eq!(a.status, 200, "{}", a.text);
         a.json()["items"].as_array().unwrap().clone()
@@ -726,7 +715,7 @@ fn jobs_survive_restarts_and_kill_9() {
 #[test]
 fn old_runs_are_pruned_by_retention() {
     let db = TestDb::new();
-    let o = start(
+    let o = TestApp::start(
         &db,
         "[runs]\nretention = \"1s\"\nfailed_retention = \"1h\"\nprune_interval = \"1s\"",
     );
@@ -752,7 +741,7 @@ fn old_runs_are_pruned_by_retention() {
 fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
     const TOKEN: &str = "tok-9f8e7d6c5b4a";
     let db = TestDb::new();
-    let o = start(
+    let o = TestApp::start(
         &db,
         &format!("[browser.secrets]\nAPI_TOKEN = \"{TOKEN}\"\n"),
     );
@@ -810,7 +799,7 @@ fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
 
 /// Takes a one-slot node's slot with the job `blocker`: a request to the sink that hangs
 /// until the job's `timeout` ends it (the run then times out).
-fn hold_the_only_slot(o: &Overseer, sink: &Sink, timeout: &str) {
+fn hold_the_only_slot(o: &TestApp, sink: &Sink, timeout: &str) {
     sink.hang(true);
     create(
         o,
@@ -827,7 +816,7 @@ fn hold_the_only_slot(o: &Overseer, sink: &Sink, timeout: &str) {
 fn waiting_runs_start_by_priority_when_a_slot_frees() {
     let db = TestDb::new();
     let sink = Sink::start();
-    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
+    let o = TestApp::start(&db, "[scheduler]\nmax_concurrency = 1\n");
     hold_the_only_slot(&o, &sink, "2s");
     // Four runs wait for it, triggered lowest priority first.
     let never = json!({"cron": "0 0 29 2 *", "timezone": "UTC"});
@@ -874,7 +863,7 @@ fn waiting_runs_start_by_priority_when_a_slot_frees() {
 fn due_jobs_wait_for_a_slot_without_becoming_misses() {
     let db = TestDb::new();
     let sink = Sink::start();
-    let o = start(&db, "[scheduler]\nmax_concurrency = 1\n");
+    let o = TestApp::start(&db, "[scheduler]\nmax_concurrency = 1\n");
     hold_the_only_slot(&o, &sink, "4s");
     // Due now with a 2 s grace: held back for about 1 s, then fired (pending), run at 4 s.
     create(
@@ -917,7 +906,7 @@ fn due_jobs_wait_for_a_slot_without_becoming_misses() {
 #[test]
 fn a_cancel_raced_by_pause_resume_and_trigger_stays_cancelled() {
     let db = TestDb::new();
-    let o = start(&db, "");
+    let o = TestApp::start(&db, "");
     let rounds = 40;
     let mut refused = HashMap::<&str, usize>::new();
     for round in 0..rounds {

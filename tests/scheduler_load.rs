@@ -11,13 +11,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(60);
 
-fn start(db: &TestDb, extra: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(extra).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
 /// Inserts `n` http jobs due now (straight into the table, for speed).
 fn insert_due_http_jobs(db: &TestDb, n: usize, url: &str) {
     use diesel::RunQueryDsl;
@@ -39,8 +32,8 @@ fn three_processes_share_ten_thousand_fires_with_zero_double_executions() {
     let db = TestDb::migrated();
     let sink = Sink::start();
     insert_due_http_jobs(&db, 10_000, &sink.url);
-    let nodes: Vec<Overseer> = (0..3)
-        .map(|_| start(&db, "[scheduler]\nmax_concurrency = 64\nbatch_size = 500"))
+    let nodes: Vec<TestApp> = (0..3)
+        .map(|_| TestApp::start(&db, "[scheduler]\nmax_concurrency = 64\nbatch_size = 500"))
         .collect();
     wait_for("10,000 fires at the sink", Duration::from_secs(120), || {
         (sink.counts().len() >= 10_000).then_some(())
@@ -263,7 +256,7 @@ fn terminated_connections_lose_no_claimed_run() {
     }
     // A lost run would sit `running` until the zombie detector rescues it (and, with no
     // retries, dead-letters it): make that visible within the test.
-    let o = start(
+    let o = TestApp::start(
         &db,
         "[node]\nheartbeat_interval = \"500ms\"\n\
          [scheduler]\nmax_concurrency = 32\nheartbeat_interval = \"500ms\"\n\
@@ -376,7 +369,7 @@ fn a_crashed_executor_hands_its_runs_back_at_restart() {
     let sink = Sink::start();
     sink.hang(true);
     // The zombie detector would only act after an hour here.
-    let o = start(
+    let o = TestApp::start(
         &db,
         "[debug]\nfault_injection = true\n\
          [zombie]\nheartbeat_timeout = \"1h\"\nnode_timeout = \"1h\"",

@@ -23,11 +23,8 @@ fn config() -> String {
     format!("{FAST}[browser.secrets]\nSOCIAL_PASSWORD = \"{SECRET}\"\n")
 }
 
-fn start(db: &TestDb) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(&config()).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
+fn start(db: &TestDb) -> TestApp {
+    TestApp::start(db, &config())
 }
 
 /// Five contacts with a birthday on the site's today, two without.
@@ -62,12 +59,7 @@ fn example(file: &str, site: &Social, name: &str) -> Value {
     job
 }
 
-fn create(o: &Overseer, job: &Value) {
-    let a = o.post("/api/v1/jobs", o.admin(), Some(&job.to_string()));
-    assert_eq!(a.status, 201, "{}", a.text);
-}
-
-fn put_quota(o: &Overseer, name: &str, day: i64) {
+fn put_quota(o: &TestApp, name: &str, day: i64) {
     let a = o.put(
         &format!("/api/v1/quotas/{name}"),
         o.admin(),
@@ -77,7 +69,7 @@ fn put_quota(o: &Overseer, name: &str, day: i64) {
 }
 
 /// Triggers the job and waits for that run (and its retries) to end.
-fn trigger_and_finish(o: &Overseer, job: &str) -> Value {
+fn trigger_and_finish(o: &TestApp, job: &str) -> Value {
     let a = o.post(&format!("/api/v1/jobs/{job}/trigger"), o.admin(), None);
     assert_eq!(a.status, 201, "{}", a.text);
     let fire_at = a.json()["fire_at"].as_str().unwrap().to_string();
@@ -85,7 +77,7 @@ fn trigger_and_finish(o: &Overseer, job: &str) -> Value {
 }
 
 /// The latest attempt of the fire at `fire_at`, once it is terminal.
-fn finished_fire(o: &Overseer, job: &str, fire_at: &str) -> Value {
+fn finished_fire(o: &TestApp, job: &str, fire_at: &str) -> Value {
     wait_for(&format!("the run of {job} at {fire_at}"), T, || {
         let runs = o.get(&format!("/api/v1/runs?job={job}"), o.admin()).json();
         let latest = runs["items"]
@@ -116,10 +108,7 @@ fn birthday_greetings_respect_the_quota_and_never_go_twice() {
     let social = site();
     let o = start(&db);
     put_quota(&o, "social:messages", 3);
-    create(
-        &o,
-        &example("birthday-greetings.json", &social, "birthdays"),
-    );
+    o.create_job(&example("birthday-greetings.json", &social, "birthdays"));
 
     // Day one: 5 birthdays, room for 3.
     let run = trigger_and_finish(&o, "birthdays");
@@ -194,9 +183,9 @@ fn birthday_greetings_respect_the_quota_and_never_go_twice() {
 
 /// Creates the birthday job, holds the site's sends and triggers it: returns the fire once
 /// the first send (to c1) reached the site and hangs there.
-fn trigger_until_a_send_hangs(a: &Overseer, social: &Social) -> String {
+fn trigger_until_a_send_hangs(a: &TestApp, social: &Social) -> String {
     put_quota(a, "social:messages", 20);
-    create(a, &example("birthday-greetings.json", social, "birthdays"));
+    a.create_job(&example("birthday-greetings.json", social, "birthdays"));
     social.hold_sends(true);
     let t = a.post("/api/v1/jobs/birthdays/trigger", a.admin(), None);
     assert_eq!(t.status, 201, "{}", t.text);
@@ -209,7 +198,7 @@ fn trigger_until_a_send_hangs(a: &Overseer, social: &Social) -> String {
 
 /// After a send was cut off: the run that went on reported c1's block uncertain and did not
 /// repeat it, everyone else was messaged once, and the key is listed uncertain.
-fn only_the_cut_off_send_is_uncertain(b: &Overseer, run: &Value, social: &Social) {
+fn only_the_cut_off_send_is_uncertain(b: &TestApp, run: &Value, social: &Social) {
     let uncertain = run["output"]["uncertain"].as_array().unwrap();
     assert_eq!(uncertain.len(), 1, "{run}");
     assert!(
@@ -299,7 +288,7 @@ fn two_nodes_running_the_same_job_never_message_a_contact_twice() {
     put_quota(&a, "social:messages", 20);
     let mut job = example("birthday-greetings.json", &social, "birthdays");
     job["policy"]["overlap"] = json!("allow");
-    create(&a, &job);
+    a.create_job(&job);
     let (ta, tb) = std::thread::scope(|s| {
         let ta = s.spawn(|| a.post("/api/v1/jobs/birthdays/trigger", a.admin(), None));
         let tb = s.spawn(|| b.post("/api/v1/jobs/birthdays/trigger", b.admin(), None));
@@ -333,11 +322,8 @@ fn application_statuses_notify_only_when_they_change() {
         ("a3", "Initech", "Applied"),
     ]);
     let o = start(&db);
-    create(
-        &o,
-        &example("application-status.json", &social, "applications"),
-    );
-    let notices = |o: &Overseer| -> Vec<String> {
+    o.create_job(&example("application-status.json", &social, "applications"));
+    let notices = |o: &TestApp| -> Vec<String> {
         let n = o
             .get(
                 "/api/v1/notifications?event=run.notice&limit=100",
@@ -398,7 +384,7 @@ fn a_loop_survives_navigation_and_conditions_see_the_page() {
                         "else": [{"goto": {"url": list}}]}},
                 {"wait_for": {"selector": ".application"}},
                 {"extract": {"selector": ":scope .status", "into": "statuses"}}]}}]}});
-    create(&o, &job);
+    o.create_job(&job);
     let run = trigger_and_finish(&o, "details");
     assert_eq!(run["state"], "succeeded", "{run}");
     let vars = &run["output"]["extracted"];
@@ -517,7 +503,7 @@ fn script_errors_name_their_step() {
     for (name, steps) in &cases {
         let mut j = job(name, steps.clone());
         j["policy"] = json!({"max_retries": 0});
-        create(&o, &j);
+        o.create_job(&j);
     }
     let hole = trigger_and_finish(&o, "hole");
     assert_eq!(hole["state"], "failed", "{hole}");

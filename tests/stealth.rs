@@ -16,19 +16,15 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(90);
 
-fn start(db: &TestDb, extra: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn
-        .toml(&format!(
-            "[browser]\nidle_timeout = \"60s\"\nstep_timeout = \"15s\"\n{extra}"
-        ))
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
+fn start(db: &TestDb, extra: &str) -> TestApp {
+    TestApp::start(
+        db,
+        &format!("[browser]\nidle_timeout = \"60s\"\nstep_timeout = \"15s\"\n{extra}"),
+    )
 }
 
 /// Every step type on the probe page, then its report.
-fn probe(o: &Overseer, probes: &Probes, name: &str) -> Value {
+fn probe(o: &TestApp, probes: &Probes, name: &str) -> Value {
     let steps = json!([
         {"goto": {"url": probes.url("/probe"), "wait_until": "load"}},
         {"wait_for": {"selector": "#late", "state": "visible"}},

@@ -16,19 +16,12 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
 
-fn start(db: &TestDb, toml: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(toml).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
 #[test]
 fn a_runs_trace_nests_its_quota_gate_work_browser_run_and_steps() {
     let db = TestDb::new();
     let receiver = Receiver::start();
     let pages = Pages::start();
-    let o = start(
+    let o = TestApp::start(
         &db,
         &format!(
             "[traces]\nenabled = true\nendpoint = \"{}\"\nservice_name = \"overseer-test\"\nexport_interval = \"200ms\"\n\
@@ -135,7 +128,7 @@ fn a_runs_trace_nests_its_quota_gate_work_browser_run_and_steps() {
 fn a_failed_run_is_an_error_span_and_traces_are_off_by_default() {
     let db = TestDb::new();
     let receiver = Receiver::start();
-    let o = start(
+    let o = TestApp::start(
         &db,
         &format!(
             "[traces]\nenabled = true\nendpoint = \"{}\"\nexport_interval = \"200ms\"\n",

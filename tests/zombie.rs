@@ -10,7 +10,7 @@ use chrono::Utc;
 use common::*;
 use diesel::RunQueryDsl;
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 /// The test configuration of the issue: 1 s sweeps, 3 s node timeout, 2 s lease.
@@ -18,27 +18,15 @@ const FAST: &str = "[node]\nheartbeat_interval = \"500ms\"\n\
 [scheduler]\nheartbeat_interval = \"500ms\"\n\
 [zombie]\nsweep_interval = \"1s\"\nnode_timeout = \"3s\"\nheartbeat_timeout = \"10s\"\nlease = \"2s\"";
 
-fn start(db: &TestDb, extra: &str) -> Overseer {
-    start_with(db, &format!("{FAST}\n{extra}"))
+fn start(db: &TestDb, extra: &str) -> TestApp {
+    TestApp::start(db, &format!("{FAST}\n{extra}"))
 }
 
-fn start_with(db: &TestDb, config: &str) -> Overseer {
-    let (spawn, tmp) = Spawn::with_db(db);
-    let o = spawn.toml(config).start_with_tmp(Some(tmp));
-    o.wait_ready(T);
-    o
-}
-
-fn node_id(o: &Overseer) -> String {
+fn node_id(o: &TestApp) -> String {
     o.get("/api/v1/leader", o.admin()).json()["this_node"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn create(o: &Overseer, body: Value) {
-    let a = o.post("/api/v1/jobs", o.admin(), Some(&body.to_string()));
-    assert_eq!(a.status, 201, "{}", a.text);
 }
 
 #[derive(diesel::QueryableByName, Debug)]
@@ -66,16 +54,13 @@ fn runs(db: &TestDb) -> Vec<RunRow> {
     .unwrap()
 }
 
-fn long_jobs(o: &Overseer, n: usize, sleep_ms: u64) {
+fn long_jobs(o: &TestApp, n: usize, sleep_ms: u64) {
     for i in 0..n {
-        create(
-            o,
-            json!({
-                "name": format!("long-{i}"), "kind": "noop", "payload": {"sleep_ms": sleep_ms},
-                "schedule": {"at": Utc::now().to_rfc3339()},
-                "policy": {"max_retries": 1, "retry_delays": ["0s"]},
-            }),
-        );
+        o.create_job(&json!({
+            "name": format!("long-{i}"), "kind": "noop", "payload": {"sleep_ms": sleep_ms},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "policy": {"max_retries": 1, "retry_delays": ["0s"]},
+        }));
     }
 }
 
@@ -217,7 +202,7 @@ fn a_stale_heartbeat_is_a_zombie_and_the_local_worker_is_cancelled() {
             "[scheduler]\nheartbeat_interval = \"500ms\"",
             "[scheduler]\nheartbeat_interval = \"2s\"",
         );
-    let o = start_with(&db, &config);
+    let o = TestApp::start(&db, &config);
     long_jobs(&o, 1, 600_000);
     wait_for("the run in flight", T, || {
         runs(&db).iter().any(|r| r.state == "running").then_some(())
@@ -253,7 +238,7 @@ fn leadership_fails_over_within_two_leases() {
     let db = TestDb::new();
     let a = start(&db, "");
     let b = start(&db, "");
-    let leader_of = |o: &Overseer| o.get("/api/v1/leader", o.admin()).json();
+    let leader_of = |o: &TestApp| o.get("/api/v1/leader", o.admin()).json();
     let first = wait_for("a leader", T, || {
         let l = leader_of(&a);
         l["lease"]["node_id"].as_str().map(str::to_string)

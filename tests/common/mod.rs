@@ -177,7 +177,7 @@ pub struct Spawn {
     pub workdir: Option<PathBuf>,
 }
 
-pub struct Overseer {
+pub struct TestApp {
     pub child: Child,
     pub addr: String,
     pub logs: Logs,
@@ -239,11 +239,11 @@ impl Spawn {
     }
 
     /// Starts the process; returns once it logged its listening address.
-    pub fn start(self) -> Overseer {
+    pub fn start(self) -> TestApp {
         self.start_with_tmp(None)
     }
 
-    pub fn start_with_tmp(self, tmp: Option<tempfile::TempDir>) -> Overseer {
+    pub fn start_with_tmp(self, tmp: Option<tempfile::TempDir>) -> TestApp {
         std::fs::create_dir_all(&self.state_dir).unwrap();
         let (admin, a) = token_entry("test-admin", "admin");
         let (operator, o) = token_entry("test-operator", "operator");
@@ -312,7 +312,7 @@ impl Spawn {
                 }
             });
         }
-        let mut o = Overseer {
+        let mut o = TestApp {
             child,
             addr: String::new(),
             logs,
@@ -388,7 +388,56 @@ pub fn request(
     }
 }
 
-impl Overseer {
+/// How long the harness waits for an app to be ready and for a run to end.
+pub const APP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl TestApp {
+    /// An overseer on a fresh test database and a private state dir, with `toml` layered
+    /// over the defaults, once it is ready.
+    pub fn start(db: &TestDb, toml: &str) -> TestApp {
+        let (spawn, tmp) = Spawn::with_db(db);
+        let app = spawn.toml(toml).start_with_tmp(Some(tmp));
+        app.wait_ready(APP_TIMEOUT);
+        app
+    }
+
+    /// Creates a job as the admin (201 expected); returns it.
+    pub fn create_job(&self, body: &Value) -> Value {
+        self.create_job_as(self.admin(), body)
+    }
+
+    /// Creates a job with `token` (201 expected); returns it.
+    pub fn create_job_as(&self, token: Option<&str>, body: &Value) -> Value {
+        let a = self.post("/api/v1/jobs", token, Some(&body.to_string()));
+        assert_eq!(a.status, 201, "create {body}: {}", a.text);
+        a.json()
+    }
+
+    /// Every run of `job`, newest first.
+    pub fn runs(&self, job: &str) -> Vec<Value> {
+        let a = self.get(&format!("/api/v1/runs?job={job}&limit=1000"), self.admin());
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The latest run of `job` once `pred` holds for it.
+    pub fn wait_run(&self, job: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(&format!("a run of {job}"), timeout, || {
+            self.runs(job).into_iter().next().filter(|r| pred(r))
+        })
+    }
+
+    /// The latest run of `job` once it has ended (any state but pending, running and
+    /// deferred).
+    pub fn finished_run(&self, job: &str, timeout: Duration) -> Value {
+        self.wait_run(job, timeout, |r| {
+            !matches!(
+                r["state"].as_str(),
+                Some("pending" | "running" | "deferred") | None
+            )
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -436,7 +485,7 @@ impl Overseer {
     }
 }
 
-impl Drop for Overseer {
+impl Drop for TestApp {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
