@@ -27,7 +27,7 @@ use super::ApiState;
 use crate::db::audit::{self as db_audit, Entry, Filter, Row};
 
 /// Every route that changes something, with its action's name (method, route template,
-/// action). `tests/api.rs` checks it against the route table: every write method is here
+/// action). `tests/api/audit.rs` checks it against the route table: every write method is here
 /// or in [`NOT_AUDITED`].
 pub const ACTIONS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/actors/{name}/crash", "actor.crash"),

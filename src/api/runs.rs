@@ -313,7 +313,7 @@ async fn running_run(state: &ApiState, id: Uuid) -> Result<Run, ApiError> {
             DbError::NotFound => ApiError::not_found("no such run"),
             e => e.into(),
         })?;
-    if run.state != RunState::Running.as_str() {
+    if run.state != RunState::Running {
         return Err(ApiError::conflict("the run is not running"));
     }
     Ok(run)

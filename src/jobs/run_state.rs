@@ -84,6 +84,19 @@ impl RunState {
     }
 }
 
+/// A stored state that is none of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown run state `{0}`")]
+pub struct UnknownRunState(pub String);
+
+impl TryFrom<String> for RunState {
+    type Error = UnknownRunState;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownRunState(s))
+    }
+}
+
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

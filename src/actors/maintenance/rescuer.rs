@@ -45,7 +45,9 @@ pub fn judge(
         |t: Option<chrono::DateTime<Utc>>| t.map(|t| (run.db_now - t).to_std().unwrap_or_default());
     let node_lost = run.node_stopped_at.is_some()
         || match age(run.node_last_seen) {
-            None => true,
+            // No node row: gone, or not written yet (a node that has just started may claim a
+            // run before its node actor has registered it). The run's own signs of life decide.
+            None => age(run.heartbeat_at.or(run.started_at)).is_none_or(|a| a > cfg.node_timeout),
             Some(a) => a > cfg.node_timeout,
         };
     if node_lost {
@@ -171,3 +173,63 @@ impl Handler<SweepNow> for Rescuer {
 }
 
 crate::supervised_actor!(Rescuer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn run(heartbeat: &str, node_last_seen: Option<&str>, stopped: bool) -> RunningRun {
+        RunningRun {
+            id: uuid::Uuid::nil(),
+            node_id: Some(uuid::Uuid::nil()),
+            started_at: Some(at(heartbeat)),
+            heartbeat_at: Some(at(heartbeat)),
+            policy: serde_json::json!({}),
+            node_last_seen: node_last_seen.map(at),
+            node_stopped_at: stopped.then(|| at("2026-12-01T09:00:00Z")),
+            db_now: at("2026-12-01T09:00:10Z"),
+        }
+    }
+
+    fn config() -> crate::config::Config {
+        crate::config::load(&crate::config::Sources::default())
+            .unwrap()
+            .config
+    }
+
+    /// A node that has just started may claim a run before its row exists: its fresh run is
+    /// no zombie; a run whose node row is gone and which shows no life is.
+    #[test]
+    fn a_run_without_a_node_row_is_judged_by_its_own_signs_of_life() {
+        let c = config();
+        let (z, d) = (&c.zombie, &c.scheduler.defaults);
+        assert_eq!(judge(&run("2026-12-01T09:00:09Z", None, false), z, d), None);
+        assert_eq!(
+            judge(&run("2026-12-01T08:00:00Z", None, false), z, d),
+            Some("node_lost")
+        );
+        assert_eq!(
+            judge(
+                &run("2026-12-01T09:00:09Z", Some("2026-12-01T09:00:09Z"), true),
+                z,
+                d
+            ),
+            Some("node_lost"),
+            "a stopped node's run"
+        );
+        assert_eq!(
+            judge(
+                &run("2026-12-01T09:00:09Z", Some("2026-12-01T09:00:09Z"), false),
+                z,
+                d
+            ),
+            None
+        );
+    }
+}

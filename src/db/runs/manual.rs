@@ -46,7 +46,7 @@ pub fn requeue(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<
             .first(conn)
             .map_err(DbError::from)?;
         if !["failed", "timed_out", "zombie", "missed"].contains(&run.state.as_str()) {
-            return Err(RequeueError::NotDead(run.state));
+            return Err(RequeueError::NotDead(run.state.to_string()));
         }
         let latest: i32 = runs::table
             .filter(runs::job_id.eq(run.job_id))

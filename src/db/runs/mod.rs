@@ -33,7 +33,7 @@ use crate::db::DbError;
 use crate::jobs::plan::PlannedRun;
 use crate::jobs::run_state::RunState;
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema, QueryableByName)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = runs)]
 pub struct Run {
     pub id: Uuid,
@@ -41,7 +41,9 @@ pub struct Run {
     /// The scheduled time this run belongs to.
     pub fire_at: DateTime<Utc>,
     pub attempt: i32,
-    pub state: String,
+    /// `jobs::run_state` (its transitions are there).
+    #[diesel(deserialize_as = String)]
+    pub state: RunState,
     pub node_id: Option<Uuid>,
     pub priority: i16,
     /// The job's overlap policy when the run was created.
