@@ -1,9 +1,16 @@
-//! The one HTTP/1.1 request reader of the test servers (`sink.rs`, `pages.rs`): request line,
-//! headers (names lower-cased) and a `content-length` body, on a kept-alive connection.
+//! The one loopback server of the tests ([`Server`]: `pages.rs`, `sink.rs`, `social.rs`,
+//! `probes.rs`, `otlp.rs` are handlers on it) and its HTTP/1.1 request reader: request
+//! line, headers (names lower-cased) and a `content-length` body, on a kept-alive
+//! connection.
+
+#![allow(dead_code)] // Shared by tests and benches; each uses a part.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Request {
     pub method: String,
@@ -48,4 +55,102 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         headers,
         body,
     })
+}
+
+/// An HTTP response of a test server.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn write_to(&self, mut out: &TcpStream) -> std::io::Result<()> {
+        let mut head = format!("HTTP/1.1 {} X\r\n", self.status);
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+        out.write_all(head.as_bytes())?;
+        out.write_all(&self.body)
+    }
+}
+
+/// What a test server does with a request.
+pub enum Reply {
+    Send(Response),
+    /// Close the connection without an answer (a request cut off on its way).
+    Drop,
+}
+
+/// The one loopback test server: `handler` answers each request (it may block: every
+/// connection has a thread of its own, kept alive across requests); stopped when dropped.
+pub struct Server {
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn start(
+        read_timeout: Duration,
+        handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let handler = handler.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(read_timeout));
+                    let Ok(read_half) = conn.try_clone() else {
+                        return;
+                    };
+                    let mut reader = BufReader::new(read_half);
+                    while let Some(req) = read_request(&mut reader) {
+                        match handler(req) {
+                            Reply::Send(res) => {
+                                if res.write_to(&conn).is_err() {
+                                    return;
+                                }
+                            }
+                            Reply::Drop => return,
+                        }
+                    }
+                });
+            }
+        });
+        Server { addr, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblock accept().
+        let _ = TcpStream::connect(&self.addr);
+    }
 }

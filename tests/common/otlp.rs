@@ -1,9 +1,10 @@
 //! A small OTLP/HTTP trace receiver on loopback: it decodes each `POST /v1/traces`
 //! (protobuf) and keeps every span with its resource's service name.
 
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::http::{Reply, Request, Response, Server};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -35,22 +36,18 @@ pub struct Receiver {
     pub addr: String,
     spans: Arc<Mutex<Vec<Span>>>,
     pub bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    server: Option<Arc<Server>>,
 }
 
 impl Receiver {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let r = Receiver {
-            addr: listener.local_addr().unwrap().to_string(),
-            ..Default::default()
-        };
+        let mut r = Receiver::default();
         let me = r.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let me = me.clone();
-                std::thread::spawn(move || me.serve(conn));
-            }
+        let server = Server::start(Duration::from_secs(60), move |req| {
+            Reply::Send(me.answer(req))
         });
+        r.addr = server.addr.clone();
+        r.server = Some(Arc::new(server));
         r
     }
 
@@ -62,9 +59,8 @@ impl Receiver {
         self.spans.lock().unwrap().clone()
     }
 
-    fn serve(&self, conn: TcpStream) {
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        while let Some(req) = super::http::read_request(&mut reader) {
+    fn answer(&self, req: Request) -> Response {
+        {
             let ok = req.method == "POST" && req.path == "/v1/traces";
             if ok {
                 self.bodies.lock().unwrap().push(req.body.clone());
@@ -107,13 +103,11 @@ impl Receiver {
                     }
                 }
             }
-            let status = if ok { "200 OK" } else { "404 Not Found" };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
-            );
-            if (&conn).write_all(head.as_bytes()).is_err() {
-                return;
-            }
+            Response::new(
+                if ok { 200 } else { 404 },
+                "application/x-protobuf",
+                Vec::new(),
+            )
         }
     }
 }

@@ -2,30 +2,31 @@
 //! by XHR, a form with every input kind, a login that sets a cookie, and a slow page.
 
 #![allow(dead_code)] // Shared by tests and benches; each uses a part.
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+
+use super::http::{Reply, Request, Response, Server};
 
 pub struct Pages {
     pub base: String,
     hits: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _server: Server,
 }
 
 impl Pages {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (h, d) = (hits.clone(), down.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (h, d) = (h.clone(), d.clone());
-                std::thread::spawn(move || serve(conn, &h, &d));
-            }
+        let server = Server::start(Duration::from_secs(30), move |req| {
+            Reply::Send(answer(req, &h, &d))
         });
-        Self { base, hits, down }
+        Self {
+            base: format!("http://{}", server.addr),
+            hits,
+            down,
+            _server: server,
+        }
     }
 
     /// `/flaky` answers an error page while down.
@@ -63,14 +64,12 @@ fn html(body: &str) -> String {
     format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>t</title></head><body>{body}</body></html>")
 }
 
-fn serve(
-    conn: TcpStream,
+fn answer(
+    req: Request,
     hits: &std::sync::Mutex<Vec<(String, Instant)>>,
     down: &std::sync::atomic::AtomicBool,
-) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    while let Some(req) = super::http::read_request(&mut reader) {
+) -> Response {
+    {
         let (method, path, body) = (req.method, req.path, req.body);
         let cookie = req.headers.get("cookie").cloned().unwrap_or_default();
         hits.lock().unwrap().push((path.clone(), Instant::now()));
@@ -180,15 +179,13 @@ fn serve(
             }
             _ => (404, html("not found")),
         };
-        let mut reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", text.len());
-        for (k, v) in headers {
-            reply.push_str(&format!("{k}: {v}\r\n"));
-        }
-        reply.push_str("\r\n");
-        reply.push_str(&text);
-        let mut w = &conn;
-        if w.write_all(reply.as_bytes()).is_err() {
-            return;
+        Response {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            body: text.into_bytes(),
         }
     }
 }

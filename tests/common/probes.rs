@@ -8,9 +8,10 @@
 
 #![allow(dead_code)]
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::http::{Reply, Request, Response, Server};
 
 /// Each request's path and headers, in order.
 type Log = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
@@ -18,21 +19,21 @@ type Log = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
 pub struct Probes {
     pub base: String,
     requests: Log,
+    _server: Server,
 }
 
 impl Probes {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let r = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let r = r.clone();
-                std::thread::spawn(move || serve(conn, &r));
-            }
+        let server = Server::start(Duration::from_secs(60), move |req| {
+            Reply::Send(answer(req, &r))
         });
-        Self { base, requests }
+        Self {
+            base: format!("http://{}", server.addr),
+            requests,
+            _server: server,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -51,9 +52,8 @@ impl Probes {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Log) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    while let Some(req) = super::http::read_request(&mut reader) {
+fn answer(req: Request, requests: &Log) -> Response {
+    {
         let path = req.path.split('?').next().unwrap_or("/").to_string();
         requests.lock().unwrap().push((path.clone(), req.headers));
         let (ctype, body) = match path.as_str() {
@@ -65,20 +65,14 @@ fn serve(conn: TcpStream, requests: &Log) {
             "/sw.js" => ("text/javascript", format!("{WORKER}\nself.addEventListener('install', () => self.skipWaiting());\nself.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));\nself.onmessage = async (e) => e.ports[0].postMessage(await report());")),
             _ => ("text/plain", "not found".to_string()),
         };
-        let status = if ctype == "text/plain" {
-            "404 Not Found"
-        } else {
-            "200 OK"
-        };
+        let status = if ctype == "text/plain" { 404 } else { 200 };
         // Ask for the high-entropy hints on the wire too, as sites that use them do.
-        let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\naccept-ch: Sec-CH-UA-Full-Version-List, Sec-CH-UA-Arch, Sec-CH-UA-Platform-Version\r\ncache-control: no-store\r\n\r\n",
-            body.len()
-        );
-        let mut out = conn.try_clone().unwrap();
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(body.as_bytes()).is_err() {
-            return;
-        }
+        Response::new(status, ctype, body)
+            .header(
+                "accept-ch",
+                "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Arch, Sec-CH-UA-Platform-Version",
+            )
+            .header("cache-control", "no-store")
     }
 }
 

@@ -3,11 +3,11 @@
 //! headers and body, and can answer with a chosen status, fail the first N calls, or hang.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::http::{Reply, Request, Response, Server};
 
 /// One request as received (header names lower-cased).
 #[derive(Debug, Clone)]
@@ -35,26 +35,20 @@ struct State {
 pub struct Sink {
     pub url: String,
     state: Arc<State>,
+    _server: Server,
 }
 
 impl Sink {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let state = Arc::new(State::default());
         state.status.store(200, Ordering::SeqCst);
         let s = state.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || serve(conn, &s));
-            }
-        });
-        Self { url, state }
+        let server = Server::start(Duration::from_secs(10), move |req| answer(req, &s));
+        Self {
+            url: server.url("/hook"),
+            state,
+            _server: server,
+        }
     }
 
     /// Answers every later request with `status`.
@@ -103,57 +97,42 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
+        // Hung requests end (the server itself stops when dropped).
         self.state.stop.store(true, Ordering::SeqCst);
         self.state.hang.store(false, Ordering::SeqCst);
-        // Unblock accept().
-        let _ = TcpStream::connect(
-            self.url
-                .trim_start_matches("http://")
-                .trim_end_matches("/hook"),
-        );
     }
 }
 
-fn serve(conn: TcpStream, s: &State) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    while let Some(req) = super::http::read_request(&mut reader) {
-        let super::http::Request { headers, body, .. } = req;
-        let key = headers.get("idempotency-key").cloned();
-        let mut hung = false;
-        if s.hang.load(Ordering::SeqCst) {
-            s.hanging.fetch_add(1, Ordering::SeqCst);
-            hung = true;
-        }
-        while s.hang.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if hung {
-            s.hanging.fetch_sub(1, Ordering::SeqCst);
-            if s.lose_hung.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-        s.total.fetch_add(1, Ordering::SeqCst);
-        if let Some(k) = key {
-            *s.by_key.lock().unwrap().entry(k).or_default() += 1;
-        }
-        s.requests.lock().unwrap().push(Received { headers, body });
-        let failing = s
-            .fail_first
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        let status = if failing {
-            503
-        } else {
-            s.status.load(Ordering::SeqCst)
-        };
-        let reply = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
-        );
-        let mut w = &conn;
-        if w.write_all(reply.as_bytes()).is_err() {
-            return;
+fn answer(req: Request, s: &State) -> Reply {
+    let Request { headers, body, .. } = req;
+    let key = headers.get("idempotency-key").cloned();
+    let mut hung = false;
+    if s.hang.load(Ordering::SeqCst) {
+        s.hanging.fetch_add(1, Ordering::SeqCst);
+        hung = true;
+    }
+    while s.hang.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if hung {
+        s.hanging.fetch_sub(1, Ordering::SeqCst);
+        if s.lose_hung.load(Ordering::SeqCst) {
+            return Reply::Drop;
         }
     }
+    s.total.fetch_add(1, Ordering::SeqCst);
+    if let Some(k) = key {
+        *s.by_key.lock().unwrap().entry(k).or_default() += 1;
+    }
+    s.requests.lock().unwrap().push(Received { headers, body });
+    let failing = s
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let status = if failing {
+        503
+    } else {
+        s.status.load(Ordering::SeqCst)
+    };
+    Reply::Send(Response::new(status, "text/plain", "ok"))
 }

@@ -6,10 +6,10 @@
 
 #![allow(dead_code)]
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+use super::http::{Reply, Request, Response, Server};
 
 #[derive(Clone)]
 pub struct Contact {
@@ -35,12 +35,11 @@ struct State {
 pub struct Social {
     pub base: String,
     state: Arc<(Mutex<State>, Condvar)>,
+    _server: Arc<Server>,
 }
 
 impl Social {
     pub fn start(contacts: Vec<Contact>, today: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new((
             Mutex::new(State {
                 contacts,
@@ -50,13 +49,14 @@ impl Social {
             Condvar::new(),
         ));
         let s = state.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let s = s.clone();
-                std::thread::spawn(move || serve(conn, &s));
-            }
+        let server = Server::start(Duration::from_secs(60), move |req| {
+            Reply::Send(answer(req, &s))
         });
-        Self { base, state }
+        Self {
+            base: format!("http://{}", server.addr),
+            state,
+            _server: Arc::new(server),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -110,10 +110,8 @@ document.getElementById('send').addEventListener('click', async () => {
 });
 </script>"#;
 
-fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    while let Some(req) = super::http::read_request(&mut reader) {
+fn answer(req: Request, state: &Arc<(Mutex<State>, Condvar)>) -> Response {
+    {
         let cookie = req.headers.get("cookie").cloned().unwrap_or_default();
         let user = cookie
             .split(';')
@@ -226,15 +224,13 @@ fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>) {
             }
             _ => (404, html("<h1>not found</h1>")),
         };
-        let mut reply = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", text.len());
-        for (k, v) in &headers {
-            reply.push_str(&format!("{k}: {v}\r\n"));
-        }
-        reply.push_str("\r\n");
-        reply.push_str(&text);
-        let mut w = &conn;
-        if w.write_all(reply.as_bytes()).is_err() {
-            return;
+        Response {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            body: text.into_bytes(),
         }
     }
 }
