@@ -129,11 +129,25 @@ run_error_kinds! {
     Overlap = "overlap", site: false;
     /// Fired later than `misfire_grace`.
     Misfire = "misfire", site: false;
+
+    // Rescued by the leader's rescuer (the run's `zombie` reason).
+    /// Its node is gone, stopped, or silent for longer than `zombie.node_timeout`.
+    NodeLost = "node_lost", site: false;
+    /// Its heartbeat is older than `zombie.heartbeat_timeout`.
+    HeartbeatTimeout = "heartbeat_timeout", site: false;
+    /// A kind this version does not know (stored by another version of overseer).
+    Unknown = "unknown", site: false;
 }
 
 impl RunErrorKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// A stored kind: one of ours, or `Unknown` (a row written by another version must
+    /// still be listed).
+    pub fn from_stored(s: &str) -> Self {
+        Self::parse(s).unwrap_or(RunErrorKind::Unknown)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::actors::executor::{emit_completion_events, CancelRuns};
 use crate::actors::Deps;
 use crate::db::runs::{self, RunningRun};
 use crate::jobs::policy::Policy;
+use crate::jobs::run_error::RunErrorKind;
 use crate::supervisor::Lifeline;
 use crate::telemetry::names;
 
@@ -40,7 +41,7 @@ pub fn judge(
     run: &RunningRun,
     cfg: &crate::config::ZombieConfig,
     defaults: &crate::jobs::policy::PolicyDefaults,
-) -> Option<&'static str> {
+) -> Option<RunErrorKind> {
     let age =
         |t: Option<chrono::DateTime<Utc>>| t.map(|t| (run.db_now - t).to_std().unwrap_or_default());
     let node_lost = run.node_stopped_at.is_some()
@@ -51,15 +52,15 @@ pub fn judge(
             Some(a) => a > cfg.node_timeout,
         };
     if node_lost {
-        return Some("node_lost");
+        return Some(RunErrorKind::NodeLost);
     }
     if age(run.heartbeat_at.or(run.started_at)).is_some_and(|a| a > cfg.heartbeat_timeout) {
-        return Some("heartbeat_timeout");
+        return Some(RunErrorKind::HeartbeatTimeout);
     }
     let policy = Policy::from_stored(&run.policy, defaults);
     if let (Some(limit), Some(ran)) = (policy.timeout, age(run.started_at)) {
         if ran > limit + cfg.timeout_grace {
-            return Some("timeout");
+            return Some(RunErrorKind::Timeout);
         }
     }
     None
@@ -106,7 +107,9 @@ impl Rescuer {
                     let running = runs::running(c)?;
                     let zombies: Vec<_> = running
                         .iter()
-                        .filter_map(|r| judge(r, &cfg, &defaults).map(|why| (r.id, why, r.node_id)))
+                        .filter_map(|r| {
+                            judge(r, &cfg, &defaults).map(|why| (r.id, why.as_str(), r.node_id))
+                        })
                         .collect();
                     let ids: Vec<_> = zombies.iter().map(|z| (z.0, z.1)).collect();
                     let events = runs::rescue_zombies(c, &ids, clock.now(), &defaults, &routing)?;
@@ -212,7 +215,7 @@ mod tests {
         assert_eq!(judge(&run("2026-12-01T09:00:09Z", None, false), z, d), None);
         assert_eq!(
             judge(&run("2026-12-01T08:00:00Z", None, false), z, d),
-            Some("node_lost")
+            Some(RunErrorKind::NodeLost)
         );
         assert_eq!(
             judge(
@@ -220,7 +223,7 @@ mod tests {
                 z,
                 d
             ),
-            Some("node_lost"),
+            Some(RunErrorKind::NodeLost),
             "a stopped node's run"
         );
         assert_eq!(

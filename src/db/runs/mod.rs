@@ -31,7 +31,20 @@ use crate::db::jobs::Job;
 use crate::db::schema::runs;
 use crate::db::DbError;
 use crate::jobs::plan::PlannedRun;
+use crate::jobs::run_error::RunErrorKind;
 use crate::jobs::run_state::RunState;
+
+/// A stored error kind read as the type (diesel's side of `jobs::run_error`, which knows
+/// nothing of diesel).
+impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for RunErrorKind {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let s = <String as diesel::deserialize::FromSql<
+            diesel::sql_types::Text,
+            diesel::pg::Pg,
+        >>::from_sql(bytes)?;
+        Ok(RunErrorKind::from_stored(&s))
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = runs)]
@@ -56,7 +69,8 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
     pub heartbeat_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub error_kind: Option<String>,
+    /// `jobs::run_error`: why it failed, and whose trouble that was.
+    pub error_kind: Option<RunErrorKind>,
     pub error_message: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
