@@ -779,6 +779,22 @@ fn http_header_secrets_are_sent_but_never_stored_shown_or_logged() {
         count(r, "failed") == 1
     });
     assert_eq!(runs[0]["error_kind"], "secret_missing");
+    // With retries left it is not retried: it would fail the same way until the
+    // configuration changes. A retry would be written with the failure, in its transaction.
+    create(
+        &o,
+        json!({
+            "name": "missing-secret-retries", "kind": "http",
+            "payload": {"url": sink.url, "headers": {"x-key": {"secret": "NOT_SET"}}},
+            "schedule": {"at": Utc::now().to_rfc3339()},
+            "policy": {"max_retries": 3, "retry_delays": ["0s"]},
+        }),
+    );
+    let runs = wait_runs(&o, "missing-secret-retries", "a failed run", |r| {
+        count(r, "failed") == 1
+    });
+    assert_eq!(runs.len(), 1, "retried: {runs:?}");
+    assert_eq!(runs[0]["attempt"], 1);
     // A malformed reference is refused at creation, naming the header.
     let a = o.post(
         "/api/v1/jobs",

@@ -144,6 +144,24 @@ impl RunErrorKind {
         Self::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
+    /// Whether another attempt may do better. Not for what fails the same way until the
+    /// job or the configuration changes — retrying would only delay the dead letter and its
+    /// notification: a script that no longer parses, a kind this build lacks, a program not
+    /// allowed, a secret or a channel that is not configured, a key the keyboard lacks.
+    pub fn retries(self) -> bool {
+        use RunErrorKind::*;
+        !matches!(
+            self,
+            InvalidScript
+                | UnknownKind
+                | CommandNotAllowed
+                | SecretMissing
+                | InvalidSecret
+                | UnknownChannel
+                | BadKey
+        )
+    }
+
     /// A stored kind: one of ours, or `Unknown` (a row written by another version must
     /// still be listed).
     pub fn from_stored(s: &str) -> Self {
@@ -168,6 +186,30 @@ mod tests {
             assert!(seen.insert(k.as_str()), "{k} twice");
             assert_eq!(K::parse(k.as_str()), Some(*k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    /// Configuration mistakes are not retried; what a site, a program or overseer did is.
+    #[test]
+    fn what_fails_the_same_way_is_not_retried() {
+        for k in [
+            K::SecretMissing,
+            K::InvalidScript,
+            K::CommandNotAllowed,
+            K::UnknownChannel,
+        ] {
+            assert!(!k.retries(), "{k}");
+        }
+        for k in [
+            K::Navigation,
+            K::ExitStatus,
+            K::HttpError,
+            K::Timeout,
+            K::NodeLost,
+            K::BrowserCrashed,
+            K::Unknown,
+        ] {
+            assert!(k.retries(), "{k}");
         }
     }
 

@@ -233,7 +233,24 @@ pub fn complete(
                 job_name: job.to_string(),
                 policy: d.policy.unwrap_or(Value::Null),
             };
-            retry_or_fail(&failed, now, defaults, &mut retries, &mut events);
+            // What fails the same way every time is not retried.
+            let retryable = result
+                .and_then(|c| c.error_kind.as_deref())
+                .is_none_or(|k| crate::jobs::run_error::RunErrorKind::from_stored(k).retries());
+            if retryable {
+                retry_or_fail(&failed, now, defaults, &mut retries, &mut events);
+            } else {
+                events.push(Occurrence::new(
+                    failed.id,
+                    Event::JobFailed {
+                        job: failed.job_name.clone(),
+                        reason: format!(
+                            "{} is not retried: it would fail the same way until the job or the configuration changes",
+                            result.and_then(|c| c.error_kind.as_deref()).unwrap_or("this error")
+                        ),
+                    },
+                ));
+            }
         }
         for id in &ids {
             if !done_ids.contains(id) {
