@@ -272,9 +272,7 @@ fn a_declarative_job_naming_a_missing_quota_or_channel_stops_start_up() {
 #[test]
 fn client_commands_drive_a_running_overseer() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(std::time::Duration::from_secs(30));
+    let o = TestApp::start(&db, "");
     let url = format!("http://{}", o.addr);
     let admin = o.tokens.admin.clone();
     let cli = |token: &str, args: &[&str]| {
@@ -529,9 +527,7 @@ fn a_closed_stdout_ends_the_cli_quietly() {
     assert!(!err.contains("panicked"), "{err}");
 
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(std::time::Duration::from_secs(30));
+    let o = TestApp::start(&db, "");
     let a = o.post(
         "/api/v1/jobs",
         o.admin(),

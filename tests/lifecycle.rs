@@ -20,11 +20,7 @@ fn ts(v: &serde_json::Value) -> DateTime<Utc> {
 #[test]
 fn a_crashed_actor_is_restarted_and_rehydrated_within_a_second() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml("[debug]\nfault_injection = true")
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(T);
+    let o = TestApp::start(&db, "[debug]\nfault_injection = true");
 
     let registered = || {
         o.logs
@@ -106,11 +102,10 @@ fn crash_until_meltdown(o: &TestApp, actor: &str) -> u64 {
 #[test]
 fn repeated_crashes_are_a_meltdown_and_ready_names_the_actor() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml("[debug]\nfault_injection = true\n[supervisor]\nexit_on_meltdown = false")
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(T);
+    let o = TestApp::start(
+        &db,
+        "[debug]\nfault_injection = true\n[supervisor]\nexit_on_meltdown = false",
+    );
     crash_until_meltdown(&o, "node");
     let ready = wait_for("/ready 503", T, || {
         let a = o.get("/ready", None);

@@ -89,9 +89,7 @@ fn alert_names(rules: &str, key: &str) -> BTreeSet<String> {
 #[test]
 fn shipped_alerts_and_dashboard_name_only_real_metrics_and_pass_promtool() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(T);
+    let o = TestApp::start(&db, "");
 
     // A little of everything the dashboard shows: a quota used up and refused, a run that
     // succeeds, one that fails (a job.failed notification to the log channel).

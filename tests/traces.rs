@@ -167,9 +167,7 @@ fn a_failed_run_is_an_error_span_and_traces_are_off_by_default() {
 
     // Another overseer on the same database, with the defaults: nothing is sent.
     let quiet = Receiver::start();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let other = spawn.start_with_tmp(Some(tmp));
-    other.wait_ready(T);
+    let other = TestApp::start(&db, "");
     assert_eq!(other.get("/api/v1/jobs", other.admin()).status, 200);
     assert!(quiet.spans().is_empty());
     assert!(!other.logs.text().contains("exporting traces"));

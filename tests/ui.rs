@@ -271,9 +271,7 @@ fn idle_dashboard_sessions_are_refused_and_pruned() {
         .execute(&mut db.conn())
         .unwrap();
     }
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(T);
+    let o = TestApp::start(&db, "");
     let with_cookie = |id: &str| {
         request(
             "GET",

@@ -1,7 +1,5 @@
 //! The audit log: every mutation audited, refusals with their reason.
 
-use std::time::Duration;
-
 use crate::common::*;
 use crate::*;
 
@@ -13,11 +11,7 @@ use crate::*;
 fn every_mutation_is_audited_and_refusals_carry_their_reason() {
     use overseer::api::audit::{ACTIONS, NOT_AUDITED};
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml("[scheduler]\nenabled = false")
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    let o = TestApp::start(&db, "[scheduler]\nenabled = false");
 
     // Every write method of the route table is audited or said not to be, and every
     // audited action names a real route.

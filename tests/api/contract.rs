@@ -10,11 +10,7 @@ use crate::*;
 #[test]
 fn openapi_document_covers_every_route_and_auth_matrix_holds() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml("[debug]\nfault_injection = true")
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    let o = TestApp::start(&db, "[debug]\nfault_injection = true");
 
     let doc = o.get("/api/v1/openapi.json", o.admin()).json();
     assert_eq!(doc["openapi"].as_str().unwrap().chars().next(), Some('3'));
@@ -123,15 +119,12 @@ fn schemathesis() -> std::path::PathBuf {
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let st = schemathesis();
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml(
-            "[scheduler]\nenabled = false\n\
+    let o = TestApp::start(
+        &db,
+        "[scheduler]\nenabled = false\n\
              [[quotas]]\nname = \"q\"\nlimits = { day = 1000000 }\n\
              [[jobs]]\nname = \"existing\"\nkind = \"noop\"\nschedule = { every = \"1h\" }",
-        )
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    );
     let dir = tempfile::tempdir().unwrap();
     // Names that exist, so that generated requests also reach past the 404s.
     std::fs::write(

@@ -108,14 +108,11 @@ fn errors_have_one_shape_with_request_ids() {
 #[test]
 fn nul_anywhere_in_the_input_is_a_4xx_never_a_500() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml(
-            "[[quotas]]\nname = \"q\"\nlimits = { day = 5 }\n\
+    let o = TestApp::start(
+        &db,
+        "[[quotas]]\nname = \"q\"\nlimits = { day = 5 }\n\
              [[jobs]]\nname = \"existing\"\nkind = \"noop\"\nschedule = { every = \"1h\" }",
-        )
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    );
     let admin = o.admin();
     let nul = "\\u0000";
     let bodies: Vec<(&str, &str, String, &str)> = vec![
@@ -269,9 +266,7 @@ fn nul_anywhere_in_the_input_is_a_4xx_never_a_500() {
 #[test]
 fn absurd_intervals_and_dates_are_refused_with_their_bound() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    let o = TestApp::start(&db, "");
     for (schedule, policy, field, says) in [
         (
             r#"{"every": "9999999999999h"}"#,

@@ -55,14 +55,7 @@ fn flags_come_from_config_and_env() {
 #[test]
 fn a_runtime_flag_override_reaches_every_node_and_survives_a_restart() {
     let db = TestDb::new();
-    let start = || {
-        let (spawn, tmp) = Spawn::with_db(&db);
-        let o = spawn
-            .toml("[[quotas]]\nname = \"posts\"\nlimits = { hour = 1 }")
-            .start_with_tmp(Some(tmp));
-        o.wait_ready(Duration::from_secs(30));
-        o
-    };
+    let start = || TestApp::start(&db, "[[quotas]]\nname = \"posts\"\nlimits = { hour = 1 }");
     let a = start();
     let mut b = start();
     let flag = |o: &TestApp, name: &str| o.get("/api/v1/flags", o.admin()).json()[name].clone();

@@ -1,7 +1,5 @@
 //! Job creation with an idempotency key, and schedule previews across DST.
 
-use std::time::Duration;
-
 use crate::common::*;
 
 /// `Idempotency-Key` on job creation: a retried identical request gets the first answer
@@ -9,11 +7,7 @@ use crate::common::*;
 #[test]
 fn job_creation_with_an_idempotency_key_happens_once() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml("[scheduler]\nenabled = false")
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    let o = TestApp::start(&db, "[scheduler]\nenabled = false");
     let post = |body: &str| {
         let res = ureq::post(&o.url("/api/v1/jobs"))
             .set("Authorization", &format!("Bearer {}", o.tokens.admin))
@@ -51,9 +45,7 @@ fn job_creation_with_an_idempotency_key_happens_once() {
 #[test]
 fn schedule_previews_follow_the_timezone_across_dst() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn.start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    let o = TestApp::start(&db, "");
     let body = serde_json::json!({"schedule": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin"}, "count": 60});
     let a = o.post(
         "/api/v1/schedules/preview",

@@ -7,15 +7,12 @@ use crate::common::*;
 #[test]
 fn a_flood_from_one_token_is_limited_and_another_token_is_not() {
     let db = TestDb::new();
-    let (spawn, tmp) = Spawn::with_db(&db);
-    let o = spawn
-        .toml(
-            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+    let o = TestApp::start(
+        &db,
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
              [server.rate_limit]\nrate = 2\nburst = 10\nscripts_rate = 2\nscripts_burst = 30\n\
              anonymous_rate = 1\nanonymous_burst = 5\n",
-        )
-        .start_with_tmp(Some(tmp));
-    o.wait_ready(Duration::from_secs(30));
+    );
     // The operator floods: its burst passes, then 429 with Retry-After and the standard body.
     let answers: Vec<Answer> = (0..25)
         .map(|_| o.get("/api/v1/jobs", Some(&o.tokens.operator)))
