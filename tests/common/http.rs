@@ -73,6 +73,22 @@ impl Response {
         }
     }
 
+    /// A response with these headers (the content type among them).
+    pub fn with_headers(
+        status: u16,
+        headers: Vec<(&str, String)>,
+        body: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            body: body.into(),
+        }
+    }
+
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self

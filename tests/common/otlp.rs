@@ -60,55 +60,53 @@ impl Receiver {
     }
 
     fn answer(&self, req: Request) -> Response {
-        {
-            let ok = req.method == "POST" && req.path == "/v1/traces";
-            if ok {
-                self.bodies.lock().unwrap().push(req.body.clone());
-                if let Ok(export) = ExportTraceServiceRequest::decode(req.body.as_slice()) {
-                    let mut spans = self.spans.lock().unwrap();
-                    for rs in export.resource_spans {
-                        let service = rs
-                            .resource
-                            .iter()
-                            .flat_map(|r| r.attributes.iter())
-                            .find(|kv| kv.key == "service.name")
-                            .and_then(|kv| kv.value.as_ref())
-                            .map(|v| text(&v.value))
-                            .unwrap_or_default();
-                        for ss in rs.scope_spans {
-                            for s in ss.spans {
-                                spans.push(Span {
-                                    service: service.clone(),
-                                    name: s.name,
-                                    trace_id: s.trace_id,
-                                    span_id: s.span_id,
-                                    parent_span_id: s.parent_span_id,
-                                    attributes: s
-                                        .attributes
-                                        .iter()
-                                        .map(|kv| {
-                                            (
-                                                kv.key.clone(),
-                                                kv.value
-                                                    .as_ref()
-                                                    .map(|v| text(&v.value))
-                                                    .unwrap_or_default(),
-                                            )
-                                        })
-                                        .collect(),
-                                    status_code: s.status.map(|st| st.code).unwrap_or(0),
-                                });
-                            }
+        let ok = req.method == "POST" && req.path == "/v1/traces";
+        if ok {
+            self.bodies.lock().unwrap().push(req.body.clone());
+            if let Ok(export) = ExportTraceServiceRequest::decode(req.body.as_slice()) {
+                let mut spans = self.spans.lock().unwrap();
+                for rs in export.resource_spans {
+                    let service = rs
+                        .resource
+                        .iter()
+                        .flat_map(|r| r.attributes.iter())
+                        .find(|kv| kv.key == "service.name")
+                        .and_then(|kv| kv.value.as_ref())
+                        .map(|v| text(&v.value))
+                        .unwrap_or_default();
+                    for ss in rs.scope_spans {
+                        for s in ss.spans {
+                            spans.push(Span {
+                                service: service.clone(),
+                                name: s.name,
+                                trace_id: s.trace_id,
+                                span_id: s.span_id,
+                                parent_span_id: s.parent_span_id,
+                                attributes: s
+                                    .attributes
+                                    .iter()
+                                    .map(|kv| {
+                                        (
+                                            kv.key.clone(),
+                                            kv.value
+                                                .as_ref()
+                                                .map(|v| text(&v.value))
+                                                .unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect(),
+                                status_code: s.status.map(|st| st.code).unwrap_or(0),
+                            });
                         }
                     }
                 }
             }
-            Response::new(
-                if ok { 200 } else { 404 },
-                "application/x-protobuf",
-                Vec::new(),
-            )
         }
+        Response::new(
+            if ok { 200 } else { 404 },
+            "application/x-protobuf",
+            Vec::new(),
+        )
     }
 }
 

@@ -53,27 +53,25 @@ impl Probes {
 }
 
 fn answer(req: Request, requests: &Log) -> Response {
-    {
-        let path = req.path.split('?').next().unwrap_or("/").to_string();
-        requests.lock().unwrap().push((path.clone(), req.headers));
-        let (ctype, body) = match path.as_str() {
-            "/probe" => ("text/html; charset=utf-8", PROBE.to_string()),
-            // What a page sees at a glance: webdriver and the user agent.
-            "/glance" => ("text/html; charset=utf-8", "<!doctype html><p id=\"wd\"></p><p id=\"ua\"></p><script>wd.textContent = String(navigator.webdriver); ua.textContent = navigator.userAgent;</script>".to_string()),
-            "/worker.js" => ("text/javascript", format!("{WORKER}\nonmessage = async () => postMessage(await report());")),
-            "/shared.js" => ("text/javascript", format!("{WORKER}\nonconnect = (e) => {{ const port = e.ports[0]; port.onmessage = async () => port.postMessage(await report()); }};")),
-            "/sw.js" => ("text/javascript", format!("{WORKER}\nself.addEventListener('install', () => self.skipWaiting());\nself.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));\nself.onmessage = async (e) => e.ports[0].postMessage(await report());")),
-            _ => ("text/plain", "not found".to_string()),
-        };
-        let status = if ctype == "text/plain" { 404 } else { 200 };
-        // Ask for the high-entropy hints on the wire too, as sites that use them do.
-        Response::new(status, ctype, body)
-            .header(
-                "accept-ch",
-                "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Arch, Sec-CH-UA-Platform-Version",
-            )
-            .header("cache-control", "no-store")
-    }
+    let path = req.path.split('?').next().unwrap_or("/").to_string();
+    requests.lock().unwrap().push((path.clone(), req.headers));
+    let (ctype, body) = match path.as_str() {
+        "/probe" => ("text/html; charset=utf-8", PROBE.to_string()),
+        // What a page sees at a glance: webdriver and the user agent.
+        "/glance" => ("text/html; charset=utf-8", "<!doctype html><p id=\"wd\"></p><p id=\"ua\"></p><script>wd.textContent = String(navigator.webdriver); ua.textContent = navigator.userAgent;</script>".to_string()),
+        "/worker.js" => ("text/javascript", format!("{WORKER}\nonmessage = async () => postMessage(await report());")),
+        "/shared.js" => ("text/javascript", format!("{WORKER}\nonconnect = (e) => {{ const port = e.ports[0]; port.onmessage = async () => port.postMessage(await report()); }};")),
+        "/sw.js" => ("text/javascript", format!("{WORKER}\nself.addEventListener('install', () => self.skipWaiting());\nself.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));\nself.onmessage = async (e) => e.ports[0].postMessage(await report());")),
+        _ => ("text/plain", "not found".to_string()),
+    };
+    let status = if ctype == "text/plain" { 404 } else { 200 };
+    // Ask for the high-entropy hints on the wire too, as sites that use them do.
+    Response::new(status, ctype, body)
+        .header(
+            "accept-ch",
+            "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Arch, Sec-CH-UA-Platform-Version",
+        )
+        .header("cache-control", "no-store")
 }
 
 /// What every worker kind reports about itself.
