@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate run|revert|status`, `config check`, `token new`, and
-//! the client commands (`jobs`, `runs`, `quotas`, `notifications`, `status`) that talk to a
+//! the client commands (`jobs`, `runs`, `quotas`, `notifications`, `browser`, `status`) that talk to a
 //! running overseer over its API (`client`).
 
 use std::path::PathBuf;
@@ -24,7 +24,9 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Client commands: the overseer to talk to (default: this configuration's server.bind).
-    #[arg(long, global = true, env = "OVERSEER_URL", value_name = "URL")]
+    /// Given before the command (`overseer --url URL jobs list`): after `browser open`,
+    /// `--url` is the page to open.
+    #[arg(long, env = "OVERSEER_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Client commands: a file holding the API token (OVERSEER_TOKEN wins; default for a
     /// local overseer: <state_dir>/admin.token).
@@ -80,8 +82,25 @@ pub enum Command {
         #[command(subcommand)]
         action: NotificationsAction,
     },
+    /// Browser profiles of a running overseer.
+    Browser {
+        #[command(subcommand)]
+        action: BrowserAction,
+    },
     /// A running overseer at a glance: readiness, actors, leader, runs in flight.
     Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BrowserAction {
+    /// Open a live view of a profile's browser (to log in by hand, enter a one-time code):
+    /// prints the dashboard link to drive it from. The profile's runs wait until it ends.
+    Open {
+        profile: String,
+        /// Where its first tab goes (http or https).
+        #[arg(long = "url", id = "page_url", value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,6 +260,12 @@ fn client_request(command: &Command) -> Option<crate::client::Request> {
             state: state.clone(),
             limit: *limit,
         },
+        Command::Browser {
+            action: BrowserAction::Open { profile, url },
+        } => R::BrowserOpen {
+            profile: profile.clone(),
+            url: url.clone(),
+        },
         Command::Status => R::Status,
         _ => return None,
     })
@@ -328,6 +353,7 @@ pub fn main() -> i32 {
         | Command::Runs { .. }
         | Command::Quotas { .. }
         | Command::Notifications { .. }
+        | Command::Browser { .. }
         | Command::Status => exit::FAILURE,
         Command::Migrate { action } => {
             let config = match load_config(cli.config) {

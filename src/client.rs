@@ -149,6 +149,10 @@ pub enum Request {
         state: Option<String>,
         limit: Option<u32>,
     },
+    BrowserOpen {
+        profile: String,
+        url: Option<String>,
+    },
     Status,
 }
 
@@ -266,6 +270,24 @@ async fn execute(api: &Api<'_>, request: Request) -> Result<String, Failure> {
                     v["state"].as_str().unwrap_or("?")
                 )
             })
+        }
+        Request::BrowserOpen { profile, url } => {
+            let mut body = serde_json::json!({ "profile": profile });
+            if let Some(url) = url {
+                body["url"] = Value::String(url);
+            }
+            let v = api.call("POST", "/api/v1/browser/live", Some(&body)).await?;
+            if json {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            } else {
+                format!(
+                    "live view of {} open: {}{}\nLog in to the dashboard there and drive it; press Done when finished. \
+                     The profile's runs wait until then.",
+                    v["profile"].as_str().unwrap_or("?"),
+                    api.target.url.trim_end_matches('/'),
+                    v["link"].as_str().unwrap_or("")
+                )
+            }
         }
         Request::RunsList { job, state, limit } => {
             let q = query(&[("job", job), ("state", state), ("limit", lim(limit))]);

@@ -31,6 +31,7 @@ use crate::db::audit::{self as db_audit, Entry, Filter, Row};
 /// or in [`NOT_AUDITED`].
 pub const ACTIONS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/actors/{name}/crash", "actor.crash"),
+    ("POST", "/api/v1/browser/live", "browser.live"),
     ("PUT", "/api/v1/flags/{name}", "flag.set"),
     ("DELETE", "/api/v1/flags/{name}", "flag.reset"),
     ("POST", "/api/v1/jobs", "job.create"),
@@ -65,6 +66,12 @@ pub const NOT_AUDITED: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/schedules/preview",
         "computes fire times; changes nothing",
+    ),
+    (
+        "POST",
+        "/api/v1/browser/live/{id}/input",
+        "a live view's input (typed text is never stored); the view's own row is written when \
+         it opens and completed when it ends",
     ),
     (
         "POST",

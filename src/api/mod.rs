@@ -18,6 +18,7 @@ pub mod input;
 pub mod jobs;
 pub mod kinds;
 pub mod leader;
+pub mod live;
 pub mod metrics_mw;
 pub mod nodes;
 pub mod notifications;
@@ -117,6 +118,10 @@ where
                 .service(runs::notice)
                 .service(circuits::list)
                 .service(browser_sessions::list)
+                .service(live::open)
+                .service(live::list)
+                .service(live::events)
+                .service(live::input)
                 .service(notifications::list)
                 .service(notifications::test)
                 .service(notifications::resend)

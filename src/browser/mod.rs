@@ -13,6 +13,7 @@ mod artifacts;
 pub mod engine;
 mod hold;
 mod input;
+pub mod live;
 mod page_js;
 pub mod politeness;
 pub mod process;

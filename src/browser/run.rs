@@ -34,6 +34,26 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// How a new page is set up: the job's own user agent (else the profile's identity), its
+/// locale, viewport and timezone.
+pub(super) struct PageSetup<'a> {
+    pub user_agent: Option<&'a str>,
+    pub locale: &'a str,
+    pub viewport: Option<(u32, u32)>,
+    pub timezone: Option<&'a str>,
+}
+
+impl<'a> PageSetup<'a> {
+    fn of(r: &'a BrowserRun) -> Self {
+        Self {
+            user_agent: r.user_agent.as_deref(),
+            locale: &r.locale,
+            viewport: r.viewport,
+            timezone: r.timezone.as_deref(),
+        }
+    }
+}
+
 impl Pool {
     /// Launches the profile's browser into `guard` (room made first: the least recently
     /// used idle browser closes when `max_browsers` are running).
@@ -140,7 +160,7 @@ impl Pool {
     ) -> Option<Result<chromiumoxide::Page, RunFailure>> {
         tokio::time::timeout(
             self.cfg.launch_timeout,
-            self.open_page(chromium, session, r),
+            self.open_page(chromium, session, &PageSetup::of(r)),
         )
         .await
         .ok()
@@ -152,7 +172,7 @@ impl Pool {
         &self,
         chromium: &Chromium,
         session: &Session,
-        r: &BrowserRun,
+        r: &PageSetup<'_>,
     ) -> Result<chromiumoxide::Page, RunFailure> {
         let browser_err = |e: chromiumoxide::error::CdpError| RunFailure {
             kind: RunErrorKind::BrowserPage,
@@ -167,13 +187,13 @@ impl Pool {
         let mut guard = PageGuard(Some(page.clone()));
         if let Some(ua) = &r.user_agent {
             // The job's own user agent: sent as it is (its client hints are its business).
-            let mut p = SetUserAgentOverrideParams::new(ua.clone());
-            p.accept_language = Some(stealth::accept_language(&r.locale));
+            let mut p = SetUserAgentOverrideParams::new(ua.to_string());
+            p.accept_language = Some(stealth::accept_language(r.locale));
             page.execute(p).await.map_err(browser_err)?;
         } else if session.stealth.get() {
             let identity = self.identity(chromium, session).await?;
             let mut p = SetUserAgentOverrideParams::new(identity.user_agent.clone());
-            p.accept_language = Some(stealth::accept_language(&r.locale));
+            p.accept_language = Some(stealth::accept_language(r.locale));
             p.user_agent_metadata = identity.hints.clone();
             page.execute(p).await.map_err(browser_err)?;
         }
@@ -185,10 +205,10 @@ impl Pool {
             .map_err(browser_err)?;
         }
         let mut locale = SetLocaleOverrideParams::default();
-        locale.locale = Some(r.locale.clone());
+        locale.locale = Some(r.locale.to_string());
         let _ = page.execute(locale).await;
         if let Some(tz) = &r.timezone {
-            page.execute(SetTimezoneOverrideParams::new(tz.clone()))
+            page.execute(SetTimezoneOverrideParams::new(tz.to_string()))
                 .await
                 .map_err(browser_err)?;
         }
@@ -222,7 +242,7 @@ impl Pool {
 
     /// The user agent and client hints of the session's browser, asked once per launch:
     /// the launch flag's user agent, the brands the browser reports, its full version.
-    async fn identity(
+    pub(super) async fn identity(
         &self,
         chromium: &Chromium,
         session: &Session,

@@ -118,6 +118,9 @@ pub struct BrowserConfig {
     /// How long Chromium may take to start.
     #[serde(with = "humantime_serde")]
     pub launch_timeout: Duration,
+    /// A live view nobody has touched (no input) this long ends by itself.
+    #[serde(with = "humantime_serde")]
+    pub live_idle: Duration,
     /// Default limit per step (a step or job can set its own).
     #[serde(with = "humantime_serde")]
     pub step_timeout: Duration,

@@ -210,6 +210,9 @@ impl Loaded {
         if b.idle_timeout < Duration::from_secs(1) {
             return Err(self.bad("browser.idle_timeout", "at least 1s"));
         }
+        if b.live_idle < Duration::from_secs(1) {
+            return Err(self.bad("browser.live_idle", "at least 1s"));
+        }
         for name in b.secrets.keys() {
             if !crate::stdx::names::secret(name) {
                 return Err(self.bad(

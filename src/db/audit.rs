@@ -87,6 +87,24 @@ pub fn record_many(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), DbE
     Ok(())
 }
 
+/// A live view's row (written when it opened, `diff.live_id` naming it) gets its end: when,
+/// how long after its start, and why.
+pub fn finish_live(
+    conn: &mut PgConnection,
+    live_id: Uuid,
+    ended_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "UPDATE audit_log SET diff = diff || jsonb_build_object('ended_at', $2::timestamptz,              'duration_s', round(extract(epoch FROM $2::timestamptz - (diff->>'started_at')::timestamptz)::numeric, 1),              'end_reason', $3::text)          WHERE action = 'browser.live' AND diff->>'live_id' = $1::text",
+    )
+    .bind::<Text, _>(live_id.to_string())
+    .bind::<Timestamptz, _>(ended_at)
+    .bind::<Text, _>(reason)
+    .execute(conn)?;
+    Ok(())
+}
+
 /// A stored row, as `GET /api/v1/audit` shows it.
 #[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
 pub struct Row {

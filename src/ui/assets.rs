@@ -34,6 +34,7 @@ const MODULES: &[(&str, &str)] = &[
     ("pages/flags.js", include_str!("assets/js/pages/flags.js")),
     ("pages/job.js", include_str!("assets/js/pages/job.js")),
     ("pages/jobs.js", include_str!("assets/js/pages/jobs.js")),
+    ("pages/live.js", include_str!("assets/js/pages/live.js")),
     (
         "pages/notifications.js",
         include_str!("assets/js/pages/notifications.js"),

@@ -78,6 +78,8 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
                     assert!(
                         [
                             ("POST", "/api/v1/jobs"),
+                            ("POST", "/api/v1/browser/live"),
+                            ("POST", "/api/v1/browser/live/{id}/input"),
                             ("POST", "/api/v1/notifications/test"),
                             ("POST", "/api/v1/schedules/preview"),
                             ("PUT", "/api/v1/quotas/{name}"),
@@ -150,6 +152,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .args(["--max-examples", &examples])
         .args(["--seed", &seed, "--generation-database", "none"])
         .args(["--workers", "2", "--request-timeout", "10", "--no-color"])
+        // Opening a live view drives a real browser to the generated address: traffic that
+        // must not leave loopback (tests/live.rs covers the route).
+        .args(["--exclude-path", "/api/v1/browser/live"])
         .arg("--report-dir")
         .arg(dir.path())
         .current_dir(dir.path())

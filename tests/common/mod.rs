@@ -17,7 +17,9 @@ use overseer::db::cluster::{ClusterOptions, ManagedCluster};
 use serde_json::Value;
 
 pub mod http;
+pub mod live;
 pub mod otlp;
+pub mod otp;
 pub mod pages;
 pub mod probes;
 pub mod sink;

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use chrono::Utc;
 
 mod recorder;
 mod session;
@@ -32,6 +33,7 @@ use self::recorder::record_sessions;
 pub use self::session::BrowserSession;
 use self::session::RunInSession;
 use super::{Deps, REHYDRATE_RETRY};
+use crate::browser::live::LiveHandle;
 use crate::browser::politeness::PolitenessConfig;
 use crate::browser::{BrowserRun, Held, Pool, PoolConfig, RunFailure, RunOutcome};
 use crate::db::browser_sessions;
@@ -61,6 +63,21 @@ pub struct HoldProfile {
 #[rtype(result = "()")]
 pub struct ReleaseProfile(pub uuid::Uuid);
 
+/// Open a live view of a profile (`browser::live`): it holds the profile until it ends.
+#[derive(Message)]
+#[rtype(result = "Result<LiveHandle, RunFailure>")]
+pub struct OpenLive {
+    pub id: uuid::Uuid,
+    pub profile: String,
+    pub url: Option<String>,
+    pub opened_by: String,
+}
+
+/// The live views of this node that have not ended, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<LiveHandle>")]
+pub struct LiveViews;
+
 /// Cancel a run in progress (its job timed out, or it was rescued as a zombie): its page
 /// is closed and its browser freed for the next run.
 #[derive(Message)]
@@ -72,6 +89,8 @@ pub struct BrowserPool {
     lifeline: Lifeline,
     pool: Option<Rc<Pool>>,
     sessions: HashMap<String, SessionEntry>,
+    /// Live views, until they end.
+    lives: HashMap<uuid::Uuid, LiveHandle>,
     /// Session failures per profile (the supervisor's intensity window, keyed by profile).
     failures: Intensity<String>,
     stopping: bool,
@@ -97,6 +116,7 @@ impl BrowserPool {
             lifeline,
             pool: None,
             sessions: HashMap::new(),
+            lives: HashMap::new(),
             failures: Intensity::new(SESSION_WINDOW),
             stopping: false,
         }
@@ -403,10 +423,75 @@ impl Handler<ReleaseProfile> for BrowserPool {
     }
 }
 
+impl Handler<OpenLive> for BrowserPool {
+    type Result = ResponseActFuture<Self, Result<LiveHandle, RunFailure>>;
+
+    fn handle(&mut self, msg: OpenLive, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone().filter(|_| !self.stopping);
+        let idle = self.deps.config.browser.live_idle;
+        Box::pin(
+            async move {
+                let Some(pool) = pool else {
+                    return Err(RunFailure {
+                        kind: RunErrorKind::BrowserUnavailable,
+                        message: "the browser pool is starting or stopping".into(),
+                    });
+                };
+                Pool::open_live(pool, msg.id, &msg.profile, msg.url, msg.opened_by, idle).await
+            }
+            .into_actor(self)
+            .map(|opened, act, ctx| {
+                if let Ok(handle) = &opened {
+                    act.lives.insert(handle.id, handle.clone());
+                    // When it ends: out of the list, and its audit row gets its end.
+                    let (handle, db) = (handle.clone(), act.deps.db.clone());
+                    ctx.spawn(
+                        async move {
+                            let why = handle.wait_ended().await;
+                            let id = handle.id;
+                            let recorded = db
+                                .run(move |c| {
+                                    crate::db::audit::finish_live(c, id, Utc::now(), why.as_str())
+                                })
+                                .await;
+                            if let Err(e) = recorded {
+                                tracing::warn!(actor = NAME, live_id = %id, error = %e, "the live view's end was not written to its audit row");
+                            }
+                            id
+                        }
+                        .into_actor(act)
+                        .map(|id, act, _| {
+                            act.lives.remove(&id);
+                        }),
+                    );
+                }
+                opened
+            }),
+        )
+    }
+}
+
+impl Handler<LiveViews> for BrowserPool {
+    type Result = Vec<LiveHandle>;
+    fn handle(&mut self, _: LiveViews, _: &mut Self::Context) -> Vec<LiveHandle> {
+        let mut views: Vec<LiveHandle> = self
+            .lives
+            .values()
+            .filter(|h| h.ended().is_none())
+            .cloned()
+            .collect();
+        views.sort_by_key(|h| h.started_at);
+        views
+    }
+}
+
 impl BrowserPool {
     /// `StopChild`: see [`crate::supervised_actor`].
     fn stop_child(&mut self, ctx: &mut Context<Self>) {
         self.stopping = true;
+        for view in self.lives.values() {
+            view.end();
+        }
         let pool = self.pool.clone();
         ctx.wait(
             async move {

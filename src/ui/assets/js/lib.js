@@ -10,8 +10,9 @@ export const MAY_CHANGE = ROLE === 'operator' || ROLE === 'admin';
 export const IS_ADMIN = ROLE === 'admin';
 
 /// What pages and the router share: whether the user is editing (a refresh would throw
-/// their input away), and how to re-render the current page (set by the router).
-export const state = { editing: false, refresh: () => {} };
+/// their input away), how to re-render the current page (set by the router), and what to
+/// close when the page is left (a live view's stream).
+export const state = { editing: false, refresh: () => {}, leave: null };
 
 export function el(tag, attrs, ...children) {
   const e = document.createElement(tag);

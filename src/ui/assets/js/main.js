@@ -8,6 +8,7 @@ import * as browsers from './pages/browsers.js';
 import * as flags from './pages/flags.js';
 import * as job from './pages/job.js';
 import * as jobs from './pages/jobs.js';
+import * as live from './pages/live.js';
 import * as notifications from './pages/notifications.js';
 import * as overview from './pages/overview.js';
 import * as quotas from './pages/quotas.js';
@@ -25,6 +26,7 @@ const PAGES = [
   { path: '/quotas', page: quotas },
   { path: '/notifications', page: notifications },
   { path: '/browsers', page: browsers },
+  { prefix: '/live/', page: live },
   { path: '/flags', page: flags },
   { path: '/audit', page: audit },
 ];
@@ -59,6 +61,8 @@ function later() {
 
 async function refresh() {
   clearTimeout(timer);
+  // The page being left lets go of what it holds open (a live view's stream).
+  if (state.leave) { const leave = state.leave; state.leave = null; leave(); }
   const { path, params } = route();
   for (const a of document.querySelectorAll('nav a')) {
     const target = a.getAttribute('href').slice(1);

@@ -1,0 +1,222 @@
+//! The live view (a person drives a profile's browser), in real Chromium against a test site
+//! whose login asks for a one-time code, through the documented protocol (tests/common/
+//! live.rs, no dashboard). The dashboard's side is in tests/ui.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::live::{click, input, press, typing, Follower};
+use common::otp::{self, OtpSite};
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(60);
+
+fn open(o: &TestApp, token: Option<&str>, profile: &str, url: &str) -> common::Answer {
+    o.post(
+        "/api/v1/browser/live",
+        token,
+        Some(&json!({"profile": profile, "url": url}).to_string()),
+    )
+}
+
+fn live_rows(o: &TestApp) -> Vec<Value> {
+    let a = o.get("/api/v1/audit?action=browser.live", o.admin());
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json()["items"].as_array().unwrap().clone()
+}
+
+/// The audit row of view `id` once its end is written.
+fn ended_row(o: &TestApp, id: &str) -> Value {
+    wait_for("the view's audit row has its end", T, || {
+        live_rows(o)
+            .into_iter()
+            .find(|r| r["diff"]["live_id"] == id && !r["diff"]["ended_at"].is_null())
+    })
+}
+
+#[test]
+fn a_person_logs_in_with_a_one_time_code_and_the_profiles_runs_find_the_login() {
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(&db, "[browser]\nstep_timeout = \"10s\"");
+    let admin = o.tokens.admin.clone();
+
+    // Only operators and admins may take the wheel.
+    let a = open(&o, Some(&o.tokens.viewer), "jobboard", &site.url("/login"));
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = open(&o, o.admin(), "jobboard", "file:///etc/passwd");
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("url"), "{}", a.text);
+
+    let a = open(&o, o.admin(), "jobboard", &site.url("/login"));
+    assert_eq!(a.status, 201, "{}", a.text);
+    let view = a.json();
+    let id = view["id"].as_str().unwrap().to_string();
+    assert_eq!(view["link"], format!("/ui/#/live/{id}"));
+    // One view per profile at a time.
+    assert_eq!(
+        open(&o, o.admin(), "jobboard", &site.url("/login")).status,
+        409
+    );
+    let a = o.get(
+        &format!("/api/v1/browser/live/{id}/events"),
+        Some(&o.tokens.viewer),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+
+    let mut ev = Follower::start(&o, &id, &admin);
+    let frame = ev.wait("a first frame", T, |n, _| n == "frame");
+    assert!(frame["width"].as_f64().unwrap() >= 800.0, "{frame}");
+    assert!(
+        frame["data"].as_str().unwrap().starts_with("/9j/"),
+        "a JPEG"
+    );
+    ev.wait_at("/login", T);
+
+    input(
+        &o,
+        &id,
+        &admin,
+        [
+            click(otp::USER_AT),
+            typing(otp::USER),
+            click(otp::PASSWORD_AT),
+            typing(otp::PASSWORD),
+            press("Enter"),
+        ]
+        .concat(),
+    );
+    ev.wait_at("/code", T);
+    input(
+        &o,
+        &id,
+        &admin,
+        [click(otp::CODE_AT), typing(otp::CODE), press("Enter")].concat(),
+    );
+    ev.wait_at("/home", T);
+    input(&o, &id, &admin, vec![json!({"type": "done"})]);
+    let ended = ev.wait("the end", T, |n, _| n == "ended");
+    assert_eq!(ended["reason"], "done");
+    assert_eq!(site.logins(), 1);
+    // Ended: its input route says so.
+    let a = o.post(
+        &format!("/api/v1/browser/live/{id}/input"),
+        o.admin(),
+        Some(r#"{"events":[{"type":"reload"}]}"#),
+    );
+    assert_eq!(a.status, 404, "{}", a.text);
+
+    // A scheduled run of the profile is logged in: no second login.
+    o.create_job(&json!({"name": "applications", "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": "jobboard", "steps": [
+            {"goto": {"url": site.url("/home")}},
+            {"wait_for": {"selector": "#applications", "timeout": "10s"}},
+            {"extract": {"selector": "#welcome", "into": "greeting"}}]},
+        "policy": {"max_retries": 0}}));
+    let run = o.finished_run("applications", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"]["extracted"]["greeting"], "Welcome alice",
+        "{run}"
+    );
+    assert_eq!(site.logins(), 1, "the site saw exactly one login");
+
+    // What the site saw at login is what it sees in the runs: one user agent, the same
+    // client hints, and not a headless one.
+    let at_login = site.seen("/code");
+    let in_run = site.seen("/home");
+    assert!(!at_login.is_empty() && !in_run.is_empty());
+    let (ua, hints) = &at_login[0];
+    assert!(!ua.contains("Headless"), "{ua}");
+    assert!(
+        !hints.is_empty() && !hints.contains("HeadlessChrome"),
+        "{hints}"
+    );
+    for seen in at_login.iter().chain(&in_run) {
+        assert_eq!(seen, &at_login[0], "one identity at login and in the runs");
+    }
+
+    // One audit row: who, which profile, start, end, duration, why.
+    let row = ended_row(&o, &id);
+    assert_eq!(row["actor"], "test-admin");
+    assert_eq!(row["target"], "profile/jobboard");
+    assert_eq!(row["diff"]["end_reason"], "done");
+    assert!(row["diff"]["duration_s"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(!row["diff"]["started_at"].is_null());
+
+    // What was typed is nowhere: not in the logs, not in the audit log.
+    let audit = o.get("/api/v1/audit?limit=500", o.admin()).text;
+    for typed in [otp::PASSWORD, otp::CODE] {
+        assert!(!o.logs.text().contains(typed), "{typed} in the logs");
+        assert!(!audit.contains(typed), "{typed} in the audit log");
+    }
+
+    // A view whose page is closed ends by itself (closed), and frees the profile.
+    let second = open(&o, o.admin(), "jobboard", &site.url("/home")).json();
+    let second_id = second["id"].as_str().unwrap().to_string();
+    let mut ev = Follower::start(&o, &second_id, &admin);
+    ev.wait_at("/home", T);
+    drop(ev);
+    let row = ended_row(&o, &second_id);
+    assert_eq!(row["diff"]["end_reason"], "closed");
+    let a = o.get("/api/v1/browser/live", o.admin());
+    assert_eq!(a.json(), json!([]));
+}
+
+#[test]
+fn runs_of_the_profile_wait_while_a_person_drives_it_and_go_on_after_the_idle_timeout() {
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(&db, "[browser]\nlive_idle = \"3s\"\nstep_timeout = \"10s\"");
+    let admin = o.tokens.admin.clone();
+    // Opened from the command line, as an operator: it prints the dashboard link.
+    let (code, out, err) = run_cli(
+        &["--url", &o.url(""), "browser", "open", "shared", "--url", &site.url("/login")],
+        &[("OVERSEER_TOKEN", &o.tokens.operator)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let link = format!("{}/ui/#/live/", o.url(""));
+    let id = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&link))
+        .unwrap_or_else(|| panic!("no dashboard link in {out}"))
+        .to_string();
+    assert!(!out.contains(&o.tokens.operator), "no token in the link");
+    let mut ev = Follower::start(&o, &id, &o.tokens.operator);
+    ev.wait_at("/login", T);
+
+    o.create_job(&json!({"name": "waits", "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": "shared", "steps": [
+            {"goto": {"url": site.url("/code")}},
+            {"wait_for": {"selector": "#code-form", "timeout": "10s"}}]},
+        "policy": {"max_retries": 0, "timeout": "2m"}}));
+    o.wait_run("waits", T, |r| r["state"] == "running");
+    // The person goes on (a round trip through the view) while the run waits.
+    input(&o, &id, &admin, click(otp::USER_AT));
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "navigate", "url": site.url("/login?again=1")})],
+    );
+    ev.wait("the view at /login?again=1", T, |n, v| {
+        n == "state" && v["url"].as_str().is_some_and(|u| u.ends_with("again=1"))
+    });
+    assert!(
+        site.seen("/code").is_empty(),
+        "the run did not start while the view held its profile"
+    );
+    assert_eq!(o.runs("waits")[0]["state"], "running");
+
+    // No input for live_idle: the view ends, and the run goes on.
+    let ended = ev.wait("the end", T, |n, _| n == "ended");
+    assert_eq!(ended["reason"], "idle");
+    let run = o.finished_run("waits", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1);
+    let row = ended_row(&o, &id);
+    assert_eq!(row["actor"], "test-operator");
+    assert_eq!(row["diff"]["end_reason"], "idle");
+}
