@@ -276,7 +276,9 @@ async fn execute(api: &Api<'_>, request: Request) -> Result<String, Failure> {
             if let Some(url) = url {
                 body["url"] = Value::String(url);
             }
-            let v = api.call("POST", "/api/v1/browser/live", Some(&body)).await?;
+            let v = api
+                .call("POST", "/api/v1/browser/live", Some(&body))
+                .await?;
             if json {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             } else {

@@ -173,7 +173,15 @@ fn runs_of_the_profile_wait_while_a_person_drives_it_and_go_on_after_the_idle_ti
     let admin = o.tokens.admin.clone();
     // Opened from the command line, as an operator: it prints the dashboard link.
     let (code, out, err) = run_cli(
-        &["--url", &o.url(""), "browser", "open", "shared", "--url", &site.url("/login")],
+        &[
+            "--url",
+            &o.url(""),
+            "browser",
+            "open",
+            "shared",
+            "--url",
+            &site.url("/login"),
+        ],
         &[("OVERSEER_TOKEN", &o.tokens.operator)],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -219,4 +227,49 @@ fn runs_of_the_profile_wait_while_a_person_drives_it_and_go_on_after_the_idle_ti
     let row = ended_row(&o, &id);
     assert_eq!(row["actor"], "test-operator");
     assert_eq!(row["diff"]["end_reason"], "idle");
+}
+
+#[test]
+fn the_dashboard_drives_a_live_view_with_mouse_touch_and_keyboard() {
+    let python = python_with_playwright();
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(&db, "[browser]\nstep_timeout = \"10s\"");
+    let xy = |(x, y): (f64, f64)| format!("{x},{y}");
+    let shot = format!(
+        "{}/target/ui-screenshots/live.png",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::create_dir_all(std::path::Path::new(&shot).parent().unwrap()).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(format!("{}/tests/ui/live.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(o.url(""))
+        .arg(&o.tokens.operator)
+        .arg(site.url("/login"))
+        .arg("dash")
+        .args([xy(otp::USER_AT), xy(otp::PASSWORD_AT), xy(otp::CODE_AT)])
+        .args([otp::USER, otp::PASSWORD, otp::CODE])
+        .arg(&shot)
+        .output()
+        .expect("run live.py");
+    assert!(
+        out.status.success(),
+        "live.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script's JSON");
+    assert_eq!(seen["ended"], "done", "{seen}");
+    assert_eq!(seen["console_errors"], json!([]), "{seen}");
+    assert!(
+        seen["hash"].as_str().unwrap().starts_with("#/live/"),
+        "{seen}"
+    );
+    assert!(seen["tabs"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(site.logins(), 1);
+    let rows = live_rows(&o);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor"], "test-operator");
+    let id = rows[0]["diff"]["live_id"].as_str().unwrap().to_string();
+    assert_eq!(ended_row(&o, &id)["diff"]["end_reason"], "done");
 }

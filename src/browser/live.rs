@@ -27,8 +27,8 @@ use chromiumoxide::cdp::browser_protocol::page::{
     ReloadParams, ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    EventTargetCreated, EventTargetDestroyed, EventTargetInfoChanged, GetTargetsParams, TargetId,
-    TargetInfo,
+    CloseTargetParams, EventTargetCreated, EventTargetDestroyed, EventTargetInfoChanged,
+    GetTargetsParams, TargetId, TargetInfo,
 };
 use chromiumoxide::listeners::EventStream;
 use chromiumoxide::Page;
@@ -440,7 +440,7 @@ impl Pool {
         if let Some(url) = url {
             let _ = page.execute(NavigateParams::new(url.to_string())).await;
         }
-        let tabs = browser
+        let mut tabs: Vec<TargetInfo> = browser
             .execute(GetTargetsParams::default())
             .await
             .map(|r| r.result.target_infos)
@@ -448,6 +448,16 @@ impl Pool {
             .into_iter()
             .filter(is_tab)
             .collect();
+        // The blank tab Chromium starts with is nobody's: closed, not shown.
+        for blank in tabs
+            .iter()
+            .filter(|t| t.url == "about:blank" && t.target_id != *page.target_id())
+        {
+            let _ = browser
+                .execute(CloseTargetParams::new(blank.target_id.clone()))
+                .await;
+        }
+        tabs.retain(|t| t.url != "about:blank" || t.target_id == *page.target_id());
         Ok((page, streams, tabs))
     }
 }

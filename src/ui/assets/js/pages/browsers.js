@@ -13,7 +13,7 @@ async function openLive(profile, url) {
 }
 
 function openForm() {
-  const profile = el('input', { id: 'live-profile', name: 'profile', required: true, placeholder: 'jobboard', pattern: '[a-z0-9_-]{1,64}' });
+  const profile = el('input', { id: 'live-profile', name: 'profile', required: true, placeholder: 'jobboard', pattern: '[a-z0-9_\\-]{1,64}' });
   const url = el('input', { id: 'live-url', name: 'url', type: 'url', placeholder: 'https://example.com/login' });
   return el('form', { id: 'open-live', class: 'inline', on: { submit: (e) => { e.preventDefault(); openLive(profile.value, url.value); } } },
     el('label', {}, 'Profile ', profile), el('label', {}, 'Address ', url),

@@ -86,6 +86,8 @@ export async function render(id) {
     size = { width: f.width, height: f.height };
     screen.src = 'data:image/jpeg;base64,' + f.data;
     screen.dataset.seq = f.seq;
+    screen.dataset.width = f.width;
+    screen.dataset.height = f.height;
     status.textContent = 'Live';
   });
   events.addEventListener('state', (m) => {
