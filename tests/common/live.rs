@@ -133,3 +133,36 @@ pub fn press(key: &str) -> Vec<Value> {
         json!({"type": "key", "action": "up", "key": key}),
     ]
 }
+
+impl Follower {
+    /// Forgets every event that has arrived (before an input whose effect is timed).
+    pub fn drain(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+        self.seen.clear();
+    }
+
+    /// How many frames arrive within `d`.
+    pub fn frames_within(&mut self, d: Duration) -> usize {
+        let deadline = Instant::now() + d;
+        let mut n = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok((name, _)) if name == "frame" => n += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        n
+    }
+
+    /// Waits until no frame has come for `quiet` (the page is still), up to `timeout`.
+    pub fn settle(&mut self, quiet: Duration, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.frames_within(quiet) == 0 {
+                return;
+            }
+        }
+        panic!("the page never stopped changing");
+    }
+}
