@@ -56,6 +56,7 @@ fn main() {
             consume: None,
             once: None,
             notify: None,
+            person: None,
             context: serde_json::json!({}),
             span: tracing::Span::none(),
         };

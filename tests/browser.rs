@@ -746,6 +746,7 @@ fn after_100_open_close_cycles_and_a_crash_no_chromium_is_left() {
         consume: None,
         once: None,
         notify: None,
+        person: None,
         context: serde_json::json!({}),
         span: tracing::Span::none(),
     };

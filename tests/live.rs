@@ -273,3 +273,192 @@ fn the_dashboard_drives_a_live_view_with_mouse_touch_and_keyboard() {
     let id = rows[0]["diff"]["live_id"].as_str().unwrap().to_string();
     assert_eq!(ended_row(&o, &id)["diff"]["end_reason"], "done");
 }
+
+/// The sweeps the rescuer has made so far (from /metrics).
+fn sweeps(o: &TestApp) -> u64 {
+    let text = o.get("/metrics", None).text;
+    text.lines()
+        .find(|l| l.starts_with("overseer_zombie_sweep_duration_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+const HAND_OVER_CONFIG: &str = "[browser]\nstep_timeout = \"10s\"\n\
+    [browser.secrets]\nJOBBOARD_PASSWORD = \"correct-horse-7\"\n\
+    [scheduler]\nmax_concurrency = 1\nheartbeat_interval = \"500ms\"\n\
+    [zombie]\nsweep_interval = \"1s\"\nheartbeat_timeout = \"2s\"\n\
+    [[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"";
+
+/// The job of the issue: log in; when the site asks for a one-time code, hand over to a
+/// person until the applications show.
+fn login_job(site: &OtpSite, name: &str, hand_over: Value, policy: Value) -> Value {
+    json!({"name": name, "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": name, "steps": [
+            {"goto": {"url": site.url("/login")}},
+            {"type": {"selector": "#user", "text": otp::USER}},
+            {"type": {"selector": "#password", "text": {"secret": "JOBBOARD_PASSWORD"}}},
+            {"press": {"key": "Enter"}},
+            {"wait_for": {"selector": "h1", "timeout": "10s"}},
+            {"if": {"exists": "#code-form", "then": [{"hand_over": hand_over}]}},
+            {"extract": {"selector": "#welcome", "into": "greeting"}}]},
+        "policy": policy})
+}
+
+#[test]
+fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(&db, HAND_OVER_CONFIG);
+    // policy.timeout 6 s: the person's time (longer) does not count against it.
+    o.create_job(&login_job(
+        &site,
+        "jobboard",
+        json!({"reason": "one-time code", "until": {"visible": "#applications"}, "timeout": "2m"}),
+        json!({"max_retries": 2, "timeout": "6s"}),
+    ));
+    let waiting = o.wait_run("jobboard", T, |r| !r["waiting"].is_null() || r["state"] != "running" && r["state"] != "pending");
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    let w = &waiting["waiting"];
+    assert_eq!(w["for"], "person");
+    assert_eq!(w["reason"], "one-time code");
+    let live_id = w["live_id"].as_str().unwrap().to_string();
+    assert_eq!(w["link"], format!("/ui/#/live/{live_id}"));
+    let a = o.get("/api/v1/browser/live", o.admin()).json();
+    assert_eq!(a[0]["id"], live_id.as_str(), "{a}");
+    assert_eq!(a[0]["run_id"], waiting["id"], "{a}");
+
+    // run.needs_person, to every channel (no route names it): the log and the webhook.
+    let rows = o
+        .get("/api/v1/notifications?event=run.needs_person", o.admin())
+        .json();
+    let mut channels: Vec<String> = rows["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["channel"].as_str().unwrap().to_string())
+        .collect();
+    channels.sort();
+    assert_eq!(channels, ["hook", "log"], "{rows}");
+    let body = rows["items"][0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("one-time code") && body.contains(&format!("/ui/#/live/{live_id}")),
+        "{body}"
+    );
+    assert!(
+        !body.contains(&o.tokens.admin) && !body.contains("ovs_"),
+        "no token in the link"
+    );
+
+    // It holds no slot: with max_concurrency = 1, another job runs meanwhile.
+    o.create_job(&json!({"name": "meanwhile", "kind": "noop", "schedule": {"at": chrono::Utc::now().to_rfc3339()}}));
+    assert_eq!(o.finished_run("meanwhile", T)["state"], "succeeded");
+
+    // Zombie sweeps pass (heartbeat_timeout 2 s) and leave it running: it heartbeats.
+    let before = sweeps(&o);
+    wait_for("seven more sweeps (6 s and more)", T, || {
+        (sweeps(&o) >= before + 7).then_some(())
+    });
+    let still = &o.runs("jobboard")[0];
+    assert_eq!(still["state"], "running", "{still}");
+    assert!(!still["waiting"].is_null());
+
+    // The person enters the code in the run's live view; the run sees the applications and
+    // goes on by itself.
+    let admin = o.tokens.operator.clone();
+    let mut ev = Follower::start(&o, &live_id, &admin);
+    let state = ev.wait_at("/code", T);
+    assert_eq!(state["reason"], "one-time code");
+    input(
+        &o,
+        &live_id,
+        &admin,
+        [click(otp::CODE_AT), typing(otp::CODE), press("Enter")].concat(),
+    );
+    let ended = ev.wait("the view's end", T, |n, _| n == "ended");
+    assert_eq!(ended["reason"], "done");
+    let run = o.finished_run("jobboard", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1);
+    assert!(run["waiting"].is_null());
+    assert_eq!(
+        run["output"]["extracted"]["greeting"], "Welcome alice",
+        "{run}"
+    );
+    let step = run["output"]["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["action"] == "hand_over")
+        .cloned()
+        .unwrap();
+    assert_eq!(step["by"], "until", "{step}");
+    assert!(step["ms"].as_u64().unwrap() >= 6000, "longer than policy.timeout: {step}");
+    assert_eq!(o.runs("jobboard").len(), 1, "one attempt");
+    assert_eq!(site.logins(), 1);
+    let audit = o.get("/api/v1/audit?limit=500", o.admin()).text;
+    for typed in [otp::PASSWORD, otp::CODE] {
+        assert!(!o.logs.text().contains(typed), "{typed} in the logs");
+        assert!(!audit.contains(typed), "{typed} in the audit log");
+        assert!(!run.to_string().contains(typed), "{typed} in the run");
+    }
+}
+
+#[test]
+fn nobody_takes_over_the_run_fails_once_and_continue_lets_a_run_go_on() {
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(&db, HAND_OVER_CONFIG);
+    o.create_job(&login_job(
+        &site,
+        "unattended",
+        json!({"reason": "one-time code", "until": {"visible": "#applications"}, "timeout": "2s"}),
+        json!({"max_retries": 2}),
+    ));
+    let run = o.finished_run("unattended", T);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["error_kind"], "person_timeout", "{run}");
+    assert!(run["waiting"].is_null());
+    let rows = o
+        .get(
+            "/api/v1/notifications?event=run.needs_person&channel=hook",
+            o.admin(),
+        )
+        .json();
+    assert_eq!(
+        rows["items"].as_array().unwrap().len(),
+        1,
+        "asked once: {rows}"
+    );
+    // Not retried: asking again would only ask again.
+    let failed = o
+        .get("/api/v1/notifications?event=job.failed", o.admin())
+        .json();
+    wait_for("job.failed sent", T, || {
+        let n = o
+            .get("/api/v1/notifications?event=job.failed", o.admin())
+            .json();
+        (!n["items"].as_array()?.is_empty()).then_some(())
+    });
+    assert_eq!(o.runs("unattended").len(), 1, "no retry: {failed}");
+    assert_eq!(o.get("/api/v1/browser/live", o.admin()).json(), json!([]));
+
+    // Without `until`, Continue (done) is how it goes on.
+    o.create_job(&json!({"name": "manual", "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": "manual", "steps": [
+            {"goto": {"url": site.url("/login")}},
+            {"hand_over": {"reason": "look at it"}},
+            {"extract": {"selector": "h1", "into": "title"}}]},
+        "policy": {"max_retries": 0}}));
+    let waiting = o.wait_run("manual", T, |r| !r["waiting"].is_null());
+    let live_id = waiting["waiting"]["live_id"].as_str().unwrap().to_string();
+    input(
+        &o,
+        &live_id,
+        &o.tokens.operator,
+        vec![json!({"type": "done"})],
+    );
+    let run = o.finished_run("manual", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["output"]["extracted"]["title"], "Log in");
+}

@@ -290,6 +290,18 @@ impl OnceLedger for Ledger {
 }
 
 impl Scripts for NodeServices {
+    fn person(
+        &self,
+        run: ScriptRun,
+        waiting: crate::kinds::Waiting,
+    ) -> Arc<dyn crate::browser::script::Person> {
+        Arc::new(PersonPort {
+            deps: self.0.clone(),
+            run,
+            waiting,
+        })
+    }
+
     fn once_ledger(&self, run: ScriptRun) -> Arc<dyn OnceLedger> {
         Arc::new(Ledger {
             db: self.0.db.clone(),
@@ -317,6 +329,86 @@ impl Scripts for NodeServices {
                     .await
                     .map_err(|e| e.to_string())
             }) as BoxFuture<'static, Result<usize, String>>
+        })
+    }
+}
+
+/// A `hand_over` step's port: the run's row says it waits, `run.needs_person` goes to the
+/// routed channels (every channel when no route names the event), and the executor frees
+/// the run's slot and stops its timeout while it waits.
+struct PersonPort {
+    deps: Deps,
+    run: ScriptRun,
+    waiting: crate::kinds::Waiting,
+}
+
+/// The event a run that waits for a person sends.
+pub const NEEDS_PERSON: &str = "run.needs_person";
+
+impl crate::browser::script::Person for PersonPort {
+    fn waiting(
+        &self,
+        reason: String,
+        deadline: DateTime<Utc>,
+        live_id: Uuid,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let (db, routing, run) = (
+            self.deps.db.clone(),
+            self.deps.routing.clone(),
+            self.run.clone(),
+        );
+        let waiting = self.waiting.clone();
+        let base = self.deps.directory.api_url().unwrap_or_default();
+        let now = self.deps.clock.now();
+        Box::pin(async move {
+            let path = format!("/ui/#/live/{live_id}");
+            let link = format!("{base}{path}");
+            let row = serde_json::json!({"for": "person", "reason": reason, "since": now,
+                "deadline": deadline, "live_id": live_id, "link": path});
+            let notice = Notice {
+                event: NEEDS_PERSON.into(),
+                severity: crate::telemetry::events::Severity::Warning,
+                subject: format!("{} needs a person: {reason}", run.job_name),
+                body: format!(
+                    "Run {} of {} waits for you until {}: {reason}. Take over in the live view: {link} \
+                     (log in to the dashboard there).",
+                    run.run_id,
+                    run.job_name,
+                    deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                data: serde_json::json!({"job": run.job_name, "run_id": run.run_id,
+                    "attempt": run.attempt, "reason": reason, "deadline": deadline, "link": link}),
+                key: format!("{NEEDS_PERSON}:{}:{live_id}", run.run_id),
+            };
+            let mut channels = routing.channels_for(NEEDS_PERSON, notice.severity);
+            let every = routing.every_channel();
+            if channels.is_empty() {
+                channels = every.iter().map(String::as_str).collect();
+            }
+            let channels: Vec<String> = channels.into_iter().map(str::to_string).collect();
+            let rows = routing.rows_for(&notice, Some(&channels));
+            let run_id = run.run_id;
+            let marked = db
+                .run(move |c| crate::db::runs::wait_for_person(c, run_id, &row, &rows))
+                .await
+                .map_err(|e| e.to_string())?;
+            if !marked {
+                return Err("the run is no longer running".into());
+            }
+            waiting.begin();
+            tracing::info!(run_id = %run.run_id, job = %run.job_name, %live_id, "the run waits for a person");
+            Ok(())
+        })
+    }
+
+    fn resumed(&self) -> BoxFuture<'static, Result<(), String>> {
+        let (db, run_id, waiting) = (self.deps.db.clone(), self.run.run_id, self.waiting.clone());
+        Box::pin(async move {
+            waiting.end();
+            db.run(move |c| crate::db::runs::set_waiting(c, run_id, None))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
     }
 }

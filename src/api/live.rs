@@ -46,6 +46,11 @@ pub struct LiveView {
     pub started_at: DateTime<Utc>,
     /// Pages following it now.
     pub viewers: usize,
+    /// A run's own view (`hand_over`): the run that waits for a person, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Its page in the dashboard (log in there; no token is in it).
     pub link: String,
 }
@@ -58,6 +63,8 @@ impl LiveView {
             opened_by: h.opened_by.clone(),
             started_at: h.started_at,
             viewers: h.viewers(),
+            run_id: h.run_id,
+            reason: h.reason.clone(),
             link: format!("/ui/#/live/{}", h.id),
         }
     }

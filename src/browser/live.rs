@@ -154,6 +154,12 @@ pub struct Frame {
 /// The tabs and the one shown (event `state`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PageState {
+    /// A run's view (`hand_over`): the run that waits for the person, and why. Done then
+    /// means Continue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub url: String,
     pub title: String,
     pub active: String,
@@ -212,6 +218,9 @@ pub struct LiveHandle {
     /// The token (or dashboard session's token) that opened it.
     pub opened_by: String,
     pub started_at: DateTime<Utc>,
+    /// Set for a run's own view (`hand_over`): the run that waits, and why.
+    pub run_id: Option<Uuid>,
+    pub reason: Option<String>,
     input: mpsc::Sender<LiveInput>,
     shared: Arc<Shared>,
 }
@@ -353,7 +362,85 @@ impl Pool {
                 return Err(e);
             }
         };
+        let about = About {
+            id,
+            opened_by,
+            run_id: None,
+            reason: None,
+            alone: Some(idle),
+        };
         let session = pool.session(profile);
+        let released = pool.clone();
+        let handle = pool.start_view(session, about, page, streams, tabs, async move {
+            released.release(id).await;
+        });
+        tracing::info!(live_id = %id, profile, "live view opened");
+        Ok(handle)
+    }
+
+    /// A live view of a run's own page (`hand_over`): no hold (the run has its page), the
+    /// run's page and the tabs it opens, until the run ends it; the page stays the run's.
+    pub(super) async fn attach_live(
+        &self,
+        session: &Rc<Session>,
+        run_id: Uuid,
+        page: &Page,
+        reason: &str,
+    ) -> Result<LiveHandle, String> {
+        let streams = {
+            let guard = session.chromium.lock().await;
+            let chromium = guard
+                .as_ref()
+                .ok_or("the profile's browser is not running")?;
+            TargetStreams::of(&chromium.browser)
+                .await
+                .map_err(|e| e.message)?
+        };
+        let mine = page
+            .execute(
+                chromiumoxide::cdp::browser_protocol::target::GetTargetInfoParams {
+                    target_id: Some(page.target_id().clone()),
+                },
+            )
+            .await
+            .map(|r| r.result.target_info)
+            .map_err(|e| e.to_string())?;
+        let about = About {
+            id: Uuid::now_v7(),
+            opened_by: format!("run {run_id}"),
+            run_id: Some(run_id),
+            reason: Some(reason.to_string()),
+            alone: None,
+        };
+        let (id, page) = (about.id, page.clone());
+        let handle = self.start_view(
+            session.clone(),
+            about,
+            page.clone(),
+            streams,
+            vec![mine],
+            async move {
+                let _ = page
+                    .execute(
+                        chromiumoxide::cdp::browser_protocol::page::StopScreencastParams::default(),
+                    )
+                    .await;
+            },
+        );
+        tracing::info!(live_id = %id, %run_id, profile = %session.profile, "live view of a run's page opened");
+        Ok(handle)
+    }
+
+    /// Starts a view's task; `after` runs once it has ended.
+    fn start_view(
+        &self,
+        session: Rc<Session>,
+        about: About,
+        page: Page,
+        streams: TargetStreams,
+        tabs: Vec<TargetInfo>,
+        after: impl std::future::Future<Output = ()> + 'static,
+    ) -> LiveHandle {
         let died = session.deaths.subscribe();
         let (input, inputs) = mpsc::channel(INPUT_QUEUE);
         let shared = Arc::new(Shared {
@@ -363,22 +450,25 @@ impl Pool {
             viewers: watch::channel(0).0,
         });
         let handle = LiveHandle {
-            id,
-            profile: profile.to_string(),
-            opened_by,
+            id: about.id,
+            profile: session.profile.clone(),
+            opened_by: about.opened_by.clone(),
             started_at: Utc::now(),
+            run_id: about.run_id,
+            reason: about.reason.clone(),
             input,
             shared: shared.clone(),
         };
+        self.lives.borrow_mut().insert(about.id, handle.clone());
+        let lives = self.lives.clone();
         let mut view = View {
-            pool: pool.clone(),
             session,
             shared,
             page,
             frames: None,
             seq: 0,
             tabs,
-            idle,
+            about,
         };
         tokio::task::spawn_local(async move {
             view.start_screencast().await;
@@ -386,12 +476,25 @@ impl Pool {
             let why = view.run(inputs, streams, died).await;
             // The frame is dropped with the view; only the reason stays.
             view.shared.frame.send_replace(None);
+            after.await;
             view.shared.ended.send_replace(Some(why));
-            view.pool.release(id).await;
-            tracing::info!(live_id = %id, profile = %view.session.profile, reason = why.as_str(), "live view ended");
+            lives.borrow_mut().remove(&view.about.id);
+            tracing::info!(live_id = %view.about.id, profile = %view.session.profile, reason = why.as_str(), "live view ended");
         });
-        tracing::info!(live_id = %id, profile, "live view opened");
-        Ok(handle)
+        handle
+    }
+
+    /// The live views of this pool that have not ended, oldest first.
+    pub fn live_views(&self) -> Vec<LiveHandle> {
+        let mut views: Vec<LiveHandle> = self
+            .lives
+            .borrow()
+            .values()
+            .filter(|h| h.ended().is_none())
+            .cloned()
+            .collect();
+        views.sort_by_key(|h| h.started_at);
+        views
     }
 
     /// The view's first page (with the profile's identity, as its runs get), the browser's
@@ -411,20 +514,7 @@ impl Pool {
             .as_ref()
             .ok_or_else(|| fail("the profile's browser is not running".into()))?;
         let browser = &chromium.browser;
-        let streams = TargetStreams {
-            created: browser
-                .event_listener::<EventTargetCreated>()
-                .await
-                .map_err(|e| fail(e.to_string()))?,
-            destroyed: browser
-                .event_listener::<EventTargetDestroyed>()
-                .await
-                .map_err(|e| fail(e.to_string()))?,
-            changed: browser
-                .event_listener::<EventTargetInfoChanged>()
-                .await
-                .map_err(|e| fail(e.to_string()))?,
-        };
+        let streams = TargetStreams::of(browser).await?;
         let setup = PageSetup {
             user_agent: None,
             locale: "en-US",
@@ -473,9 +563,62 @@ struct TargetStreams {
     changed: EventStream<EventTargetInfoChanged>,
 }
 
+impl TargetStreams {
+    async fn of(browser: &chromiumoxide::Browser) -> Result<Self, RunFailure> {
+        let fail = |e: chromiumoxide::error::CdpError| RunFailure {
+            kind: RunErrorKind::BrowserPage,
+            message: e.to_string(),
+        };
+        Ok(TargetStreams {
+            created: browser.event_listener().await.map_err(fail)?,
+            destroyed: browser.event_listener().await.map_err(fail)?,
+            changed: browser.event_listener().await.map_err(fail)?,
+        })
+    }
+}
+
+/// Opens the live view of a run's page (`hand_over`), for the engine.
+pub trait LiveHost {
+    fn attach<'a>(
+        &'a self,
+        page: &'a Page,
+        reason: &'a str,
+    ) -> futures_util::future::LocalBoxFuture<'a, Result<LiveHandle, String>>;
+}
+
+/// A run's pool and session, as its live host.
+pub(super) struct RunLive<'a> {
+    pub pool: &'a Pool,
+    pub session: &'a Rc<Session>,
+    pub run_id: Uuid,
+}
+
+impl LiveHost for RunLive<'_> {
+    fn attach<'a>(
+        &'a self,
+        page: &'a Page,
+        reason: &'a str,
+    ) -> futures_util::future::LocalBoxFuture<'a, Result<LiveHandle, String>> {
+        Box::pin(
+            self.pool
+                .attach_live(self.session, self.run_id, page, reason),
+        )
+    }
+}
+
+/// Whose view it is.
+struct About {
+    id: Uuid,
+    opened_by: String,
+    run_id: Option<Uuid>,
+    reason: Option<String>,
+    /// A person's own view, holding the profile: it ends by itself after this long without
+    /// input, or when nobody watches it. None: a run's view, which the run ends.
+    alone: Option<Duration>,
+}
+
 /// The view's task state.
 struct View {
-    pool: Rc<Pool>,
     session: Rc<Session>,
     shared: Arc<Shared>,
     /// The tab shown.
@@ -483,7 +626,7 @@ struct View {
     frames: Option<EventStream<EventScreencastFrame>>,
     seq: u64,
     tabs: Vec<TargetInfo>,
-    idle: Duration,
+    about: About,
 }
 
 /// What woke the view.
@@ -509,6 +652,7 @@ impl View {
         // Set while nobody watches (after someone did, or from the start).
         let mut unwatched: Option<tokio::time::Instant> = None;
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let idle = self.about.alone;
         loop {
             let frames = self.frames.as_mut();
             let wake = tokio::select! {
@@ -519,8 +663,8 @@ impl View {
                 Some(e) = targets.destroyed.next() => Wake::Destroyed(e.target_id.clone()),
                 Some(e) = targets.changed.next() => Wake::Changed(e.target_info.clone()),
                 _ = died.changed() => Wake::End(Ended::BrowserDied),
-                _ = tokio::time::sleep_until(last_input + self.idle) => Wake::End(Ended::Idle),
-                _ = tokio::time::sleep_until(unwatched.map(|t| t + DETACH_GRACE).unwrap_or(far)) => Wake::End(Ended::Closed),
+                _ = tokio::time::sleep_until(idle.map(|i| last_input + i).unwrap_or(far)) => Wake::End(Ended::Idle),
+                _ = tokio::time::sleep_until(unwatched.filter(|_| idle.is_some()).map(|t| t + DETACH_GRACE).unwrap_or(far)) => Wake::End(Ended::Closed),
             };
             match wake {
                 Wake::End(why) => return why,
@@ -640,7 +784,8 @@ impl View {
                 .await
                 .map_err(|e| e.to_string())?;
             if self.session.stealth.get() {
-                if let Ok(identity) = self.pool.identity(chromium, &self.session).await {
+                let known = self.session.identity.borrow().clone();
+                if let Some(identity) = known {
                     let mut p = SetUserAgentOverrideParams::new(identity.user_agent.clone());
                     p.accept_language = Some(super::stealth::accept_language("en-US"));
                     p.user_agent_metadata = identity.hints.clone();
@@ -667,6 +812,8 @@ impl View {
         let active = self.page.target_id();
         let shown = self.tabs.iter().find(|t| t.target_id == *active);
         let state = PageState {
+            run_id: self.about.run_id,
+            reason: self.about.reason.clone(),
             url: shown.map(|t| t.url.clone()).unwrap_or_default(),
             title: shown.map(|t| t.title.clone()).unwrap_or_default(),
             active: active.as_ref().to_string(),

@@ -119,6 +119,8 @@ pub struct BrowserRun {
     pub once: Option<std::sync::Arc<dyn script::OnceLedger>>,
     /// Where `notify` steps go (None: the script has none).
     pub notify: Option<script::Notifier>,
+    /// Where `hand_over` steps say the run waits for a person (None: the script has none).
+    pub person: Option<std::sync::Arc<dyn script::Person>>,
     /// Template data: `job`, `run`, `now`, `today`.
     pub context: Value,
     /// The span the run's work belongs to (its trace, across the pool's actor): the pool's
@@ -219,6 +221,8 @@ pub struct Pool {
     pending_holds: RefCell<HashMap<Uuid, bool>>,
     /// The browser's full version (asked once, for the anti-detection user agent).
     version: RefCell<Option<String>>,
+    /// Live views (a person's, or a run's own), until they end.
+    lives: Rc<RefCell<HashMap<Uuid, live::LiveHandle>>>,
 }
 
 /// Marks a session busy for as long as it lives (also when the run's future is dropped).
@@ -288,6 +292,7 @@ impl Pool {
             holds: RefCell::new(HashMap::new()),
             pending_holds: RefCell::new(HashMap::new()),
             version: RefCell::new(None),
+            lives: Rc::new(RefCell::new(HashMap::new())),
             politeness: politeness::Politeness::new(cfg.politeness.clone()),
             cfg,
         }

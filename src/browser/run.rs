@@ -295,7 +295,7 @@ impl Pool {
     /// One run: a page, the script on it, the page parked or closed, artifacts, the output.
     pub(super) async fn run_in(
         &self,
-        session: &Session,
+        session: &Rc<Session>,
         r: &BrowserRun,
     ) -> Result<RunOutcome, RunFailure> {
         let (page, reusable, browser_pid) = self.take_page(session, r).await?;
@@ -389,7 +389,7 @@ impl Pool {
     /// at once (the renderer or the browser died); the inner one is a failed step.
     async fn drive(
         &self,
-        session: &Session,
+        session: &Rc<Session>,
         r: &BrowserRun,
         page: &chromiumoxide::Page,
         browser_pid: i32,
@@ -405,6 +405,12 @@ impl Pool {
             context: &r.context,
             human: session.stealth.get(),
             viewport: r.viewport,
+            person: r.person.as_ref(),
+            live: Some(&super::live::RunLive {
+                pool: self,
+                session,
+                run_id: r.run_id,
+            }),
         };
         // A renderer that crashes (Inspector.targetCrashed) ends the run at once.
         let mut crashed = page

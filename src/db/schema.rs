@@ -57,6 +57,7 @@ diesel::table! {
         progress -> Nullable<Text>,
         progress_at -> Nullable<Timestamptz>,
         began_at -> Nullable<Timestamptz>,
+        waiting -> Nullable<Jsonb>,
     }
 }
 

@@ -67,6 +67,8 @@ run_error_kinds! {
     RendererCrashed = "renderer_crashed", site: false;
     /// The run was cancelled while it ran (its page closed).
     Cancelled = "cancelled", site: false;
+    /// A `hand_over` waited for a person longer than its timeout.
+    PersonTimeout = "person_timeout", site: false;
 
     // The script and the job's own definition.
     /// A template did not render.
@@ -147,7 +149,8 @@ impl RunErrorKind {
     /// Whether another attempt may do better. Not for what fails the same way until the
     /// job or the configuration changes — retrying would only delay the dead letter and its
     /// notification: a script that no longer parses, a kind this build lacks, a program not
-    /// allowed, a secret or a channel that is not configured, a key the keyboard lacks.
+    /// allowed, a secret or a channel that is not configured, a key the keyboard lacks —
+    /// nor a run nobody took over (`person_timeout`: asking again would only ask again).
     pub fn retries(self) -> bool {
         use RunErrorKind::*;
         !matches!(
@@ -159,6 +162,7 @@ impl RunErrorKind {
                 | InvalidSecret
                 | UnknownChannel
                 | BadKey
+                | PersonTimeout
         )
     }
 
@@ -197,6 +201,7 @@ mod tests {
             K::InvalidScript,
             K::CommandNotAllowed,
             K::UnknownChannel,
+            K::PersonTimeout,
         ] {
             assert!(!k.retries(), "{k}");
         }

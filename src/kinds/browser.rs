@@ -327,7 +327,9 @@ impl JobKind for Browser {
             let once = steps::any(&steps, &|s| matches!(s, Step::Once { .. }))
                 .then(|| ctx.services.scripts.once_ledger(script_run.clone()));
             let notify = steps::any(&steps, &|s| matches!(s, Step::Notify { .. }))
-                .then(|| ctx.services.scripts.notifier(script_run));
+                .then(|| ctx.services.scripts.notifier(script_run.clone()));
+            let person = steps::any(&steps, &|s| matches!(s, Step::HandOver { .. }))
+                .then(|| ctx.services.scripts.person(script_run, ctx.waiting.clone()));
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
             let run = BrowserRun {
                 run_id: ctx.run_id,
@@ -342,6 +344,7 @@ impl JobKind for Browser {
                 consume,
                 once,
                 notify,
+                person,
                 context: context(&ctx),
                 span: tracing::Span::current(),
             };

@@ -46,6 +46,81 @@ pub struct RunContext {
     pub timezone: Option<String>,
     /// Wall-clock time (the executor's: the system clock, or one a test moves).
     pub clock: std::sync::Arc<dyn crate::stdx::clock::Clock>,
+    /// Time the run spends waiting for a person (`hand_over`): not counted against the
+    /// job's timeout, and the run's executor slot is free meanwhile.
+    pub waiting: Waiting,
+}
+
+/// The time a run waits for a person. The executor reads it for the job's timeout and hears
+/// of each change (to free the run's slot while it waits).
+#[derive(Clone, Default)]
+pub struct Waiting(std::sync::Arc<std::sync::Mutex<WaitingState>>);
+
+#[derive(Default)]
+struct WaitingState {
+    since: Option<std::time::Instant>,
+    before: std::time::Duration,
+    on_change: Option<std::sync::Arc<dyn Fn(bool) + Send + Sync>>,
+}
+
+impl Waiting {
+    /// `on_change(true)` when a wait begins, `(false)` when it ends.
+    pub fn new(on_change: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        Waiting(std::sync::Arc::new(std::sync::Mutex::new(WaitingState {
+            on_change: Some(std::sync::Arc::new(on_change)),
+            ..WaitingState::default()
+        })))
+    }
+
+    fn change(&self, f: impl FnOnce(&mut WaitingState) -> bool, to: bool) {
+        let notify = match self.0.lock() {
+            Ok(mut s) => f(&mut s).then(|| s.on_change.clone()).flatten(),
+            Err(_) => None,
+        };
+        if let Some(n) = notify {
+            n(to);
+        }
+    }
+
+    pub fn begin(&self) {
+        self.change(
+            |s| {
+                let starts = s.since.is_none();
+                if starts {
+                    s.since = Some(std::time::Instant::now());
+                }
+                starts
+            },
+            true,
+        );
+    }
+
+    pub fn end(&self) {
+        self.change(
+            |s| match s.since.take() {
+                Some(t) => {
+                    s.before += t.elapsed();
+                    true
+                }
+                None => false,
+            },
+            false,
+        );
+    }
+
+    /// All the time waited so far, the current wait included.
+    pub fn total(&self) -> std::time::Duration {
+        self.0
+            .lock()
+            .map(|s| s.before + s.since.map(|t| t.elapsed()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Waiting({:?})", self.total())
+    }
 }
 
 impl RunContext {

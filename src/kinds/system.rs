@@ -93,6 +93,12 @@ pub struct ScriptRun {
 pub trait Scripts {
     fn once_ledger(&self, run: ScriptRun) -> Arc<dyn crate::browser::script::OnceLedger>;
     fn notifier(&self, run: ScriptRun) -> crate::browser::script::Notifier;
+    /// Where `hand_over` steps say the run waits for a person.
+    fn person(
+        &self,
+        run: ScriptRun,
+        waiting: super::Waiting,
+    ) -> Arc<dyn crate::browser::script::Person>;
 }
 
 /// What a run token may do besides reporting on its own run.

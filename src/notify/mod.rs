@@ -171,6 +171,12 @@ impl Routing {
         rows
     }
 
+    /// Every channel (the implicit `log` included), for events that go everywhere unless a
+    /// route says otherwise (`run.needs_person`).
+    pub fn every_channel(&self) -> Vec<String> {
+        self.channels.keys().cloned().collect()
+    }
+
     /// The rows of one notice: to the routed channels, or to `only` (a `notify` job names
     /// its channels itself).
     pub fn rows_for(&self, notice: &Notice, only: Option<&[String]>) -> Vec<OutboxRow> {

@@ -89,8 +89,6 @@ pub struct BrowserPool {
     lifeline: Lifeline,
     pool: Option<Rc<Pool>>,
     sessions: HashMap<String, SessionEntry>,
-    /// Live views, until they end.
-    lives: HashMap<uuid::Uuid, LiveHandle>,
     /// Session failures per profile (the supervisor's intensity window, keyed by profile).
     failures: Intensity<String>,
     stopping: bool,
@@ -116,7 +114,6 @@ impl BrowserPool {
             lifeline,
             pool: None,
             sessions: HashMap::new(),
-            lives: HashMap::new(),
             failures: Intensity::new(SESSION_WINDOW),
             stopping: false,
         }
@@ -442,8 +439,7 @@ impl Handler<OpenLive> for BrowserPool {
             .into_actor(self)
             .map(|opened, act, ctx| {
                 if let Ok(handle) = &opened {
-                    act.lives.insert(handle.id, handle.clone());
-                    // When it ends: out of the list, and its audit row gets its end.
+                    // When it ends, its audit row gets its end.
                     let (handle, db) = (handle.clone(), act.deps.db.clone());
                     ctx.spawn(
                         async move {
@@ -457,12 +453,8 @@ impl Handler<OpenLive> for BrowserPool {
                             if let Err(e) = recorded {
                                 tracing::warn!(actor = NAME, live_id = %id, error = %e, "the live view's end was not written to its audit row");
                             }
-                            id
                         }
-                        .into_actor(act)
-                        .map(|id, act, _| {
-                            act.lives.remove(&id);
-                        }),
+                        .into_actor(act),
                     );
                 }
                 opened
@@ -474,14 +466,10 @@ impl Handler<OpenLive> for BrowserPool {
 impl Handler<LiveViews> for BrowserPool {
     type Result = Vec<LiveHandle>;
     fn handle(&mut self, _: LiveViews, _: &mut Self::Context) -> Vec<LiveHandle> {
-        let mut views: Vec<LiveHandle> = self
-            .lives
-            .values()
-            .filter(|h| h.ended().is_none())
-            .cloned()
-            .collect();
-        views.sort_by_key(|h| h.started_at);
-        views
+        self.pool
+            .as_ref()
+            .map(|p| p.live_views())
+            .unwrap_or_default()
     }
 }
 
@@ -489,7 +477,7 @@ impl BrowserPool {
     /// `StopChild`: see [`crate::supervised_actor`].
     fn stop_child(&mut self, ctx: &mut Context<Self>) {
         self.stopping = true;
-        for view in self.lives.values() {
+        for view in self.pool.iter().flat_map(|p| p.live_views()) {
             view.end();
         }
         let pool = self.pool.clone();

@@ -66,6 +66,16 @@ struct InFlight {
     /// The job's name, for the run's events.
     job: String,
     handle: Option<SpawnHandle>,
+    /// Waiting for a person (`hand_over`): in flight (heartbeats go on) but holding no slot.
+    waiting: bool,
+}
+
+/// A run began (`true`) or ended (`false`) waiting for a person (`kinds::Waiting`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RunWaits {
+    run_id: Uuid,
+    waiting: bool,
 }
 
 /// The zombie detector rescued these runs while their workers here still run (hung):
@@ -133,6 +143,7 @@ impl Executor {
                 kind: kind_name.clone(),
                 job: run.job_name.clone(),
                 handle: None,
+                waiting: false,
             },
         );
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
@@ -152,7 +163,12 @@ impl Executor {
             api_url: self.deps.directory.api_url().unwrap_or_default(),
             timezone: run.timezone.clone(),
             clock: self.deps.clock.clone(),
+            waiting: {
+                let me = ctx.address();
+                kinds::Waiting::new(move |waiting| me.do_send(RunWaits { run_id, waiting }))
+            },
         };
+        let waiting = rctx.waiting.clone();
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
         let counter = self.deps.directory.quota_counter();
@@ -198,7 +214,7 @@ impl Executor {
                 otel.name = %format!("{} work", kind_name),
                 kind = %kind_name
             );
-            let result = execute(kind, rctx, run.payload, policy.timeout)
+            let result = execute(kind, rctx, run.payload, policy.timeout, waiting)
                 .instrument(work)
                 .await;
             match result {
@@ -532,9 +548,27 @@ impl Handler<Capacity> for Executor {
             return 0;
         }
         // A run holds its slot until its result is recorded, so at most max_concurrency of
-        // this node's runs are `running` in the table at any time.
+        // this node's runs are `running` in the table at any time — besides those waiting for
+        // a person, which hold none (one that goes on takes its slot back at once, so for a
+        // while more may run).
+        let working = self.in_flight.values().filter(|f| !f.waiting).count();
         self.max()
-            .saturating_sub(self.in_flight.len() + self.done.len() + self.recording)
+            .saturating_sub(working + self.done.len() + self.recording)
+    }
+}
+
+impl Handler<RunWaits> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: RunWaits, _: &mut Self::Context) {
+        if let Some(f) = self.in_flight.get_mut(&msg.run_id) {
+            f.waiting = msg.waiting;
+        }
+        // Its slot is free while it waits: the scheduler may send another run.
+        if msg.waiting {
+            if let Some(s) = self.deps.directory.scheduler() {
+                s.do_send(Wake);
+            }
+        }
     }
 }
 

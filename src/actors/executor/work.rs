@@ -1,5 +1,5 @@
-//! A kind's work as the executor runs it: under the job's timeout, a panic caught as the
-//! run's failure (`panic`), not the actor's.
+//! A kind's work as the executor runs it: under the job's timeout (the time it waits for a
+//! person not counted), a panic caught as the run's failure (`panic`), not the actor's.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -11,28 +11,38 @@ use crate::jobs::run_error::RunErrorKind;
 use crate::kinds::{self, RunContext, RunError};
 use crate::supervisor::panic_message;
 
-/// Runs a job kind under its timeout; a panic fails the run.
+/// Runs a job kind under its timeout; a panic fails the run. Time in `waiting` (for a
+/// person) does not count against the timeout.
 pub(super) async fn execute(
     kind: &dyn kinds::JobKind,
     rctx: RunContext,
     payload: Value,
     timeout: Option<Duration>,
+    waiting: kinds::Waiting,
 ) -> Result<Value, RunError> {
     {
         let work = AssertUnwindSafe(kind.execute(rctx, payload)).catch_unwind();
         let outcome = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, work).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(RunError::new(
-                        RunErrorKind::Timeout,
-                        format!(
-                            "exceeded the timeout of {}",
-                            crate::stdx::duration::format_duration(limit)
-                        ),
-                    ))
+            Some(limit) => {
+                let start = tokio::time::Instant::now();
+                let mut work = std::pin::pin!(work);
+                loop {
+                    // The time worked so far; the deadline moves by the time waited.
+                    let worked = start.elapsed().saturating_sub(waiting.total());
+                    let Some(left) = limit.checked_sub(worked).filter(|d| !d.is_zero()) else {
+                        return Err(RunError::new(
+                            RunErrorKind::Timeout,
+                            format!(
+                                "exceeded the timeout of {}",
+                                crate::stdx::duration::format_duration(limit)
+                            ),
+                        ));
+                    };
+                    if let Ok(r) = tokio::time::timeout(left, &mut work).await {
+                        break r;
+                    }
                 }
-            },
+            }
             None => work.await,
         };
         match outcome {

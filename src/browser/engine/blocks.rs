@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How often a `hand_over` checks its `until` condition while a person drives.
+const UNTIL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Exec<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn for_each(
@@ -103,7 +106,96 @@ impl Exec<'_, '_> {
                     .is_some_and(|t| t.contains(&want))
             }
             Condition::Equals { value, to } => self.render(value)? == self.render(to)?,
+            Condition::UrlContains(part) => {
+                let part = self.render(part)?;
+                self.page
+                    .url()
+                    .await
+                    .map_err(|e| (RunErrorKind::Browser, e.to_string()))?
+                    .is_some_and(|u| u.contains(&part))
+            }
         })
+    }
+
+    /// Whether `until` holds now (a condition that fails to evaluate does not).
+    async fn until_holds(&self, until: Option<&Condition>) -> bool {
+        match until {
+            Some(c) => tokio::time::timeout(self.env.step_timeout, self.condition(c))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// `hand_over`: a person takes the run's page in a live view; the run goes on when
+    /// `until` holds (checked every [`UNTIL_EVERY`]) or the person presses Continue, and
+    /// fails with `person_timeout` after `timeout`. Nothing to wait for when `until`
+    /// already holds.
+    pub(super) async fn hand_over(
+        &mut self,
+        step: &Step,
+        path: &str,
+        reason: &Template,
+        until: Option<&Condition>,
+        timeout: std::time::Duration,
+    ) -> Result<(), StepFailure> {
+        let reason = self
+            .render(reason)
+            .map_err(|(k, m)| self.fail(path, step, k, m))?;
+        if self.until_holds(until).await {
+            self.out
+                .record(json!({"path": path, "action": "hand_over", "waited": false}));
+            return Ok(());
+        }
+        let (Some(person), Some(live)) = (self.env.person, self.env.live) else {
+            return Err(self.fail(
+                path,
+                step,
+                RunErrorKind::Browser,
+                "no person can take over this run".into(),
+            ));
+        };
+        let view = live
+            .attach(self.page, &reason)
+            .await
+            .map_err(|m| self.fail(path, step, RunErrorKind::BrowserPage, m))?;
+        let deadline = chrono::Utc::now()
+            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let started = std::time::Instant::now();
+        if let Err(e) = person.waiting(reason.clone(), deadline, view.id).await {
+            view.end();
+            return Err(self.fail(path, step, RunErrorKind::Database, e));
+        }
+        let give_up = tokio::time::Instant::now() + timeout;
+        let outcome = loop {
+            tokio::select! {
+                ended = view.wait_ended() => break match ended {
+                    super::super::live::Ended::Done => Ok("continue"),
+                    other => Err((RunErrorKind::BrowserCrashed, format!("the live view ended ({})", other.as_str()))),
+                },
+                _ = tokio::time::sleep(UNTIL_EVERY) => {
+                    if self.until_holds(until).await {
+                        break Ok("until");
+                    }
+                }
+                _ = tokio::time::sleep_until(give_up) => break Err((
+                    RunErrorKind::PersonTimeout,
+                    format!("nobody took over within {} ({reason})", crate::stdx::duration::format_duration(timeout)),
+                )),
+            }
+        };
+        view.end();
+        let resumed = person.resumed().await;
+        self.out
+            .record(json!({"path": path, "action": "hand_over", "waited": true,
+            "ms": started.elapsed().as_millis() as u64,
+            "by": outcome.as_ref().ok().copied().unwrap_or("timeout")}));
+        let how = outcome.map_err(|(k, m)| self.fail(path, step, k, m))?;
+        resumed.map_err(|e| self.fail(path, step, RunErrorKind::Database, e))?;
+        tracing::info!(path, how, "hand_over: the run goes on");
+        Ok(())
     }
 
     pub(super) async fn once(

@@ -296,9 +296,11 @@ impl Exec<'_, '_> {
                 Ok(())
             }
             // Blocks and consume are handled by `step`.
-            Step::ForEach { .. } | Step::If { .. } | Step::Once { .. } | Step::Consume { .. } => {
-                Ok(())
-            }
+            Step::ForEach { .. }
+            | Step::If { .. }
+            | Step::Once { .. }
+            | Step::Consume { .. }
+            | Step::HandOver { .. } => Ok(()),
         }
     }
 }

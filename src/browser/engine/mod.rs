@@ -103,6 +103,10 @@ pub struct Env<'a> {
     pub human: bool,
     /// The job's viewport (a full-page screenshot restores it afterwards).
     pub viewport: Option<(u32, u32)>,
+    /// Where `hand_over` steps tell that the run waits for a person (None: no such step).
+    pub person: Option<&'a std::sync::Arc<dyn super::script::Person>>,
+    /// Opens the live view of the run's page for a `hand_over`.
+    pub live: Option<&'a dyn super::live::LiveHost>,
 }
 
 /// Runs every step in order; stops at the first failure, or early (`Ok(Some(_))`) when a
@@ -362,6 +366,15 @@ impl<'a> Exec<'a, '_> {
                 cost,
                 on_exhausted,
             } => self.consume(step, path, quota, *cost, *on_exhausted).await,
+            Step::HandOver {
+                reason,
+                until,
+                timeout,
+            } => {
+                self.hand_over(step, path, reason, until.as_ref(), *timeout)
+                    .await?;
+                Ok(Flow::Next)
+            }
             _ => {
                 self.leaf(step, path).await?;
                 Ok(Flow::Next)

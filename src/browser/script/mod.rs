@@ -18,7 +18,7 @@ mod parse;
 mod ports;
 
 pub use parse::parse;
-pub use ports::{Consumer, Entry, Notifier, OnceLedger, Quota, Refusal, Stopped};
+pub use ports::{Consumer, Entry, Notifier, OnceLedger, Person, Quota, Refusal, Stopped};
 
 use std::time::Duration;
 
@@ -101,8 +101,16 @@ pub enum OnError {
 pub enum Condition {
     Exists(Template),
     Visible(Template),
-    TextContains { selector: Template, text: Template },
-    Equals { value: Template, to: Template },
+    TextContains {
+        selector: Template,
+        text: Template,
+    },
+    Equals {
+        value: Template,
+        to: Template,
+    },
+    /// The page's address contains this.
+    UrlContains(Template),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +186,13 @@ pub enum Step {
         retry_uncertain: bool,
         steps: Vec<Step>,
     },
+    /// A person takes over the run's page (a live view), until `until` holds or they press
+    /// Continue; the run fails with `person_timeout` after `timeout`.
+    HandOver {
+        reason: Template,
+        until: Option<Condition>,
+        timeout: Duration,
+    },
 }
 
 impl Step {
@@ -198,6 +213,7 @@ impl Step {
             Step::ForEach { .. } => "for_each",
             Step::If { .. } => "if",
             Step::Once { .. } => "once",
+            Step::HandOver { .. } => "hand_over",
         }
     }
 

@@ -31,12 +31,17 @@ const FIELDS: &[(&str, &[&str])] = &[
             "visible",
             "text_contains",
             "equals",
+            "url_contains",
             "then",
             "else",
         ],
     ),
     ("once", &["key", "steps", "retry_uncertain"]),
+    ("hand_over", &["reason", "until", "timeout"]),
 ];
+
+/// How long a `hand_over` waits for a person when it does not say.
+pub const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// What the parser carries down into blocks.
 struct Parser<'p> {
@@ -125,6 +130,84 @@ impl Parser<'_> {
                 None
             }
         }
+    }
+
+    /// A condition (`if`, and `hand_over`'s `until`): exactly one of exists, visible,
+    /// text_contains, equals, url_contains in `args`.
+    fn condition(
+        &mut self,
+        args: &serde_json::Map<String, Value>,
+        at: &str,
+        roots: &[String],
+    ) -> Option<Condition> {
+        let t = |me: &mut Self, k: &str| me.template(args, k, at, roots, true);
+        let given: Vec<&str> = [
+            "exists",
+            "visible",
+            "text_contains",
+            "equals",
+            "url_contains",
+        ]
+        .into_iter()
+        .filter(|k| args.contains_key(*k))
+        .collect();
+        if given.len() != 1 {
+            self.p.add(
+                        at,
+                        "expected exactly one condition: exists, visible, text_contains, equals or url_contains",
+                    );
+            return None;
+        }
+        let condition = match given[0] {
+            "url_contains" => Condition::UrlContains(t(self, "url_contains")?),
+            "exists" => Condition::Exists(t(self, "exists")?),
+            "visible" => Condition::Visible(t(self, "visible")?),
+            k => {
+                let inner_at = format!("{at}.{k}");
+                let Some(o) = args.get(k).and_then(Value::as_object) else {
+                    self.p.add(&inner_at, "expected an object");
+                    return None;
+                };
+                let fields: &[&str] = if k == "equals" {
+                    &["value", "to"]
+                } else {
+                    &["selector", "text"]
+                };
+                for key in o.keys() {
+                    if !fields.contains(&key.as_str()) {
+                        self.p.add(&format!("{inner_at}.{key}"), "unknown field");
+                    }
+                }
+                let a = self.template(o, fields[0], &inner_at, roots, true);
+                let b = if k == "equals" {
+                    // Comparing with "" is allowed.
+                    match o.get("to") {
+                        Some(Value::String(s)) => match Template::parse_with(s, roots) {
+                            Ok(t) => Some(t),
+                            Err(e) => {
+                                self.p.add(&format!("{inner_at}.to"), e.to_string());
+                                None
+                            }
+                        },
+                        _ => {
+                            self.p.add(&format!("{inner_at}.to"), "required: a string");
+                            None
+                        }
+                    }
+                } else {
+                    self.template(o, "text", &inner_at, roots, true)
+                };
+                if k == "equals" {
+                    Condition::Equals { value: a?, to: b? }
+                } else {
+                    Condition::TextContains {
+                        selector: a?,
+                        text: b?,
+                    }
+                }
+            }
+        };
+        Some(condition)
     }
 
     fn step(&mut self, item: &Value, at: &str, depth: usize, roots: &[String]) -> Option<Step> {
@@ -450,65 +533,7 @@ impl Parser<'_> {
                 }
             }
             "if" => {
-                let given: Vec<&str> = ["exists", "visible", "text_contains", "equals"]
-                    .into_iter()
-                    .filter(|k| args.contains_key(*k))
-                    .collect();
-                if given.len() != 1 {
-                    self.p.add(
-                        at,
-                        "expected exactly one condition: exists, visible, text_contains or equals",
-                    );
-                    return None;
-                }
-                let condition = match given[0] {
-                    "exists" => Condition::Exists(t(self, "exists")?),
-                    "visible" => Condition::Visible(t(self, "visible")?),
-                    k => {
-                        let inner_at = format!("{at}.{k}");
-                        let Some(o) = args.get(k).and_then(Value::as_object) else {
-                            self.p.add(&inner_at, "expected an object");
-                            return None;
-                        };
-                        let fields: &[&str] = if k == "equals" {
-                            &["value", "to"]
-                        } else {
-                            &["selector", "text"]
-                        };
-                        for key in o.keys() {
-                            if !fields.contains(&key.as_str()) {
-                                self.p.add(&format!("{inner_at}.{key}"), "unknown field");
-                            }
-                        }
-                        let a = self.template(o, fields[0], &inner_at, roots, true);
-                        let b = if k == "equals" {
-                            // Comparing with "" is allowed.
-                            match o.get("to") {
-                                Some(Value::String(s)) => match Template::parse_with(s, roots) {
-                                    Ok(t) => Some(t),
-                                    Err(e) => {
-                                        self.p.add(&format!("{inner_at}.to"), e.to_string());
-                                        None
-                                    }
-                                },
-                                _ => {
-                                    self.p.add(&format!("{inner_at}.to"), "required: a string");
-                                    None
-                                }
-                            }
-                        } else {
-                            self.template(o, "text", &inner_at, roots, true)
-                        };
-                        if k == "equals" {
-                            Condition::Equals { value: a?, to: b? }
-                        } else {
-                            Condition::TextContains {
-                                selector: a?,
-                                text: b?,
-                            }
-                        }
-                    }
-                };
+                let condition = self.condition(args, at, roots)?;
                 if !args.contains_key("then") && !args.contains_key("else") {
                     self.p.add(at, "expected `then` and/or `else` steps");
                 }
@@ -518,6 +543,59 @@ impl Parser<'_> {
                     condition,
                     then,
                     otherwise,
+                }
+            }
+            "hand_over" => {
+                let reason = t(self, "reason");
+                let until = match args.get("until") {
+                    None => None,
+                    Some(Value::Object(u)) => {
+                        let inner_at = format!("{at}.until");
+                        for key in u.keys() {
+                            if ![
+                                "exists",
+                                "visible",
+                                "text_contains",
+                                "equals",
+                                "url_contains",
+                            ]
+                            .contains(&key.as_str())
+                            {
+                                self.p
+                                    .add(&format!("{inner_at}.{key}"), "unknown condition");
+                            }
+                        }
+                        Some(self.condition(u, &inner_at, roots)?)
+                    }
+                    Some(_) => {
+                        self.p.add(
+                            &format!("{at}.until"),
+                            "expected a condition, as in `if`: {\"visible\": \"#inbox\"}",
+                        );
+                        return None;
+                    }
+                };
+                let timeout = match args.get("timeout") {
+                    None => HAND_OVER_TIMEOUT,
+                    Some(v) => match v.as_str().map(parse_duration) {
+                        Some(Ok(d))
+                            if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) =>
+                        {
+                            d
+                        }
+                        _ => {
+                            self.p.add(
+                                &format!("{at}.timeout"),
+                                "expected a duration from 1s to 24h, like \"30m\"",
+                            );
+                            HAND_OVER_TIMEOUT
+                        }
+                    },
+                };
+                Step::HandOver {
+                    reason: reason?,
+                    until,
+                    timeout,
                 }
             }
             "once" => {

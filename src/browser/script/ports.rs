@@ -71,6 +71,19 @@ pub type Notifier = std::sync::Arc<
         + Sync,
 >;
 
+/// A person takes over the run (`hand_over` steps): the run says that it waits — its row
+/// shows it, `run.needs_person` goes out, its executor slot is free and its job's timeout
+/// stops counting — and when it goes on.
+pub trait Person: Send + Sync {
+    fn waiting(
+        &self,
+        reason: String,
+        deadline: DateTime<Utc>,
+        live_id: uuid::Uuid,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+    fn resumed(&self) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+}
+
 /// A script that stopped early on purpose (not a failure): a quota said stop or defer.
 #[derive(Debug, Clone)]
 pub struct Stopped {

@@ -107,7 +107,7 @@ pub(super) struct Recorded {
 /// executor names the job in the events; $1 ids, $2 states, $3 outputs, $4 error kinds, $5 messages, $6 now, $7 node, $8 defer times, $9 began times); `tests/plans.rs` EXPLAINs it.
 pub const COMPLETE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $8, $9) AS v(id, state, output, ek, em, defer, began)), \
              done AS ( \
-               UPDATE runs SET state = v.state, output = v.output, \
+               UPDATE runs SET state = v.state, output = v.output, waiting = NULL, \
                       error_kind = v.ek, error_message = v.em, \
                       finished_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE $6 END, \
                       began_at = CASE WHEN v.state = 'deferred' THEN NULL ELSE v.began END, \

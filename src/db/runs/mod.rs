@@ -82,6 +82,10 @@ pub struct Run {
     /// When the executor started the job kind's work (after any quota gate); with
     /// `fire_at`, how late the work really began (`started_at` is when it was claimed).
     pub began_at: Option<DateTime<Utc>>,
+    /// While the run waits for a person (`hand_over`): `{"for": "person", "reason", "since",
+    /// "deadline", "live_id", "link"}`.
+    #[schema(value_type = Option<Object>)]
+    pub waiting: Option<Value>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -384,6 +388,40 @@ pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, D
         .filter(runs::state.eq(state.as_str()))
         .count()
         .get_result(conn)?)
+}
+
+/// A running run waits for a person (`Some`), or no longer does (`None`). False when the
+/// run is no longer running.
+pub fn set_waiting(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    waiting: Option<&Value>,
+) -> Result<bool, DbError> {
+    let n = diesel::update(
+        runs::table
+            .filter(runs::id.eq(run_id))
+            .filter(runs::state.eq("running")),
+    )
+    .set(runs::waiting.eq(waiting))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// A running run waits for a person: its row says so and its notices are queued, in one
+/// transaction. False (nothing written) when the run is no longer running.
+pub fn wait_for_person(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    waiting: &Value,
+    notices: &[crate::notify::OutboxRow],
+) -> Result<bool, DbError> {
+    conn.transaction(|c| {
+        let running = set_waiting(c, run_id, Some(waiting))?;
+        if running {
+            crate::db::notifications::enqueue(c, notices)?;
+        }
+        Ok(running)
+    })
 }
 
 /// Records a running run's progress note (and counts as a heartbeat). False when the run is

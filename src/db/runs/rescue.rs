@@ -53,7 +53,7 @@ pub fn running(conn: &mut PgConnection) -> Result<Vec<RunningRun>, DbError> {
 /// Marks runs as zombies ($1 ids, $2 reasons, $3 now); `tests/plans.rs` EXPLAINs it.
 pub const RESCUE_SQL: &str = "WITH v AS (SELECT * FROM unnest($1, $2) AS v(id, reason)), \
              done AS ( \
-               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, \
+               UPDATE runs SET state = 'zombie', finished_at = $3, error_kind = v.reason, waiting = NULL, \
                       error_message = 'rescued by the zombie detector: ' || v.reason \
                FROM v WHERE runs.id = v.id AND runs.state = 'running' \
                RETURNING runs.id, runs.job_id, runs.fire_at, runs.attempt, runs.priority) \

@@ -78,6 +78,7 @@ export async function render(id) {
     el('button', { id: 'live-reload', type: 'button', title: 'Reload', on: { click: () => send({ type: 'reload' }) } }, '⟳'),
     address, el('button', { id: 'live-go', type: 'submit' }, 'Go'), done);
 
+  const hint = el('p', { class: 'hint', id: 'live-hint' }, 'You drive this profile\'s browser; its runs wait until you press Done. What you type is not recorded.');
   const events = new EventSource(base + '/events');
   // Leaving the page closes the stream: the view ends soon after unless it is reopened.
   state.leave = () => events.close();
@@ -92,6 +93,11 @@ export async function render(id) {
   });
   events.addEventListener('state', (m) => {
     const s = JSON.parse(m.data);
+    // A run waits for this person (hand_over): Done lets it go on.
+    if (s.run_id) {
+      done.textContent = 'Continue';
+      hint.textContent = `Run ${s.run_id} waits for you: ${s.reason}. Finish it here; the run goes on by itself when it sees the page it waits for, or when you press Continue.`;
+    }
     if (document.activeElement !== address) address.value = s.url;
     tabs.replaceChildren(...s.tabs.map((t) => el('button', {
       type: 'button', role: 'tab', class: 'live-tab', 'aria-selected': String(t.id === s.active), title: t.url,
@@ -106,7 +112,6 @@ export async function render(id) {
   });
   events.onerror = () => { if (!status.dataset.ended) status.textContent = 'Reconnecting…'; };
 
-  return el('section', { id: 'live' }, el('h1', {}, 'Live view'),
-    el('p', { class: 'hint' }, 'You drive this profile\'s browser; its runs wait until you press Done. What you type is not recorded.'),
+  return el('section', { id: 'live' }, el('h1', {}, 'Live view'), hint,
     bar, tabs, status, el('div', { class: 'live-frame' }, screen));
 }

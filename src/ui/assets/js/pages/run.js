@@ -1,4 +1,5 @@
-// One run: its timeline, attempts, error, steps, program output and artifacts.
+// One run: its timeline, attempts, whether it waits for a person, error, steps, program
+// output and artifacts.
 
 import { MAY_CHANGE, act, api, badge, el, table, when } from '../lib.js';
 
@@ -29,6 +30,9 @@ export async function render(id) {
       r.heartbeat_at ? el('li', {}, 'last heartbeat ', when(r.heartbeat_at)) : null,
       r.finished_at ? el('li', {}, 'finished ', when(r.finished_at)) : null),
     el('p', {}, 'Attempt ', r.attempt, r.progress ? ` · progress: ${r.progress}` : ''),
+    r.waiting && r.state === 'running' ? el('p', { class: 'notice warning', id: 'run-waiting', role: 'status' },
+      `Waiting for a person until ${when(r.waiting.deadline)}: ${r.waiting.reason}. `,
+      MAY_CHANGE ? el('a', { href: r.waiting.link.replace('/ui/', ''), id: 'take-over' }, 'Take over in the live view') : '') : null,
     siblings.length > 1 ? el('ol', { class: 'attempts', id: 'attempts' }, siblings.map((x) => el('li', {},
       x.id === r.id ? el('strong', {}, `attempt ${x.attempt}`) : el('a', { href: '#/runs/' + x.id }, `attempt ${x.attempt}`),
       ' ', badge(x.state), x.error_kind ? ` ${x.error_kind}` : '', ' · ', when(x.finished_at || x.started_at || x.queued_at)))) : null,
