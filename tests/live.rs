@@ -317,7 +317,9 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
         json!({"reason": "one-time code", "until": {"visible": "#applications"}, "timeout": "2m"}),
         json!({"max_retries": 2, "timeout": "6s"}),
     ));
-    let waiting = o.wait_run("jobboard", T, |r| !r["waiting"].is_null() || r["state"] != "running" && r["state"] != "pending");
+    let waiting = o.wait_run("jobboard", T, |r| {
+        !r["waiting"].is_null() || r["state"] != "running" && r["state"] != "pending"
+    });
     assert_eq!(waiting["state"], "running", "{waiting}");
     let w = &waiting["waiting"];
     assert_eq!(w["for"], "person");
@@ -393,7 +395,10 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
         .cloned()
         .unwrap();
     assert_eq!(step["by"], "until", "{step}");
-    assert!(step["ms"].as_u64().unwrap() >= 6000, "longer than policy.timeout: {step}");
+    assert!(
+        step["ms"].as_u64().unwrap() >= 6000,
+        "longer than policy.timeout: {step}"
+    );
     assert_eq!(o.runs("jobboard").len(), 1, "one attempt");
     assert_eq!(site.logins(), 1);
     let audit = o.get("/api/v1/audit?limit=500", o.admin()).text;
@@ -461,4 +466,105 @@ fn nobody_takes_over_the_run_fails_once_and_continue_lets_a_run_go_on() {
     let run = o.finished_run("manual", T);
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["output"]["extracted"]["title"], "Log in");
+}
+
+/// The shipped example (examples/commands/login_2fa.py): a Playwright program in a held
+/// profile asks for a person for the one-time code, blocks, and goes on after Continue; its
+/// job's timeout (5 s) does not run while it waits.
+#[test]
+fn a_command_run_asks_for_a_person_through_its_run_token() {
+    let python = python_with_playwright();
+    let site = OtpSite::start();
+    let db = TestDb::new();
+    let o = TestApp::start(
+        &db,
+        &format!("{HAND_OVER_CONFIG}\n[command]\nallowed = [\"{python}\"]\n"),
+    );
+    let example = format!(
+        "{}/examples/commands/login_2fa.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let job = |name: &str| {
+        json!({"name": name, "kind": "command", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+            "payload": {"program": python, "args": [example],
+                "env": {"SITE_URL": site.url("/"), "SITE_USER": otp::USER,
+                        "SITE_PASSWORD": {"secret": "JOBBOARD_PASSWORD"}},
+                "browser_profile": "jobboard"},
+            "policy": {"max_retries": 0, "timeout": "8s"}})
+    };
+    o.create_job(&job("first-login"));
+    let waiting = o.wait_run("first-login", T, |r| {
+        !r["waiting"].is_null() || !["pending", "running"].contains(&r["state"].as_str().unwrap())
+    });
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    let w = &waiting["waiting"];
+    assert!(
+        w["reason"].as_str().unwrap().starts_with("one-time code"),
+        "{w}"
+    );
+    let live_id = w["live_id"].as_str().unwrap().to_string();
+    // A viewer may not take over; an operator sees how the hand-over stands.
+    let a = o.get(
+        &format!("/api/v1/browser/live/{live_id}/events"),
+        Some(&o.tokens.viewer),
+    );
+    assert_eq!(a.status, 403);
+    let a = o.get(
+        &format!("/api/v1/runs/{}/hand-over", waiting["id"].as_str().unwrap()),
+        o.admin(),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["state"], "waiting");
+
+    // The person, longer than the job's timeout: the program waits, not its clock.
+    let before = sweeps(&o);
+    wait_for("nine more sweeps (8 s and more)", T, || {
+        (sweeps(&o) >= before + 9).then_some(())
+    });
+    let operator = o.tokens.operator.clone();
+    let mut ev = Follower::start(&o, &live_id, &operator);
+    ev.wait_at("/code", T);
+    input(
+        &o,
+        &live_id,
+        &operator,
+        [click(otp::CODE_AT), typing(otp::CODE), press("Enter")].concat(),
+    );
+    ev.wait_at("/home", T);
+    input(&o, &live_id, &operator, vec![json!({"type": "done"})]);
+    let run = o.finished_run("first-login", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"]["result"],
+        json!({"logged_in_before": false, "greeting": "Welcome alice"}),
+        "{run}"
+    );
+    assert!(run["waiting"].is_null());
+    assert_eq!(site.logins(), 1);
+
+    // The next run finds the login in the profile: nobody is asked.
+    o.create_job(&job("next"));
+    let run = o.finished_run("next", T);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["output"]["result"]["logged_in_before"], true, "{run}");
+    let asked = o
+        .get(
+            "/api/v1/notifications?event=run.needs_person&channel=hook",
+            o.admin(),
+        )
+        .json();
+    assert_eq!(asked["items"].as_array().unwrap().len(), 1, "{asked}");
+    for typed in [otp::PASSWORD, otp::CODE] {
+        assert!(!o.logs.text().contains(typed), "{typed} in the logs");
+    }
+
+    // Nobody comes: the program is ended and the run fails with person_timeout.
+    let mut unattended = job("unattended");
+    unattended["payload"]["browser_profile"] = json!("fresh");
+    unattended["payload"]["env"]["HAND_OVER_TIMEOUT"] = json!("2s");
+    o.create_job(&unattended);
+    let run = o.finished_run("unattended", T);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["error_kind"], "person_timeout", "{run}");
+    assert!(run["waiting"].is_null());
 }

@@ -345,6 +345,60 @@ struct PersonPort {
 /// The event a run that waits for a person sends.
 pub const NEEDS_PERSON: &str = "run.needs_person";
 
+/// A run waits for a person in live view `live_id`: its row says so (`runs.waiting`) and
+/// `run.needs_person` is queued — to the routed channels, or to every channel when no route
+/// names the event — in one transaction. Fails when the run is no longer running.
+pub async fn announce_waiting(
+    deps: &Deps,
+    run: &ScriptRun,
+    reason: &str,
+    deadline: DateTime<Utc>,
+    live_id: Uuid,
+) -> Result<(), String> {
+    let base = deps.directory.api_url().unwrap_or_default();
+    let now = deps.clock.now();
+    let path = format!("/ui/#/live/{live_id}");
+    let link = format!("{base}{path}");
+    let row = serde_json::json!({"for": "person", "reason": reason, "since": now,
+        "deadline": deadline, "live_id": live_id, "link": path});
+    let notice = Notice {
+        event: NEEDS_PERSON.into(),
+        severity: crate::telemetry::events::Severity::Warning,
+        subject: format!("{} needs a person: {reason}", run.job_name),
+        body: format!(
+            "Run {} of {} waits for you until {}: {reason}. Take over in the live view: {link} \
+             (log in to the dashboard there).",
+            run.run_id,
+            run.job_name,
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        data: serde_json::json!({"job": run.job_name, "run_id": run.run_id,
+            "attempt": run.attempt, "reason": reason, "deadline": deadline, "link": link}),
+        key: format!("{NEEDS_PERSON}:{}:{live_id}", run.run_id),
+    };
+    let routing = &deps.routing;
+    let mut channels: Vec<String> = routing
+        .channels_for(NEEDS_PERSON, notice.severity)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if channels.is_empty() {
+        channels = routing.every_channel();
+    }
+    let rows = routing.rows_for(&notice, Some(&channels));
+    let run_id = run.run_id;
+    let marked = deps
+        .db
+        .run(move |c| crate::db::runs::wait_for_person(c, run_id, &row, &rows))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !marked {
+        return Err("the run is no longer running".into());
+    }
+    tracing::info!(run_id = %run.run_id, job = %run.job_name, %live_id, "the run waits for a person");
+    Ok(())
+}
+
 impl crate::browser::script::Person for PersonPort {
     fn waiting(
         &self,
@@ -352,51 +406,10 @@ impl crate::browser::script::Person for PersonPort {
         deadline: DateTime<Utc>,
         live_id: Uuid,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let (db, routing, run) = (
-            self.deps.db.clone(),
-            self.deps.routing.clone(),
-            self.run.clone(),
-        );
-        let waiting = self.waiting.clone();
-        let base = self.deps.directory.api_url().unwrap_or_default();
-        let now = self.deps.clock.now();
+        let (deps, run, waiting) = (self.deps.clone(), self.run.clone(), self.waiting.clone());
         Box::pin(async move {
-            let path = format!("/ui/#/live/{live_id}");
-            let link = format!("{base}{path}");
-            let row = serde_json::json!({"for": "person", "reason": reason, "since": now,
-                "deadline": deadline, "live_id": live_id, "link": path});
-            let notice = Notice {
-                event: NEEDS_PERSON.into(),
-                severity: crate::telemetry::events::Severity::Warning,
-                subject: format!("{} needs a person: {reason}", run.job_name),
-                body: format!(
-                    "Run {} of {} waits for you until {}: {reason}. Take over in the live view: {link} \
-                     (log in to the dashboard there).",
-                    run.run_id,
-                    run.job_name,
-                    deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-                data: serde_json::json!({"job": run.job_name, "run_id": run.run_id,
-                    "attempt": run.attempt, "reason": reason, "deadline": deadline, "link": link}),
-                key: format!("{NEEDS_PERSON}:{}:{live_id}", run.run_id),
-            };
-            let mut channels = routing.channels_for(NEEDS_PERSON, notice.severity);
-            let every = routing.every_channel();
-            if channels.is_empty() {
-                channels = every.iter().map(String::as_str).collect();
-            }
-            let channels: Vec<String> = channels.into_iter().map(str::to_string).collect();
-            let rows = routing.rows_for(&notice, Some(&channels));
-            let run_id = run.run_id;
-            let marked = db
-                .run(move |c| crate::db::runs::wait_for_person(c, run_id, &row, &rows))
-                .await
-                .map_err(|e| e.to_string())?;
-            if !marked {
-                return Err("the run is no longer running".into());
-            }
+            announce_waiting(&deps, &run, &reason, deadline, live_id).await?;
             waiting.begin();
-            tracing::info!(run_id = %run.run_id, job = %run.job_name, %live_id, "the run waits for a person");
             Ok(())
         })
     }

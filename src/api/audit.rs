@@ -80,6 +80,11 @@ pub const NOT_AUDITED: &[(&str, &str, &str)] = &[
     ),
     (
         "POST",
+        "/api/v1/runs/{id}/hand-over",
+        "a run's own request (its run token) for a person, shown in its run's `waiting`",
+    ),
+    (
+        "POST",
         "/api/v1/runs/{id}/notice",
         "a run's own output (its run token), sent as its notification",
     ),

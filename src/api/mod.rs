@@ -13,6 +13,7 @@ pub mod circuits;
 pub mod csrf;
 pub mod error;
 pub mod flags;
+pub mod hand_over;
 pub mod health;
 pub mod input;
 pub mod jobs;
@@ -116,6 +117,8 @@ where
                 .service(runs::artifact)
                 .service(runs::progress)
                 .service(runs::notice)
+                .service(hand_over::ask)
+                .service(hand_over::status)
                 .service(circuits::list)
                 .service(browser_sessions::list)
                 .service(live::open)

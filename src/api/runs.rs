@@ -304,7 +304,7 @@ pub async fn notice(
 }
 
 /// The run, 404 when there is none, 409 when it is not running.
-async fn running_run(state: &ApiState, id: Uuid) -> Result<Run, ApiError> {
+pub(super) async fn running_run(state: &ApiState, id: Uuid) -> Result<Run, ApiError> {
     let run = state
         .db
         .run(move |c| db_runs::get(c, id))

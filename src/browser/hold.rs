@@ -27,6 +27,12 @@ pub(super) struct Hold {
     _busy: Busy,
 }
 
+impl Hold {
+    pub(super) fn session(&self) -> Rc<Session> {
+        self.session.clone()
+    }
+}
+
 impl Pool {
     /// Holds `profile` for `run_id`: waits until no other run uses it, launches its browser
     /// if needed, and closes pages earlier runs parked.

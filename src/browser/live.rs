@@ -368,6 +368,7 @@ impl Pool {
             run_id: None,
             reason: None,
             alone: Some(idle),
+            all_tabs: true,
         };
         let session = pool.session(profile);
         let released = pool.clone();
@@ -386,6 +387,7 @@ impl Pool {
         run_id: Uuid,
         page: &Page,
         reason: &str,
+        all_tabs: bool,
     ) -> Result<LiveHandle, String> {
         let streams = {
             let guard = session.chromium.lock().await;
@@ -411,6 +413,7 @@ impl Pool {
             run_id: Some(run_id),
             reason: Some(reason.to_string()),
             alone: None,
+            all_tabs,
         };
         let (id, page) = (about.id, page.clone());
         let handle = self.start_view(
@@ -429,6 +432,42 @@ impl Pool {
         );
         tracing::info!(live_id = %id, %run_id, profile = %session.profile, "live view of a run's page opened");
         Ok(handle)
+    }
+
+    /// A live view of the browser a command run holds (its program asked for a person):
+    /// its newest tab shown, every tab listed; the program's pages stay its own.
+    pub async fn attach_held(&self, run_id: Uuid, reason: &str) -> Result<LiveHandle, String> {
+        let session = self
+            .holds
+            .borrow()
+            .get(&run_id)
+            .map(|h| h.session())
+            .ok_or("the run holds no browser profile (payload.browser_profile)")?;
+        let page = {
+            let guard = session.chromium.lock().await;
+            let chromium = guard
+                .as_ref()
+                .ok_or("the profile's browser is not running")?;
+            let tabs = chromium
+                .browser
+                .execute(GetTargetsParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .result
+                .target_infos;
+            let newest = tabs
+                .iter()
+                .filter(|t| is_tab(t))
+                .max_by_key(|t| t.url != "about:blank")
+                .ok_or("the program has no page open")?;
+            chromium
+                .browser
+                .get_page(newest.target_id.clone())
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        self.attach_live(&session, run_id, &page, reason, true)
+            .await
     }
 
     /// Starts a view's task; `after` runs once it has ended.
@@ -601,7 +640,7 @@ impl LiveHost for RunLive<'_> {
     ) -> futures_util::future::LocalBoxFuture<'a, Result<LiveHandle, String>> {
         Box::pin(
             self.pool
-                .attach_live(self.session, self.run_id, page, reason),
+                .attach_live(self.session, self.run_id, page, reason, false),
         )
     }
 }
@@ -615,6 +654,9 @@ struct About {
     /// A person's own view, holding the profile: it ends by itself after this long without
     /// input, or when nobody watches it. None: a run's view, which the run ends.
     alone: Option<Duration>,
+    /// Every tab of the browser is shown (it is the view's, or a command run's alone); else
+    /// only the page and the tabs it opens.
+    all_tabs: bool,
 }
 
 /// The view's task state.
@@ -695,7 +737,16 @@ impl View {
                     };
                 }
                 Wake::Created(info) => {
-                    if is_tab(&info) && !self.tabs.iter().any(|t| t.target_id == info.target_id) {
+                    // A run's view shows the tabs its page opens, not its neighbours'.
+                    let ours = self.about.all_tabs
+                        || info
+                            .opener_id
+                            .as_ref()
+                            .is_some_and(|o| self.tabs.iter().any(|t| t.target_id == *o));
+                    if ours
+                        && is_tab(&info)
+                        && !self.tabs.iter().any(|t| t.target_id == info.target_id)
+                    {
                         let opened_here = info.opener_id.is_some();
                         let id = info.target_id.clone();
                         self.tabs.push(info);

@@ -61,6 +61,8 @@ struct WaitingState {
     since: Option<std::time::Instant>,
     before: std::time::Duration,
     on_change: Option<std::sync::Arc<dyn Fn(bool) + Send + Sync>>,
+    /// Set when nobody took over in time: why (a command run's program is then ended).
+    gave_up: Option<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl Waiting {
@@ -106,6 +108,34 @@ impl Waiting {
             },
             false,
         );
+    }
+
+    /// Nobody took over in time: the run fails (`person_timeout`) with `why`.
+    pub fn give_up(&self, why: String) {
+        if let Ok(mut s) = self.0.lock() {
+            s.gave_up
+                .get_or_insert_with(|| tokio::sync::watch::channel(None).0)
+                .send_replace(Some(why));
+        }
+    }
+
+    /// Resolves with the reason once [`Waiting::give_up`] was called.
+    pub async fn given_up(&self) -> String {
+        let mut rx = match self.0.lock() {
+            Ok(mut s) => s
+                .gave_up
+                .get_or_insert_with(|| tokio::sync::watch::channel(None).0)
+                .subscribe(),
+            Err(_) => return std::future::pending().await,
+        };
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// All the time waited so far, the current wait included.

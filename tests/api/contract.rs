@@ -80,6 +80,7 @@ fn openapi_document_covers_every_route_and_auth_matrix_holds() {
                             ("POST", "/api/v1/jobs"),
                             ("POST", "/api/v1/browser/live"),
                             ("POST", "/api/v1/browser/live/{id}/input"),
+                            ("POST", "/api/v1/runs/{id}/hand-over"),
                             ("POST", "/api/v1/notifications/test"),
                             ("POST", "/api/v1/schedules/preview"),
                             ("PUT", "/api/v1/quotas/{name}"),

@@ -50,6 +50,8 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/runs/{id}/requeue", "operator"),
     ("POST", "/api/v1/runs/{id}/progress", "operator"),
     ("POST", "/api/v1/runs/{id}/notice", "operator"),
+    ("POST", "/api/v1/runs/{id}/hand-over", "operator"),
+    ("GET", "/api/v1/runs/{id}/hand-over", "operator"),
     ("GET", "/api/v1/runs/{id}/artifacts/{name}", "viewer"),
     ("GET", "/api/v1/circuits", "viewer"),
     ("GET", "/api/v1/browser/sessions", "viewer"),

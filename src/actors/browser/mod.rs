@@ -73,6 +73,14 @@ pub struct OpenLive {
     pub opened_by: String,
 }
 
+/// A live view of the browser a command run holds (its program asked for a person).
+#[derive(Message)]
+#[rtype(result = "Result<LiveHandle, String>")]
+pub struct AttachHeld {
+    pub run_id: uuid::Uuid,
+    pub reason: String,
+}
+
 /// The live views of this node that have not ended, oldest first.
 #[derive(Message)]
 #[rtype(result = "Vec<LiveHandle>")]
@@ -459,6 +467,22 @@ impl Handler<OpenLive> for BrowserPool {
                 }
                 opened
             }),
+        )
+    }
+}
+
+impl Handler<AttachHeld> for BrowserPool {
+    type Result = ResponseActFuture<Self, Result<LiveHandle, String>>;
+    fn handle(&mut self, msg: AttachHeld, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool.clone();
+        Box::pin(
+            async move {
+                match pool {
+                    Some(pool) => pool.attach_held(msg.run_id, &msg.reason).await,
+                    None => Err("the browser pool is starting".into()),
+                }
+            }
+            .into_actor(self),
         )
     }
 }

@@ -31,7 +31,9 @@ use uuid::Uuid;
 use self::gate::{refund_on_failure, refund_receipts, take_quota};
 use self::work::{execute, truncate};
 use super::scheduler::Wake;
+use super::system::announce_waiting;
 use super::{Deps, REHYDRATE_RETRY};
+use crate::browser::live::LiveHandle;
 use crate::db::runs::{self, Claimed, Completion, Handoff};
 use crate::jobs::policy::Policy;
 use crate::jobs::run_error::RunErrorKind;
@@ -43,6 +45,7 @@ use crate::supervisor::Lifeline;
 use crate::telemetry::events;
 use crate::telemetry::events::Occurrence;
 use crate::telemetry::names;
+use tokio::sync::watch;
 
 pub const NAME: &str = "executor";
 /// Results are written when this many are waiting, or after FLUSH_DELAY.
@@ -68,6 +71,49 @@ struct InFlight {
     handle: Option<SpawnHandle>,
     /// Waiting for a person (`hand_over`): in flight (heartbeats go on) but holding no slot.
     waiting: bool,
+    /// The run's wait clock (shared with its kind).
+    wait_clock: kinds::Waiting,
+    /// Who the run is, for its `run.needs_person`.
+    who: crate::kinds::system::ScriptRun,
+    /// A command run's program asked for a person: the view and how it stands.
+    hand_over: Option<(LiveHandle, watch::Receiver<HandOver>)>,
+}
+
+/// A command run's program asks for a person (`POST /api/v1/runs/{id}/hand-over`): `view` is
+/// the live view of its held browser. Answers how it stands, as it changes; a second ask
+/// while one is open joins it.
+#[derive(Message)]
+#[rtype(result = "Result<watch::Receiver<HandOver>, String>")]
+pub struct StartHandOver {
+    pub run_id: Uuid,
+    pub reason: String,
+    pub timeout: Duration,
+    pub view: LiveHandle,
+}
+
+/// How the run's hand-over stands (None: it asked for none, or it is not running here).
+#[derive(Message)]
+#[rtype(result = "Option<watch::Receiver<HandOver>>")]
+pub struct HandOverOf(pub Uuid);
+
+/// A hand-over, as the program polls it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct HandOver {
+    /// waiting, done (the person pressed Continue) or timed_out (the run fails)
+    pub state: HandOverState,
+    pub live_id: Uuid,
+    /// The dashboard page of its live view.
+    pub link: String,
+    pub reason: String,
+    pub deadline: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HandOverState {
+    Waiting,
+    Done,
+    TimedOut,
 }
 
 /// A run began (`true`) or ended (`false`) waiting for a person (`kinds::Waiting`).
@@ -144,6 +190,14 @@ impl Executor {
                 job: run.job_name.clone(),
                 handle: None,
                 waiting: false,
+                wait_clock: kinds::Waiting::default(),
+                who: crate::kinds::system::ScriptRun {
+                    job_id: run.job_id,
+                    job_name: run.job_name.clone(),
+                    run_id,
+                    attempt: run.attempt,
+                },
+                hand_over: None,
             },
         );
         metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(self.in_flight.len() as f64);
@@ -169,6 +223,9 @@ impl Executor {
             },
         };
         let waiting = rctx.waiting.clone();
+        if let Some(f) = self.in_flight.get_mut(&run_id) {
+            f.wait_clock = waiting.clone();
+        }
         let started = Instant::now();
         let quota: Vec<JobQuota> = rctx.quota.clone();
         let counter = self.deps.directory.quota_counter();
@@ -259,7 +316,12 @@ impl Executor {
             let (kind, job_name) = act
                 .in_flight
                 .remove(&run_id)
-                .map(|f| (f.kind, f.job))
+                .map(|f| {
+                    if let Some((view, _)) = &f.hand_over {
+                        view.end();
+                    }
+                    (f.kind, f.job)
+                })
                 .unwrap_or_default();
             metrics::gauge!(names::EXECUTOR_IN_FLIGHT).set(act.in_flight.len() as f64);
             let result = match ran {
@@ -569,6 +631,80 @@ impl Handler<RunWaits> for Executor {
                 s.do_send(Wake);
             }
         }
+    }
+}
+
+impl Handler<HandOverOf> for Executor {
+    type Result = Option<watch::Receiver<HandOver>>;
+    fn handle(&mut self, msg: HandOverOf, _: &mut Self::Context) -> Self::Result {
+        self.in_flight
+            .get(&msg.0)
+            .and_then(|f| f.hand_over.as_ref())
+            .map(|(_, rx)| rx.clone())
+    }
+}
+
+impl Handler<StartHandOver> for Executor {
+    type Result = ResponseActFuture<Self, Result<watch::Receiver<HandOver>, String>>;
+
+    fn handle(&mut self, msg: StartHandOver, ctx: &mut Self::Context) -> Self::Result {
+        let Some(f) = self.in_flight.get_mut(&msg.run_id) else {
+            msg.view.end();
+            return Box::pin(actix::fut::ready(Err(
+                "the run is not running on this node".to_string(),
+            )));
+        };
+        if let Some((_, rx)) = &f.hand_over {
+            msg.view.end();
+            return Box::pin(actix::fut::ready(Ok(rx.clone())));
+        }
+        let deadline = self.deps.clock.now()
+            + chrono::Duration::from_std(msg.timeout).unwrap_or(chrono::Duration::MAX);
+        let (tx, rx) = watch::channel(HandOver {
+            state: HandOverState::Waiting,
+            live_id: msg.view.id,
+            link: format!("/ui/#/live/{}", msg.view.id),
+            reason: msg.reason.clone(),
+            deadline,
+        });
+        f.hand_over = Some((msg.view.clone(), rx.clone()));
+        let (deps, who, clock) = (self.deps.clone(), f.who.clone(), f.wait_clock.clone());
+        let (view, reason, timeout, run_id) = (msg.view, msg.reason, msg.timeout, msg.run_id);
+        // Announced, then followed until the person is done or the time is up.
+        let announced = {
+            let (deps, who, reason, view) =
+                (deps.clone(), who.clone(), reason.clone(), view.clone());
+            async move { announce_waiting(&deps, &who, &reason, deadline, view.id).await }
+        };
+        ctx.spawn(
+            async move {
+                if let Err(e) = announced.await {
+                    tracing::warn!(actor = NAME, %run_id, error = %e, "a hand-over could not be announced");
+                    view.end();
+                    return;
+                }
+                clock.begin();
+                let state = tokio::select! {
+                    _ = view.wait_ended() => HandOverState::Done,
+                    _ = tokio::time::sleep(timeout) => {
+                        clock.give_up(format!(
+                            "nobody took over within {} ({reason})",
+                            crate::stdx::duration::format_duration(timeout)
+                        ));
+                        HandOverState::TimedOut
+                    }
+                };
+                view.end();
+                clock.end();
+                let _ = deps
+                    .db
+                    .run(move |c| crate::db::runs::set_waiting(c, run_id, None))
+                    .await;
+                tx.send_modify(|h| h.state = state);
+            }
+            .into_actor(self),
+        );
+        Box::pin(actix::fut::ready(Ok(rx)))
     }
 }
 

@@ -497,20 +497,33 @@ async fn run(ctx: RunContext, p: Payload) -> Result<Value, RunError> {
     let readers = futures_util::future::join(out, err);
     // Dropping this future (timeout, cancel) drops `group`, which ends the group.
     let status = from_thread(move || child.wait());
-    let status = match browser_died {
-        None => status.await,
-        Some(mut died) => {
-            tokio::select! {
-                status = status => status,
-                _ = died.changed() => {
-                    let mut group = group;
-                    from_thread(move || group.end()).await;
-                    return Err(RunError::new(
-                        RunErrorKind::BrowserCrashed,
-                        "the profile's browser died during the run; the program was ended",
-                    ));
-                }
+    let died = async move {
+        match browser_died {
+            Some(mut died) => {
+                let _ = died.changed().await;
             }
+            None => std::future::pending().await,
+        }
+    };
+    // The program asked for a person (`POST /api/v1/runs/{id}/hand-over`) and nobody came.
+    let gave_up = ctx.waiting.clone();
+    let status = tokio::select! {
+        status = status => status,
+        _ = died => {
+            let mut group = group;
+            from_thread(move || group.end()).await;
+            return Err(RunError::new(
+                RunErrorKind::BrowserCrashed,
+                "the profile's browser died during the run; the program was ended",
+            ));
+        }
+        why = gave_up.given_up() => {
+            let mut group = group;
+            from_thread(move || group.end()).await;
+            return Err(RunError::new(
+                RunErrorKind::PersonTimeout,
+                format!("{why}; the program was ended"),
+            ));
         }
     };
     let mut group = group;
