@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::live::{click, input, press, typing, Follower};
 use common::otp::{self, OtpSite};
+use common::probes::Probes;
 use common::*;
 use serde_json::{json, Value};
 
@@ -153,16 +154,49 @@ fn a_person_logs_in_with_a_one_time_code_and_the_profiles_runs_find_the_login() 
         assert!(!audit.contains(typed), "{typed} in the audit log");
     }
 
-    // A view whose page is closed ends by itself (closed), and frees the profile.
-    let second = open(&o, o.admin(), "jobboard", &site.url("/home")).json();
+    // A view whose page is closed ends by itself (closed), and frees the profile. It shows
+    // the probe page (tests/common/probes.rs), which a run of the profile visits next: the
+    // same identity on the wire (user agent, every client hint the page asks for, language).
+    let probes = Probes::start();
+    let second = open(&o, o.admin(), "jobboard", &probes.url("/glance")).json();
     let second_id = second["id"].as_str().unwrap().to_string();
     let mut ev = Follower::start(&o, &second_id, &admin);
-    ev.wait_at("/home", T);
+    ev.wait_at("/glance", T);
+    // Reloaded once: the hints the page asks for (Accept-CH) are sent from then on.
+    input(&o, &second_id, &admin, vec![json!({"type": "reload"})]);
+    wait_for("the reload reached the probe", T, || {
+        (probes.requests("/glance").len() >= 2).then_some(())
+    });
     drop(ev);
     let row = ended_row(&o, &second_id);
     assert_eq!(row["diff"]["end_reason"], "closed");
     let a = o.get("/api/v1/browser/live", o.admin());
     assert_eq!(a.json(), json!([]));
+    o.create_job(&json!({"name": "glance", "kind": "browser", "schedule": {"at": chrono::Utc::now().to_rfc3339()},
+        "payload": {"profile": "jobboard", "steps": [{"goto": {"url": probes.url("/glance")}}]},
+        "policy": {"max_retries": 0}}));
+    assert_eq!(o.finished_run("glance", T)["state"], "succeeded");
+    let seen = probes.requests("/glance");
+    let identity = |h: &std::collections::HashMap<String, String>| {
+        let mut v: Vec<(String, String)> = h
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("sec-ch-ua") || *k == "user-agent" || *k == "accept-language"
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (live, run) = (identity(&seen[1]), identity(seen.last().unwrap()));
+    assert!(
+        live.iter().any(|(k, _)| k == "sec-ch-ua-full-version-list"),
+        "{live:?}"
+    );
+    assert_eq!(
+        live, run,
+        "the live view and the run show the site one identity"
+    );
 }
 
 #[test]
@@ -401,6 +435,11 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
     );
     assert_eq!(o.runs("jobboard").len(), 1, "one attempt");
     assert_eq!(site.logins(), 1);
+    // The person who took over has their audit row, with its end.
+    let row = ended_row(&o, &live_id);
+    assert_eq!(row["actor"], "test-operator");
+    assert_eq!(row["target"], format!("run/{}", run["id"].as_str().unwrap()));
+    assert_eq!(row["diff"]["end_reason"], "done");
     let audit = o.get("/api/v1/audit?limit=500", o.admin()).text;
     for typed in [otp::PASSWORD, otp::CODE] {
         assert!(!o.logs.text().contains(typed), "{typed} in the logs");

@@ -295,12 +295,34 @@ impl Stream {
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[post("/browser/live/{id}/input")]
 pub async fn input(
-    _caller: AsOperator,
+    caller: AsOperator,
+    req: actix_web::HttpRequest,
     state: web::Data<ApiState>,
     id: web::Path<Uuid>,
     body: web::Json<InputBatch>,
 ) -> Result<HttpResponse, ApiError> {
     let handle = find(&state, id.into_inner()).await?;
+    // A person takes over a run's view (`hand_over`): their own audit row, completed when
+    // the view ends, as a view they opened has.
+    if let Some(run_id) = handle.run_id.filter(|_| handle.first_input_by(&caller.name)) {
+        let audit = Audit::for_action(&req, "browser.live");
+        let entry = audit.entry(
+            Some(format!("run/{run_id}")),
+            Some(json!({
+                "live_id": handle.id, "profile": handle.profile, "run_id": run_id,
+                "started_at": Utc::now(), "ended_at": null,
+            })),
+        );
+        audit.record_alone(&state, entry).await?;
+        let (db, view) = (state.db.clone(), handle.clone());
+        actix_web::rt::spawn(async move {
+            let why = view.wait_ended().await;
+            let id = view.id;
+            let _ = db
+                .run(move |c| crate::db::audit::finish_live(c, id, Utc::now(), why.as_str()))
+                .await;
+        });
+    }
     for (i, e) in body.events.iter().enumerate() {
         if let LiveInput::Navigate { url } = e {
             live::address(url)

@@ -223,6 +223,8 @@ pub struct LiveHandle {
     pub reason: Option<String>,
     input: mpsc::Sender<LiveInput>,
     shared: Arc<Shared>,
+    /// Who has sent input so far (for a run's view, each gets an audit row).
+    drivers: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The view has ended; inputs go nowhere.
@@ -243,6 +245,14 @@ impl LiveHandle {
                 .map_err(|_| ViewEnded(self.ended().unwrap_or(Ended::Stopped).as_str()))?;
         }
         Ok(())
+    }
+
+    /// True the first time `who` drives this view.
+    pub fn first_input_by(&self, who: &str) -> bool {
+        self.drivers
+            .lock()
+            .map(|mut d| d.insert(who.to_string()))
+            .unwrap_or(false)
     }
 
     /// Ends the view (as `done` would), without waiting.
@@ -497,6 +507,7 @@ impl Pool {
             reason: about.reason.clone(),
             input,
             shared: shared.clone(),
+            drivers: Default::default(),
         };
         self.lives.borrow_mut().insert(about.id, handle.clone());
         let lives = self.lives.clone();
