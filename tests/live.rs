@@ -321,7 +321,7 @@ fn sweeps(o: &TestApp) -> u64 {
 const HAND_OVER_CONFIG: &str = "[browser]\nstep_timeout = \"10s\"\n\
     [browser.secrets]\nJOBBOARD_PASSWORD = \"correct-horse-7\"\n\
     [scheduler]\nmax_concurrency = 1\nheartbeat_interval = \"500ms\"\n\
-    [zombie]\nsweep_interval = \"1s\"\nheartbeat_timeout = \"2s\"\n\
+    [zombie]\nsweep_interval = \"1s\"\nheartbeat_timeout = \"2s\"\ntimeout_grace = \"1s\"\n\
     [[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"";
 
 /// The job of the issue: log in; when the site asks for a one-time code, hand over to a
@@ -344,12 +344,12 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
     let site = OtpSite::start();
     let db = TestDb::new();
     let o = TestApp::start(&db, HAND_OVER_CONFIG);
-    // policy.timeout 6 s: the person's time (longer) does not count against it.
+    // policy.timeout 12 s: the person's time (longer) does not count against it.
     o.create_job(&login_job(
         &site,
         "jobboard",
         json!({"reason": "one-time code", "until": {"visible": "#applications"}, "timeout": "2m"}),
-        json!({"max_retries": 2, "timeout": "6s"}),
+        json!({"max_retries": 2, "timeout": "12s"}),
     ));
     let waiting = o.wait_run("jobboard", T, |r| {
         !r["waiting"].is_null() || r["state"] != "running" && r["state"] != "pending"
@@ -390,10 +390,11 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
     o.create_job(&json!({"name": "meanwhile", "kind": "noop", "schedule": {"at": chrono::Utc::now().to_rfc3339()}}));
     assert_eq!(o.finished_run("meanwhile", T)["state"], "succeeded");
 
-    // Zombie sweeps pass (heartbeat_timeout 2 s) and leave it running: it heartbeats.
+    // Zombie sweeps pass and leave it running: it heartbeats (heartbeat_timeout 2 s), and
+    // its wait does not count against policy.timeout + timeout_grace (13 s) there either.
     let before = sweeps(&o);
-    wait_for("seven more sweeps (6 s and more)", T, || {
-        (sweeps(&o) >= before + 7).then_some(())
+    wait_for("thirteen more sweeps (12 s and more)", T, || {
+        (sweeps(&o) >= before + 13).then_some(())
     });
     let still = &o.runs("jobboard")[0];
     assert_eq!(still["state"], "running", "{still}");
@@ -438,7 +439,10 @@ fn a_run_hands_over_to_a_person_for_the_code_and_goes_on_by_itself() {
     // The person who took over has their audit row, with its end.
     let row = ended_row(&o, &live_id);
     assert_eq!(row["actor"], "test-operator");
-    assert_eq!(row["target"], format!("run/{}", run["id"].as_str().unwrap()));
+    assert_eq!(
+        row["target"],
+        format!("run/{}", run["id"].as_str().unwrap())
+    );
     assert_eq!(row["diff"]["end_reason"], "done");
     let audit = o.get("/api/v1/audit?limit=500", o.admin()).text;
     for typed in [otp::PASSWORD, otp::CODE] {
@@ -509,7 +513,7 @@ fn nobody_takes_over_the_run_fails_once_and_continue_lets_a_run_go_on() {
 
 /// The shipped example (examples/commands/login_2fa.py): a Playwright program in a held
 /// profile asks for a person for the one-time code, blocks, and goes on after Continue; its
-/// job's timeout (5 s) does not run while it waits.
+/// job's timeout (12 s) does not run while it waits, here or in the zombie detector.
 #[test]
 fn a_command_run_asks_for_a_person_through_its_run_token() {
     let python = python_with_playwright();
@@ -529,7 +533,7 @@ fn a_command_run_asks_for_a_person_through_its_run_token() {
                 "env": {"SITE_URL": site.url("/"), "SITE_USER": otp::USER,
                         "SITE_PASSWORD": {"secret": "JOBBOARD_PASSWORD"}},
                 "browser_profile": "jobboard"},
-            "policy": {"max_retries": 0, "timeout": "8s"}})
+            "policy": {"max_retries": 0, "timeout": "12s"}})
     };
     o.create_job(&job("first-login"));
     let waiting = o.wait_run("first-login", T, |r| {
@@ -557,8 +561,8 @@ fn a_command_run_asks_for_a_person_through_its_run_token() {
 
     // The person, longer than the job's timeout: the program waits, not its clock.
     let before = sweeps(&o);
-    wait_for("nine more sweeps (8 s and more)", T, || {
-        (sweeps(&o) >= before + 9).then_some(())
+    wait_for("thirteen more sweeps (12 s and more)", T, || {
+        (sweeps(&o) >= before + 13).then_some(())
     });
     let operator = o.tokens.operator.clone();
     let mut ev = Follower::start(&o, &live_id, &operator);

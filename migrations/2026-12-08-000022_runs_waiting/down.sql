@@ -1,1 +1,1 @@
-ALTER TABLE runs DROP COLUMN waiting;
+ALTER TABLE runs DROP COLUMN waiting, DROP COLUMN waited_ms;

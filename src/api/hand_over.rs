@@ -109,10 +109,11 @@ pub async fn ask(
     }
     let wait = duration("wait", body.wait.as_deref(), MAX_WAIT, MAX_WAIT)?;
     super::runs::running_run(&state, id).await?;
+    // No executor here (the scheduler is off on this node): the run runs elsewhere.
     let executor = state
         .directory
         .executor()
-        .ok_or_else(|| ApiError::unavailable("the executor is restarting"))?;
+        .ok_or_else(|| ApiError::conflict("the run is not running on this node"))?;
     let gone = |_| ApiError::unavailable("the executor is restarting");
     if let Some(rx) = executor.send(HandOverOf(id)).await.map_err(gone)? {
         return Ok(answer(rx, wait).await);
@@ -156,10 +157,10 @@ pub async fn status(
     let id = id.into_inner();
     caller.may_report_on(id)?;
     let wait = duration("wait", q.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
-    let executor = state
-        .directory
-        .executor()
-        .ok_or_else(|| ApiError::unavailable("the executor is restarting"))?;
+    let none =
+        || ApiError::not_found("the run asked for no person (or is not running on this node)");
+    // No executor on this node (the scheduler is off): no run here asked for anyone.
+    let executor = state.directory.executor().ok_or_else(none)?;
     let rx = executor
         .send(HandOverOf(id))
         .await

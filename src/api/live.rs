@@ -304,7 +304,10 @@ pub async fn input(
     let handle = find(&state, id.into_inner()).await?;
     // A person takes over a run's view (`hand_over`): their own audit row, completed when
     // the view ends, as a view they opened has.
-    if let Some(run_id) = handle.run_id.filter(|_| handle.first_input_by(&caller.name)) {
+    if let Some(run_id) = handle
+        .run_id
+        .filter(|_| handle.first_input_by(&caller.name))
+    {
         let audit = Audit::for_action(&req, "browser.live");
         let entry = audit.entry(
             Some(format!("run/{run_id}")),

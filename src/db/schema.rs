@@ -58,6 +58,7 @@ diesel::table! {
         progress_at -> Nullable<Timestamptz>,
         began_at -> Nullable<Timestamptz>,
         waiting -> Nullable<Jsonb>,
+        waited_ms -> Int8,
     }
 }
 

@@ -489,6 +489,12 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("OVERSEER_TEST_LOGS").is_some() {
+            eprintln!(
+                "---- logs of the overseer under test ----\n{}",
+                self.logs.text()
+            );
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -58,8 +58,11 @@ pub fn judge(
         return Some(RunErrorKind::HeartbeatTimeout);
     }
     let policy = Policy::from_stored(&run.policy, defaults);
+    // The time it waited for a person (`hand_over`) is not the job's: as the executor does.
+    let waited = std::time::Duration::from_millis(run.waited_ms.max(0) as u64)
+        + age(run.waiting_since).unwrap_or_default();
     if let (Some(limit), Some(ran)) = (policy.timeout, age(run.started_at)) {
-        if ran > limit + cfg.timeout_grace {
+        if ran.saturating_sub(waited) > limit + cfg.timeout_grace {
             return Some(RunErrorKind::Timeout);
         }
     }
@@ -197,6 +200,8 @@ mod tests {
             node_last_seen: node_last_seen.map(at),
             node_stopped_at: stopped.then(|| at("2026-12-01T09:00:00Z")),
             db_now: at("2026-12-01T09:00:10Z"),
+            waited_ms: 0,
+            waiting_since: None,
         }
     }
 
@@ -204,6 +209,26 @@ mod tests {
         crate::config::load(&crate::config::Sources::default())
             .unwrap()
             .config
+    }
+
+    /// The time a run waited for a person does not count against its job's timeout: past
+    /// `timeout + timeout_grace` of work it is a zombie, not before.
+    #[test]
+    fn time_waited_for_a_person_is_not_the_jobs() {
+        let c = config();
+        let (z, d) = (&c.zombie, &c.scheduler.defaults);
+        let mut r = run("2026-12-01T09:00:09Z", Some("2026-12-01T09:00:09Z"), false);
+        r.started_at = Some(at("2026-12-01T08:58:30Z")); // 100 s ago
+        r.policy = serde_json::json!({"timeout": "30s"}); // + 10 s grace
+        assert_eq!(judge(&r, z, d), Some(RunErrorKind::Timeout));
+        r.waited_ms = 65_000;
+        assert_eq!(judge(&r, z, d), None, "35 s of work");
+        r.waited_ms = 0;
+        r.waiting_since = Some(at("2026-12-01T08:59:00Z")); // waiting for 70 s now
+        assert_eq!(judge(&r, z, d), None, "30 s of work, then waiting");
+        r.waited_ms = 5_000;
+        r.waiting_since = Some(at("2026-12-01T09:00:00Z"));
+        assert_eq!(judge(&r, z, d), Some(RunErrorKind::Timeout), "85 s of work");
     }
 
     /// A node that has just started may claim a run before its row exists: its fresh run is

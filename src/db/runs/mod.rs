@@ -390,19 +390,25 @@ pub fn count_in_state(conn: &mut PgConnection, state: RunState) -> Result<i64, D
         .get_result(conn)?)
 }
 
-/// A running run waits for a person (`Some`), or no longer does (`None`). False when the
-/// run is no longer running.
+/// A running run waits for a person (`Some`: since the database's now), or no longer does
+/// (`None`: the wait is added to `waited_ms`). False when the run is no longer running.
 pub fn set_waiting(
     conn: &mut PgConnection,
     run_id: Uuid,
     waiting: Option<&Value>,
 ) -> Result<bool, DbError> {
-    let n = diesel::update(
-        runs::table
-            .filter(runs::id.eq(run_id))
-            .filter(runs::state.eq("running")),
+    use diesel::sql_types::{Jsonb, Nullable, Uuid as SqlUuid};
+    let n = diesel::sql_query(
+        "UPDATE runs SET \
+             waited_ms = waited_ms + CASE WHEN $2::jsonb IS NULL AND waiting ? 'since' THEN \
+                 greatest(0, (extract(epoch FROM now() - (waiting->>'since')::timestamptz) * 1000)::bigint) \
+                 ELSE 0 END, \
+             waiting = CASE WHEN $2::jsonb IS NULL THEN NULL \
+                 ELSE $2::jsonb || jsonb_build_object('since', now()) END \
+         WHERE id = $1 AND state = 'running'",
     )
-    .set(runs::waiting.eq(waiting))
+    .bind::<SqlUuid, _>(run_id)
+    .bind::<Nullable<Jsonb>, _>(waiting)
     .execute(conn)?;
     Ok(n == 1)
 }

@@ -34,6 +34,11 @@ pub struct RunningRun {
     pub node_stopped_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Timestamptz)]
     pub db_now: DateTime<Utc>,
+    /// Time waited for a person so far (ended waits), and since when it waits now.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub waited_ms: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 /// The zombie sweep's read of every running run; `tests/plans.rs` EXPLAINs it. Each run's
@@ -41,7 +46,8 @@ pub struct RunningRun {
 /// once there are many running runs: the cost must follow the running runs, not the jobs).
 pub const RUNNING_SQL: &str = "SELECT r.id, r.node_id, r.started_at, r.heartbeat_at, \
                 COALESCE((SELECT j.policy FROM jobs j WHERE j.id = r.job_id), '{}'::jsonb) AS policy, \
-                n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now \
+                n.last_seen AS node_last_seen, n.stopped_at AS node_stopped_at, now() AS db_now, \
+                r.waited_ms, (r.waiting->>'since')::timestamptz AS waiting_since \
          FROM runs r LEFT JOIN nodes n ON n.id = r.node_id \
          WHERE r.state = 'running'";
 
