@@ -252,6 +252,49 @@ fn runs_of_the_profile_wait_while_a_person_drives_it_and_go_on_after_the_idle_ti
     );
     assert_eq!(o.runs("waits")[0]["state"], "running");
 
+    // Tabs: a link opens a new one, shown at once; back to the first; the new one closed;
+    // history back and forward.
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "navigate", "url": site.url("/links")})],
+    );
+    let first = ev.wait_at("/links", T);
+    let first_tab = first["active"].as_str().unwrap().to_string();
+    input(&o, &id, &admin, click(otp::USER_AT));
+    let opened = ev.wait("a second tab, shown", T, |n, v| {
+        n == "state"
+            && v["tabs"].as_array().is_some_and(|t| t.len() == 2)
+            && v["active"] != first_tab.as_str()
+    });
+    let second_tab = opened["active"].as_str().unwrap().to_string();
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "tab", "id": first_tab})],
+    );
+    ev.wait("the first tab shown again", T, |n, v| {
+        n == "state" && v["active"] == first_tab.as_str()
+    });
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "close_tab", "id": second_tab})],
+    );
+    ev.wait("one tab left", T, |n, v| {
+        n == "state" && v["tabs"].as_array().is_some_and(|t| t.len() == 1)
+    });
+    input(&o, &id, &admin, vec![json!({"type": "back"})]);
+    ev.wait("back at the login", T, |n, v| {
+        n == "state" && v["url"].as_str().is_some_and(|u| u.ends_with("again=1"))
+    });
+    input(&o, &id, &admin, vec![json!({"type": "forward"})]);
+    ev.wait_at("/links", T);
+    assert_eq!(o.runs("waits")[0]["state"], "running");
+
     // No input for live_idle: the view ends, and the run goes on.
     let ended = ev.wait("the end", T, |n, _| n == "ended");
     assert_eq!(ended["reason"], "idle");

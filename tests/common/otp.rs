@@ -15,7 +15,8 @@ use super::http::{Reply, Request, Response, Server};
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct-horse-7";
 pub const CODE: &str = "493817";
-/// Where to click: the middle of the user field, the password field, the code field.
+/// Where to click: the middle of the user field, the password field, the code field (and
+/// of the new-tab link on `/links`).
 pub const USER_AT: (f64, f64) = (250.0, 120.0);
 pub const PASSWORD_AT: (f64, f64) = (250.0, 180.0);
 pub const CODE_AT: (f64, f64) = (250.0, 120.0);
@@ -143,6 +144,11 @@ fn answer(req: Request, state: &Mutex<State>) -> Response {
                 redirect("/code?wrong=1")
             }
         }
+        // A link that opens in a new tab.
+        ("GET", "/links") => page(
+            "<h1>Links</h1><a id=open href=/login target=_blank style='position:absolute;top:100px;\
+             left:100px;display:block;width:300px;height:40px'>open the login in a new tab</a>",
+        ),
         ("GET", "/home") => {
             let known = cookie(&req, "sid")
                 .is_some_and(|sid| state.lock().unwrap().sessions.contains(&sid));
