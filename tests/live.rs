@@ -97,6 +97,45 @@ fn a_person_logs_in_with_a_one_time_code_and_the_profiles_runs_find_the_login() 
         [click(otp::CODE_AT), typing(otp::CODE), press("Enter")].concat(),
     );
     ev.wait_at("/home", T);
+    // Tabs: a link opens a new one, shown at once; back to the first; the new one closed;
+    // history back and forward.
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "navigate", "url": site.url("/links")})],
+    );
+    let first = ev.wait_at("/links", T);
+    let first_tab = first["active"].as_str().unwrap().to_string();
+    input(&o, &id, &admin, click(otp::USER_AT));
+    let opened = ev.wait("a second tab, shown", T, |n, v| {
+        n == "state"
+            && v["tabs"].as_array().is_some_and(|t| t.len() == 2)
+            && v["active"] != first_tab.as_str()
+    });
+    let second_tab = opened["active"].as_str().unwrap().to_string();
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "tab", "id": first_tab})],
+    );
+    ev.wait("the first tab shown again", T, |n, v| {
+        n == "state" && v["active"] == first_tab.as_str()
+    });
+    input(
+        &o,
+        &id,
+        &admin,
+        vec![json!({"type": "close_tab", "id": second_tab})],
+    );
+    ev.wait("one tab left", T, |n, v| {
+        n == "state" && v["tabs"].as_array().is_some_and(|t| t.len() == 1)
+    });
+    input(&o, &id, &admin, vec![json!({"type": "back"})]);
+    ev.wait_at("/home", T);
+    input(&o, &id, &admin, vec![json!({"type": "forward"})]);
+    ev.wait_at("/links", T);
     input(&o, &id, &admin, vec![json!({"type": "done"})]);
     let ended = ev.wait("the end", T, |n, _| n == "ended");
     assert_eq!(ended["reason"], "done");
@@ -250,49 +289,6 @@ fn runs_of_the_profile_wait_while_a_person_drives_it_and_go_on_after_the_idle_ti
         site.seen("/code").is_empty(),
         "the run did not start while the view held its profile"
     );
-    assert_eq!(o.runs("waits")[0]["state"], "running");
-
-    // Tabs: a link opens a new one, shown at once; back to the first; the new one closed;
-    // history back and forward.
-    input(
-        &o,
-        &id,
-        &admin,
-        vec![json!({"type": "navigate", "url": site.url("/links")})],
-    );
-    let first = ev.wait_at("/links", T);
-    let first_tab = first["active"].as_str().unwrap().to_string();
-    input(&o, &id, &admin, click(otp::USER_AT));
-    let opened = ev.wait("a second tab, shown", T, |n, v| {
-        n == "state"
-            && v["tabs"].as_array().is_some_and(|t| t.len() == 2)
-            && v["active"] != first_tab.as_str()
-    });
-    let second_tab = opened["active"].as_str().unwrap().to_string();
-    input(
-        &o,
-        &id,
-        &admin,
-        vec![json!({"type": "tab", "id": first_tab})],
-    );
-    ev.wait("the first tab shown again", T, |n, v| {
-        n == "state" && v["active"] == first_tab.as_str()
-    });
-    input(
-        &o,
-        &id,
-        &admin,
-        vec![json!({"type": "close_tab", "id": second_tab})],
-    );
-    ev.wait("one tab left", T, |n, v| {
-        n == "state" && v["tabs"].as_array().is_some_and(|t| t.len() == 1)
-    });
-    input(&o, &id, &admin, vec![json!({"type": "back"})]);
-    ev.wait("back at the login", T, |n, v| {
-        n == "state" && v["url"].as_str().is_some_and(|u| u.ends_with("again=1"))
-    });
-    input(&o, &id, &admin, vec![json!({"type": "forward"})]);
-    ev.wait_at("/links", T);
     assert_eq!(o.runs("waits")[0]["state"], "running");
 
     // No input for live_idle: the view ends, and the run goes on.

@@ -205,6 +205,7 @@ impl Pool {
             seq: 0,
             tabs,
             about,
+            fronted: Default::default(),
         };
         tokio::task::spawn_local(async move {
             view.start_screencast().await;

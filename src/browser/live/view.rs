@@ -33,6 +33,8 @@ pub(super) struct View {
     pub(super) seq: u64,
     pub(super) tabs: Vec<TargetInfo>,
     pub(super) about: About,
+    /// The tabs brought to the front when they opened.
+    pub(super) fronted: std::collections::HashSet<TargetId>,
 }
 
 /// What woke the view.
@@ -111,13 +113,11 @@ impl View {
                         && is_tab(&info)
                         && !self.tabs.iter().any(|t| t.target_id == info.target_id)
                     {
+                        let info_id = info.target_id.clone();
                         let opened_here = info.opener_id.is_some();
-                        let id = info.target_id.clone();
                         self.tabs.push(info);
-                        // A popup or a link opened in a new tab comes to the front, as in
-                        // a browser.
                         if opened_here {
-                            let _ = self.show(&id).await;
+                            self.bring_forward(&info_id).await;
                         }
                         self.publish_state();
                     }
@@ -135,8 +135,14 @@ impl View {
                     }
                 }
                 Wake::Changed(info) => {
-                    if let Some(t) = self.tabs.iter_mut().find(|t| t.target_id == info.target_id) {
+                    let id = info.target_id.clone();
+                    let opened_here = info.opener_id.is_some();
+                    if let Some(t) = self.tabs.iter_mut().find(|t| t.target_id == id) {
                         *t = info;
+                        // Not shown yet (the browser had not attached it): now.
+                        if opened_here {
+                            self.bring_forward(&id).await;
+                        }
                         self.publish_state();
                     }
                 }
@@ -176,6 +182,14 @@ impl View {
         };
         if let Err(e) = self.page.execute(params).await {
             tracing::warn!(profile = %self.session.profile, error = %e, "live view: the screencast did not start");
+        }
+    }
+
+    /// A popup or a link opened in a new tab comes to the front once, as in a browser (tried
+    /// again on the tab's next change while the browser has not attached it yet).
+    async fn bring_forward(&mut self, id: &TargetId) {
+        if !self.fronted.contains(id) && self.show(id).await.is_ok() {
+            self.fronted.insert(id.clone());
         }
     }
 
