@@ -17,6 +17,9 @@
 //! work (`work.rs`) in rooms of their own.
 
 mod gate;
+mod hand_over;
+use hand_over::RunWaits;
+pub use hand_over::{HandOver, HandOverOf, HandOverState, StartHandOver};
 mod work;
 
 use std::collections::HashMap;
@@ -31,7 +34,6 @@ use uuid::Uuid;
 use self::gate::{refund_on_failure, refund_receipts, take_quota};
 use self::work::{execute, truncate};
 use super::scheduler::Wake;
-use super::system::announce_waiting;
 use super::{Deps, REHYDRATE_RETRY};
 use crate::browser::live::LiveHandle;
 use crate::db::runs::{self, Claimed, Completion, Handoff};
@@ -77,51 +79,6 @@ struct InFlight {
     who: crate::kinds::system::ScriptRun,
     /// A command run's program asked for a person: the view and how it stands.
     hand_over: Option<(LiveHandle, watch::Receiver<HandOver>)>,
-}
-
-/// A command run's program asks for a person (`POST /api/v1/runs/{id}/hand-over`): `view` is
-/// the live view of its held browser. Answers how it stands, as it changes; a second ask
-/// while one is open joins it.
-#[derive(Message)]
-#[rtype(result = "Result<watch::Receiver<HandOver>, String>")]
-pub struct StartHandOver {
-    pub run_id: Uuid,
-    pub reason: String,
-    pub timeout: Duration,
-    pub view: LiveHandle,
-}
-
-/// How the run's hand-over stands (None: it asked for none, or it is not running here).
-#[derive(Message)]
-#[rtype(result = "Option<watch::Receiver<HandOver>>")]
-pub struct HandOverOf(pub Uuid);
-
-/// A hand-over, as the program polls it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct HandOver {
-    /// waiting, done (the person pressed Continue) or timed_out (the run fails)
-    pub state: HandOverState,
-    pub live_id: Uuid,
-    /// The dashboard page of its live view.
-    pub link: String,
-    pub reason: String,
-    pub deadline: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HandOverState {
-    Waiting,
-    Done,
-    TimedOut,
-}
-
-/// A run began (`true`) or ended (`false`) waiting for a person (`kinds::Waiting`).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RunWaits {
-    run_id: Uuid,
-    waiting: bool,
 }
 
 /// The zombie detector rescued these runs while their workers here still run (hung):
@@ -616,95 +573,6 @@ impl Handler<Capacity> for Executor {
         let working = self.in_flight.values().filter(|f| !f.waiting).count();
         self.max()
             .saturating_sub(working + self.done.len() + self.recording)
-    }
-}
-
-impl Handler<RunWaits> for Executor {
-    type Result = ();
-    fn handle(&mut self, msg: RunWaits, _: &mut Self::Context) {
-        if let Some(f) = self.in_flight.get_mut(&msg.run_id) {
-            f.waiting = msg.waiting;
-        }
-        // Its slot is free while it waits: the scheduler may send another run.
-        if msg.waiting {
-            if let Some(s) = self.deps.directory.scheduler() {
-                s.do_send(Wake);
-            }
-        }
-    }
-}
-
-impl Handler<HandOverOf> for Executor {
-    type Result = Option<watch::Receiver<HandOver>>;
-    fn handle(&mut self, msg: HandOverOf, _: &mut Self::Context) -> Self::Result {
-        self.in_flight
-            .get(&msg.0)
-            .and_then(|f| f.hand_over.as_ref())
-            .map(|(_, rx)| rx.clone())
-    }
-}
-
-impl Handler<StartHandOver> for Executor {
-    type Result = ResponseActFuture<Self, Result<watch::Receiver<HandOver>, String>>;
-
-    fn handle(&mut self, msg: StartHandOver, ctx: &mut Self::Context) -> Self::Result {
-        let Some(f) = self.in_flight.get_mut(&msg.run_id) else {
-            msg.view.end();
-            return Box::pin(actix::fut::ready(Err(
-                "the run is not running on this node".to_string(),
-            )));
-        };
-        if let Some((_, rx)) = &f.hand_over {
-            msg.view.end();
-            return Box::pin(actix::fut::ready(Ok(rx.clone())));
-        }
-        let deadline = self.deps.clock.now()
-            + chrono::Duration::from_std(msg.timeout).unwrap_or(chrono::Duration::MAX);
-        let (tx, rx) = watch::channel(HandOver {
-            state: HandOverState::Waiting,
-            live_id: msg.view.id,
-            link: format!("/ui/#/live/{}", msg.view.id),
-            reason: msg.reason.clone(),
-            deadline,
-        });
-        f.hand_over = Some((msg.view.clone(), rx.clone()));
-        let (deps, who, clock) = (self.deps.clone(), f.who.clone(), f.wait_clock.clone());
-        let (view, reason, timeout, run_id) = (msg.view, msg.reason, msg.timeout, msg.run_id);
-        // Announced, then followed until the person is done or the time is up.
-        let announced = {
-            let (deps, who, reason, view) =
-                (deps.clone(), who.clone(), reason.clone(), view.clone());
-            async move { announce_waiting(&deps, &who, &reason, deadline, view.id).await }
-        };
-        ctx.spawn(
-            async move {
-                if let Err(e) = announced.await {
-                    tracing::warn!(actor = NAME, %run_id, error = %e, "a hand-over could not be announced");
-                    view.end();
-                    return;
-                }
-                clock.begin();
-                let state = tokio::select! {
-                    _ = view.wait_ended() => HandOverState::Done,
-                    _ = tokio::time::sleep(timeout) => {
-                        clock.give_up(format!(
-                            "nobody took over within {} ({reason})",
-                            crate::stdx::duration::format_duration(timeout)
-                        ));
-                        HandOverState::TimedOut
-                    }
-                };
-                view.end();
-                clock.end();
-                let _ = deps
-                    .db
-                    .run(move |c| crate::db::runs::set_waiting(c, run_id, None))
-                    .await;
-                tx.send_modify(|h| h.state = state);
-            }
-            .into_actor(self),
-        );
-        Box::pin(actix::fut::ready(Ok(rx)))
     }
 }
 
